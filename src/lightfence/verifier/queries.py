@@ -80,7 +80,7 @@ def list_devices(session: Session, who: Principal) -> list[dict[str, Any]]:
         .order_by(DeviceRow.id),
         who,
     )
-    return [device_dict(d, v) for d, v in session.execute(stmt).tuples()]
+    return [device_dict(d, v) for d, v in session.execute(stmt)]
 
 
 def latest_verdict(session: Session, device_id: str) -> VerdictRow | None:
