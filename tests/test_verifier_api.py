@@ -20,7 +20,7 @@ from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import AuditRow, DeviceRow, RecordRow, RejectionRow
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
-from verifier_support import Fleet, db_url, identity_for, make_fleet, token
+from verifier_support import ADMIN, Fleet, db_url, identity_for, make_fleet, token
 
 __all__ = ["db_url"]
 
@@ -260,7 +260,7 @@ def test_webhook_receives_new_alerts(tmp_path: object) -> None:
         url = f"sqlite:///{tmp_path}/hook.db"
         fleet = make_fleet(url, webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
         fleet.service.ingest([fleet.record("fra1", 0.5, device_key=seeded_key("nobody"))],
-                             __import__("verifier_support").ADMIN)  # fmt: skip
+                             ADMIN)  # fmt: skip
         deadline = time.monotonic() + 10
         while not _Hook.received and time.monotonic() < deadline:
             time.sleep(0.05)
