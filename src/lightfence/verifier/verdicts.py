@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, load_only
 
 from lightfence.core.batch import MeasurementTable, decide_batch
 from lightfence.core.kinds import Reason, VerdictKind
@@ -217,7 +217,14 @@ def decide_pending(pending: list[Pending]) -> list[Decided]:
     return out
 
 
-def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list[VerdictRow]:
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    device_id: str
+    kind: str
+
+
+def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list[Stored]:
     """Store verdicts whose device did not change since it was read; raise their alerts.
 
     One audit entry covers the pass (every verdict id, device and kind is in its payload).
@@ -227,7 +234,9 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     previous: dict[str, str] = {}
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
-        for dev in session.execute(select(DeviceRow).where(DeviceRow.id.in_(chunk))).scalars():
+        only = load_only(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict)
+        query = select(DeviceRow).where(DeviceRow.id.in_(chunk)).options(only)
+        for dev in session.execute(query).scalars():
             devices[dev.id] = dev
         latest = (
             select(func.max(VerdictRow.id))
@@ -238,34 +247,37 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
             select(VerdictRow.device_id, VerdictRow.kind).where(VerdictRow.id.in_(latest))
         ):
             previous[did] = kind
-    stored: list[VerdictRow] = []
+    rows: list[dict[str, Any]] = []
     raise_for: list[Decided] = []
     for d in decided:
         p = d.pending
         current = devices.get(p.device_id)
         if current is None or current.dirty_seq != p.dirty_seq:
             continue  # changed meanwhile: stays dirty, the next pass decides on fresh inputs
-        row = VerdictRow(
-            device_id=p.device_id,
-            kind=d.kind.value,
-            reason_code=int(d.reason),
-            reason=d.text,
-            policy=p.policy,
-            bound=p.bound,
-            claimed=p.claimed,
-            as_of_ns=p.as_of_ns,
-            computed_ns=now_ns,
-            inputs=p.inputs,
+        rows.append(
+            {
+                "device_id": p.device_id,
+                "kind": d.kind.value,
+                "reason_code": int(d.reason),
+                "reason": d.text,
+                "policy": p.policy,
+                "bound": p.bound,
+                "claimed": p.claimed,
+                "as_of_ns": p.as_of_ns,
+                "computed_ns": now_ns,
+                "inputs": p.inputs,
+            }
         )
-        session.add(row)
         current.needs_verdict = False
-        stored.append(row)
         alarming = d.kind in (VerdictKind.REFUTED, VerdictKind.INCONSISTENT)
         if alarming and previous.get(p.device_id) != d.kind.value:
             raise_for.append(d)
-    if not stored:
-        return stored
+    if not rows:
+        return []
     session.flush()
+    stmt = insert(VerdictRow).returning(VerdictRow.id, sort_by_parameter_order=True)
+    new_ids = [int(i) for i in session.execute(stmt, rows).scalars()]
+    stored = [Stored(i, r["device_id"], r["kind"]) for i, r in zip(new_ids, rows, strict=True)]
     audit.append(
         session,
         actor="system",
@@ -273,8 +285,8 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
         subject=f"{len(stored)} verdict(s)",
         payload={
             "verdicts": [
-                [row.id, row.device_id, row.kind, [i["record_id"] for i in row.inputs]]
-                for row in stored
+                [s.id, s.device_id, s.kind, [i["record_id"] for i in r["inputs"]]]
+                for s, r in zip(stored, rows, strict=True)
             ]
         },
         now_ns=now_ns,
