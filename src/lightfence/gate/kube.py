@@ -1,0 +1,198 @@
+"""Kubernetes node labelling: one label per node from the gate's answers for its GPUs.
+
+A node is labelled `lightfence.io/verified=true` only when it lists a device id for every GPU
+it offers (annotation `lightfence.io/device-ids`, comma-separated, set by whoever installs the
+agent) and the gate allows every one of them; otherwise `false`, with the reason code in
+`lightfence.io/gate-reason`. A scheduling rule requiring the label (examples/kubernetes/) keeps
+new GPU pods off the node. Running pods are never touched: this is admission, not a kill switch.
+
+The labeller talks to the gate and to the cluster's own API server through the `KubeAPI`
+protocol (two calls). No cluster runs in this project's tests: they drive `label_pass` through
+an in-memory fake and `HttpKubeAPI` against a loopback stand-in for the two endpoints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from lightfence.gate.decision import Answer, Decision
+
+LABEL_VERIFIED = "lightfence.io/verified"
+LABEL_REASON = "lightfence.io/gate-reason"
+ANNOTATION_DEVICE_IDS = "lightfence.io/device-ids"
+GPU_RESOURCE = "nvidia.com/gpu"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+KUBE_TIMEOUT_S = 10.0
+
+
+class KubeError(Exception):
+    """The API server could not be reached or refused a request."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    gpu_count: int = 0
+    """GPUs the node offers (capacity of nvidia.com/gpu)."""
+
+    @property
+    def device_ids(self) -> list[str]:
+        raw = self.annotations.get(ANNOTATION_DEVICE_IDS, "")
+        return [d.strip() for d in raw.split(",") if d.strip()]
+
+
+class KubeAPI(Protocol):
+    def list_nodes(self) -> list[Node]: ...
+
+    def patch_node_labels(self, name: str, labels: Mapping[str, str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    verified: bool
+    reason: str
+    devices: list[dict[str, str]]
+    changed: bool
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "verified": self.verified,
+            "reason": self.reason,
+            "devices": self.devices,
+            "changed": self.changed,
+        }
+
+
+def node_verdict(
+    node: Node, check: Callable[[str], Decision]
+) -> tuple[bool, str, list[dict[str, str]]]:
+    """(verified, reason, answer per device) for a node: every GPU covered and allowed."""
+    ids = node.device_ids
+    if not ids:
+        return False, "no-device-ids", []
+    if len(set(ids)) < node.gpu_count:
+        return False, "device-ids-incomplete", []
+    devices = []
+    first_refusal = ""
+    for device_id in ids:
+        d = check(device_id)
+        devices.append({"device_id": device_id, "answer": d.answer.value, "reason": d.reason})
+        if d.answer is not Answer.ALLOWED and not first_refusal:
+            first_refusal = d.reason
+    return (not first_refusal), (first_refusal or "verified"), devices
+
+
+def label_pass(kube: KubeAPI, check: Callable[[str], Decision]) -> list[NodeResult]:
+    """Check every GPU node once and set its labels where they changed.
+
+    Nodes without GPUs and without device ids are left alone (CPU nodes).
+    """
+    results = []
+    for node in kube.list_nodes():
+        if node.gpu_count == 0 and not node.device_ids:
+            continue
+        verified, reason, devices = node_verdict(node, check)
+        wanted = {LABEL_VERIFIED: "true" if verified else "false", LABEL_REASON: reason}
+        changed = any(node.labels.get(k) != v for k, v in wanted.items())
+        if changed:
+            kube.patch_node_labels(node.name, wanted)
+        results.append(NodeResult(node.name, verified, reason, devices, changed))
+    return results
+
+
+def _gpu_count(capacity: Mapping[str, Any]) -> int:
+    try:
+        return max(0, int(str(capacity.get(GPU_RESOURCE, "0"))))
+    except ValueError:
+        return 0
+
+
+class HttpKubeAPI:
+    """The two API-server calls over HTTPS with a bearer token (a service account in-cluster)."""
+
+    def __init__(self, base_url: str, token: str | None, verify: str | bool = True) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            verify=verify,
+            timeout=KUBE_TIMEOUT_S,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @classmethod
+    def in_cluster(cls) -> HttpKubeAPI:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise KubeError(
+                "not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST unset); pass --kube-url"
+            )
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        except ValueError:
+            pass  # a host name
+        try:
+            token = (SERVICE_ACCOUNT_DIR / "token").read_text().strip()
+        except OSError as exc:
+            raise KubeError(f"cannot read the service account token: {exc.strerror}") from None
+        return cls(f"https://{host}:{port}", token, str(SERVICE_ACCOUNT_DIR / "ca.crt"))
+
+    @classmethod
+    def from_url(cls, url: str, token_file: Path | None) -> HttpKubeAPI:
+        token = None
+        if token_file is not None:
+            try:
+                token = token_file.read_text().strip()
+            except OSError as exc:
+                raise KubeError(f"cannot read {token_file}: {exc.strerror}") from None
+        return cls(url, token)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise KubeError(f"API server unreachable: {type(exc).__name__}: {exc}") from None
+        if resp.status_code >= 300:
+            raise KubeError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            return resp.json()
+        except ValueError:
+            raise KubeError(f"{method} {path}: answer is not JSON") from None
+
+    def list_nodes(self) -> list[Node]:
+        body = self._request("GET", "/api/v1/nodes")
+        nodes = []
+        for item in body.get("items", []) if isinstance(body, dict) else []:
+            meta = item.get("metadata", {})
+            nodes.append(
+                Node(
+                    name=str(meta.get("name", "")),
+                    labels=dict(meta.get("labels") or {}),
+                    annotations=dict(meta.get("annotations") or {}),
+                    gpu_count=_gpu_count((item.get("status") or {}).get("capacity") or {}),
+                )
+            )
+        return [n for n in nodes if n.name]
+
+    def patch_node_labels(self, name: str, labels: Mapping[str, str]) -> None:
+        self._request(
+            "PATCH",
+            f"/api/v1/nodes/{quote(name, safe='')}",
+            json={"metadata": {"labels": dict(labels)}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
