@@ -18,15 +18,21 @@ from lightfence.crypto.keys import SigningKey
 from lightfence.gate.decision import Answer, Decision, GateMode, SourceStatus
 from lightfence.gate.kube import (
     ANNOTATION_DEVICE_IDS,
+    HARDENED_LABEL,
     LABEL_REASON,
     LABEL_VERIFIED,
     HttpKubeAPI,
+    KubeError,
     Node,
+    check_label_key,
     label_pass,
+    load_device_map,
 )
 
 A = "a" * 32
 B = "b" * 32
+C = "c" * 32
+D = "d" * 32
 
 
 class FakeKube:
@@ -71,13 +77,14 @@ def test_label_pass_sets_true_only_when_every_gpu_is_allowed() -> None:
     kube = FakeKube(
         [
             gpu_node("good", [A]),
-            gpu_node("mixed", [A, B]),
+            gpu_node("mixed", [C, B]),
             gpu_node("undeclared", [], gpus=4),
-            gpu_node("partly-declared", [A], gpus=2),
+            gpu_node("partly-declared", [D], gpus=2),
             Node("cpu-only"),
         ]
     )
-    results = {r.node: r for r in label_pass(kube, gate_with({A: Answer.ALLOWED}))}
+    allowed = {A: Answer.ALLOWED, C: Answer.ALLOWED, D: Answer.ALLOWED}
+    results = {r.node: r for r in label_pass(kube, gate_with(allowed))}
     assert set(results) == {"good", "mixed", "undeclared", "partly-declared"}
     labels = {n: kube.nodes[n].labels.get(LABEL_VERIFIED) for n in results}
     assert labels == {
@@ -100,6 +107,40 @@ def test_label_flips_when_a_verdict_flips_and_unchanged_nodes_are_not_patched() 
     label_pass(kube, gate_with({A: Answer.DENIED}))
     assert kube.nodes["n1"].labels[LABEL_VERIFIED] == "false"
     assert len(kube.patches) == 2
+
+
+def test_a_device_id_claimed_by_two_nodes_verifies_neither() -> None:
+    kube = FakeKube([gpu_node("real", [A]), gpu_node("borrower", [A])])
+    results = {r.node: r for r in label_pass(kube, gate_with({A: Answer.ALLOWED}))}
+    assert {n: (r.verified, r.reason) for n, r in results.items()} == {
+        "real": (False, "device-id-on-several-nodes"),
+        "borrower": (False, "device-id-on-several-nodes"),
+    }
+
+
+def test_device_map_overrides_annotations_and_bad_ids_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "map"
+    path.write_text(f"# node device ids\nn1 {A}\nn2 ../../etc\n")
+    mapping = load_device_map(path)
+    kube = FakeKube([gpu_node("n1", [B]), gpu_node("n2", [A]), Node("n3", gpu_count=1)])
+    results = label_pass(kube, gate_with({A: Answer.ALLOWED}), device_map=mapping)
+    assert {r.node: (r.verified, r.reason) for r in results} == {
+        "n1": (True, "verified"),
+        "n2": (False, "bad-device-id"),
+        "n3": (False, "no-device-ids"),
+    }
+    path.write_text("n1\n")
+    with pytest.raises(KubeError, match="map:1"):
+        load_device_map(path)
+
+
+def test_hardened_label_key() -> None:
+    kube = FakeKube([gpu_node("n1", [A])])
+    label_pass(kube, gate_with({A: Answer.ALLOWED}), label_key=HARDENED_LABEL)
+    assert kube.nodes["n1"].labels[HARDENED_LABEL] == "true"
+    assert check_label_key(HARDENED_LABEL) == HARDENED_LABEL
+    with pytest.raises(ValueError):
+        check_label_key("not a key!")
 
 
 class _FakeApiServer:

@@ -37,6 +37,14 @@ from lightfence.gate.decision import (
     GatePolicy,
     unknown_decision,
 )
+from lightfence.gate.kube import (
+    LABEL_VERIFIED,
+    HttpKubeAPI,
+    KubeError,
+    check_label_key,
+    label_pass,
+    load_device_map,
+)
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
 
 gate = typer.Typer(
@@ -219,12 +227,27 @@ def label_cmd(
     kube_token_file: Annotated[
         Path | None, typer.Option("--kube-token-file", help="Bearer token file for --kube-url.")
     ] = None,
+    label: Annotated[
+        str,
+        typer.Option(
+            "--label",
+            help="Label key set to true|false. Prefer "
+            "node-restriction.kubernetes.io/lightfence-verified: kubelets cannot set that one.",
+        ),
+    ] = LABEL_VERIFIED,
+    device_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--device-map",
+            help="Lines 'NODE DEVICE_ID[,...]' kept by the operator. Default: each node's "
+            "lightfence.io/device-ids annotation (which its kubelet can edit).",
+        ),
+    ] = None,
 ) -> None:
     """Label each Kubernetes node lightfence.io/verified=true|false from the gate's answers."""
-    from lightfence.gate.kube import HttpKubeAPI, KubeError, label_pass
-
     try:
         verifier = check_verifier_url(verifier)
+        check_label_key(label)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if interval < 1:
@@ -246,7 +269,9 @@ def label_cmd(
 
     while True:
         try:
-            results = label_pass(kube, check)
+            # Re-read every pass so a ConfigMap update applies without a restart.
+            mapping = None if device_map is None else load_device_map(device_map)
+            results = label_pass(kube, check, label_key=label, device_map=mapping)
         except KubeError as exc:
             typer.echo(f"lightfence gate label: {exc}", err=True)
             if once:

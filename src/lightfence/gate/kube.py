@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +25,22 @@ from urllib.parse import quote
 
 import httpx
 
+from lightfence.gate.client import check_device_id
 from lightfence.gate.decision import Answer, Decision
 
 LABEL_VERIFIED = "lightfence.io/verified"
+HARDENED_LABEL = "node-restriction.kubernetes.io/lightfence-verified"
+"""Kubelets may set their own node's labels, except under this prefix (NodeRestriction): use it
+so that a compromised node cannot label itself verified."""
 LABEL_REASON = "lightfence.io/gate-reason"
 ANNOTATION_DEVICE_IDS = "lightfence.io/device-ids"
 GPU_RESOURCE = "nvidia.com/gpu"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KUBE_TIMEOUT_S = 10.0
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
 
 
 class KubeError(Exception):
@@ -76,14 +86,24 @@ class NodeResult:
 
 
 def node_verdict(
-    node: Node, check: Callable[[str], Decision]
+    ids: list[str], gpu_count: int, check: Callable[[str], Decision], shared: set[str]
 ) -> tuple[bool, str, list[dict[str, str]]]:
-    """(verified, reason, answer per device) for a node: every GPU covered and allowed."""
-    ids = node.device_ids
+    """(verified, reason, answer per device) for a node: every GPU covered and allowed.
+
+    `shared` holds device ids claimed by more than one node in this pass: one GPU cannot be in
+    two nodes, so a copied id (a node borrowing a verified GPU's id) labels every claimant false.
+    """
     if not ids:
         return False, "no-device-ids", []
-    if len(set(ids)) < node.gpu_count:
+    for device_id in ids:
+        try:
+            check_device_id(device_id)
+        except ValueError:
+            return False, "bad-device-id", []
+    if len(set(ids)) < gpu_count:
         return False, "device-ids-incomplete", []
+    if shared.intersection(ids):
+        return False, "device-id-on-several-nodes", []
     devices = []
     first_refusal = ""
     for device_id in ids:
@@ -94,17 +114,60 @@ def node_verdict(
     return (not first_refusal), (first_refusal or "verified"), devices
 
 
-def label_pass(kube: KubeAPI, check: Callable[[str], Decision]) -> list[NodeResult]:
+def load_device_map(path: Path) -> dict[str, list[str]]:
+    """Node name to device ids, from lines `NODE DEVICE_ID[,DEVICE_ID...]` (repeatable, # comments).
+
+    Kept by the operator (a ConfigMap), out of reach of the nodes themselves, unlike annotations
+    which a node's kubelet may edit.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise KubeError(f"cannot read device map {path}: {exc.strerror}") from None
+    mapping: dict[str, list[str]] = {}
+    for n, line in enumerate(lines, 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise KubeError(f"{path}:{n}: expected 'NODE DEVICE_ID[,DEVICE_ID...]'")
+        mapping.setdefault(fields[0], []).extend(d for d in fields[1].split(",") if d)
+    return mapping
+
+
+def check_label_key(key: str) -> str:
+    """`prefix/name` as Kubernetes accepts it; ValueError with the rule otherwise."""
+    if not _LABEL_KEY.fullmatch(key) or len(key.rpartition("/")[2]) > 63:
+        raise ValueError(f"not a Kubernetes label key (dns-prefix/name, name <= 63 chars): {key!r}")
+    return key
+
+
+def label_pass(
+    kube: KubeAPI,
+    check: Callable[[str], Decision],
+    *,
+    label_key: str = LABEL_VERIFIED,
+    device_map: Mapping[str, list[str]] | None = None,
+) -> list[NodeResult]:
     """Check every GPU node once and set its labels where they changed.
 
-    Nodes without GPUs and without device ids are left alone (CPU nodes).
+    Device ids come from `device_map` when given (recommended), else from each node's
+    `lightfence.io/device-ids` annotation. Nodes with no GPU and no device id are left alone.
     """
+    nodes = kube.list_nodes()
+    ids_of = {
+        n.name: list(device_map.get(n.name, [])) if device_map is not None else n.device_ids
+        for n in nodes
+    }
+    claims = Counter(d for ids in ids_of.values() for d in set(ids))
+    shared = {d for d, count in claims.items() if count > 1}
     results = []
-    for node in kube.list_nodes():
-        if node.gpu_count == 0 and not node.device_ids:
+    for node in nodes:
+        ids = ids_of[node.name]
+        if node.gpu_count == 0 and not ids:
             continue
-        verified, reason, devices = node_verdict(node, check)
-        wanted = {LABEL_VERIFIED: "true" if verified else "false", LABEL_REASON: reason}
+        verified, reason, devices = node_verdict(ids, node.gpu_count, check, shared)
+        wanted = {label_key: "true" if verified else "false", LABEL_REASON: reason}
         changed = any(node.labels.get(k) != v for k, v in wanted.items())
         if changed:
             kube.patch_node_labels(node.name, wanted)
