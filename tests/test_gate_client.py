@@ -1,22 +1,15 @@
-"""The gate client and CLI against a REAL HTTP server on 127.0.0.1.
-
-The server below stands in for the verifier service's `GET /devices/{id}/token` (issue 4) until
-that endpoint is wired: it serves tokens made with the real `token_for_latest_verdict`.
-"""
+"""The gate client and CLI against a REAL HTTP server on 127.0.0.1 (gate_verifier_stub)."""
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from gate_verifier_stub import VERIFIER, FakeVerifier, dead_url, serve_verifier
 from lightfence.cli.app import app
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey
@@ -28,79 +21,15 @@ from lightfence.gate.client import (
     read_decision_log,
 )
 from lightfence.gate.decision import Answer, GateMode, GatePolicy, SourceStatus
-from lightfence.gate.issuer import token_for_latest_verdict, token_response
+from lightfence.gate.issuer import token_for_latest_verdict
 
-VERIFIER = SigningKey.from_seed(bytes(range(32)))
 DEVICE = "0123456789abcdef0123456789abcdef"
-
-
-@dataclass
-class FakeVerifier:
-    """Per-device answers: a verdict (served as a fresh token), or a raw (status, body)."""
-
-    verdicts: dict[str, VerdictKind] = field(default_factory=dict)
-    raw: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-    now_unix_s: float | None = None
-    """Issue tokens at this time instead of the real clock (for expiry scenarios)."""
-
-
-def _handler(state: FakeVerifier) -> type[BaseHTTPRequestHandler]:
-    import time
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            parts = self.path.strip("/").split("/")
-            if len(parts) != 3 or parts[0] != "devices" or parts[2] != "token":
-                self._send(404, b"{}", {})
-                return
-            device = parts[1]
-            if device in state.raw:
-                self._send(*state.raw[device])
-                return
-            verdict = state.verdicts.get(device)
-            if verdict is None:
-                self._send(404, b'{"detail": "no verdict for this device"}', {})
-                return
-            now = state.now_unix_s if state.now_unix_s is not None else time.time()
-            text = token_for_latest_verdict(device, verdict, "outside:CN,HK,MO", VERIFIER, now, 300)
-            self._send(200, json.dumps(token_response(text)).encode(), {})
-
-        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
 
 
 @pytest.fixture
 def verifier() -> Iterator[tuple[str, FakeVerifier]]:
-    state = FakeVerifier()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _dead_url() -> str:
-    """A loopback port with nothing listening: a verifier that is down."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    with serve_verifier() as served:
+        yield served
 
 
 @pytest.fixture
@@ -141,9 +70,9 @@ def test_fetch_allowed_then_verdict_flips_to_refuted(
 
 def test_verifier_down_policy_decides(tmp_path: Path) -> None:
     state = GateState(tmp_path / "state")
-    fetched = fetch_token(_dead_url(), DEVICE, connect_timeout_s=1)
+    fetched = fetch_token(dead_url(), DEVICE, connect_timeout_s=1)
     assert fetched.status is SourceStatus.UNAVAILABLE
-    assert _check(_dead_url(), state) is Answer.DENIED
+    assert _check(dead_url(), state) is Answer.DENIED
     entry = list(read_decision_log(state.log_path))[-1]
     assert entry["reason"] == "no-token" and entry["source_status"] == "unavailable"
 
@@ -158,7 +87,7 @@ def test_verifier_down_after_a_verified_token_fail_open_grace(
     fake.verdicts[DEVICE] = VerdictKind.VERIFIED
     fake.now_unix_s = time.time() - 400  # the token it serves expired 100 s ago
     assert _check(url, state) is Answer.DENIED  # fail-closed: expired
-    dead = _dead_url()
+    dead = dead_url()
     assert _check(dead, state, GatePolicy(mode=GateMode.FAIL_OPEN, grace_s=3600)) is Answer.ALLOWED
     assert _check(dead, state, GatePolicy(mode=GateMode.FAIL_OPEN, grace_s=10)) is Answer.DENIED
     reasons = [e["reason"] for e in read_decision_log(state.log_path)]

@@ -21,14 +21,16 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from lightfence.crypto.keys import parse_public_key_hex
 from lightfence.gate.decision import Decision, Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import MAX_TOKEN_CHARS
 from lightfence.protocol.challenge import id_bytes
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
 DEFAULT_READ_TIMEOUT_S = 3.0
@@ -84,6 +86,8 @@ def fetch_token(
     transport: httpx.BaseTransport | None = None,
 ) -> Fetched:
     """Ask the verifier for the device's token. Never raises for network trouble."""
+    import httpx  # here, not at the top: every other `lightfence` command would pay its import
+
     base = check_verifier_url(verifier_url)
     url = f"{base}/devices/{check_device_id(device_id)}/token"
     source = f"verifier:{base}"

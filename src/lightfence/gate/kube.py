@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import httpx
-
 from lightfence.gate.client import check_device_id
 from lightfence.gate.decision import Answer, Decision
 
@@ -186,6 +184,8 @@ class HttpKubeAPI:
     """The two API-server calls over HTTPS with a bearer token (a service account in-cluster)."""
 
     def __init__(self, base_url: str, token: str | None, verify: str | bool = True) -> None:
+        import httpx  # only the labeller needs it; keep `lightfence` start-up light
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -226,6 +226,8 @@ class HttpKubeAPI:
         return cls(url, token)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             resp = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
