@@ -222,3 +222,26 @@ def test_cli_unwritable_log_gives_no_answer_but_unknown(
         "--state-dir", str(state),
     )  # fmt: skip
     assert (code, out["answer"], out["reason"]) == (2, "unknown", "log-unwritable")
+
+
+def test_audit_backs_real_decisions_and_flags_edited_ones(
+    verifier: tuple[str, FakeVerifier], tmp_path: Path, key_file: Path
+) -> None:
+    url, fake = verifier
+    state = GateState(tmp_path / "state")
+    fake.verdicts[DEVICE] = VerdictKind.VERIFIED
+    assert _check(url, state) is Answer.ALLOWED
+    fake.verdicts[DEVICE] = VerdictKind.REFUTED
+    assert _check(url, state) is Answer.DENIED
+    audit = ["gate", "audit", str(state.log_path), "--verifier-key", str(key_file)]
+    result = runner.invoke(app, audit)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["backed"] == 1
+    # An operator turns the REFUTED denial into an allowed entry: the token betrays it.
+    lines = state.log_path.read_text().splitlines()
+    edited = json.loads(lines[1]) | {"answer": "allowed", "reason": "verified"}
+    state.log_path.write_text(lines[0] + "\n" + json.dumps(edited) + "\n")
+    result = runner.invoke(app, audit)
+    assert result.exit_code == 1
+    (finding,) = json.loads(result.stdout)["findings"]
+    assert finding["line"] == 2 and "REFUTED" in finding["problem"]

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from lightfence.cli.app import app
+from lightfence.gate.audit import audit_log
 from lightfence.gate.client import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
@@ -27,6 +28,7 @@ from lightfence.gate.client import (
     check_verifier_url,
     fetch_token,
     load_verifier_keys,
+    read_decision_log,
     read_token_file,
 )
 from lightfence.gate.decision import (
@@ -282,3 +284,22 @@ def label_cmd(
             if once:
                 raise typer.Exit(0)
         time.sleep(interval)
+
+
+@gate.command("audit")
+def audit_cmd(
+    log: Annotated[Path, typer.Argument(help="A gate decision log (decisions.jsonl).")],
+    verifier_key: VerifierKey,
+) -> None:
+    """Re-check every allowed decision in a log against the verifier's key: exit 0 if all are
+    backed by a VERIFIED token valid at that time, 1 if not, 2 if the log cannot be read."""
+    try:
+        keys = load_verifier_keys(verifier_key)
+        entries = list(read_decision_log(log))
+    except GateStateError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read decision log {log}: {exc}") from None
+    report = audit_log(entries, keys)
+    _emit(report.to_json_dict())
+    raise typer.Exit(0 if report.clean else 1)

@@ -209,9 +209,12 @@ class GateState:
 def read_decision_log(path: Path) -> Iterable[dict[str, object]]:
     """The logged decisions, oldest first (for tests and audits)."""
     with path.open() as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             if line.strip():
-                yield json.loads(line)
+                entry = json.loads(line)
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{path}:{n}: not a JSON object")
+                yield entry
 
 
 def check_device(

@@ -126,6 +126,8 @@ class Decision:
     source_status: SourceStatus | None
     token: VerdictToken | None = None
     """The authentic token the decision rests on, if any."""
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    """The skew allowance in force, logged so an audit can re-apply the same rule."""
     token_text: str | None = None
     """Its compact text, logged so an auditor can re-check the signature offline."""
 
@@ -145,6 +147,7 @@ class Decision:
             "decided_at_unix_s": self.decided_at_unix_s,
             "mode": None if self.mode is None else self.mode.value,
             "grace_s": self.grace_s,
+            "max_clock_skew_s": self.max_clock_skew_s,
             "source": self.source,
             "source_status": None if self.source_status is None else self.source_status.value,
             "verdict": None if t is None else t.verdict.value,
@@ -199,6 +202,7 @@ def decide(
             source_status=fetched.status,
             token=None if chosen is None else chosen[0],
             token_text=None if chosen is None else chosen[1],
+            max_clock_skew_s=policy.max_clock_skew_s,
         )
 
     candidates: list[tuple[VerdictToken, str]] = []
