@@ -245,3 +245,31 @@ def test_audit_backs_real_decisions_and_flags_edited_ones(
     assert result.exit_code == 1
     (finding,) = json.loads(result.stdout)["findings"]
     assert finding["line"] == 2 and "REFUTED" in finding["problem"]
+
+
+def test_cli_several_devices_one_line_each_worst_exit_code(
+    verifier: tuple[str, FakeVerifier], tmp_path: Path, key_file: Path
+) -> None:
+    url, fake = verifier
+    other = "f" * 32
+    fake.verdicts.update({DEVICE: VerdictKind.VERIFIED, other: VerdictKind.INCONSISTENT})
+    args = ["gate", "check", "--device", DEVICE, "--device", other, "--verifier", url]
+    args += ["--verifier-key", str(key_file), "--state-dir", str(tmp_path / "s")]
+    result = runner.invoke(app, args)
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [(x["device_id"], x["answer"]) for x in lines] == [
+        (DEVICE, "allowed"),
+        (other, "denied"),
+    ]
+    assert result.exit_code == 1
+
+
+def test_a_verifier_that_accepts_but_never_answers_is_unavailable(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel completes the handshake; nobody ever reads or answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        fetched = fetch_token(url, DEVICE, connect_timeout_s=1, read_timeout_s=0.2)
+    assert fetched.status is SourceStatus.UNAVAILABLE and "Timeout" in fetched.detail

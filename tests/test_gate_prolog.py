@@ -16,6 +16,8 @@ import lightfence
 from gate_verifier_stub import VERIFIER, FakeVerifier, dead_url, serve_verifier
 from lightfence.core.kinds import VerdictKind
 
+pytestmark = pytest.mark.slow  # each case starts the CLI: ~0.5 s per process, more under load
+
 PROLOG = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "prolog.sh"
 GPU0 = "0" * 31 + "a"
 GPU1 = "0" * 31 + "b"
@@ -56,7 +58,6 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
 def test_prolog_starts_the_job_only_on_allowed_gpus(
     verifier: tuple[str, FakeVerifier], tmp_path: Path
 ) -> None:
@@ -64,11 +65,12 @@ def test_prolog_starts_the_job_only_on_allowed_gpus(
     fake.verdicts.update({GPU0: VerdictKind.VERIFIED, GPU1: VerdictKind.VERIFIED})
     assert _run(_env(tmp_path, url)).returncode == 0
     fake.verdicts[GPU1] = VerdictKind.REFUTED
-    refused = _run(_env(tmp_path, url, SLURM_JOB_GPUS="1"))
-    assert refused.returncode == 1
-    assert "GPU 1" in refused.stderr and "verdict-refuted" in refused.stderr
-    # A job given only GPU 0 may still start.
+    # A job given only GPU 0 may still start; one that may reach both may not.
     assert _run(_env(tmp_path, url, SLURM_JOB_GPUS="0")).returncode == 0
+    refused = _run(_env(tmp_path, url))
+    assert refused.returncode == 1
+    assert GPU1 in refused.stderr and "verdict-refuted" in refused.stderr
+    assert GPU0 not in refused.stderr  # only the refused GPU is reported
     # A GPU missing from the map is refused, never skipped.
     assert _run(_env(tmp_path, url, SLURM_JOB_GPUS="0,7")).returncode == 1
 
@@ -76,3 +78,17 @@ def test_prolog_starts_the_job_only_on_allowed_gpus(
 def test_prolog_refuses_when_the_verifier_is_down_fail_closed(tmp_path: Path) -> None:
     result = _run(_env(tmp_path, dead_url()))
     assert result.returncode == 1 and "no-token" in result.stderr
+
+
+def test_prolog_with_token_files(tmp_path: Path) -> None:
+    import time
+
+    from lightfence.gate.issuer import token_for_latest_verdict
+
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    for device, verdict in ((GPU0, VerdictKind.VERIFIED), (GPU1, VerdictKind.VERIFIED)):
+        text = token_for_latest_verdict(device, verdict, "p", VERIFIER, time.time(), 300)
+        (tokens / f"{device}.token").write_text(text)
+    env = _env(tmp_path, "", LIGHTFENCE_TOKEN_DIR=str(tokens), SLURM_JOB_GPUS="1")
+    assert _run(env).returncode == 0

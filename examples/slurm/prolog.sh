@@ -47,24 +47,34 @@ else
 fi
 [ -n "$gpus" ] || exit 0  # no GPU on this node and none in the job: nothing to gate
 
+devices=()
 for gpu in $gpus; do
     device=$(awk -v g="$gpu" '!/^[[:space:]]*#/ && $1 == g {print $2; exit}' "$map")
     [ -n "$device" ] || refuse "GPU $gpu has no device id in $map"
-    if [ -n "${LIGHTFENCE_TOKEN_DIR:-}" ]; then
-        source_args=(--token "$LIGHTFENCE_TOKEN_DIR/$device.token")
-    else
-        [ -n "${LIGHTFENCE_VERIFIER_URL:-}" ] || refuse "LIGHTFENCE_VERIFIER_URL is not set"
-        source_args=(--verifier "$LIGHTFENCE_VERIFIER_URL")
-    fi
-    policy_args=()
-    [ -n "${LIGHTFENCE_GATE_POLICY:-}" ] && policy_args=(--policy "$LIGHTFENCE_GATE_POLICY")
-    grace_args=()
-    [ "$mode" = fail-open ] && grace_args=(--grace "$grace")
-    answer=$("$bin" gate check --device "$device" "${source_args[@]}" --verifier-key "$key" \
-        --mode "$mode" "${grace_args[@]}" "${policy_args[@]}" \
-        ${LIGHTFENCE_GATE_STATE:+--state-dir "$LIGHTFENCE_GATE_STATE"})
-    status=$?
-    # 0 allowed, 1 denied, 2 unknown (gate could not decide): only 0 lets the job start.
-    [ "$status" -eq 0 ] || refuse "GPU $gpu (device $device): exit $status $answer"
+    devices+=("$device")
 done
+
+gate_args=(--verifier-key "$key" --mode "$mode")
+[ "$mode" = fail-open ] && gate_args+=(--grace "$grace")
+[ -n "${LIGHTFENCE_GATE_POLICY:-}" ] && gate_args+=(--policy "$LIGHTFENCE_GATE_POLICY")
+[ -n "${LIGHTFENCE_GATE_STATE:-}" ] && gate_args+=(--state-dir "$LIGHTFENCE_GATE_STATE")
+
+# Exit 0 allowed, 1 denied, 2 unknown (the gate could not decide): only 0 lets the job start.
+if [ -n "${LIGHTFENCE_TOKEN_DIR:-}" ]; then
+    for device in "${devices[@]}"; do
+        answer=$("$bin" gate check --device "$device" \
+            --token "$LIGHTFENCE_TOKEN_DIR/$device.token" "${gate_args[@]}")
+        status=$?
+        [ "$status" -eq 0 ] || refuse "device $device: exit $status $answer"
+    done
+else
+    [ -n "${LIGHTFENCE_VERIFIER_URL:-}" ] || refuse "LIGHTFENCE_VERIFIER_URL is not set"
+    device_args=()
+    for device in "${devices[@]}"; do device_args+=(--device "$device"); done
+    # One process for all the job's GPUs: one JSON line per device.
+    answer=$("$bin" gate check "${device_args[@]}" --verifier "$LIGHTFENCE_VERIFIER_URL" \
+        "${gate_args[@]}")
+    status=$?
+    [ "$status" -eq 0 ] || refuse "GPUs $gpus: exit $status $(echo "$answer" | grep -v '"answer": "allowed"')"
+fi
 exit 0

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,10 +24,10 @@ from lightfence.gate.client import (
     DEFAULT_READ_TIMEOUT_S,
     GateState,
     GateStateError,
+    VerifierClient,
     check_device,
     check_device_id,
     check_verifier_url,
-    fetch_token,
     load_verifier_keys,
     read_decision_log,
     read_token_file,
@@ -131,11 +132,12 @@ def _policy(mode: ModeOption, grace: float, skew: float, expected: str | None) -
 @gate.command("check")
 def check_cmd(
     device: Annotated[
-        str, typer.Option("--device", help="The lightfence device id (32 hex digits).")
+        list[str],
+        typer.Option("--device", help="Lightfence device id (32 hex digits); repeat for several."),
     ],
     verifier_key: VerifierKey,
     token: Annotated[
-        Path | None, typer.Option("--token", help="Read the token from this file.")
+        Path | None, typer.Option("--token", help="Read the token from this file (one device).")
     ] = None,
     verifier: Annotated[
         str | None, typer.Option("--verifier", help="Fetch the token from this verifier URL.")
@@ -147,35 +149,57 @@ def check_cmd(
     state_dir: StateDir = None,
     timeout: Timeout = DEFAULT_READ_TIMEOUT_S,
 ) -> None:
-    """May work start on this device? Prints JSON; exit 0 allowed, 1 denied, 2 unknown."""
+    """May work start on these devices? One JSON line per device; exit 0 if all are allowed,
+    else 1 (denied), or 2 if any answer is unknown."""
     try:
-        check_device_id(device)
+        for d in device:
+            check_device_id(d)
         if verifier is not None:
             verifier = check_verifier_url(verifier)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if (token is None) == (verifier is None):
         raise typer.BadParameter("give exactly one of --token FILE or --verifier URL")
+    if token is not None and len(device) != 1:
+        raise typer.BadParameter("--token FILE holds one device's token; give one --device")
     if not 0 < timeout <= 60:
         raise typer.BadParameter("--timeout must be between 0 and 60 seconds")
     gate_policy = _policy(mode, grace, max_skew, policy)
     try:
         state = _state(state_dir)
     except GateStateError as exc:
-        raise _fail(device, "state-unusable", str(exc)) from None
-    decision = _check_one(device, token, verifier, verifier_key, gate_policy, state, timeout)
-    _emit(decision.to_json_dict())
-    raise typer.Exit(decision.exit_code)
+        raise _fail(device[0], "state-unusable", str(exc)) from None
+    if token is not None:
+        token_file = token
+        only = _check_one(
+            device[0], lambda _: read_token_file(token_file), verifier_key, gate_policy, state
+        )
+        decisions = [only]
+    else:
+        assert verifier is not None
+        with _verifier_client(verifier, timeout) as client:
+            decisions = [
+                _check_one(d, client.fetch, verifier_key, gate_policy, state) for d in device
+            ]
+    for decision in decisions:
+        _emit(decision.to_json_dict())
+    raise typer.Exit(max(d.exit_code for d in decisions))
+
+
+def _verifier_client(verifier: str, timeout_s: float) -> VerifierClient:
+    return VerifierClient(
+        verifier,
+        connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
+        read_timeout_s=timeout_s,
+    )
 
 
 def _check_one(
     device: str,
-    token: Path | None,
-    verifier: str | None,
+    fetch: Callable[[str], Fetched],
     verifier_key: Path,
     policy: GatePolicy,
     state: GateState,
-    timeout_s: float,
 ) -> Decision:
     """One logged decision; an unknown one (also logged if possible) when the gate cannot decide."""
     try:
@@ -189,20 +213,10 @@ def _check_one(
         except GateStateError as log_exc:
             print(f"lightfence gate: {log_exc}", file=sys.stderr)
         return decision
-
-    def fetch() -> Fetched:
-        if token is not None:
-            return read_token_file(token)
-        assert verifier is not None
-        return fetch_token(
-            verifier,
-            device,
-            connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
-            read_timeout_s=timeout_s,
-        )
-
     try:
-        return check_device(device, fetch, verifier_public_keys=keys, policy=policy, state=state)
+        return check_device(
+            device, lambda: fetch(device), verifier_public_keys=keys, policy=policy, state=state
+        )
     except GateStateError as exc:
         # An unlogged decision is not given: auditability is the gate's whole purpose.
         return unknown_decision(device, "log-unwritable", str(exc), now_unix_s=time.time())
@@ -266,14 +280,16 @@ def label_cmd(
         typer.echo(f"lightfence gate label: {exc}", err=True)
         raise typer.Exit(EXIT_UNKNOWN) from None
 
-    def check(device_id: str) -> Decision:
-        return _check_one(device_id, None, verifier, verifier_key, gate_policy, state, timeout)
-
     while True:
         try:
             # Re-read every pass so a ConfigMap update applies without a restart.
             mapping = None if device_map is None else load_device_map(device_map)
-            results = label_pass(kube, check, label_key=label, device_map=mapping)
+            with _verifier_client(verifier, timeout) as client:
+
+                def check(device_id: str) -> Decision:
+                    return _check_one(device_id, client.fetch, verifier_key, gate_policy, state)
+
+                results = label_pass(kube, check, label_key=label, device_map=mapping)
         except KubeError as exc:
             typer.echo(f"lightfence gate label: {exc}", err=True)
             if once:

@@ -21,16 +21,12 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from lightfence.crypto.keys import parse_public_key_hex
 from lightfence.gate.decision import Decision, Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import MAX_TOKEN_CHARS
 from lightfence.protocol.challenge import id_bytes
-
-if TYPE_CHECKING:
-    import httpx
 
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
 DEFAULT_READ_TIMEOUT_S = 3.0
@@ -77,45 +73,83 @@ def _token_from_body(body: str) -> str:
     return token if isinstance(token, str) else ""
 
 
+class VerifierClient:
+    """Fetches tokens from one verifier; reuse it for several devices (one TLS setup).
+
+    Never raises for network trouble: an unreachable, slow or failing verifier gives an
+    UNAVAILABLE result, and the operator's policy decides what that means.
+    """
+
+    def __init__(
+        self,
+        verifier_url: str,
+        *,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    ) -> None:
+        import httpx  # here, not at the top: every other `lightfence` command would pay for it
+
+        self.base = check_verifier_url(verifier_url)
+        self.source = f"verifier:{self.base}"
+        # httpx's read timeout is per read; this bounds a verifier that drips bytes slowly.
+        self.total_timeout_s = connect_timeout_s + 2 * read_timeout_s
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    def __enter__(self) -> VerifierClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def fetch(self, device_id: str) -> Fetched:
+        import httpx
+
+        url = f"{self.base}/devices/{check_device_id(device_id)}/token"
+        deadline = time.monotonic() + self.total_timeout_s
+        try:
+            with self._client.stream("GET", url, headers={"Accept": "application/json"}) as resp:
+                body = b""
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        break
+                    if time.monotonic() > deadline:
+                        return self._unavailable(f"answer took over {self.total_timeout_s:.0f} s")
+                status = resp.status_code
+        except httpx.HTTPError as exc:
+            return self._unavailable(f"{type(exc).__name__}: {exc}")
+        if status == 404:
+            return Fetched(SourceStatus.NO_VERDICT, self.source, detail="HTTP 404: no verdict")
+        if status != 200:
+            return self._unavailable(f"HTTP {status}")
+        if len(body) > MAX_RESPONSE_BYTES:
+            return Fetched(SourceStatus.TOKEN, self.source, token_text="", detail="too large")
+        text = _token_from_body(body.decode("utf-8", "replace"))
+        return Fetched(SourceStatus.TOKEN, self.source, token_text=text)
+
+    def _unavailable(self, detail: str) -> Fetched:
+        return Fetched(SourceStatus.UNAVAILABLE, self.source, detail=detail)
+
+
 def fetch_token(
     verifier_url: str,
     device_id: str,
     *,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
-    transport: httpx.BaseTransport | None = None,
 ) -> Fetched:
-    """Ask the verifier for the device's token. Never raises for network trouble."""
-    import httpx  # here, not at the top: every other `lightfence` command would pay its import
-
-    base = check_verifier_url(verifier_url)
-    url = f"{base}/devices/{check_device_id(device_id)}/token"
-    source = f"verifier:{base}"
-    timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-    try:
-        with (
-            httpx.Client(
-                timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
-            ) as client,
-            client.stream("GET", url, headers={"Accept": "application/json"}) as resp,
-        ):
-            body = b""
-            for chunk in resp.iter_bytes():
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    break
-            status = resp.status_code
-    except httpx.HTTPError as exc:
-        return Fetched(SourceStatus.UNAVAILABLE, source, detail=f"{type(exc).__name__}: {exc}")
-    if status == 404:
-        return Fetched(SourceStatus.NO_VERDICT, source, detail="HTTP 404: no verdict for device")
-    if status != 200:
-        return Fetched(SourceStatus.UNAVAILABLE, source, detail=f"HTTP {status}")
-    if len(body) > MAX_RESPONSE_BYTES:
-        return Fetched(SourceStatus.TOKEN, source, token_text="", detail="answer too large")
-    return Fetched(
-        SourceStatus.TOKEN, source, token_text=_token_from_body(body.decode("utf-8", "replace"))
-    )
+    """Ask the verifier once for one device's token (see VerifierClient)."""
+    with VerifierClient(
+        verifier_url, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s
+    ) as client:
+        return client.fetch(device_id)
 
 
 def read_token_file(path: Path) -> Fetched:
