@@ -237,3 +237,20 @@ def test_cli_label_once_against_the_stand_in(
     out = json.loads(result.stdout.splitlines()[0])
     assert (out["node"], out["verified"], out["reason"]) == ("gpu-1", False, "no-token")
     assert fake.nodes["gpu-1"]["metadata"]["labels"][LABEL_VERIFIED] == "false"
+
+
+def test_label_outside_a_pod_or_with_a_bad_token_exits_2(
+    api_server: tuple[str, _FakeApiServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    key_file = tmp_path / "verifier.pub"
+    key_file.write_text(SigningKey.from_seed(bytes(32)).public_bytes.hex() + "\n")
+    base = ["gate", "label", "--once", "--verifier", "http://127.0.0.1:1"]
+    base += ["--verifier-key", str(key_file), "--state-dir", str(tmp_path / "s")]
+    result = CliRunner().invoke(app, base)
+    assert result.exit_code == 2 and "--kube-url" in result.output
+    bad = tmp_path / "bad-token"
+    bad.write_text("wrong\n")
+    url, _ = api_server
+    result = CliRunner().invoke(app, [*base, "--kube-url", url, "--kube-token-file", str(bad)])
+    assert result.exit_code == 2 and "HTTP 401" in result.output

@@ -243,6 +243,9 @@ def label_cmd(
     kube_token_file: Annotated[
         Path | None, typer.Option("--kube-token-file", help="Bearer token file for --kube-url.")
     ] = None,
+    kube_ca: Annotated[
+        Path | None, typer.Option("--kube-ca", help="CA bundle for --kube-url (https).")
+    ] = None,
     label: Annotated[
         str,
         typer.Option(
@@ -274,7 +277,7 @@ def label_cmd(
         kube = (
             HttpKubeAPI.in_cluster()
             if kube_url is None
-            else HttpKubeAPI.from_url(kube_url, kube_token_file)
+            else HttpKubeAPI.from_url(kube_url, kube_token_file, kube_ca)
         )
     except (GateStateError, KubeError) as exc:
         typer.echo(f"lightfence gate label: {exc}", err=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -183,14 +184,14 @@ def _gpu_count(capacity: Mapping[str, Any]) -> int:
 class HttpKubeAPI:
     """The two API-server calls over HTTPS with a bearer token (a service account in-cluster)."""
 
-    def __init__(self, base_url: str, token: str | None, verify: str | bool = True) -> None:
+    def __init__(self, base_url: str, token: str | None, ca_file: Path | None = None) -> None:
         import httpx  # only the labeller needs it; keep `lightfence` start-up light
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=headers,
-            verify=verify,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
             timeout=KUBE_TIMEOUT_S,
             follow_redirects=False,
             trust_env=False,
@@ -213,17 +214,25 @@ class HttpKubeAPI:
             token = (SERVICE_ACCOUNT_DIR / "token").read_text().strip()
         except OSError as exc:
             raise KubeError(f"cannot read the service account token: {exc.strerror}") from None
-        return cls(f"https://{host}:{port}", token, str(SERVICE_ACCOUNT_DIR / "ca.crt"))
+        return cls.from_url(f"https://{host}:{port}", None, SERVICE_ACCOUNT_DIR / "ca.crt", token)
 
     @classmethod
-    def from_url(cls, url: str, token_file: Path | None) -> HttpKubeAPI:
-        token = None
+    def from_url(
+        cls,
+        url: str,
+        token_file: Path | None,
+        ca_file: Path | None = None,
+        token: str | None = None,
+    ) -> HttpKubeAPI:
         if token_file is not None:
             try:
                 token = token_file.read_text().strip()
             except OSError as exc:
                 raise KubeError(f"cannot read {token_file}: {exc.strerror}") from None
-        return cls(url, token)
+        try:
+            return cls(url, token, ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise KubeError(f"cannot load the API server's CA {ca_file}: {exc}") from None
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
