@@ -273,3 +273,18 @@ def test_a_verifier_that_accepts_but_never_answers_is_unavailable(tmp_path: Path
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         fetched = fetch_token(url, DEVICE, connect_timeout_s=1, read_timeout_s=0.2)
     assert fetched.status is SourceStatus.UNAVAILABLE and "Timeout" in fetched.detail
+
+
+def test_proxy_settings_in_the_environment_are_ignored(
+    verifier: tuple[str, FakeVerifier], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate talks to the verifier URL it is given and to nothing else, not even a proxy."""
+    url, fake = verifier
+    fake.verdicts[DEVICE] = VerdictKind.VERIFIED
+    with serve_verifier() as (proxy_url, proxy):
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert _check(url, GateState(tmp_path / "s")) is Answer.ALLOWED
+    assert proxy.requests == [] and len(fake.requests) == 1
