@@ -40,9 +40,7 @@ def honest_cases(data: Dataset) -> list[Case]:
     for tid in data.target_ids:
         pairs = data.landmark_rtts(tid)
         target = data.hosts[tid]
-        cases.append(
-            Case(target, target, tuple(h for h, _ in pairs), tuple(r for _, r in pairs))
-        )
+        cases.append(Case(target, target, tuple(h for h, _ in pairs), tuple(r for _, r in pairs)))
     return cases
 
 
@@ -57,13 +55,13 @@ def relay_cases(data: Dataset, restricted: Sequence[str]) -> list[Case]:
             continue
         pairs = data.landmark_rtts(tid)
         for device in inside:
-            leg_ms = 2.0 * geodesic_km(relay.lat, relay.lon, device.lat, device.lon) / (
-                C_VACUUM_KM_PER_MS
+            leg_ms = (
+                2.0
+                * geodesic_km(relay.lat, relay.lon, device.lat, device.lon)
+                / (C_VACUUM_KM_PER_MS)
             )
             kept = [(h, r + leg_ms) for h, r in pairs if h.id != device.id]
-            cases.append(
-                Case(relay, device, tuple(h for h, _ in kept), tuple(r for _, r in kept))
-            )
+            cases.append(Case(relay, device, tuple(h for h, _ in kept), tuple(r for _, r in kept)))
     return cases
 
 
