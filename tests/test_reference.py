@@ -10,7 +10,7 @@ from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import parse_policy
 from lightfence.eval.dataset import load_dataset
 from lightfence.eval.verdicts import honest_cases
-from tests.reference import forbidden_test, reference_verified
+from reference import forbidden_test, reference_verified
 
 
 def _table(cases: list) -> MeasurementTable:  # type: ignore[type-arg]

@@ -1,1 +1,1 @@
-"""Evaluation on real measured RTTs: verdicts, relays and position estimates against ground truth."""
+"""Evaluation on real measured RTTs: verdicts, relays and estimates against ground truth."""
