@@ -1,0 +1,1 @@
+"""The pure core: measurements, policies and verdicts. No sockets, no clocks, no database."""
