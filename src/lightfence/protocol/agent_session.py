@@ -78,6 +78,8 @@ class AgentSession:
     state: AgentState = AgentState.IDLE
     record: MeasurementRecord | None = None
     error: str | None = None
+    reject_code: m.RejectCode | None = None
+    """Set when the landmark refused the session or issued no record."""
     rejected: Counter[str] = field(default_factory=Counter)
     _hello_id: bytes = b""
     _session_id: bytes = b""
@@ -103,6 +105,14 @@ class AgentSession:
             self.rounds,
         )
         return m.encode(hello)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a new session may succeed: refusals for load or loss are, protocol faults
+        (wrong landmark key, a record that does not verify) are not."""
+        if self.state is AgentState.FAILED:
+            return self.reject_code is not None and SessionRejected(self.reject_code, "").retryable
+        return self.state is not AgentState.DONE
 
     def next_event(self) -> AgentEvent | None:
         return self._events.pop(0) if self._events else None
@@ -194,6 +204,7 @@ class AgentSession:
             self.state is AgentState.MEASURING and msg.ref == self._session_id
         ):
             self.state = AgentState.FAILED
+            self.reject_code = msg.code
             self.error = f"landmark {self.landmark_id} refused: {msg.code.name} {msg.detail}"
             self._events.append(SessionRejected(msg.code, msg.detail))
         else:

@@ -157,6 +157,11 @@ class LandmarkEndpoint:
         self._out: list[Outgoing] = []
         self._events: deque[SessionFinished] = deque()
         self._buckets: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._accepting = True
+
+    def stop_accepting(self) -> None:
+        """Refuse new sessions (BUSY) while those in flight finish: graceful shutdown."""
+        self._accepting = False
 
     @property
     def active_sessions(self) -> int:
@@ -318,9 +323,10 @@ class LandmarkEndpoint:
             reply = m.Reject(hello.hello_id, m.RejectCode.RATE_LIMITED, "too many sessions")
             self._out.append(Outgoing(m.encode(reply), addr))
             return
-        if len(self._sessions) >= self.config.max_sessions:
+        if len(self._sessions) >= self.config.max_sessions or not self._accepting:
             self._reject(Rejection.BUSY)
-            reply = m.Reject(hello.hello_id, m.RejectCode.BUSY, "landmark busy")
+            why = "landmark busy" if self._accepting else "landmark shutting down"
+            reply = m.Reject(hello.hello_id, m.RejectCode.BUSY, why)
             self._out.append(Outgoing(m.encode(reply), addr))
             return
         s = _Session(
