@@ -9,14 +9,13 @@ in a separate callback after the I/O batch, and verifier submission in a worker 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lightfence.evidence.submit import post_json
 from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
 from lightfence.protocol import messages as m
 from lightfence.protocol.landmark_session import LandmarkEndpoint, TxTag
@@ -214,16 +213,3 @@ class LandmarkServer:
         except OSError as exc:
             self.counters.submit_errors += 1
             log.warning("could not submit record to %s: %s", self.verifier_url, exc)
-
-
-def post_json(url: str, payload: object, timeout_s: float = 10.0) -> bytes:
-    """POST `payload` as JSON; returns the body; raises OSError (URLError, HTTPError) on failure."""
-    req = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        body: bytes = resp.read()
-        return body
