@@ -233,3 +233,19 @@ def test_agent_ignores_noise() -> None:
         assert agent.receive_datagram(junk_dgram) == []
     assert agent.state is AgentState.WAITING_SESSION
     assert sum(agent.rejected.values()) == 3
+
+
+def test_fast_answer_path_matches_the_reference_encoding() -> None:
+    lm, agent = make_pair(rounds=3)
+    lm.receive_datagram(agent.start(), AGENT_ADDR, 0)
+    accept, challenge = (o.data for o in lm.datagrams_to_send())
+    agent.receive_datagram(accept)
+    (answer,) = agent.receive_datagram(challenge)
+    ch = m.decode(challenge)
+    assert isinstance(ch, m.Challenge)
+    signed = challenge_signing_bytes(
+        ch.nonce, "fra1", agent.identity.device_id, ch.session_id, ch.round_no
+    )
+    assert answer == m.encode(m.Response(ch.session_id, 0, DEVICE_KEY.sign(signed)))
+    assert agent.receive_datagram(challenge) == []  # the same round again is not re-signed
+    assert agent.rejected["bad_round"] == 1

@@ -24,6 +24,8 @@ HELLO_ID_LEN = 8
 MAX_DATAGRAM_BYTES = 1200
 """No valid message is longer; anything longer is rejected before decoding (and fits any MTU)."""
 MAX_DETAIL_BYTES = 120
+HEADER_LEN = 4
+CHALLENGE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + NONCE_LEN
 
 
 class MessageType(IntEnum):
@@ -162,6 +164,11 @@ Message = Hello | SessionAccept | Challenge | Response | RecordMessage | Reject
 
 def _header(t: MessageType) -> Writer:
     return Writer().fixed(MAGIC, 2).u8(PROTOCOL_VERSION).u8(t)
+
+
+def header(t: MessageType) -> bytes:
+    """The 4 header bytes of a message of type `t`."""
+    return _header(t).getvalue()
 
 
 def encode(msg: Message) -> bytes:

@@ -1,0 +1,124 @@
+"""Timing fidelity on loopback: what the protocol adds to a kernel-timestamped RTT.
+
+Per trial, in the same run and interleaved: (a) a bare UDP echo timed with the same kernel
+timestamps the landmark uses (SO_TIMESTAMPING software TX and RX), min of 10 pings; (b) a real
+landmark session of 10 rounds with the real agent, min of 10 rounds as the landmark recorded
+it. Overhead = (b) - (a): everything the device side adds (decode, sign, encode, event loop).
+Device signing time is measured on its own and reported separately, with the overhead net
+of it. Targets (issue 3): median overhead <= 10 us, p99 <= 50 us (min-of-10, net of signing).
+
+    python -m bench.protocol_timing [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import time
+
+from bench.landmark_process import bench_key, start_echo, start_landmark, stop_echo
+from lightfence.agent.measure import RetryPolicy, measure_landmark
+from lightfence.crypto.identity import software_identity
+from lightfence.landmark.timestamping import Timestamper
+from lightfence.protocol.challenge import challenge_signing_bytes
+
+ROUNDS = 10
+PING = bytes(53)  # the size of a challenge datagram
+
+
+def echo_min_rtt_ns(sock: socket.socket, ts: Timestamper, port: int, pings: int = ROUNDS) -> int:
+    """Min over `pings` of kernel RX - kernel TX for a bare echo (user clock if no kernel)."""
+    best = 1 << 62
+    for _ in range(pings):
+        before = time.monotonic_ns()
+        sock.sendto(PING, ("127.0.0.1", port))
+        _, anc, _, _ = sock.recvmsg(2048, 512)
+        after = time.monotonic_ns()
+        rx = ts.rx_kernel_ns(anc)
+        stamps = ts.drain_tx(sock)
+        rtt = rx - stamps[-1][1] if rx is not None and stamps else after - before
+        best = min(best, rtt)
+    return best
+
+
+def percentile(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def signing_time_us(n: int = 2000) -> float:
+    key = bench_key("device")
+    msg = challenge_signing_bytes(bytes(32), "bench", "00" * 16, bytes(16), 0)
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        key.sign(msg)
+        samples.append(time.perf_counter_ns() - t)
+    return statistics.median(samples) / 1e3
+
+
+async def _trials(trials: int) -> dict[str, float | str]:
+    lm = start_landmark("bench", hello_rate_per_s=1e6, hello_burst=10**6)
+    echo_proc, echo_port = start_echo()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    ts = Timestamper.enable(sock, "auto")
+    key = bench_key("device")
+    ident = software_identity(key)
+    retry = RetryPolicy(attempts=3, attempt_timeout_s=5.0, backoff_s=0.01)
+    overhead_us: list[float] = []
+    echo_us: list[float] = []
+    kernel_records = 0
+    try:
+        for _ in range(trials):
+            echo = echo_min_rtt_ns(sock, ts, echo_port)
+            result = await measure_landmark(lm.entry, key, ident, ROUNDS, retry)
+            if result.record is None:
+                continue
+            kernel_records += result.record.timestamp_source.value == "kernel"
+            echo_us.append(echo / 1e3)
+            overhead_us.append((result.record.min_rtt_ns - echo) / 1e3)
+    finally:
+        sock.close()
+        stop_echo(echo_proc, echo_port)
+        lm.stop()
+    sign_us = signing_time_us()
+    net = [o - sign_us for o in overhead_us]
+    return {
+        "timestamps": lm.reason,
+        "trials": len(overhead_us),
+        "kernel_timed_records": kernel_records,
+        "echo_min10_rtt_median_us": statistics.median(echo_us),
+        "overhead_median_us": statistics.median(overhead_us),
+        "overhead_p99_us": percentile(overhead_us, 99),
+        "device_signing_median_us": sign_us,
+        "overhead_net_of_signing_median_us": statistics.median(net),
+        "overhead_net_of_signing_p99_us": percentile(net, 99),
+    }
+
+
+def run(trials: int = 200) -> dict[str, float | str]:
+    return asyncio.run(_trials(trials))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    args = parser.parse_args(argv)
+    result = run(args.trials)
+    print("protocol timing fidelity (loopback, min of 10 rounds per trial)")
+    for k, v in result.items():
+        print(f"  {k:38s} {v:.1f}" if isinstance(v, float) else f"  {k:38s} {v}")
+    med = result["overhead_net_of_signing_median_us"]
+    p99 = result["overhead_net_of_signing_p99_us"]
+    assert isinstance(med, float) and isinstance(p99, float)
+    print(
+        f"  target median <= 10 us: {'met' if med <= 10 else 'NOT met'}; "
+        f"p99 <= 50 us: {'met' if p99 <= 50 else 'NOT met'} (net of signing)"
+    )
+
+
+if __name__ == "__main__":
+    main()
