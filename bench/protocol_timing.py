@@ -17,10 +17,14 @@ import asyncio
 import socket
 import statistics
 import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
-from bench.landmark_process import bench_key, start_echo, start_landmark, stop_echo
+from bench.landmark_process import CTX, bench_key, start_echo, start_landmark, stop_echo
 from lightfence.agent.measure import RetryPolicy, measure_landmark
 from lightfence.crypto.identity import software_identity
+from lightfence.landmark.registry import LandmarkEntry
 from lightfence.landmark.timestamping import Timestamper
 from lightfence.protocol.challenge import challenge_signing_bytes
 
@@ -59,48 +63,77 @@ def signing_time_us(n: int = 2000) -> float:
     return statistics.median(samples) / 1e3
 
 
-async def _trials(trials: int) -> dict[str, float | str]:
-    lm = start_landmark("bench", hello_rate_per_s=1e6, hello_burst=10**6)
-    echo_proc, echo_port = start_echo()
+@dataclass
+class ProbeResult:
+    overhead_us: list[float] = field(default_factory=list)
+    """Per trial: landmark min-of-10 RTT minus echo min-of-10 RTT, microseconds."""
+    echo_us: list[float] = field(default_factory=list)
+    kernel_records: int = 0
+
+
+async def probe(entry: LandmarkEntry, echo_port: int, trials: int) -> ProbeResult:
+    """Interleave echo and landmark measurements `trials` times."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     ts = Timestamper.enable(sock, "auto")
     key = bench_key("device")
     ident = software_identity(key)
     retry = RetryPolicy(attempts=3, attempt_timeout_s=5.0, backoff_s=0.01)
-    overhead_us: list[float] = []
-    echo_us: list[float] = []
-    kernel_records = 0
+    out = ProbeResult()
     try:
         for _ in range(trials):
             echo = echo_min_rtt_ns(sock, ts, echo_port)
-            result = await measure_landmark(lm.entry, key, ident, ROUNDS, retry)
+            result = await measure_landmark(entry, key, ident, ROUNDS, retry)
             if result.record is None:
                 continue
-            kernel_records += result.record.timestamp_source.value == "kernel"
-            echo_us.append(echo / 1e3)
-            overhead_us.append((result.record.min_rtt_ns - echo) / 1e3)
+            out.kernel_records += result.record.timestamp_source.value == "kernel"
+            out.echo_us.append(echo / 1e3)
+            out.overhead_us.append((result.record.min_rtt_ns - echo) / 1e3)
     finally:
         sock.close()
-        stop_echo(echo_proc, echo_port)
-        lm.stop()
-    sign_us = signing_time_us()
-    net = [o - sign_us for o in overhead_us]
+    return out
+
+
+def summarize(res: ProbeResult, sign_us: float) -> dict[str, float | str]:
+    net = [o - sign_us for o in res.overhead_us]
     return {
-        "timestamps": lm.reason,
-        "trials": len(overhead_us),
-        "kernel_timed_records": kernel_records,
-        "echo_min10_rtt_median_us": statistics.median(echo_us),
-        "overhead_median_us": statistics.median(overhead_us),
-        "overhead_p99_us": percentile(overhead_us, 99),
+        "trials": len(res.overhead_us),
+        "kernel_timed_records": res.kernel_records,
+        "echo_min10_rtt_median_us": statistics.median(res.echo_us),
+        "overhead_median_us": statistics.median(res.overhead_us),
+        "overhead_p99_us": percentile(res.overhead_us, 99),
         "device_signing_median_us": sign_us,
         "overhead_net_of_signing_median_us": statistics.median(net),
         "overhead_net_of_signing_p99_us": percentile(net, 99),
     }
 
 
+def _probe_process(conn: Connection, entry: dict[str, object], trials: int) -> None:
+    echo_proc, echo_port = start_echo()
+    try:
+        result = asyncio.run(probe(LandmarkEntry.from_json_dict(entry), echo_port, trials))
+    finally:
+        stop_echo(echo_proc, echo_port)
+    conn.send(result)
+
+
+def start_probe(entry: LandmarkEntry, trials: int) -> tuple[BaseProcess, Connection]:
+    """Run `probe` in its own process (so a load generator cannot delay the agent's answers)."""
+    parent, child = CTX.Pipe()
+    proc = CTX.Process(target=_probe_process, args=(child, entry.to_json_dict(), trials))
+    proc.start()
+    return proc, parent
+
+
 def run(trials: int = 200) -> dict[str, float | str]:
-    return asyncio.run(_trials(trials))
+    lm = start_landmark("bench", hello_rate_per_s=1e6, hello_burst=10**6)
+    try:
+        proc, conn = start_probe(lm.entry, trials)
+        result: ProbeResult = conn.recv()
+        proc.join(10)
+    finally:
+        lm.stop()
+    return {"timestamps": lm.reason, **summarize(result, signing_time_us())}
 
 
 def main(argv: list[str] | None = None) -> None:

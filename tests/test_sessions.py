@@ -12,6 +12,7 @@ from lightfence.protocol.agent_session import AgentState
 from lightfence.protocol.challenge import challenge_signing_bytes
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import TimestampSource, verify
+from lightfence.protocol.wire import DecodeError
 from session_harness import (
     AGENT_ADDR,
     DEVICE_KEY,
@@ -249,3 +250,16 @@ def test_fast_answer_path_matches_the_reference_encoding() -> None:
     assert answer == m.encode(m.Response(ch.session_id, 0, DEVICE_KEY.sign(signed)))
     assert agent.receive_datagram(challenge) == []  # the same round again is not re-signed
     assert agent.rejected["bad_round"] == 1
+
+
+def test_landmark_fast_paths_agree_with_the_message_codec() -> None:
+    lm, agent = make_pair(rounds=3)
+    lm.receive_datagram(agent.start(), AGENT_ADDR, 0)
+    _, challenge = (o.data for o in lm.datagrams_to_send())
+    assert m.encode(m.decode(challenge)) == challenge
+    sid = challenge[4:20]
+    bad_round = b"LF\x01\x04" + sid + bytes([200]) + bytes(64)
+    lm.receive_datagram(bad_round, AGENT_ADDR, 1)
+    with pytest.raises(DecodeError):  # the codec refuses the same datagram
+        m.decode(bad_round)
+    assert lm.stats.rejected["malformed"] == 1

@@ -26,11 +26,19 @@ from enum import StrEnum
 from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import SigningKey, key_id, verify_signature
 from lightfence.protocol import messages as m
-from lightfence.protocol.challenge import NONCE_LEN, SESSION_ID_LEN, challenge_signing_bytes
-from lightfence.protocol.record import MeasurementRecord, TimestampSource
+from lightfence.protocol.challenge import (
+    CHALLENGE_DOMAIN,
+    NONCE_LEN,
+    SESSION_ID_LEN,
+    challenge_middle,
+)
+from lightfence.protocol.record import MAX_ROUNDS, MeasurementRecord, TimestampSource
 from lightfence.protocol.wire import DecodeError
 
 Addr = tuple[str, int]
+_RESPONSE_HEADER = m.header(m.MessageType.RESPONSE)
+_CHALLENGE_HEADER = m.header(m.MessageType.CHALLENGE)
+_ROUND_AT = m.HEADER_LEN + SESSION_ID_LEN
 _SESSION_TIMER = -1
 """Round number used in the timer heap for a session's overall expiry."""
 Rng = Callable[[int], bytes]
@@ -173,6 +181,16 @@ class LandmarkEndpoint:
         self, data: bytes, addr: Addr, now_ns: int, kernel_rx_ns: int | None = None
     ) -> None:
         """A datagram arrived from `addr`; `now_ns` read just after the receive returned."""
+        if len(data) == m.RESPONSE_LEN and data[: m.HEADER_LEN] == _RESPONSE_HEADER:
+            # Fast path for the timed exchange: a response is fixed-size, so exact length and
+            # header is a complete frame check; the fields are plain slices.
+            round_no = data[_ROUND_AT]
+            if round_no >= MAX_ROUNDS:
+                self._reject(Rejection.MALFORMED)
+                return
+            sid = data[m.HEADER_LEN : _ROUND_AT]
+            self._on_response(sid, round_no, data[_ROUND_AT + 1 :], addr, now_ns, kernel_rx_ns)
+            return
         if len(data) > m.MAX_DATAGRAM_BYTES:
             self._reject(Rejection.OVERSIZED)
             return
@@ -184,8 +202,10 @@ class LandmarkEndpoint:
         except DecodeError:
             self._reject(Rejection.MALFORMED)
             return
-        if isinstance(msg, m.Response):
-            self._on_response(msg, addr, now_ns, kernel_rx_ns)
+        if isinstance(msg, m.Response):  # only reached for responses the fast path did not take
+            self._on_response(
+                msg.session_id, msg.round_no, msg.signature, addr, now_ns, kernel_rx_ns
+            )
         elif isinstance(msg, m.Hello):
             self._on_hello(msg, addr, now_ns)
         else:
@@ -247,12 +267,11 @@ class LandmarkEndpoint:
             raise ValueError("issue_record is for a finished session, once")
         best: tuple[int, int, _Round, TimestampSource] | None = None
         rtts: list[int] = []
+        middle = challenge_middle(self.config.landmark_id, s.device_id, s.session_id)
         for i, rnd in enumerate(s.log):
             if rnd.signature is None:
                 continue
-            msg = challenge_signing_bytes(
-                rnd.nonce, self.config.landmark_id, s.device_id, s.session_id, i
-            )
+            msg = CHALLENGE_DOMAIN + rnd.nonce + middle + i.to_bytes(4, "big")
             if not verify_signature(s.device_public_key, rnd.signature, msg):
                 self._reject(Rejection.BAD_SIGNATURE)
                 continue
@@ -356,9 +375,10 @@ class LandmarkEndpoint:
     def _next_challenge(self, s: _Session) -> None:
         rnd = _Round(nonce=self._rng(NONCE_LEN))
         s.log.append(rnd)
-        tag = TxTag(s.session_id, s.current)
-        data = m.encode(m.Challenge(s.session_id, s.current, rnd.nonce))
-        self._out.append(Outgoing(data, s.addr, tag))
+        round_no = len(s.log) - 1
+        # Same bytes as m.encode(m.Challenge(...)) (tested), without building the message.
+        data = _CHALLENGE_HEADER + s.session_id + bytes((round_no,)) + rnd.nonce
+        self._out.append(Outgoing(data, s.addr, TxTag(s.session_id, round_no)))
 
     def _arm(self, s: _Session, deadline_ns: int) -> None:
         s.deadline_ns = deadline_ns
@@ -375,20 +395,26 @@ class LandmarkEndpoint:
         self._events.append(SessionFinished(s.session_id))
 
     def _on_response(
-        self, resp: m.Response, addr: Addr, now_ns: int, kernel_rx_ns: int | None
+        self,
+        session_id: bytes,
+        round_no: int,
+        signature: bytes,
+        addr: Addr,
+        now_ns: int,
+        kernel_rx_ns: int | None,
     ) -> None:
-        s = self._sessions.get(resp.session_id)
+        s = self._sessions.get(session_id)
         if s is None:
             self._reject(Rejection.UNKNOWN_SESSION)
             return
         if addr != s.addr:
             self._reject(Rejection.WRONG_SOURCE)
             return
-        if resp.round_no > s.current:
+        if round_no > s.current:
             self._reject(Rejection.FUTURE_ROUND)
             return
-        if resp.round_no < s.current:
-            answered = s.log[resp.round_no].signature is not None
+        if round_no < s.current:
+            answered = s.log[round_no].signature is not None
             self._reject(Rejection.DUPLICATE_ROUND if answered else Rejection.STALE_ROUND)
             return
         rnd = s.log[s.current]
@@ -402,6 +428,6 @@ class LandmarkEndpoint:
             return
         rnd.rx_user_ns = now_ns
         rnd.rx_kernel_ns = kernel_rx_ns
-        rnd.signature = resp.signature
+        rnd.signature = signature
         self.stats.rounds_answered += 1
         self._advance(s)
