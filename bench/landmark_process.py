@@ -33,25 +33,36 @@ def _serve_landmark(conn: Connection, name: str, cfg_kw: dict[str, Any], timesta
     server = LandmarkServer.bind(endpoint, "127.0.0.1", 0, timestamps)
     conn.send((server.address[1], server.ts.kernel, server.ts.reason))
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_reader(conn.fileno(), stop.set)
-        await server.serve(stop)
-
     cpu0 = time.process_time()
-    asyncio.run(main())
-    s = endpoint.stats
-    conn.recv()
-    conn.send(
-        {
+
+    def snapshot() -> dict[str, Any]:
+        s = endpoint.stats
+        return {
             "cpu_s": time.process_time() - cpu0,
+            "datagrams_received": s.datagrams_received,
             "rounds_answered": s.rounds_answered,
             "records_issued": s.records_issued,
             "records_kernel_timed": s.records_kernel_timed,
             "sessions_opened": s.sessions_opened,
+            "sessions_without_record": s.sessions_without_record,
+            "active_sessions": endpoint.active_sessions,
             "rejected": dict(s.rejected),
         }
-    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        def on_command() -> None:
+            if conn.recv() == "stats":
+                conn.send(snapshot())
+            else:
+                stop.set()
+
+        asyncio.get_running_loop().add_reader(conn.fileno(), on_command)
+        await server.serve(stop)
+
+    asyncio.run(main())
+    conn.send(snapshot())
 
 
 @dataclass
@@ -61,6 +72,19 @@ class LandmarkProcess:
     entry: LandmarkEntry
     kernel: bool
     reason: str
+
+    def stats(self) -> dict[str, Any]:
+        self.conn.send("stats")
+        stats: dict[str, Any] = self.conn.recv()
+        return stats
+
+    def rss_kib(self) -> int:
+        """Resident memory of the landmark process (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return -1
 
     def stop(self) -> dict[str, Any]:
         self.conn.send("stop")

@@ -103,6 +103,7 @@ class SessionFinished:
 
 @dataclass
 class LandmarkStats:
+    datagrams_received: int = 0
     sessions_opened: int = 0
     records_issued: int = 0
     sessions_without_record: int = 0
@@ -181,6 +182,7 @@ class LandmarkEndpoint:
         self, data: bytes, addr: Addr, now_ns: int, kernel_rx_ns: int | None = None
     ) -> None:
         """A datagram arrived from `addr`; `now_ns` read just after the receive returned."""
+        self.stats.datagrams_received += 1
         if len(data) == m.RESPONSE_LEN and data[: m.HEADER_LEN] == _RESPONSE_HEADER:
             # Fast path for the timed exchange: a response is fixed-size, so exact length and
             # header is a complete frame check; the fields are plain slices.
