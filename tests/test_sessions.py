@@ -263,3 +263,18 @@ def test_landmark_fast_paths_agree_with_the_message_codec() -> None:
     with pytest.raises(DecodeError):  # the codec refuses the same datagram
         m.decode(bad_round)
     assert lm.stats.rejected["malformed"] == 1
+
+
+def test_a_hello_can_never_be_amplified() -> None:
+    # Longest landmark id: the SESSION and first CHALLENGE together stay below the HELLO.
+    cfg = LandmarkConfig("L" * 255, max_rounds=64)
+    lm, agent = make_pair(rounds=64, config=cfg)
+    hello = agent.start()
+    lm.receive_datagram(hello, AGENT_ADDR, 0)
+    replies = lm.datagrams_to_send()
+    assert len(replies) == 2
+    assert sum(len(o.data) for o in replies) <= len(hello) == m.HELLO_MIN_BYTES
+    lm.receive_datagram(hello[:-1], AGENT_ADDR, 0)  # unpadded
+    lm.receive_datagram(hello[:-1] + b"\x01", AGENT_ADDR, 0)  # non-zero padding
+    assert lm.stats.rejected["malformed"] == 2
+    assert lm.datagrams_to_send() == []

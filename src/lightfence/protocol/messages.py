@@ -25,6 +25,9 @@ MAX_DATAGRAM_BYTES = 1200
 """No valid message is longer; anything longer is rejected before decoding (and fits any MTU)."""
 MAX_DETAIL_BYTES = 120
 HEADER_LEN = 4
+HELLO_MIN_BYTES = 360
+"""A HELLO is padded to at least this: more than the SESSION plus first CHALLENGE it triggers
+(at most 46 + 255 + 53 = 354 bytes), so a spoofed HELLO cannot amplify traffic to its victim."""
 CHALLENGE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + NONCE_LEN
 RESPONSE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + SIGNATURE_LEN
 
@@ -184,6 +187,9 @@ def encode(msg: Message) -> bytes:
                 .text(msg.trust_level.value)
                 .u8(msg.rounds)
             )
+            unpadded = len(w.getvalue()) + 2
+            pad = max(0, HELLO_MIN_BYTES - unpadded)
+            w.u16(pad).fixed(bytes(pad), pad)
         case SessionAccept():
             w = (
                 _header(MessageType.SESSION)
@@ -231,6 +237,8 @@ def decode(data: bytes) -> Message:
     if version != PROTOCOL_VERSION:
         raise UnsupportedVersion(f"protocol version {version}, this side speaks {PROTOCOL_VERSION}")
     kind = r.u8()
+    if kind == MessageType.HELLO and len(data) < HELLO_MIN_BYTES:
+        raise DecodeError(f"hello shorter than {HELLO_MIN_BYTES} bytes (unpadded)")
     try:
         msg = _decode_body(kind, r)
     except ValueError as exc:  # includes DecodeError
@@ -243,13 +251,16 @@ def decode(data: bytes) -> Message:
 
 def _decode_body(kind: int, r: Reader) -> Message:
     if kind == MessageType.HELLO:
-        return Hello(
+        hello = Hello(
             hello_id=r.fixed(HELLO_ID_LEN),
             device_id=r.fixed(ID_LEN).hex(),
             device_public_key=r.fixed(PUBLIC_KEY_LEN),
             trust_level=TrustLevel(r.text()),
             rounds=r.u8(),
         )
+        if any(r.fixed(r.u16())):
+            raise DecodeError("hello padding must be zero bytes")
+        return hello
     if kind == MessageType.SESSION:
         return SessionAccept(
             hello_id=r.fixed(HELLO_ID_LEN),
