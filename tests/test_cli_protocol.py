@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from http_stub import stub_verifier
 from lightfence.cli import main as _register  # noqa: F401  (imports every command module)
 from lightfence.cli.app import app
 
@@ -29,8 +30,8 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
+def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
     return result.exit_code, result.output
 
 
@@ -78,13 +79,18 @@ def landmarks(tmp_path: Path) -> Iterator[Path]:
 def test_measure_then_verify_offline(landmarks: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "evidence.json"
     key = tmp_path / "dev" / "device.key"
-    code, out = cli(
-        "agent", "measure", "--landmarks", str(landmarks), "--rounds", "5",
-        "--out", str(bundle), "--key", str(key), "--timeout", "5",
-    )  # fmt: skip
+    with stub_verifier() as (url, received):
+        code, out = cli(
+            "agent", "measure", "--landmarks", str(landmarks), "--rounds", "5",
+            "--out", str(bundle), "--key", str(key), "--timeout", "5",
+            "--submit", f"{url}/records", env={"LIGHTFENCE_VERIFIER_TOKEN": "abc"},
+        )  # fmt: skip
     assert code == 0, out
     data = json.loads(bundle.read_text())
     assert len(data["records"]) == 2
+    ((path, auth, body),) = received
+    assert (path, auth) == ("/records", "Bearer abc")
+    assert body == {"records": data["records"]}
     assert oct(key.stat().st_mode & 0o777) == "0o600"
 
     code, out = cli("verify", str(bundle), "--landmark-keys", str(landmarks))

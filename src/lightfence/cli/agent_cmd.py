@@ -28,7 +28,7 @@ from lightfence.crypto.identity import (
 )
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import post_json
+from lightfence.evidence.submit import post_json, read_token
 from lightfence.landmark.registry import RegistryError, load_registry
 from lightfence.protocol.record import MAX_ROUNDS
 
@@ -89,7 +89,12 @@ def measure(
         "evidence.json"
     ),
     submit: Annotated[
-        str | None, typer.Option("--submit", help="Verifier URL to POST the bundle to.")
+        str | None,
+        typer.Option("--submit", help="Verifier records URL (.../records) to POST the records to."),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="Verifier API token file (else $LIGHTFENCE_VERIFIER_TOKEN)."),
     ] = None,
     only: Annotated[
         list[str] | None, typer.Option("--landmark", help="Measure only this landmark (repeat).")
@@ -117,6 +122,10 @@ def measure(
         raise fail(str(exc)) from None
     if not entries:
         raise fail(f"no landmarks in {landmarks}")
+    try:
+        token = read_token(token_file) if submit else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     signing_key, ident = _identity(key, identity, gpu_index, attest)
     console = Console(stderr=True)
     console.print(f"device {ident.device_id} (identity: {ident.trust_level})")
@@ -144,10 +153,11 @@ def measure(
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc}") from None
     console.print(f"wrote {out}: {len(records)} of {len(entries)} landmarks measured")
-    if submit:
+    if submit and records:
         try:
-            post_json(submit, bundle.to_json_dict())
-            console.print(f"submitted to {submit}")
+            reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
+            text = reply.decode(errors="replace")[:200]
+            console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
         except (OSError, ValueError) as exc:
             raise fail(
                 f"could not submit to {submit}: {exc} (the bundle is saved in {out})"

@@ -15,6 +15,7 @@ import typer
 from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
+from lightfence.evidence.submit import read_token
 from lightfence.landmark.config import (
     ConfigError,
     ServerConfig,
@@ -111,6 +112,10 @@ def serve(config: ConfigOpt) -> None:
     except KeyFileError as exc:
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        token = read_token(cfg.verifier_token_file) if cfg.verifier_url else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     endpoint = LandmarkEndpoint(cfg.protocol, key)
     try:
         server = LandmarkServer.bind(
@@ -119,6 +124,7 @@ def serve(config: ConfigOpt) -> None:
             cfg.listen_port,
             cfg.timestamps,
             verifier_url=cfg.verifier_url,
+            verifier_token=token,
         )
     except OSError as exc:
         raise fail(f"cannot serve on {cfg.listen_host}:{cfg.listen_port}: {exc}") from None

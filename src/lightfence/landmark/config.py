@@ -54,6 +54,7 @@ class ServerConfig:
     operator: str = ""
     timestamps: str = "auto"
     verifier_url: str | None = None
+    verifier_token_file: Path | None = None
 
     def registry_entry(self, public_key: bytes, address: str | None = None) -> LandmarkEntry:
         """This landmark's line for the registry file that agents and auditors use."""
@@ -123,6 +124,7 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
     if mode not in TIMESTAMP_MODES:
         raise ConfigError(f"[timestamps] mode must be one of {TIMESTAMP_MODES}")
     url = ver.get("url")
+    tf = ver.get("token_file")
     if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
         raise ConfigError("[verifier] url must be an http:// or https:// URL")
     protocol = LandmarkConfig(
@@ -144,6 +146,7 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
         operator=str(lm.get("operator", "")),
         timestamps=mode,
         verifier_url=url,
+        verifier_token_file=None if tf is None else base_dir / str(tf),
     )
     cfg.registry_entry(bytes(32))  # validates id, position and error radius
     return cfg

@@ -47,12 +47,14 @@ class LandmarkServer:
         timestamper: Timestamper,
         *,
         verifier_url: str | None = None,
+        verifier_token: str | None = None,
         on_record: Callable[[MeasurementRecord], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.sock = sock
         self.ts = timestamper
         self.verifier_url = verifier_url
+        self.verifier_token = verifier_token
         self.on_record = on_record
         self.counters = ServerCounters()
         self._tx_tags: dict[int, TxTag] = {}
@@ -70,6 +72,7 @@ class LandmarkServer:
         timestamps: str = "auto",
         *,
         verifier_url: str | None = None,
+        verifier_token: str | None = None,
         on_record: Callable[[MeasurementRecord], None] | None = None,
     ) -> LandmarkServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -82,7 +85,14 @@ class LandmarkServer:
         except OSError:
             sock.close()
             raise
-        return cls(endpoint, sock, ts, verifier_url=verifier_url, on_record=on_record)
+        return cls(
+            endpoint,
+            sock,
+            ts,
+            verifier_url=verifier_url,
+            verifier_token=verifier_token,
+            on_record=on_record,
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -208,7 +218,9 @@ class LandmarkServer:
     async def _submit(self, record: MeasurementRecord) -> None:
         assert self.verifier_url is not None
         try:
-            await asyncio.to_thread(post_json, self.verifier_url, record.to_json_dict())
+            await asyncio.to_thread(
+                post_json, self.verifier_url, record.to_json_dict(), self.verifier_token
+            )
             self.counters.records_submitted += 1
         except OSError as exc:
             self.counters.submit_errors += 1
