@@ -36,6 +36,10 @@ class Wire:
     drop_answers: set[int] = field(default_factory=set)
     kernel_skew_ns: int | None = 2_000
     """Kernel stamps this far inside the user-space stamps; None: no kernel stamps."""
+    send_call_ns: int = 10_000
+    """How long the send call takes (user pre-send to post-send)."""
+    tx_stamp_delay_ns: int = 0
+    """Extra delay of the kernel TX stamp (beyond the send call: a stamp not ours)."""
     answer_hook: Callable[[LandmarkEndpoint, bytes, int], None] | None = None
     """Called with each answer before delivery (to inject replays, forgeries...)."""
 
@@ -69,9 +73,9 @@ def run_session(
         outs = lm.datagrams_to_send()
         for out in outs:
             if out.tag is not None:
-                lm.on_sent(out.tag, now)
+                lm.on_sent(out.tag, now, now + w.send_call_ns)
                 if w.kernel_skew_ns is not None:
-                    lm.on_tx_kernel(out.tag, now + w.kernel_skew_ns)
+                    lm.on_tx_kernel(out.tag, now + w.kernel_skew_ns + w.tx_stamp_delay_ns)
             now += w.one_way_ns
             pending.extend(agent.receive_datagram(out.data))
         while pending:

@@ -103,7 +103,7 @@ def test_wrong_landmark_key_fails_without_retrying() -> None:
     key = seeded_key("lm-w")
 
     async def main() -> None:
-        async with landmark("w", key) as (_, entry):
+        async with landmark("w", key, round_timeout_ns=100_000_000) as (_, entry):
             impostor = LandmarkEntry("w", seeded_key("other").public_bytes, 0, 0, 0, entry.address)
             result = await measure_landmark(impostor, DEVICE, IDENTITY, 3, FAST)
             assert result.record is None and result.attempts == 1

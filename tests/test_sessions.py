@@ -55,6 +55,18 @@ def test_kernel_stamps_outside_the_user_envelope_are_not_trusted() -> None:
     assert record.rtts_ns == (1_000_000,) * 2
 
 
+def test_a_tx_stamp_from_after_the_send_call_is_never_used() -> None:
+    # A kernel TX stamp matched to the wrong datagram (a later send) would shorten the RTT. A
+    # stamp outside the send call cannot be this datagram's, so the round falls back to the
+    # user-space pair, which can only overstate.
+    lm, agent = make_pair(rounds=3)
+    wire = Wire(kernel_skew_ns=2_000, send_call_ns=10_000, tx_stamp_delay_ns=9_000)
+    record, _ = run_session(lm, agent, wire)
+    assert record is not None
+    assert record.timestamp_source is TimestampSource.MONOTONIC
+    assert record.rtts_ns == (1_000_000,) * 3
+
+
 def test_lost_answers_time_out_and_the_rest_are_kept() -> None:
     lm, agent = make_pair(rounds=5)
     record, _ = run_session(lm, agent, Wire(drop_answers={0, 3}))

@@ -151,12 +151,16 @@ class LandmarkServer:
                 sock.sendto(out.data, out.addr)
             except OSError:
                 self.counters.send_errors += 1
-                if out.tag is not None:
-                    self._tx_tags.pop(self.ts.sends, None)
+                # The kernel may or may not have counted this send: restart the stamp ids so
+                # later stamps match their datagrams again (the endpoint's envelope check
+                # already keeps any mismatched stamp out of an RTT).
+                self._tx_tags.clear()
+                self.ts.resync(sock)
                 continue
+            after = time.monotonic_ns()
             self.ts.sends = (self.ts.sends + 1) % TX_ID_WRAP
             if out.tag is not None:
-                ep.on_sent(out.tag, before)
+                ep.on_sent(out.tag, before, after)
 
     def _drain_tx_stamps(self) -> None:
         for send_id, stamp in self.ts.drain_tx(self.sock):

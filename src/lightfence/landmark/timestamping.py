@@ -81,6 +81,18 @@ class Timestamper:
             return cls(False, f"monotonic clock fallback: SO_TIMESTAMPING refused ({exc})")
         return cls(True, "kernel timestamps (SO_TIMESTAMPING software TX and RX)")
 
+    def resync(self, sock: socket.socket) -> None:
+        """Restart the kernel's send counter (OPT_ID) at 0, e.g. after a failed send."""
+        if not self.kernel:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, 0)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMP_FLAGS)
+        except OSError:
+            self.kernel = False
+            self.reason = "monotonic clock fallback: SO_TIMESTAMPING lost after a send error"
+        self.sends = 0
+
     def rx_kernel_ns(self, ancdata: list[tuple[int, int, bytes]]) -> int | None:
         """The receive stamp in ancillary data, in the monotonic domain; None when absent."""
         if not self.kernel:

@@ -4,10 +4,12 @@ The adapter feeds it datagrams with the time they arrived, sends what it asks to
 it when each challenge left, and calls `handle_timer` at `get_timer()`. All times are integers
 in one monotonic nanosecond domain chosen by the adapter. Each round keeps two timestamp pairs:
 user-space (always given) and kernel (given when the OS timestamps datagrams). A round's RTT is
-the kernel pair when it lies inside the user-space envelope (kernel TX after the user's pre-send
-time, kernel RX before the user's post-receive time), else the user-space pair. Either way the
-RTT can only be longer than the wire's, never shorter: send times are taken before the datagram
-leaves, receive times after it arrives.
+the kernel pair when it lies inside the user-space envelope, else the user-space pair. The
+envelope: the kernel TX stamp falls within the send call (between the user's pre-send and
+post-send times: a stamp of any other datagram on the socket cannot, as sends are sequential,
+so a mismatched stamp is never used), and the kernel RX stamp is before the user's
+post-receive time. Either way the RTT can only be longer than the wire's, never shorter: send
+times are taken before the datagram leaves, receive times after it arrived.
 
 Signatures are checked only when a session is finished (`issue_record`), off the timing path.
 A datagram that is malformed, for another session, from the wrong source, for a stale, future
@@ -119,6 +121,7 @@ class LandmarkStats:
 class _Round:
     nonce: bytes
     tx_user_ns: int | None = None
+    tx_user_after_ns: int | None = None
     tx_kernel_ns: int | None = None
     rx_user_ns: int | None = None
     rx_kernel_ns: int | None = None
@@ -128,7 +131,14 @@ class _Round:
         if self.tx_user_ns is None or self.rx_user_ns is None:
             return None
         tk, rk = self.tx_kernel_ns, self.rx_kernel_ns
-        if tk is not None and rk is not None and self.tx_user_ns <= tk < rk <= self.rx_user_ns:
+        after = self.tx_user_after_ns
+        if (
+            tk is not None
+            and rk is not None
+            and after is not None
+            and self.tx_user_ns <= tk <= after
+            and tk < rk <= self.rx_user_ns
+        ):
             return rk - tk, TimestampSource.KERNEL
         if self.rx_user_ns > self.tx_user_ns:
             return self.rx_user_ns - self.tx_user_ns, TimestampSource.MONOTONIC
@@ -213,11 +223,13 @@ class LandmarkEndpoint:
         else:
             self._reject(Rejection.UNEXPECTED_TYPE)
 
-    def on_sent(self, tag: TxTag, user_ns: int) -> None:
-        """The challenge for `tag` is being sent; `user_ns` read just before the send call."""
+    def on_sent(self, tag: TxTag, user_ns: int, after_ns: int | None = None) -> None:
+        """The challenge for `tag` was sent: `user_ns` read just before the send call and
+        `after_ns` just after it returned (without it, kernel TX stamps are not used)."""
         rnd = self._round(tag)
         if rnd is not None and rnd.tx_user_ns is None:
             rnd.tx_user_ns = user_ns
+            rnd.tx_user_after_ns = after_ns
             s = self._sessions[tag.session_id]
             self._arm(s, user_ns + self.config.round_timeout_ns)
 
