@@ -40,9 +40,9 @@ def echo_min_rtt_ns(sock: socket.socket, ts: Timestamper, port: int, pings: int 
         sock.sendto(PING, ("127.0.0.1", port))
         _, anc, _, _ = sock.recvmsg(2048, 512)
         after = time.monotonic_ns()
-        rx = ts.rx_kernel_ns(anc)
+        rx = ts.rx_kernel(anc)
         stamps = ts.drain_tx(sock)
-        rtt = rx - stamps[-1][1] if rx is not None and stamps else after - before
+        rtt = rx.real_ns - stamps[-1][1].real_ns if rx is not None and stamps else after - before
         best = min(best, rtt)
     return best
 

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 from lightfence.crypto.identity import software_identity
 from lightfence.protocol.agent_session import AgentSession
-from lightfence.protocol.landmark_session import Addr, LandmarkConfig, LandmarkEndpoint
+from lightfence.protocol.landmark_session import (
+    Addr,
+    KernelStamp,
+    LandmarkConfig,
+    LandmarkEndpoint,
+)
 from lightfence.protocol.record import MeasurementRecord
 from record_factory import seeded_key
 
@@ -38,6 +43,8 @@ class Wire:
     """Kernel stamps this far inside the user-space stamps; None: no kernel stamps."""
     send_call_ns: int = 10_000
     """How long the send call takes (user pre-send to post-send)."""
+    clock_step_ns: int = 0
+    """Wall clock stepped back by this between each challenge's TX and its answer's RX."""
     tx_stamp_delay_ns: int = 0
     """Extra delay of the kernel TX stamp (beyond the send call: a stamp not ours)."""
     answer_hook: Callable[[LandmarkEndpoint, bytes, int], None] | None = None
@@ -75,7 +82,8 @@ def run_session(
             if out.tag is not None:
                 lm.on_sent(out.tag, now, now + w.send_call_ns)
                 if w.kernel_skew_ns is not None:
-                    lm.on_tx_kernel(out.tag, now + w.kernel_skew_ns + w.tx_stamp_delay_ns)
+                    tx_real = now + w.kernel_skew_ns + w.tx_stamp_delay_ns
+                    lm.on_tx_kernel(out.tag, KernelStamp(tx_real, 0))
             now += w.one_way_ns
             pending.extend(agent.receive_datagram(out.data))
         while pending:
@@ -86,7 +94,11 @@ def run_session(
             now += w.one_way_ns
             if w.answer_hook is not None:
                 w.answer_hook(lm, answer, now)
-            kernel = None if w.kernel_skew_ns is None else now - w.kernel_skew_ns
+            kernel = (
+                None
+                if w.kernel_skew_ns is None
+                else KernelStamp(now - w.kernel_skew_ns - w.clock_step_ns, w.clock_step_ns)
+            )
             lm.receive_datagram(answer, AGENT_ADDR, now, kernel)
         event = lm.next_event()
         if event is not None:

@@ -67,6 +67,20 @@ def test_a_tx_stamp_from_after_the_send_call_is_never_used() -> None:
     assert record.rtts_ns == (1_000_000,) * 3
 
 
+@pytest.mark.parametrize("step_ns", [1_000, 50_000, 5_000_000])
+def test_a_wall_clock_step_never_shortens_an_rtt(step_ns: int) -> None:
+    # Kernel stamps are wall-clock time: a step back between TX and RX would shorten a kernel
+    # RTT. A small step is absorbed (max of both differences), a large one is detected.
+    lm, agent = make_pair(rounds=3)
+    record, _ = run_session(lm, agent, Wire(kernel_skew_ns=2_000, clock_step_ns=step_ns))
+    assert record is not None
+    assert min(record.rtts_ns) >= 996_000
+    large = step_ns > 2_000
+    assert record.timestamp_source is (
+        TimestampSource.MONOTONIC if large else TimestampSource.KERNEL
+    )
+
+
 def test_lost_answers_time_out_and_the_rest_are_kept() -> None:
     lm, agent = make_pair(rounds=5)
     record, _ = run_session(lm, agent, Wire(drop_answers={0, 3}))

@@ -136,7 +136,7 @@ class LandmarkServer:
                 self.counters.receive_errors += 1
                 break
             now = time.monotonic_ns()
-            ep.receive_datagram(data, (addr[0], addr[1]), now, self.ts.rx_kernel_ns(anc))
+            ep.receive_datagram(data, (addr[0], addr[1]), now, self.ts.rx_kernel(anc))
             self._flush()
         self._drain_tx_stamps()
         self._after_io()

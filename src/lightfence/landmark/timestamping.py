@@ -3,9 +3,9 @@
 The kernel stamps a received datagram when the network stack takes it in, and a sent one when
 the driver hands it to the device, so scheduling delays in this process drop out of the RTT.
 TX stamps come back later on the socket's error queue, tagged with a per-socket send counter
-(SOF_TIMESTAMPING_OPT_ID). Kernel stamps are CLOCK_REALTIME; they are converted at once to the
-CLOCK_MONOTONIC domain the protocol core uses, with the offset read around the conversion, so a
-wall-clock step does not leak into an RTT (and the core's envelope check catches the rest).
+(SOF_TIMESTAMPING_OPT_ID). Kernel stamps are CLOCK_REALTIME; each is handed on with the
+CLOCK_MONOTONIC - CLOCK_REALTIME offset read when it was picked up, and the protocol core uses a
+kernel pair only if that offset did not move between the two (no wall-clock step).
 
 Where the OS gives no timestamps (not Linux, or the option is refused) the adapter falls back
 to CLOCK_MONOTONIC read in user space, says so at start-up, and every record says which clock
@@ -19,6 +19,8 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
+
+from lightfence.protocol.landmark_session import KernelStamp
 
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
 """Linux value (asm-generic); Python does not export the constant."""
@@ -93,20 +95,20 @@ class Timestamper:
             self.reason = "monotonic clock fallback: SO_TIMESTAMPING lost after a send error"
         self.sends = 0
 
-    def rx_kernel_ns(self, ancdata: list[tuple[int, int, bytes]]) -> int | None:
-        """The receive stamp in ancillary data, in the monotonic domain; None when absent."""
+    def rx_kernel(self, ancdata: list[tuple[int, int, bytes]]) -> KernelStamp | None:
+        """The receive stamp in ancillary data, with the clock offset now; None when absent."""
         if not self.kernel:
             return None
         for level, kind, data in ancdata:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(data) >= 16:
                 sec, nsec = _SCM_TS.unpack_from(data)
                 if sec or nsec:
-                    return int(sec * 1_000_000_000 + nsec + mono_minus_real_ns())
+                    return KernelStamp(int(sec * 1_000_000_000 + nsec), mono_minus_real_ns())
         return None
 
-    def drain_tx(self, sock: socket.socket) -> list[tuple[int, int]]:
-        """Transmit stamps waiting on the error queue: (send id, monotonic-domain ns)."""
-        out: list[tuple[int, int]] = []
+    def drain_tx(self, sock: socket.socket) -> list[tuple[int, KernelStamp]]:
+        """Transmit stamps waiting on the error queue: (send id, stamp)."""
+        out: list[tuple[int, KernelStamp]] = []
         if not self.kernel:
             return out
         while True:
@@ -128,4 +130,4 @@ class Timestamper:
                     if err[1] == SO_EE_ORIGIN_TIMESTAMPING:
                         send_id = err[6]
             if stamp and send_id is not None:
-                out.append((send_id, stamp + mono_minus_real_ns()))
+                out.append((send_id, KernelStamp(stamp, mono_minus_real_ns())))

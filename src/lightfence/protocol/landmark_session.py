@@ -80,6 +80,25 @@ class LandmarkConfig:
     """Rate-limiter entries kept (least recently seen dropped first)."""
 
 
+MAX_CLOCK_OFFSET_DRIFT_NS = 2_000
+"""A kernel pair is used only if CLOCK_MONOTONIC - CLOCK_REALTIME moved less than this between
+the two stamps' pick-up: more means the wall clock was stepped (or a read was preempted)."""
+
+
+@dataclass(frozen=True)
+class KernelStamp:
+    """A kernel datagram timestamp (CLOCK_REALTIME) and the clock offset read when it was
+    picked up, which puts it in the monotonic domain of every other time here."""
+
+    real_ns: int
+    mono_offset_ns: int
+    """CLOCK_MONOTONIC - CLOCK_REALTIME, read by the adapter as it received the stamp."""
+
+    @property
+    def mono_ns(self) -> int:
+        return self.real_ns + self.mono_offset_ns
+
+
 @dataclass(frozen=True)
 class TxTag:
     """Identifies a challenge datagram so the adapter can report when it left."""
@@ -122,24 +141,27 @@ class _Round:
     nonce: bytes
     tx_user_ns: int | None = None
     tx_user_after_ns: int | None = None
-    tx_kernel_ns: int | None = None
+    tx_kernel: KernelStamp | None = None
     rx_user_ns: int | None = None
-    rx_kernel_ns: int | None = None
+    rx_kernel: KernelStamp | None = None
     signature: bytes | None = None
 
     def rtt(self) -> tuple[int, TimestampSource] | None:
         if self.tx_user_ns is None or self.rx_user_ns is None:
             return None
-        tk, rk = self.tx_kernel_ns, self.rx_kernel_ns
-        after = self.tx_user_after_ns
+        tk, rk, after = self.tx_kernel, self.rx_kernel, self.tx_user_after_ns
         if (
             tk is not None
             and rk is not None
             and after is not None
-            and self.tx_user_ns <= tk <= after
-            and tk < rk <= self.rx_user_ns
+            and abs(rk.mono_offset_ns - tk.mono_offset_ns) <= MAX_CLOCK_OFFSET_DRIFT_NS
+            and self.tx_user_ns <= tk.mono_ns <= after
+            and tk.mono_ns < rk.mono_ns <= self.rx_user_ns
         ):
-            return rk - tk, TimestampSource.KERNEL
+            # The larger of the wall-clock and monotonic-domain differences: a clock step
+            # small enough to pass the drift check still cannot shorten the RTT.
+            rtt = max(rk.real_ns - tk.real_ns, rk.mono_ns - tk.mono_ns)
+            return rtt, TimestampSource.KERNEL
         if self.rx_user_ns > self.tx_user_ns:
             return self.rx_user_ns - self.tx_user_ns, TimestampSource.MONOTONIC
         return None
@@ -189,7 +211,7 @@ class LandmarkEndpoint:
     # --- input ---------------------------------------------------------------------------
 
     def receive_datagram(
-        self, data: bytes, addr: Addr, now_ns: int, kernel_rx_ns: int | None = None
+        self, data: bytes, addr: Addr, now_ns: int, kernel_rx: KernelStamp | None = None
     ) -> None:
         """A datagram arrived from `addr`; `now_ns` read just after the receive returned."""
         self.stats.datagrams_received += 1
@@ -201,7 +223,7 @@ class LandmarkEndpoint:
                 self._reject(Rejection.MALFORMED)
                 return
             sid = data[m.HEADER_LEN : _ROUND_AT]
-            self._on_response(sid, round_no, data[_ROUND_AT + 1 :], addr, now_ns, kernel_rx_ns)
+            self._on_response(sid, round_no, data[_ROUND_AT + 1 :], addr, now_ns, kernel_rx)
             return
         if len(data) > m.MAX_DATAGRAM_BYTES:
             self._reject(Rejection.OVERSIZED)
@@ -215,9 +237,7 @@ class LandmarkEndpoint:
             self._reject(Rejection.MALFORMED)
             return
         if isinstance(msg, m.Response):  # only reached for responses the fast path did not take
-            self._on_response(
-                msg.session_id, msg.round_no, msg.signature, addr, now_ns, kernel_rx_ns
-            )
+            self._on_response(msg.session_id, msg.round_no, msg.signature, addr, now_ns, kernel_rx)
         elif isinstance(msg, m.Hello):
             self._on_hello(msg, addr, now_ns)
         else:
@@ -233,11 +253,11 @@ class LandmarkEndpoint:
             s = self._sessions[tag.session_id]
             self._arm(s, user_ns + self.config.round_timeout_ns)
 
-    def on_tx_kernel(self, tag: TxTag, kernel_ns: int) -> None:
-        """The kernel's transmit timestamp for `tag`, converted to the monotonic domain."""
+    def on_tx_kernel(self, tag: TxTag, stamp: KernelStamp) -> None:
+        """The kernel's transmit timestamp for `tag` (from the socket's error queue)."""
         rnd = self._round(tag)
-        if rnd is not None and rnd.tx_kernel_ns is None:
-            rnd.tx_kernel_ns = kernel_ns
+        if rnd is not None and rnd.tx_kernel is None:
+            rnd.tx_kernel = stamp
 
     def handle_timer(self, now_ns: int) -> None:
         """Time out unanswered rounds whose deadline has passed."""
@@ -415,7 +435,7 @@ class LandmarkEndpoint:
         signature: bytes,
         addr: Addr,
         now_ns: int,
-        kernel_rx_ns: int | None,
+        kernel_rx: KernelStamp | None,
     ) -> None:
         s = self._sessions.get(session_id)
         if s is None:
@@ -441,7 +461,7 @@ class LandmarkEndpoint:
             self._reject(Rejection.NO_TIMESTAMP)
             return
         rnd.rx_user_ns = now_ns
-        rnd.rx_kernel_ns = kernel_rx_ns
+        rnd.rx_kernel = kernel_rx
         rnd.signature = signature
         self.stats.rounds_answered += 1
         self._advance(s)
