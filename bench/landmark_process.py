@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing as mp
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -24,11 +25,24 @@ from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoin
 CTX = mp.get_context("spawn")
 
 
+LANDMARK_CPU = 0
+AGENT_CPU = 1
+"""The landmark (and the bare echo it is compared with) run on one CPU, the device side on
+another, so both the echo baseline and a landmark round cross the same CPU boundary."""
+
+
+def pin(cpu: int) -> None:
+    """Pin this process to `cpu` where the OS allows it and the CPU exists."""
+    if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {cpu})
+
+
 def bench_key(label: str) -> SigningKey:
     return SigningKey.from_seed(hashlib.sha256(label.encode()).digest())
 
 
 def _serve_landmark(conn: Connection, name: str, cfg_kw: dict[str, Any], timestamps: str) -> None:
+    pin(LANDMARK_CPU)
     endpoint = LandmarkEndpoint(LandmarkConfig(name, **cfg_kw), bench_key(name))
     server = LandmarkServer.bind(endpoint, "127.0.0.1", 0, timestamps)
     conn.send((server.address[1], server.ts.kernel, server.ts.reason))
@@ -103,6 +117,7 @@ def start_landmark(name: str = "bench", timestamps: str = "auto", **cfg_kw: Any)
 
 
 def _echo(conn: Connection) -> None:
+    pin(LANDMARK_CPU)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     conn.send(sock.getsockname()[1])
