@@ -274,7 +274,7 @@ def test_webhook_receives_new_alerts(tmp_path: object) -> None:
 def test_evidence_bundle_verifies_offline_and_refuses_tampering(api: Api, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from lightfence.cli import app
+    from lightfence.cli.app import app
 
     f = api.fleet
     dev = f.device_id
