@@ -5,7 +5,8 @@ The physics is the core's: every verdict here comes from `lightfence.core.batch.
 the result. Which records count, for a device:
 
 * accepted records from landmarks that are `active` now (a flagged landmark's records stop
-  counting the moment it is flagged);
+  counting the moment it is flagged), measured since the landmark's current position was
+  registered (a re-surveyed or moved landmark's older records were taken from elsewhere);
 * measured within `verdict_window_s` before the device's newest record;
 * each landmark's survey error, plus a movement allowance for an older record (the device may
   have moved at `max_device_speed_km_per_h` since), is the landmark's position error: caps only
@@ -116,6 +117,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
     }
     oldest = min((d.last_record_ns or 0) for d in devices) - window_ns
     by_device: dict[str, list[_Rec]] = defaultdict(list)
+    skew_ns = int(config.max_clock_skew_s * 1e9)
     ids = [d.id for d in devices]
     for k in range(0, len(ids), 500):  # bounded IN lists
         rows = session.execute(
@@ -128,7 +130,11 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
             ).where(RecordRow.device_id.in_(ids[k : k + 500]), RecordRow.measured_ns >= oldest)
         )
         for rid, did, lid, rtt_ns, measured in rows:
-            if lid in landmarks:
+            # A record taken before the landmark's current position was registered was
+            # measured from elsewhere: placing it at the new position would be unsound. The
+            # landmark's clock may run ahead of ours by up to the accepted skew.
+            since = landmarks[lid].position_since_ns if lid in landmarks else 0
+            if lid in landmarks and (since == 0 or measured >= since + skew_ns):
                 by_device[did].append(_Rec(rid, lid, rtt_ns, measured))
     out = []
     for d in devices:

@@ -186,9 +186,10 @@ def verdict_history(
     geojson: Literal["none", "latest", "all"] = "latest",
 ) -> dict[str, Any]:
     with service.read() as session:
-        registry.get_device(session, device_id, who)
+        device = registry.get_device(session, device_id, who)
         history = queries.verdict_history(session, device_id, limit, geojson=geojson)
-    return {"device_id": device_id, "verdicts": history}
+    # The identity's trust level qualifies every verdict (a software key can be copied).
+    return {"device_id": device_id, "trust_level": device.trust_level, "verdicts": history}
 
 
 @router.get(
