@@ -139,6 +139,15 @@ def test_wrong_types_and_oversized_bodies(api: Api) -> None:
     assert r.status_code == 413 and "at most" in r.json()["error"]
     r = api.submit(api.admin, {"records": [rec] * 51})
     assert r.status_code in (413, 422)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
+        yield b'{"records": ['
+        for _ in range(200):
+            yield json.dumps(rec).encode() + b","
+        yield b"]}"
+
+    r = api.client.post("/records", content=chunks(), headers=api.h(api.admin))
+    assert r.status_code == 413
     assert api.counts() == before
 
 
