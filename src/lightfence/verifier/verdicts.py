@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 
 from lightfence.core.batch import MeasurementTable, decide_batch
 from lightfence.core.kinds import Reason, VerdictKind
@@ -236,14 +236,12 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     One audit entry covers the pass (every verdict id, device and kind is in its payload).
     """
     ids = [d.pending.device_id for d in decided]
-    devices: dict[str, DeviceRow] = {}
+    seqs: dict[str, int] = {}
     previous: dict[str, str] = {}
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
-        only = load_only(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict)
-        query = select(DeviceRow).where(DeviceRow.id.in_(chunk)).options(only)
-        for dev in session.execute(query).scalars():
-            devices[dev.id] = dev
+        query = select(DeviceRow.id, DeviceRow.dirty_seq).where(DeviceRow.id.in_(chunk))
+        seqs.update({did: seq for did, seq in session.execute(query)})
         latest = (
             select(func.max(VerdictRow.id))
             .where(VerdictRow.device_id.in_(chunk))
@@ -257,8 +255,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     raise_for: list[Decided] = []
     for d in decided:
         p = d.pending
-        current = devices.get(p.device_id)
-        if current is None or current.dirty_seq != p.dirty_seq:
+        if seqs.get(p.device_id) != p.dirty_seq:
             continue  # changed meanwhile: stays dirty, the next pass decides on fresh inputs
         rows.append(
             {
@@ -274,13 +271,18 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
                 "inputs": p.inputs,
             }
         )
-        current.needs_verdict = False
         alarming = d.kind in (VerdictKind.REFUTED, VerdictKind.INCONSISTENT)
         if alarming and previous.get(p.device_id) != d.kind.value:
             raise_for.append(d)
     if not rows:
         return []
-    session.flush()
+    # Write transactions are serial (the audit head lock), so the dirty_seq read above is still
+    # current: one UPDATE clears the devices decided.
+    done = [r["device_id"] for r in rows]
+    for k in range(0, len(done), 500):
+        session.execute(
+            update(DeviceRow).where(DeviceRow.id.in_(done[k : k + 500])).values(needs_verdict=False)
+        )
     stmt = insert(VerdictRow).returning(VerdictRow.id, sort_by_parameter_order=True)
     new_ids = [int(i) for i in session.execute(stmt, rows).scalars()]
     stored = [Stored(i, r["device_id"], r["kind"]) for i, r in zip(new_ids, rows, strict=True)]
