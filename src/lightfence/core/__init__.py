@@ -1,0 +1,1 @@
+"""Pure core: measurements, estimates and verdicts. No I/O."""

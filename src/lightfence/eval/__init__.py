@@ -1,0 +1,1 @@
+"""Evaluation on real measurements: data sets, leave-one-out runs, reports."""
