@@ -63,7 +63,8 @@ def _fit_on_hull(
 ) -> Bestline:
     baseline = BASELINE_SLOPE_MS_PER_KM
     positive = hx > 0.0
-    max_slope = float(np.min(hy[positive] / hx[positive])) if np.any(positive) else np.inf
+    with np.errstate(over="ignore"):  # a subnormal distance: that point allows any slope
+        max_slope = float(np.min(hy[positive] / hx[positive])) if np.any(positive) else np.inf
     if max_slope < baseline:
         # A point faster than fibre allows: the landmark (or its partner) is mis-surveyed. No line
         # can meet every constraint; the physical baseline is the honest answer.

@@ -81,7 +81,7 @@ GROWN_FRACTION_SLACK = 0.02
 LEVEL_STEPS = (0.0, 0.1, 0.2)
 """Levels, above the lowest at which the caps meet, whose region centroids are averaged."""
 SEARCH_SAMPLES = 20000
-"""Global candidates (about 160 km apart) for the touching point of non-intersecting caps."""
+"""Candidates over the whole sphere (about 160 km apart) when even 2/3 c caps do not meet."""
 _GOLDEN_ANGLE_RAD = math.pi * (3.0 - math.sqrt(5.0))
 
 
@@ -161,14 +161,16 @@ def _required_level(
     # arccos of a dot product (error about 1e-8 rad, 0.1 km) instead of angle_rad: this runs on
     # millions of pairs per estimate, and a display estimate does not need nanometres.
     angles = np.arccos(np.clip(points @ centers.T, -1.0, 1.0))
-    span = outer - inner
-    with np.errstate(divide="ignore", invalid="ignore"):
-        level = np.where(
-            span[None, :] > 0.0,
-            (angles - inner[None, :]) / span[None, :],
-            np.where(angles <= inner[None, :], 0.0, np.inf),
-        )
+    # Where inner == outer the cap never grows: a point outside it needs an unreachable level.
+    span = np.maximum(outer - inner, 1e-12)
+    level = (angles - inner[None, :]) / span[None, :]
     return np.asarray(np.max(level, axis=1), dtype=np.float64)
+
+
+def _inside(points: Float64Array, centers: Float64Array, radii: Float64Array) -> Float64Array:
+    """Points inside every cap; a dot-product test, cheaper than angles for the many samples."""
+    mask = np.all(points @ centers.T >= np.cos(radii)[None, :], axis=1)
+    return np.asarray(points[mask], dtype=np.float64)
 
 
 def _region(
@@ -178,7 +180,7 @@ def _region(
     radii = np.clip(inner + level * (outer - inner), 0.0, math.pi)
     smallest = int(np.argmin(radii))
     points = _sample_cap(centers[smallest], float(radii[smallest]), REGION_SAMPLES)
-    kept = points[_required_level(points, centers, inner, outer) <= level]
+    kept = _inside(points, centers, radii)
     if len(kept) == 0:
         return None
     if len(kept) < MIN_REGION_POINTS:
@@ -187,23 +189,27 @@ def _region(
         mean /= np.linalg.norm(mean)
         spacing = math.sqrt(math.pi / REGION_SAMPLES) * float(radii[smallest])
         extent = float(np.max(angle_rad(kept, mean[None, :]))) + spacing
-        points = _sample_cap(mean, extent, REGION_SAMPLES)
-        inside = points[_required_level(points, centers, inner, outer) <= level]
+        inside = _inside(_sample_cap(mean, extent, REGION_SAMPLES), centers, radii)
         if len(inside) > len(kept):
             kept = inside
     return kept
 
 
 def _lowest_level(
-    centers: Float64Array, inner: Float64Array, outer: Float64Array
+    centers: Float64Array, inner: Float64Array, outer: Float64Array, within: int | None = None
 ) -> tuple[float, Float64Array]:
-    """Smallest level at which the caps share a point, and that point (global search)."""
-    points = _sample_cap(np.array([0.0, 0.0, 1.0]), math.pi, SEARCH_SAMPLES)
+    """Smallest level at which the caps share a point, and that point: searched over the whole
+    sphere, or over cap `within`'s outer cap when only levels up to 1 matter."""
+    if within is None:
+        points = _sample_cap(np.array([0.0, 0.0, 1.0]), math.pi, SEARCH_SAMPLES)
+        width = math.sqrt(4.0 * math.pi / SEARCH_SAMPLES) * 2.0
+    else:
+        points = _sample_cap(centers[within], float(outer[within]), REGION_SAMPLES)
+        width = math.sqrt(math.pi / REGION_SAMPLES) * float(outer[within]) * 2.0
     level = _required_level(points, centers, inner, outer)
     best = points[int(np.argmin(level))]
-    width = math.sqrt(4.0 * math.pi / SEARCH_SAMPLES) * 2.0
     for _ in range(4):  # local refinement around the best candidate, shrinking each round
-        points = np.vstack([best[None, :], _sample_cap(best, width, 2000)])
+        points = np.vstack([best[None, :], _sample_cap(best, width, 1000)])
         level = _required_level(points, centers, inner, outer)
         best = points[int(np.argmin(level))]
         width /= 4.0
@@ -284,8 +290,9 @@ def estimate_position(
     lowest = 0.0
     method = "cbg-bestline"
     if _region(centers, inner, outer, 0.0) is None:
-        lowest, _ = _lowest_level(centers, inner, outer)
-        lowest = min(lowest + GROWN_FRACTION_SLACK, 1.0)
+        # Every level up to 1 lies inside each 2/3 c cap: search only the smallest one.
+        lowest, _ = _lowest_level(centers, inner, outer, within=int(np.argmin(outer)))
+        lowest = min(lowest + GROWN_FRACTION_SLACK, 1.0) if lowest <= 1.0 else lowest
         method = "cbg-bestline-grown"
     levels = [lowest + step for step in LEVEL_STEPS]
     found = _layered_estimate(centers, inner, outer, levels, 1.0) if lowest <= 1.0 else None

@@ -31,12 +31,18 @@ def calibration_rows(
 ) -> list[tuple[str, str, float, float]]:
     """(a, b, distance km, RTT ms) for each measured landmark pair of `calibration` (or dataset)."""
     source = calibration if calibration is not None else dataset
-    rows: list[tuple[str, str, float, float]] = []
-    for a, b, rtt in source.landmark_pairs():
-        ha, hb = source.hosts[a], source.hosts[b]
-        distance = float(great_circle_km(ha.lat, ha.lon, hb.lat, hb.lon))
-        rows.append((a, b, distance, rtt))
-    return rows
+    pairs = list(source.landmark_pairs())
+    a_hosts = [source.hosts[a] for a, _, _ in pairs]
+    b_hosts = [source.hosts[b] for _, b, _ in pairs]
+    distances = great_circle_km(
+        [h.lat for h in a_hosts],
+        [h.lon for h in a_hosts],
+        [h.lat for h in b_hosts],
+        [h.lon for h in b_hosts],
+    )
+    return [
+        (a, b, float(distance), rtt) for (a, b, rtt), distance in zip(pairs, distances, strict=True)
+    ]
 
 
 def target_measurements(dataset: Dataset, target_id: str) -> list[Measurement]:
