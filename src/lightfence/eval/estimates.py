@@ -124,3 +124,17 @@ def evaluate_estimates(
         "skipped": skipped,
         "per_target": per_target,
     }
+
+
+def main() -> None:
+    """Print the summary (without per-target rows) for the shipped data as JSON."""
+    import json
+
+    from lightfence.eval.dataset import load_dataset
+
+    result = evaluate_estimates(load_dataset())
+    print(json.dumps({k: v for k, v in result.items() if k != "per_target"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
