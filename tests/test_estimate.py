@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from lightfence.core.estimate import (
     estimate_position,
     shortest_ping,
 )
-from lightfence.core.measurement_stub import Landmark, Measurement
+from lightfence.core.measurement import Landmark, Measurement
 from lightfence.geo.sphere import destination, great_circle_km
 from lightfence.units import Bound, max_distance_km
 
@@ -117,17 +118,35 @@ def test_floor_and_shortest_ping() -> None:
     assert est.error_radius_km == pytest.approx(max_distance_km(4.0, Bound.FIBRE))
 
 
+@dataclass(frozen=True)
+class RawLandmark:
+    """Unvalidated, so the estimate's own checks are exercised (core.measurement refuses these
+    at construction already)."""
+
+    id: str
+    lat: float
+    lon: float
+    position_error_km: float = 0.0
+
+
+@dataclass(frozen=True)
+class RawMeasurement:
+    landmark: RawLandmark
+    rtt_ms: float
+    floor_ms: float = 0.0
+
+
 @pytest.mark.parametrize(
     ("measurements", "message"),
     [
         ([], "at least one"),
-        ([Measurement(Landmark("a", 0.0, 0.0), float("nan"))], "finite"),
-        ([Measurement(Landmark("a", 0.0, 0.0), -1.0)], "above zero"),
-        ([Measurement(Landmark("a", 0.0, 0.0), 1.0, floor_ms=-1.0)], "floor"),
-        ([Measurement(Landmark("a", 95.0, 0.0), 1.0)], "latitude"),
+        ([RawMeasurement(RawLandmark("a", 0.0, 0.0), float("nan"))], "finite"),
+        ([RawMeasurement(RawLandmark("a", 0.0, 0.0), -1.0)], "above zero"),
+        ([RawMeasurement(RawLandmark("a", 0.0, 0.0), 1.0, floor_ms=-1.0)], "floor"),
+        ([RawMeasurement(RawLandmark("a", 95.0, 0.0), 1.0)], "latitude"),
     ],
 )
-def test_bad_input_is_refused(measurements: list[Measurement], message: str) -> None:
+def test_bad_input_is_refused(measurements: list[RawMeasurement], message: str) -> None:
     for function in (cbg_plain_centroid, shortest_ping):
         with pytest.raises(ValueError, match=message):
             function(measurements)

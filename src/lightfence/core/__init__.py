@@ -1,1 +1,1 @@
-"""Pure core: measurements, estimates and verdicts. No I/O."""
+"""The pure core: measurements, policies and verdicts. No sockets, no clocks, no database."""

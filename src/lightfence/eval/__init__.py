@@ -1,1 +1,1 @@
-"""Evaluation on real measurements: data sets, leave-one-out runs, reports."""
+"""Evaluation on real measured RTTs: verdicts, relays and estimates against ground truth."""

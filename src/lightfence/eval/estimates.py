@@ -18,7 +18,7 @@ from lightfence.core.estimate import (
     estimate_position,
     shortest_ping,
 )
-from lightfence.core.measurement_stub import Landmark, Measurement
+from lightfence.core.measurement import Landmark, Measurement
 from lightfence.eval.dataset import Dataset
 from lightfence.geo.sphere import great_circle_km
 

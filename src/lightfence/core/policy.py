@@ -1,0 +1,104 @@
+"""Policies: where a device may be (the allowed region A) and how fast a signal may travel.
+
+Text forms, as used on the command line and in the verifier's licences:
+
+    outside:CN,HK,MO          anywhere except these countries (sea included)
+    in:DE  /  in:DE,FR        inside these countries' land
+    within:LAT,LON,RADIUS_KM  within a distance of a licensed site
+    in-declared-country       inside whatever country the device declares
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from lightfence.geo.regions import Complement, Countries, Disc, Region
+from lightfence.units import Bound
+
+
+class PolicyError(ValueError):
+    """A policy text that cannot be understood."""
+
+
+@cache
+def countries_region(codes: tuple[str, ...]) -> Countries:
+    """One shared Countries object per set of codes, so its boundary index is built once."""
+    return Countries(codes)
+
+
+@cache
+def _outside(codes: tuple[str, ...]) -> Region:
+    return Complement(countries_region(codes))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a VERIFIED verdict promises: every position the RTTs allow lies in `allowed`."""
+
+    text: str
+    """The policy as written, for display and for evidence bundles."""
+    allowed: Region | None
+    """The allowed region A; None means 'the country the device declares'."""
+    bound: Bound = Bound.VACUUM
+
+    @property
+    def in_declared_country(self) -> bool:
+        return self.allowed is None
+
+    def allowed_for(self, claimed: str | None) -> Region:
+        """The allowed region for a device that declares `claimed` (a country code or None)."""
+        if self.allowed is not None:
+            return self.allowed
+        if not claimed:
+            raise PolicyError("policy in-declared-country needs the device's declared country")
+        return claimed_region(claimed)
+
+    def describe(self) -> str:
+        return f"{self.text} (bound: {self.bound.value})"
+
+
+def claimed_region(code: str) -> Countries:
+    return countries_region((code.strip().upper(),))
+
+
+def _codes(text: str) -> tuple[str, ...]:
+    codes = tuple(sorted({c.strip().upper() for c in text.split(",") if c.strip()}))
+    if not codes:
+        raise PolicyError("name at least one country code, e.g. outside:CN,HK,MO")
+    return codes
+
+
+def parse_policy(text: str, bound: Bound | str = Bound.VACUUM) -> Policy:
+    """Parse a policy text (see the module docstring). Raises PolicyError with what to fix."""
+    bound = Bound(bound)
+    raw = text.strip()
+    kind, _, arg = raw.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if kind == "in-declared-country" and not arg:
+            return Policy(text="in-declared-country", allowed=None, bound=bound)
+        if kind == "outside":
+            codes = _codes(arg)
+            return Policy(text=f"outside:{','.join(codes)}", allowed=_outside(codes), bound=bound)
+        if kind == "in":
+            codes = _codes(arg)
+            return Policy(
+                text=f"in:{','.join(codes)}", allowed=countries_region(codes), bound=bound
+            )
+        if kind == "within":
+            parts = [p.strip() for p in arg.split(",")]
+            if len(parts) != 3:
+                raise PolicyError("write within:LAT,LON,RADIUS_KM, e.g. within:50.11,8.68,100")
+            lat, lon, radius = (float(p) for p in parts)
+            return Policy(
+                text=f"within:{lat},{lon},{radius}", allowed=Disc(lat, lon, radius), bound=bound
+            )
+    except PolicyError:
+        raise
+    except ValueError as exc:
+        raise PolicyError(f"policy {text!r}: {exc}") from exc
+    raise PolicyError(
+        f"unknown policy {text!r}: use outside:CC,..., in:CC,..., within:LAT,LON,RADIUS_KM "
+        "or in-declared-country"
+    )

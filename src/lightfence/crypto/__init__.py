@@ -1,0 +1,1 @@
+"""Keys and device identity: Ed25519 keys, key files, identity providers and trust levels."""

@@ -1,0 +1,155 @@
+"""Ed25519 keys: generation, key files (created 0600), key ids and signature checks.
+
+Public keys travel as their 32 raw bytes (hex in text formats). A key id is the first 16 bytes
+of SHA-256 over the raw public key, in hex, so anyone holding the public key can recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+PUBLIC_KEY_LEN = 32
+SIGNATURE_LEN = 64
+KEY_ID_LEN = 16
+"""Bytes of SHA-256 kept in a key id: 128 bits, far beyond any birthday collision risk here."""
+
+KEY_FILE_MODE = 0o600
+
+
+class KeyFileError(Exception):
+    """A key file is missing, unreadable, malformed or readable by other users."""
+
+
+def key_id(public_key: bytes) -> str:
+    """The key id of a raw 32-byte Ed25519 public key: hex of SHA-256(public_key)[:16]."""
+    if len(public_key) != PUBLIC_KEY_LEN:
+        raise ValueError(f"an Ed25519 public key is {PUBLIC_KEY_LEN} bytes, got {len(public_key)}")
+    return hashlib.sha256(public_key).digest()[:KEY_ID_LEN].hex()
+
+
+def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True when `signature` is a valid Ed25519 signature of `message` by `public_key`.
+
+    Never raises on bad input from the network: a malformed key or signature is simply invalid.
+    """
+    if len(public_key) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def parse_public_key_hex(text: str) -> bytes:
+    """Raw public key from its 64-hex-digit text form; ValueError with a clear message otherwise."""
+    text = text.strip()
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(
+            f"public key must be {2 * PUBLIC_KEY_LEN} hex digits: {text[:80]!r}"
+        ) from None
+    if len(raw) != PUBLIC_KEY_LEN:
+        raise ValueError(f"public key must be {2 * PUBLIC_KEY_LEN} hex digits, got {len(text)}")
+    try:
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise ValueError("not a valid Ed25519 public key") from None
+    return raw
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 private key with its public half and key id at hand."""
+
+    private: Ed25519PrivateKey = field(repr=False)
+    """The private key; never printed, never serialised except by `save`."""
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> SigningKey:
+        """A key from its 32-byte seed (tests and deterministic fixtures)."""
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_bytes)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message)
+
+    def save(self, path: Path, *, overwrite: bool = False) -> None:
+        """Write the key as unencrypted PKCS#8 PEM, created with mode 0600.
+
+        The file is created with its final mode in one step (no window where it is readable by
+        others). An existing file is kept unless `overwrite`: losing a landmark or device key
+        silently would orphan every record it signed.
+        """
+        pem = self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        try:
+            fd = os.open(path, flags, KEY_FILE_MODE)
+        except FileExistsError:
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), KEY_FILE_MODE)
+            out.write(pem)
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        """Read a key written by `save`; refuses a file others can read, as ssh does."""
+        try:
+            mode = path.stat().st_mode
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyFileError(f"key file {path} not found") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+        if stat.S_IMODE(mode) & 0o077:
+            raise KeyFileError(
+                f"key file {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
+                f"run: chmod 600 {path}"
+            )
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise KeyFileError(f"{path} is not an unencrypted PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+        return cls(key)
+
+
+def load_or_create(path: Path) -> tuple[SigningKey, bool]:
+    """The key at `path`, creating it first when absent. Returns (key, created)."""
+    if path.exists():
+        return SigningKey.load(path), False
+    key = SigningKey.generate()
+    key.save(path)
+    return key, True

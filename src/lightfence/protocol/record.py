@@ -1,0 +1,342 @@
+"""The measurement record: what a landmark measured, signed by the landmark.
+
+A record says: landmark `landmark_id` (key `landmark_key_id`) ran `rounds_sent` timed rounds with
+device `device_id` (key `device_key_id`) in session `session_id`; the valid answers took
+`rtts_ns` on the landmark's clock; the fastest took `min_rtt_ns`, and here is the device's
+signature over that round's challenge so anyone can check the device key really answered it.
+
+Two encodings: canonical binary (`signed_bytes` is what the landmark signs; `to_bytes` adds the
+signature and travels over UDP) and a JSON object (`to_json_dict`) for bundles and HTTP. Both
+decode strictly; the JSON form round-trips to the same signed bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from lightfence.crypto.identity import TrustLevel
+from lightfence.crypto.keys import SIGNATURE_LEN, SigningKey, key_id, verify_signature
+from lightfence.protocol.challenge import (
+    ID_LEN,
+    NONCE_LEN,
+    SESSION_ID_LEN,
+    challenge_signing_bytes,
+    id_bytes,
+)
+from lightfence.protocol.wire import DecodeError, Reader, Writer
+
+RECORD_DOMAIN = b"lightfence/record/v1\x00"
+RECORD_VERSION = 1
+MAX_ROUNDS = 64
+"""Most rounds in one session; bounds a record to well under 1 kB."""
+MAX_RTT_NS = 10 * 1_000_000_000
+"""An RTT over 10 s proves nothing useful (a cap larger than the Earth); reject as malformed."""
+
+
+class TimestampSource(StrEnum):
+    """Which clock timed the rounds, so a reader knows the RTT's precision."""
+
+    KERNEL = "kernel"
+    """SO_TIMESTAMPING software TX and RX timestamps taken in the kernel."""
+    MONOTONIC = "monotonic"
+    """Fallback: CLOCK_MONOTONIC read in user space around send and receive (adds jitter)."""
+
+
+class RecordError(ValueError):
+    """A record is malformed, or fails a signature or key check. The message says which."""
+
+
+def _check_int(name: str, v: object, lo: int, hi: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise RecordError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class MeasurementRecord:
+    """One landmark's signed measurement of one device. Validated at construction."""
+
+    landmark_id: str
+    """The landmark's name in the registry (e.g. `fra1`); up to 255 UTF-8 bytes."""
+    landmark_key_id: str
+    """Key id of the landmark key that signs this record."""
+    device_id: str
+    """Device id (crypto.identity.compute_device_id), as the device presented it."""
+    device_key_id: str
+    """Key id of the device key that signed the answers."""
+    trust_level: TrustLevel
+    """Trust level of the device identity, as the device presented it."""
+    session_id: bytes
+    """16 random bytes chosen by the landmark."""
+    rounds_sent: int
+    """Challenges the landmark sent (k)."""
+    rtts_ns: tuple[int, ...]
+    """RTT of every round answered with a valid device signature, in round order, ns."""
+    fastest_round: int
+    """Round number of the fastest valid answer."""
+    fastest_nonce: bytes
+    """The 32-byte nonce of that round."""
+    device_signature: bytes
+    """The device's signature of challenge_signing_bytes for that round."""
+    timestamp_source: TimestampSource
+    measured_at_unix_ns: int
+    """Landmark's UTC wall clock when it issued the record (not used for any RTT)."""
+    landmark_signature: bytes = b""
+    """Landmark's signature of `signed_bytes()`; empty only before signing."""
+    version: int = RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != RECORD_VERSION:
+            raise RecordError(f"unsupported record version {self.version}")
+        if not self.landmark_id or len(self.landmark_id.encode()) > 255:
+            raise RecordError("landmark_id must be 1 to 255 UTF-8 bytes")
+        for name in ("landmark_key_id", "device_id", "device_key_id"):
+            try:
+                id_bytes(getattr(self, name))
+            except (ValueError, TypeError):
+                raise RecordError(f"{name} must be {2 * ID_LEN} lowercase hex digits") from None
+        if not isinstance(self.trust_level, TrustLevel):
+            raise RecordError("trust_level must be a TrustLevel")
+        if not isinstance(self.timestamp_source, TimestampSource):
+            raise RecordError("timestamp_source must be a TimestampSource")
+        if len(self.session_id) != SESSION_ID_LEN:
+            raise RecordError(f"session_id must be {SESSION_ID_LEN} bytes")
+        _check_int("rounds_sent", self.rounds_sent, 1, MAX_ROUNDS)
+        if not 1 <= len(self.rtts_ns) <= self.rounds_sent:
+            raise RecordError("a record needs between 1 and rounds_sent valid RTTs")
+        for rtt in self.rtts_ns:
+            _check_int("rtt_ns", rtt, 1, MAX_RTT_NS)
+        _check_int("fastest_round", self.fastest_round, 0, self.rounds_sent - 1)
+        if len(self.fastest_nonce) != NONCE_LEN:
+            raise RecordError(f"fastest_nonce must be {NONCE_LEN} bytes")
+        if len(self.device_signature) != SIGNATURE_LEN:
+            raise RecordError(f"device_signature must be {SIGNATURE_LEN} bytes")
+        _check_int("measured_at_unix_ns", self.measured_at_unix_ns, 0, 2**63 - 1)
+        if len(self.landmark_signature) not in (0, SIGNATURE_LEN):
+            raise RecordError(f"landmark_signature must be {SIGNATURE_LEN} bytes")
+
+    @property
+    def min_rtt_ns(self) -> int:
+        return min(self.rtts_ns)
+
+    @property
+    def min_rtt_ms(self) -> float:
+        return self.min_rtt_ns / 1e6
+
+    @property
+    def measured_at(self) -> datetime:
+        return datetime.fromtimestamp(self.measured_at_unix_ns / 1e9, tz=UTC)
+
+    def signed_bytes(self) -> bytes:
+        """Canonical bytes the landmark signs: every field except the landmark signature."""
+        w = (
+            Writer()
+            .fixed(RECORD_DOMAIN, len(RECORD_DOMAIN))
+            .u8(self.version)
+            .text(self.landmark_id)
+            .fixed(id_bytes(self.landmark_key_id), ID_LEN)
+            .fixed(id_bytes(self.device_id), ID_LEN)
+            .fixed(id_bytes(self.device_key_id), ID_LEN)
+            .text(self.trust_level.value)
+            .fixed(self.session_id, SESSION_ID_LEN)
+            .u8(self.rounds_sent)
+            .u8(len(self.rtts_ns))
+        )
+        for rtt in self.rtts_ns:
+            w.u64(rtt)
+        return (
+            w.u64(self.min_rtt_ns)
+            .u8(self.fastest_round)
+            .fixed(self.fastest_nonce, NONCE_LEN)
+            .fixed(self.device_signature, SIGNATURE_LEN)
+            .text(self.timestamp_source.value)
+            .u64(self.measured_at_unix_ns)
+            .getvalue()
+        )
+
+    def to_bytes(self) -> bytes:
+        """Signed bytes followed by the landmark signature (the form sent to the agent)."""
+        if not self.landmark_signature:
+            raise RecordError("record is not signed yet")
+        return self.signed_bytes() + self.landmark_signature
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MeasurementRecord:
+        """Strict inverse of to_bytes. Raises DecodeError or RecordError on any malformation."""
+        r = Reader(data)
+        if r.fixed(len(RECORD_DOMAIN)) != RECORD_DOMAIN:
+            raise DecodeError("not a lightfence v1 record")
+        version = r.u8()
+        landmark_id = r.text()
+        landmark_key_id = r.fixed(ID_LEN).hex()
+        device_id = r.fixed(ID_LEN).hex()
+        device_key_id = r.fixed(ID_LEN).hex()
+        trust = r.text()
+        session_id = r.fixed(SESSION_ID_LEN)
+        rounds_sent = r.u8()
+        rtts = tuple(r.u64() for _ in range(r.u8()))
+        min_rtt = r.u64()
+        fastest_round = r.u8()
+        nonce = r.fixed(NONCE_LEN)
+        device_sig = r.fixed(SIGNATURE_LEN)
+        source = r.text()
+        measured_at = r.u64()
+        landmark_sig = r.fixed(SIGNATURE_LEN)
+        r.end()
+        try:
+            rec = cls(
+                landmark_id=landmark_id,
+                landmark_key_id=landmark_key_id,
+                device_id=device_id,
+                device_key_id=device_key_id,
+                trust_level=TrustLevel(trust),
+                session_id=session_id,
+                rounds_sent=rounds_sent,
+                rtts_ns=rtts,
+                fastest_round=fastest_round,
+                fastest_nonce=nonce,
+                device_signature=device_sig,
+                timestamp_source=TimestampSource(source),
+                measured_at_unix_ns=measured_at,
+                landmark_signature=landmark_sig,
+                version=version,
+            )
+        except ValueError as exc:
+            raise DecodeError(f"invalid record: {exc}") from None
+        if rec.min_rtt_ns != min_rtt:
+            raise DecodeError("min_rtt_ns is not the minimum of rtts_ns")
+        return rec
+
+    def signed_by(self, landmark_key: SigningKey) -> MeasurementRecord:
+        """This record with its landmark signature set (landmark key id must match)."""
+        if landmark_key.key_id != self.landmark_key_id:
+            raise RecordError("landmark_key_id does not match the signing key")
+        sig = landmark_key.sign(self.signed_bytes())
+        return replace(self, landmark_signature=sig)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON form for bundles and HTTP submission. Bytes are lowercase hex."""
+        return {
+            "version": self.version,
+            "landmark_id": self.landmark_id,
+            "landmark_key_id": self.landmark_key_id,
+            "device_id": self.device_id,
+            "device_key_id": self.device_key_id,
+            "trust_level": self.trust_level.value,
+            "session_id": self.session_id.hex(),
+            "rounds_sent": self.rounds_sent,
+            "rtts_ns": list(self.rtts_ns),
+            "min_rtt_ns": self.min_rtt_ns,
+            "fastest_round": self.fastest_round,
+            "fastest_nonce": self.fastest_nonce.hex(),
+            "device_signature": self.device_signature.hex(),
+            "timestamp_source": self.timestamp_source.value,
+            "measured_at_unix_ns": self.measured_at_unix_ns,
+            "measured_at_utc": self.measured_at.isoformat(timespec="microseconds"),
+            "landmark_signature": self.landmark_signature.hex(),
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: Mapping[str, Any]) -> MeasurementRecord:
+        """Strict inverse of to_json_dict: unknown or missing keys and wrong types are errors.
+
+        `measured_at_utc` is informational (the signed time is `measured_at_unix_ns`) and may be
+        omitted; `min_rtt_ns`, when present, must equal min(rtts_ns).
+        """
+        if not isinstance(d, Mapping):
+            raise RecordError("a record must be a JSON object")
+        unknown = set(d) - _JSON_KEYS
+        if unknown:
+            raise RecordError(f"unknown record fields: {sorted(unknown)}")
+        missing = _JSON_REQUIRED - set(d)
+        if missing:
+            raise RecordError(f"missing record fields: {sorted(missing)}")
+        rtts = d["rtts_ns"]
+        if not isinstance(rtts, list) or len(rtts) > MAX_ROUNDS:
+            raise RecordError(f"rtts_ns must be a list of at most {MAX_ROUNDS} integers")
+        try:
+            rec = cls(
+                version=_check_int("version", d["version"], 0, 255),
+                landmark_id=_str(d, "landmark_id"),
+                landmark_key_id=_str(d, "landmark_key_id"),
+                device_id=_str(d, "device_id"),
+                device_key_id=_str(d, "device_key_id"),
+                trust_level=TrustLevel(_str(d, "trust_level")),
+                session_id=_hex(d, "session_id"),
+                rounds_sent=d["rounds_sent"],
+                rtts_ns=tuple(_check_int("rtt_ns", v, 1, MAX_RTT_NS) for v in rtts),
+                fastest_round=d["fastest_round"],
+                fastest_nonce=_hex(d, "fastest_nonce"),
+                device_signature=_hex(d, "device_signature"),
+                timestamp_source=TimestampSource(_str(d, "timestamp_source")),
+                measured_at_unix_ns=d["measured_at_unix_ns"],
+                landmark_signature=_hex(d, "landmark_signature"),
+            )
+        except RecordError:
+            raise
+        except ValueError as exc:
+            raise RecordError(f"invalid record: {exc}") from None
+        if "min_rtt_ns" in d and d["min_rtt_ns"] != rec.min_rtt_ns:
+            raise RecordError("min_rtt_ns is not the minimum of rtts_ns")
+        return rec
+
+
+_JSON_REQUIRED = {
+    "version", "landmark_id", "landmark_key_id", "device_id", "device_key_id", "trust_level",
+    "session_id", "rounds_sent", "rtts_ns", "fastest_round", "fastest_nonce", "device_signature",
+    "timestamp_source", "measured_at_unix_ns", "landmark_signature",
+}  # fmt: skip
+_JSON_KEYS = _JSON_REQUIRED | {"min_rtt_ns", "measured_at_utc"}
+
+
+def _str(d: Mapping[str, Any], name: str) -> str:
+    v = d[name]
+    if not isinstance(v, str):
+        raise RecordError(f"{name} must be a string")
+    return v
+
+
+def _hex(d: Mapping[str, Any], name: str) -> bytes:
+    v = _str(d, name)
+    try:
+        raw = bytes.fromhex(v)
+    except ValueError:
+        raise RecordError(f"{name} must be hex") from None
+    if raw.hex() != v:
+        raise RecordError(f"{name} must be lowercase hex without spaces")
+    return raw
+
+
+def verify(record: MeasurementRecord, landmark_public_key: bytes, device_public_key: bytes) -> None:
+    """Check a record with public keys alone; raise RecordError saying what failed.
+
+    Checks that both keys are the ones the record names, that the landmark signed exactly these
+    fields, and that the device key signed the fastest round's challenge. Passing means: this
+    landmark vouches that the device key answered a fresh challenge in `min_rtt_ns`. Whether the
+    device id belongs to the key (and its hardware) is the identity's check, not the record's.
+    """
+    if key_id(landmark_public_key) != record.landmark_key_id:
+        raise RecordError(
+            f"record names landmark key {record.landmark_key_id}, "
+            f"not the given key {key_id(landmark_public_key)}"
+        )
+    if not verify_signature(landmark_public_key, record.landmark_signature, record.signed_bytes()):
+        raise RecordError(f"landmark signature of {record.landmark_id} does not verify")
+    if key_id(device_public_key) != record.device_key_id:
+        raise RecordError(
+            f"record names device key {record.device_key_id}, "
+            f"not the given key {key_id(device_public_key)}"
+        )
+    message = challenge_signing_bytes(
+        record.fastest_nonce,
+        record.landmark_id,
+        record.device_id,
+        record.session_id,
+        record.fastest_round,
+    )
+    if not verify_signature(device_public_key, record.device_signature, message):
+        raise RecordError("device signature of the fastest round does not verify")
