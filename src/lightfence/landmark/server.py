@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightfence.evidence.submit import post_json
-from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
+from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper, mono_minus_real_ns
 from lightfence.protocol import messages as m
 from lightfence.protocol.landmark_session import LandmarkEndpoint, TxTag
 from lightfence.protocol.record import MeasurementRecord
@@ -146,6 +146,7 @@ class LandmarkServer:
         for out in ep.datagrams_to_send():
             if out.tag is not None and self.ts.kernel:
                 self._tx_tags[self.ts.sends] = out.tag
+            offset = mono_minus_real_ns() if self.ts.kernel else None
             before = time.monotonic_ns()  # before the send: an RTT can only come out longer
             try:
                 sock.sendto(out.data, out.addr)
@@ -160,7 +161,7 @@ class LandmarkServer:
             after = time.monotonic_ns()
             self.ts.sends = (self.ts.sends + 1) % TX_ID_WRAP
             if out.tag is not None:
-                ep.on_sent(out.tag, before, after)
+                ep.on_sent(out.tag, before, after, offset)
 
     def _drain_tx_stamps(self) -> None:
         for send_id, stamp in self.ts.drain_tx(self.sock):
