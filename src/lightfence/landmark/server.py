@@ -59,6 +59,7 @@ class LandmarkServer:
         self.counters = ServerCounters()
         self._tx_tags: dict[int, TxTag] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_ns = 0
         self._issue_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submissions: set[asyncio.Task[None]] = set()
@@ -164,6 +165,8 @@ class LandmarkServer:
                 ep.on_sent(out.tag, before, after, offset)
 
     def _drain_tx_stamps(self) -> None:
+        # Always drain: every send is stamped (not just challenges), and an undrained error
+        # queue both fills the receive buffer and keeps the socket signalling readable.
         for send_id, stamp in self.ts.drain_tx(self.sock):
             tag = self._tx_tags.pop(send_id, None)
             if tag is not None:
@@ -177,7 +180,7 @@ class LandmarkServer:
 
     def _after_io(self) -> None:
         assert self._loop is not None
-        if not self._issue_pending:
+        if not self._issue_pending and self.endpoint.has_events:
             self._issue_pending = True
             self._loop.call_soon(self._issue_records)
         self._rearm_timer()
@@ -185,12 +188,13 @@ class LandmarkServer:
     def _rearm_timer(self) -> None:
         assert self._loop is not None
         deadline_ns = self.endpoint.get_timer()
+        if deadline_ns is None or (self._timer is not None and self._timer_ns <= deadline_ns):
+            return  # the armed timer fires first anyway; handle_timer then re-arms
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        if deadline_ns is not None:
-            # loop.time() is time.monotonic(), the same clock as the endpoint's times
-            self._timer = self._loop.call_at(deadline_ns / 1e9, self._on_timer)
+        self._timer_ns = deadline_ns
+        # loop.time() is time.monotonic(), the same clock as the endpoint's times
+        self._timer = self._loop.call_at(deadline_ns / 1e9, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

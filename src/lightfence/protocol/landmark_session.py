@@ -192,6 +192,10 @@ class LandmarkEndpoint:
         out, self._out = self._out, []
         return out
 
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
     def next_event(self) -> SessionFinished | None:
         return self._events.popleft() if self._events else None
 
