@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
@@ -98,3 +100,33 @@ def test_map_predicts_real_verdicts_of_real_hosts(policy: str) -> None:
     agree = sum(c.agrees for c in checks)
     exceptions = [c.target for c in checks if not c.agrees]
     assert agree >= 0.95 * len(checks), f"{agree}/{len(checks)} agree; exceptions: {exceptions}"
+
+
+@settings(max_examples=30)
+@given(
+    seed=st.integers(0, 2**31),
+    s_lo=st.floats(1.0, 8.0),
+    factor=st.floats(1.0, 4.0),
+    policy=st.sampled_from(["in:DE", "outside:CN,HK,MO", "within:50.1,8.7,400"]),
+)
+def test_verifiability_only_shrinks_with_inflation_and_grows_with_landmarks(
+    seed: int, s_lo: float, factor: float, policy: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    n = 12
+    lms = Places(
+        names=tuple(f"l{i}" for i in range(n)),
+        lat=rng.uniform(44.0, 56.0, n),
+        lon=rng.uniform(0.0, 20.0, n),
+        country=(None,) * n,
+        gpus=np.ones(n),
+    )
+    lat, lon = rng.uniform(47.5, 54.0, 4), rng.uniform(6.5, 14.0, 4)
+    pol = parse_policy(policy)
+    country = ["DE"] * 4
+    nb = nearest_landmarks(lat, lon, lms, 6)
+    at_lo = verified(lms, nb, scaled_rtt_ms(nb, s_lo), pol, country)
+    at_hi = verified(lms, nb, scaled_rtt_ms(nb, s_lo * factor), pol, country)
+    assert np.all(at_hi <= at_lo)
+    few = nearest_landmarks(lat, lon, lms, 2)
+    assert np.all(verified(lms, few, scaled_rtt_ms(few, s_lo), pol, country) <= at_lo)

@@ -1,7 +1,7 @@
 """The global grid a coverage map is computed on: H3 cells whose centre lies on land.
 
 Resolution 2 (5,882 cells worldwide, about 86,700 km² and 180 km across each; 1,700 of them on
-land) is the default: a whole-world map with 250 landmarks takes about a minute on two cores
+land) is the default: a whole-world map with 250 landmarks takes 15 s to a minute on two cores
 (bench/coverage.py). Resolution 3 (41,162 cells, 12,400 km²) is seven times the work.
 
 Only land cells are kept: the GPUs a map is for stand in buildings, and "land" here is any
