@@ -76,3 +76,20 @@ def test_cli_bad_inputs_exit_2_with_a_message(tmp_path: Path) -> None:
     res = runner.invoke(app, ["coverage", "--landmarks", str(bad), "--policy", "nowhere:XX"])
     assert res.exit_code == 2 and "unknown policy" in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_plan_cli_reports_steps_and_writes_json(tmp_path: Path) -> None:
+    lms = tmp_path / "lm.csv"
+    lms.write_text("id,lat,lon\nreykjavik,64.1,-21.9\nperth,-31.9,115.9\n")
+    sites = tmp_path / "sites.csv"
+    sites.write_text("name,lat,lon,country,gpus\nkansas,38.5,-98.0,US,100\n")
+    cands = tmp_path / "cands.csv"
+    cands.write_text("name,lat,lon\nsalina,38.6,-97.9\nnowhere,0.0,-160.0\n")
+    out = tmp_path / "plan"
+    args = ["plan", "--landmarks", str(lms), "--policy", "in-declared-country"]
+    args += ["--sites", str(sites), "--budget", "2", "--candidates", str(cands)]
+    res = CliRunner().invoke(app, [*args, "--no-maps", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "plan.json").read_text())
+    assert [s["candidate"] for s in report["steps"]] == ["salina"]
+    assert report["gpus_before"] == 0 and report["gpus_after"] == 100
