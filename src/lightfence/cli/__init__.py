@@ -11,7 +11,7 @@ from lightfence.cli import landmark_cmd as landmark_cmd
 from lightfence.cli import verifier_cmd as verifier_cmd
 from lightfence.cli import verify_cmd as verify_cmd
 from lightfence.cli import version_cmd as version_cmd
-from lightfence.cli.app import app
+from lightfence.cli.app import app as app
 
 
 def main() -> None:
