@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -119,10 +121,14 @@ def _serve(console: Console, world: DemoWorld) -> None:
     console.print(f"\ndashboard: [bold]{url}[/]")
     console.print(f"read-only auditor token: [bold]{token}[/]")
     console.print(f"(or open {url}#token={token})")
-    console.print("measuring again every 20 s; Ctrl-C to stop")
+    console.print(f"measuring again every {ROUND_INTERVAL_S:.0f} s; Ctrl-C to stop")
+    # Ctrl-C sets a flag instead of raising wherever the main thread happens to be (inside a
+    # round's event loop, an interrupt would leave agent threads and sockets half torn down).
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(ROUND_INTERVAL_S)
+        while not stop.wait(ROUND_INTERVAL_S):
             world.measure_round()
-    except KeyboardInterrupt:
-        console.print("stopping")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    console.print("stopping")

@@ -50,6 +50,7 @@ class VerifierProcess:
 def _verifier_main(conn: Connection, config: VerifierConfig, port: int) -> None:
     import uvicorn
 
+    from lightfence.dashboard import countries_geojson
     from lightfence.verifier.api.app import create_app
 
     with contextlib.suppress(OSError):
@@ -67,4 +68,7 @@ def _verifier_main(conn: Connection, config: VerifierConfig, port: int) -> None:
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False))
     conn.send(int(sock.getsockname()[1]))
     conn.close()
+    # Natural Earth takes seconds to load; load it once now (requests queue meanwhile), not
+    # twice at once in the first enrolment and the dashboard's first map.
+    countries_geojson()
     server.run(sockets=[sock])

@@ -29,6 +29,7 @@ import itertools
 import multiprocessing
 import random
 import select
+import signal
 import socket
 import threading
 import time
@@ -272,6 +273,8 @@ class RelayProcess:
 
 
 def _relay_main(conn: Connection, paths: list[Path], seed: int) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides when the relays stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     hub = RelayHub(seed)
     try:
         addresses = [hub.add_path(addr, rtt) for addr, rtt in paths]
