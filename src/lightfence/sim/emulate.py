@@ -27,6 +27,7 @@ import contextlib
 import heapq
 import itertools
 import multiprocessing
+import os
 import random
 import select
 import signal
@@ -52,6 +53,9 @@ SPIN_MARGIN_NS = 2_000_000
 in short steps: the deadline is met to within a sleep step instead of up to a millisecond late."""
 SPIN_STEP_S = 0.0001
 MAX_DATAGRAM_BYTES = 65_535
+RELAY_NICE = -5
+"""CPU priority of the relay process where the OS allows raising it: on a busy machine a late
+relay is emulation error, a late verifier is not."""
 LATENESS_SAMPLES = 200_000
 """Most recent datagrams whose lateness is kept."""
 
@@ -118,8 +122,11 @@ class LatenessStats:
 class RelayHub:
     """Every emulated path of a run, served by one scheduling thread."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, jitter_fraction: float = JITTER_FRACTION) -> None:
+        if not jitter_fraction >= 0:
+            raise ValueError("jitter_fraction must be >= 0")
         self._rng = random.Random(seed)
+        self.jitter_fraction = jitter_fraction
         self._relays: dict[int, tuple[_Relay, bool]] = {}
         """fd -> (relay, is_front)."""
         self._due: list[tuple[int, int, socket.socket, bytes, tuple[str, int] | None]] = []
@@ -148,7 +155,9 @@ class RelayHub:
             front,
             back,
             int(one_way_ms * 1e6),
-            max(MIN_JITTER_MS, JITTER_FRACTION * one_way_ms) * 1e6,
+            max(MIN_JITTER_MS, self.jitter_fraction * one_way_ms) * 1e6
+            if self.jitter_fraction
+            else 0.0,
         )
         with self._lock:
             self._relays[front.fileno()] = (relay, True)
@@ -206,7 +215,11 @@ class RelayHub:
             except OSError:
                 return  # e.g. ICMP unreachable from a stopped landmark: the agent retries
             now = time.monotonic_ns()
-            jitter_ns = int(self._rng.expovariate(1.0 / relay.jitter_mean_ns))
+            jitter_ns = (
+                int(self._rng.expovariate(1.0 / relay.jitter_mean_ns))
+                if relay.jitter_mean_ns
+                else 0
+            )
             due = now + relay.one_way_ns + jitter_ns
             if is_front:
                 relay.agent_addr = (str(addr[0]), int(addr[1]))
@@ -237,11 +250,16 @@ class RelayProcess:
     """A RelayHub in a process of its own, so its timing never waits for another thread's hold on
     the interpreter lock (the verifier's geometry, a hundred agent threads)."""
 
-    def __init__(self, paths: list[Path], seed: int = 0) -> None:
+    def __init__(
+        self, paths: list[Path], seed: int = 0, jitter_fraction: float = JITTER_FRACTION
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
-            target=_relay_main, args=(child, paths, seed), name="lf-relays", daemon=True
+            target=_relay_main,
+            args=(child, paths, seed, jitter_fraction),
+            name="lf-relays",
+            daemon=True,
         )
         self._proc.start()
         child.close()
@@ -272,10 +290,12 @@ class RelayProcess:
         self._conn.close()
 
 
-def _relay_main(conn: Connection, paths: list[Path], seed: int) -> None:
+def _relay_main(conn: Connection, paths: list[Path], seed: int, jitter_fraction: float) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when the relays stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    hub = RelayHub(seed)
+    with contextlib.suppress(OSError):
+        os.nice(RELAY_NICE)  # only where permitted (root); the relays are the network
+    hub = RelayHub(seed, jitter_fraction)
     try:
         addresses = [hub.add_path(addr, rtt) for addr, rtt in paths]
     except (OSError, ValueError) as exc:
