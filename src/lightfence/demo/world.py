@@ -135,10 +135,12 @@ class DemoWorld:
         self._start_verifier()
         self.step(f"starting {len(LANDMARKS)} landmarks, each with its own key")
         self._start_landmarks()
-        self.step("registering landmarks and enrolling the fleet through the API")
-        self._register()
+        self._make_fleet()
+        # The relays start while the verifier still loads its country borders.
         self.step("building emulated paths (one delaying relay per device and landmark)")
         self._build_paths()
+        self.step("registering landmarks and enrolling the fleet through the API")
+        self._register()
 
     def _start_verifier(self) -> None:
         config = VerifierConfig(
@@ -217,6 +219,20 @@ class DemoWorld:
                 "operator": f"demo landmark, {lm.site.city}",
             }
             self.api("POST", "/landmarks", json=body)
+        for dev in self.fleet:
+            silent = dev.spec.scenario is Scenario.SILENT
+            body = {
+                "identity": dev.identity.to_json_dict(),
+                "licence": {
+                    "policy": DEMO_POLICY,
+                    "declared_country": dev.spec.claim,
+                    "checkin_interval_s": SILENT_CHECKIN_S if silent else HONEST_CHECKIN_S,
+                },
+                "operator": dev.spec.operator,
+            }
+            self.api("POST", "/devices", json=body)
+
+    def _make_fleet(self) -> None:
         for spec in FLEET:
             key = SigningKey.generate()
             identity = _identity(key, spec.name)
@@ -230,17 +246,6 @@ class DemoWorld:
                     attributes=identity.attributes,
                     claimed_device_id=identity.device_id,
                 )
-            interval = SILENT_CHECKIN_S if spec.scenario is Scenario.SILENT else HONEST_CHECKIN_S
-            body = {
-                "identity": identity.to_json_dict(),
-                "licence": {
-                    "policy": DEMO_POLICY,
-                    "declared_country": spec.claim,
-                    "checkin_interval_s": interval,
-                },
-                "operator": spec.operator,
-            }
-            self.api("POST", "/devices", json=body)
             self.fleet.append(FleetDevice(spec, identity, answer_key, answer_identity))
 
     def path_rtt_ms(self, spec: DeviceSpec, lm: RunningLandmark) -> float:
