@@ -6,7 +6,8 @@ import socket
 
 from typer.testing import CliRunner
 
-from lightfence.cli import app
+import lightfence.cli  # noqa: F401  (registers every command)
+from lightfence.cli.app import app
 
 runner = CliRunner()
 
