@@ -20,7 +20,9 @@ from lightfence.demo.scenario import Scenario
 from lightfence.demo.world import DemoWorld
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 
-pytestmark = pytest.mark.slow
+# One world for the module: with `pytest -n 2 --dist loadgroup` (make pytest) every test here
+# runs on the same worker, so the world is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-world")]
 
 MAX_ROUNDS = 3
 CHROMIUM = "/usr/bin/chromium"

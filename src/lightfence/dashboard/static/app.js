@@ -1,6 +1,6 @@
 // The dashboard: sign in with an API token, then show the fleet on the map and in tables.
 import * as api from "./api.js";
-import { createMap, drawDevices, drawLandmarks, focus } from "./map.js";
+import { createMap, drawDevices, drawLandmarks, highlight } from "./map.js";
 import { colour, status } from "./verdicts.js";
 
 const REFRESH_MS = 10000;
@@ -124,7 +124,7 @@ async function openDevice(id, zoom = true) {
     el("h2", {}, "Verdict history"),
     historyRows.length ? el("table", { id: "history" }, el("tbody", {}, ...historyRows))
       : el("p", { className: "muted" }, "no verdicts"));
-  if (zoom && latest) focus(latest.feasible_geojson);
+  highlight(id, zoom);
 }
 
 async function refresh() {

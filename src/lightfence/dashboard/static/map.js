@@ -3,7 +3,10 @@
 /* global L */
 import { colour } from "./verdicts.js";
 
+const FILL = 0.15;
+const FILL_SELECTED = 0.45;
 let map, devicesLayer, landmarksLayer;
+const regionLayers = new Map(); // device id -> its feasible region's layer
 
 export async function createMap(element) {
   map = L.map(element, { minZoom: 1, worldCopyJump: false, attributionControl: true })
@@ -32,12 +35,14 @@ export function drawLandmarks(landmarks) {
 // devices: [{device, status, region}] where region is a GeoJSON Feature or null.
 export function drawDevices(devices, onSelect) {
   devicesLayer.clearLayers();
+  regionLayers.clear();
   for (const { device, status, region } of devices) {
     if (!region || !region.geometry) continue;
     const shape = L.geoJSON(region, {
       // No outline: the region is a union of grid cells and their seams would show as lines.
-      style: { stroke: false, fillColor: colour(status), fillOpacity: 0.3 },
+      style: { stroke: false, fillColor: colour(status), fillOpacity: FILL },
     }).addTo(devicesLayer);
+    regionLayers.set(device.device_id, shape);
     const name = device.attributes.host || device.device_id.slice(0, 8);
     L.circleMarker(shape.getBounds().getCenter(), {
       radius: 7, color: "#fff", weight: 2, fillColor: colour(status), fillOpacity: 1,
@@ -46,6 +51,13 @@ export function drawDevices(devices, onSelect) {
   }
 }
 
-export function focus(region) {
-  if (region && region.geometry) map.fitBounds(L.geoJSON(region).getBounds(), { maxZoom: 6 });
+// Emphasise one device's region (and bring it to the front); the others stay faint.
+export function highlight(deviceId, zoom) {
+  for (const [id, layer] of regionLayers) {
+    layer.setStyle({ fillOpacity: id === deviceId ? FILL_SELECTED : FILL });
+  }
+  const layer = regionLayers.get(deviceId);
+  if (!layer) return;
+  layer.bringToFront();
+  if (zoom) map.fitBounds(layer.getBounds(), { maxZoom: 5, animate: false });
 }
