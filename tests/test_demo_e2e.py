@@ -1,16 +1,17 @@
 """The demo scenario end to end, in process: real verifier (child process), 14 real landmark
-servers, real agents, real signatures; only geography is emulated (sim.emulate relays).
+servers, real agents, real signatures; only geography is emulated (sim.emulate relays). Then the
+dashboard in Debian's chromium, driven by Playwright (never a downloaded browser).
 
-Then the dashboard in Debian's chromium, driven by Playwright (never a downloaded browser).
-Both tests share one running world (module fixture). Nothing here asserts a duration: a slow,
-loaded machine only widens the caps, and the honest hosts are given up to MAX_ROUNDS rounds (the
-verifier keeps each landmark's tightest record) before their verdict is checked.
+One test builds the world once and runs every check on it (a world is too heavy to build per
+test, and pytest-xdist may put tests of one module on different workers). Nothing here asserts
+a duration: a slow, loaded machine only widens the caps, and the honest hosts are given up to
+MAX_ROUNDS rounds (the verifier keeps each landmark's tightest record) before their verdicts
+are checked.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,7 @@ from lightfence.demo.scenario import Scenario
 from lightfence.demo.world import DemoWorld
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 
-# One world for the module: with `pytest -n 2 --dist loadgroup` (make pytest) every test here
-# runs on the same worker, so the world is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-world")]
+pytestmark = pytest.mark.slow
 
 MAX_ROUNDS = 3
 CHROMIUM = "/usr/bin/chromium"
@@ -37,11 +36,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def world(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[DemoWorld, list[DeviceReport]]]:
-    with DemoWorld(tmp_path_factory.mktemp("demo"), port=0) as w:
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    with DemoWorld(tmp_path / "world", port=0) as w:
         for _ in range(MAX_ROUNDS):
             missing = wait_settled(w, w.measure_round())
             assert not missing, missing
@@ -49,7 +45,22 @@ def world(
             honest = [r for r in reports if r.scenario == Scenario.HONEST]
             if all(r.verdict == "VERIFIED" for r in honest):
                 break
-        yield w, reports
+        world = (w, reports)
+        check_honest_hosts_verified_in_four_countries(world)
+        check_relayed_host_is_not_verified(world)
+        check_cloned_key_rejected_with_alert(world)
+        check_silent_host_raises_missed_checkin(world)
+        check_operator_token_sees_only_its_devices(world)
+        check_evidence_download_checks_offline(world)
+        if not Path(CHROMIUM).exists():
+            pytest.skip(
+                f"BROWSER PART SKIPPED (the scenario checks above passed): {CHROMIUM} is "
+                "missing; install Debian's chromium (`apt-get install chromium`, as .ci/run does)"
+            )
+        check_dashboard_in_chromium(world, tmp_path)
+
+
+World = tuple[DemoWorld, list[DeviceReport]]
 
 
 def by_scenario(reports: list[DeviceReport], scenario: Scenario) -> list[DeviceReport]:
@@ -58,8 +69,8 @@ def by_scenario(reports: list[DeviceReport], scenario: Scenario) -> list[DeviceR
     return found
 
 
-def test_honest_hosts_verified_in_four_countries(
-    world: tuple[DemoWorld, list[DeviceReport]],
+def check_honest_hosts_verified_in_four_countries(
+    world: World,
 ) -> None:
     _, reports = world
     honest = by_scenario(reports, Scenario.HONEST)
@@ -68,14 +79,14 @@ def test_honest_hosts_verified_in_four_countries(
     assert all(not r.alerts for r in honest)
 
 
-def test_relayed_host_is_not_verified(world: tuple[DemoWorld, list[DeviceReport]]) -> None:
+def check_relayed_host_is_not_verified(world: World) -> None:
     _, reports = world
     for r in by_scenario(reports, Scenario.RELAYED):
         assert r.verdict != "VERIFIED", r
         assert r.verdict == "UNVERIFIED"  # the relay sits in the claimed country
 
 
-def test_cloned_key_rejected_with_alert(world: tuple[DemoWorld, list[DeviceReport]]) -> None:
+def check_cloned_key_rejected_with_alert(world: World) -> None:
     w, reports = world
     for r in by_scenario(reports, Scenario.CLONED):
         assert r.verdict == "REJECTED"
@@ -85,14 +96,14 @@ def test_cloned_key_rejected_with_alert(world: tuple[DemoWorld, list[DeviceRepor
         assert w.api("GET", f"/devices/{r.id}/records", "auditor")["records"] == []
 
 
-def test_silent_host_raises_missed_checkin(world: tuple[DemoWorld, list[DeviceReport]]) -> None:
+def check_silent_host_raises_missed_checkin(world: World) -> None:
     _, reports = world
     for r in by_scenario(reports, Scenario.SILENT):
         assert "missed_checkin" in r.alerts
         assert r.verdict == "NO CHECK-IN"
 
 
-def test_operator_token_sees_only_its_devices(world: tuple[DemoWorld, list[DeviceReport]]) -> None:
+def check_operator_token_sees_only_its_devices(world: World) -> None:
     w, _ = world
     mine = {d.device_id for d in w.fleet if d.spec.operator == "acme-cloud"}
     seen = {d["device_id"] for d in w.api("GET", "/devices", "operator:acme-cloud")}
@@ -102,7 +113,7 @@ def test_operator_token_sees_only_its_devices(world: tuple[DemoWorld, list[Devic
         w.api("GET", f"/devices/{other.device_id}/evidence", "operator:acme-cloud")
 
 
-def test_evidence_download_checks_offline(world: tuple[DemoWorld, list[DeviceReport]]) -> None:
+def check_evidence_download_checks_offline(world: World) -> None:
     w, reports = world
     honest = by_scenario(reports, Scenario.HONEST)[0]
     bundle = EvidenceBundle.from_json_dict(
@@ -114,12 +125,7 @@ def test_evidence_download_checks_offline(world: tuple[DemoWorld, list[DeviceRep
     assert bundle.device.device_id == honest.id
 
 
-def test_dashboard_in_chromium(world: tuple[DemoWorld, list[DeviceReport]], tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"BROWSER TEST SKIPPED: {CHROMIUM} is missing; install Debian's chromium "
-            "(`apt-get install chromium`, as .ci/run does)"
-        )
+def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     w, reports = world
     expected = {r.name: r.verdict for r in reports}

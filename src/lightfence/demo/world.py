@@ -129,6 +129,7 @@ class DemoWorld:
     # --- start ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("lightfence.landmark", "lightfence.verifier"):
             logging.getLogger(name).setLevel(logging.ERROR)  # rejections are the demo's point
         self.step("starting the verifier (temporary SQLite database)")
