@@ -48,6 +48,7 @@ ROUNDS = 8
 """Timed rounds per landmark session; the landmark keeps the fastest."""
 AGENT_RETRY = RetryPolicy(attempts=3, attempt_timeout_s=6.0, backoff_s=0.2)
 Step = Callable[[str], None]
+QUIET_LOGGERS = ("lightfence.landmark", "lightfence.verifier")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class DemoWorld:
         self._serving: Any = None
         self.http: httpx.Client | None = None
         self.base_url = ""
+        self._log_levels: dict[str, int] = {}
 
     def __enter__(self) -> DemoWorld:
         try:
@@ -130,8 +132,10 @@ class DemoWorld:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("lightfence.landmark", "lightfence.verifier"):
-            logging.getLogger(name).setLevel(logging.ERROR)  # rejections are the demo's point
+        for name in QUIET_LOGGERS:
+            logger = logging.getLogger(name)
+            self._log_levels[name] = logger.level
+            logger.setLevel(logging.ERROR)  # rejected records are the demo's point, not noise
         self.step("starting the verifier (temporary SQLite database)")
         self._start_verifier()
         self.step(f"starting {len(LANDMARKS)} landmarks, each with its own key")
@@ -329,3 +333,5 @@ class DemoWorld:
             t.join(timeout=10)
         if self._loop is not None and not self._loop.is_running():
             self._loop.close()
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
