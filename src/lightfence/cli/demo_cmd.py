@@ -86,7 +86,8 @@ def demo(
                     f"round done in {time.monotonic() - started:.1f} s; emulation lateness "
                     f"median {emulation.get('median_ms', 0):.3f} ms, "
                     f"p99 {emulation.get('p99_ms', 0):.3f} ms over "
-                    f"{emulation.get('datagrams', 0)} datagrams"
+                    f"{emulation.get('datagrams', 0)} datagrams "
+                    f"(relay scheduling: {emulation.get('scheduling', '?')})"
                 )
             for problem in missing:
                 console.print(f"[yellow]warning:[/] {problem}")

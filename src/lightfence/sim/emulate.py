@@ -53,6 +53,7 @@ SPIN_MARGIN_NS = 2_000_000
 in short steps: the deadline is met to within a sleep step instead of up to a millisecond late."""
 SPIN_STEP_S = 0.0001
 MAX_DATAGRAM_BYTES = 65_535
+RELAY_RT_PRIORITY = 10
 RELAY_NICE = -5
 """CPU priority of the relay process where the OS allows raising it: on a busy machine a late
 relay is emulation error, a late verifier is not."""
@@ -290,11 +291,26 @@ class RelayProcess:
         self._conn.close()
 
 
+def _raise_priority() -> str:
+    """Real-time scheduling (SCHED_FIFO) where permitted, else a higher nice level, else none.
+
+    On a busy machine a process that wakes from epoll can wait tens of milliseconds for a CPU;
+    a real-time relay preempts ordinary work at once. It sleeps between datagrams, and the
+    kernel's real-time throttling bounds it even if it did not.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RELAY_RT_PRIORITY))
+        return "SCHED_FIFO"
+    with contextlib.suppress(OSError):
+        os.nice(RELAY_NICE)
+        return f"nice {RELAY_NICE}"
+    return "default"
+
+
 def _relay_main(conn: Connection, paths: list[Path], seed: int, jitter_fraction: float) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when the relays stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(RELAY_NICE)  # only where permitted (root); the relays are the network
+    scheduling = _raise_priority()
     hub = RelayHub(seed, jitter_fraction)
     try:
         addresses = [hub.add_path(addr, rtt) for addr, rtt in paths]
@@ -307,7 +323,7 @@ def _relay_main(conn: Connection, paths: list[Path], seed: int, jitter_fraction:
         while True:
             msg = conn.recv()
             if msg == "stats":
-                conn.send(hub.lateness.summary())
+                conn.send({**hub.lateness.summary(), "scheduling": scheduling})
             else:
                 break
     except EOFError:
