@@ -180,11 +180,10 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
         )
 
     from lightfence.dashboard import mount_dashboard
-    from lightfence.verifier.api import routes_evidence, routes_fleet, routes_records, routes_views
+    from lightfence.verifier.api import routes_fleet, routes_records, routes_views
 
     app.include_router(routes_records.router)
     app.include_router(routes_fleet.router)
-    app.include_router(routes_evidence.router)
     app.include_router(routes_views.router)
     mount_dashboard(app)
     app.add_middleware(GuardMiddleware, service=service)
