@@ -1,7 +1,7 @@
 """The demo's verifier: the production FastAPI app under uvicorn, in a child process.
 
 A process of its own keeps its verdict geometry off the interpreter lock that the landmarks'
-and agents' timed paths need, and it runs at a lower CPU priority (nice 10) for the same reason.
+and agents' timed paths need, and it runs at a lower CPU priority (nice 5) for the same reason.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from lightfence.verifier.config import VerifierConfig
 
 START_TIMEOUT_S = 60.0
-NICE = 10
+NICE = 5
 
 
 class VerifierProcess:

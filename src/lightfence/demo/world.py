@@ -48,6 +48,9 @@ ROUNDS = 8
 """Timed rounds per landmark session; the landmark keeps the fastest."""
 AGENT_RETRY = RetryPolicy(attempts=3, attempt_timeout_s=6.0, backoff_s=0.2)
 Step = Callable[[str], None]
+API_TIMEOUT_S = 180.0
+"""Generous: the verifier answers its first requests only after loading the Natural Earth
+borders, which takes many seconds on a busy 2-core machine."""
 QUIET_LOGGERS = ("lightfence.landmark", "lightfence.verifier")
 
 
@@ -176,7 +179,7 @@ class DemoWorld:
         self._verifier = VerifierProcess(config, self.port)
         self.port = self._verifier.port
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.http = httpx.Client(base_url=self.base_url, timeout=30.0)
+        self.http = httpx.Client(base_url=self.base_url, timeout=API_TIMEOUT_S)
 
     def _start_landmarks(self) -> None:
         loop = asyncio.new_event_loop()
