@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/lightfence eval
+	$(BIN)/lightfence demo
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -11,6 +11,8 @@ WEBHOOK_ENV = "LIGHTFENCE_WEBHOOK_URL"
 
 DEFAULT_CHECKIN_INTERVAL_S = 24 * 3600
 """A licence's required check-in interval unless it names another."""
+MIN_CHECKIN_INTERVAL_S = 60
+"""The shortest check-in interval a licence may require (the demo lowers it to show the alert)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class VerifierConfig:
     recompute_interval_s: float = 0.5
     """How often the background worker recomputes verdicts of devices with new records."""
     checkin_sweep_interval_s: float = 60.0
+    min_checkin_interval_s: int = MIN_CHECKIN_INTERVAL_S
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
     signing_key_path: str | None = None

@@ -15,7 +15,7 @@ from lightfence.crypto.keys import key_id, parse_public_key_hex
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
-from lightfence.verifier.config import DEFAULT_CHECKIN_INTERVAL_S
+from lightfence.verifier.config import DEFAULT_CHECKIN_INTERVAL_S, MIN_CHECKIN_INTERVAL_S
 from lightfence.verifier.errors import BadInput, Conflict, Forbidden, NotFound
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow
 
@@ -40,6 +40,8 @@ class Licence:
     site_lat: float | None = None
     site_lon: float | None = None
     checkin_interval_s: int = DEFAULT_CHECKIN_INTERVAL_S
+    min_checkin_interval_s: int = MIN_CHECKIN_INTERVAL_S
+    """The shortest interval this verifier accepts (its config), not part of the licence."""
 
     def validated(self) -> Licence:
         """The licence in normal form; BadInput saying what to fix otherwise."""
@@ -67,8 +69,10 @@ class Licence:
                 Landmark("site", self.site_lat, self.site_lon)
             except InvalidMeasurement as exc:
                 raise BadInput(f"declared site: {exc}") from None
-        if not 60 <= self.checkin_interval_s <= 366 * 86400:
-            raise BadInput("checkin_interval_s must be between 60 s and one year")
+        if not self.min_checkin_interval_s <= self.checkin_interval_s <= 366 * 86400:
+            raise BadInput(
+                f"checkin_interval_s must be between {self.min_checkin_interval_s} s and one year"
+            )
         return Licence(
             policy=policy.text,
             bound=bound.value,

@@ -179,11 +179,13 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
             {"error": "internal error; the verifier log has the details"}, status_code=500
         )
 
+    from lightfence.dashboard import mount_dashboard
     from lightfence.verifier.api import routes_fleet, routes_gate, routes_records, routes_views
 
     app.include_router(routes_records.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_views.router)
     app.include_router(routes_gate.router)
+    mount_dashboard(app)
     app.add_middleware(GuardMiddleware, service=service)
     return app

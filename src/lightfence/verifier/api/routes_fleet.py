@@ -126,7 +126,7 @@ def retire_landmark(
     return _set_status(landmark_id, "retired", body, service, who)
 
 
-def _licence(body: LicenceIn) -> registry.Licence:
+def _licence(body: LicenceIn, service: ServiceDep) -> registry.Licence:
     return registry.Licence(
         policy=body.policy,
         bound=body.bound,
@@ -134,6 +134,7 @@ def _licence(body: LicenceIn) -> registry.Licence:
         site_lat=body.site_lat,
         site_lon=body.site_lon,
         checkin_interval_s=body.checkin_interval_s,
+        min_checkin_interval_s=service.config.min_checkin_interval_s,
     )
 
 
@@ -145,7 +146,7 @@ def enrol(body: DeviceIn, service: ServiceDep, who: PrincipalDep) -> JSONRespons
         raise BadInput(f"identity: {exc}") from None
     with service.write() as session:
         row, created = registry.enrol_device(
-            session, identity, _licence(body.licence), body.operator, who, now_ns()
+            session, identity, _licence(body.licence, service), body.operator, who, now_ns()
         )
         out = queries.device_dict(row, None)
     return JSONResponse(out, status_code=201 if created else 200)
@@ -169,7 +170,7 @@ def put_licence(
     device_id: str, body: LicenceIn, service: ServiceDep, who: PrincipalDep
 ) -> dict[str, Any]:
     with service.write() as session:
-        row = registry.set_licence(session, device_id, _licence(body), who, now_ns())
+        row = registry.set_licence(session, device_id, _licence(body, service), who, now_ns())
         return queries.device_dict(row, None)
 
 

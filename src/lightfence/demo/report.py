@@ -1,0 +1,115 @@
+"""What the verifier concluded about each demo device, read back through its API (auditor token).
+
+The table shows the verifier's answers only; the scenario column is the demo's own label, the
+truth the verifier was never told.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lightfence.agent.measure import LandmarkResult
+from lightfence.demo.scenario import LANDMARKS, Scenario
+from lightfence.demo.world import DemoWorld
+from lightfence.units import Bound, max_distance_km
+
+SETTLE_TIMEOUT_S = 120.0
+"""A bound for a busy machine, not a target: a settled round usually takes a few seconds."""
+CITY = {site.id: site.city for site in LANDMARKS}
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    id: str
+    name: str
+    scenario: str
+    claim: str
+    verdict: str
+    reason: str
+    estimate: str
+    alerts: tuple[str, ...]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scenario": self.scenario,
+            "claim": self.claim,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "estimate": self.estimate,
+            "alerts": list(self.alerts),
+        }
+
+
+def wait_settled(
+    world: DemoWorld, results: dict[str, list[LandmarkResult]], timeout_s: float = SETTLE_TIMEOUT_S
+) -> list[str]:
+    """Wait until the verifier holds every record the landmarks issued, every verdict is
+    computed and the silent host's missed check-in is flagged. Returns what did not happen."""
+    issued = sum(r.record is not None for rs in results.values() for r in rs)
+    silent = [d.device_id for d in world.fleet if d.spec.scenario is Scenario.SILENT]
+    deadline = time.monotonic() + timeout_s
+    missing: list[str] = []
+    while True:
+        status = world.api("GET", "/status", "auditor")
+        seen = status["records"] + sum(status["rejections"].values())
+        missed = {a["device_id"] for a in world.api("GET", "/alerts?kind=missed_checkin")}
+        missing = []
+        if seen < issued:
+            missing.append(f"{issued - seen} of {issued} records not yet at the verifier")
+        if status["pending_verdicts"]:
+            missing.append(f"{status['pending_verdicts']} verdict(s) pending")
+        if any(d not in missed for d in silent):
+            missing.append("missed check-in alert not raised yet")
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.2)
+
+
+def estimate_text(verdict: dict[str, Any]) -> str:
+    """The tightest cap: 'within R km of CITY'. An estimate for the eye, never a verdict input."""
+    bound = Bound(verdict["bound"])
+    best: tuple[float, str] | None = None
+    for m in verdict["measurements"]:
+        reach = max_distance_km(m["rtt_ms"], bound) + m["position_error_km"]
+        if best is None or reach < best[0]:
+            best = (reach, m["landmark_id"])
+    if best is None:
+        return "-"
+    return f"≤ {best[0]:,.0f} km of {CITY.get(best[1], best[1])}"
+
+
+def device_reports(world: DemoWorld) -> list[DeviceReport]:
+    alerts = world.api("GET", "/alerts", "auditor")
+    out = []
+    for dev in world.fleet:
+        info = world.api("GET", f"/devices/{dev.device_id}", "auditor")
+        mine = [a for a in alerts if a["device_id"] == dev.device_id]
+        kinds = tuple(sorted({a["kind"] for a in mine}))
+        latest = info["latest_verdict"]
+        rejected = [a for a in mine if a["kind"] in ("identity_change", "rejected_evidence")]
+        missed = [a for a in mine if a["kind"] == "missed_checkin"]
+        if latest is not None:
+            verdict, reason, estimate = latest["verdict"], latest["reason"], estimate_text(latest)
+        elif rejected:
+            verdict, reason, estimate = "REJECTED", rejected[0]["message"], "-"
+        elif missed:
+            verdict, reason, estimate = "NO CHECK-IN", missed[0]["message"], "-"
+        else:
+            verdict, reason, estimate = "PENDING", "no verdict yet", "-"
+        out.append(
+            DeviceReport(
+                id=dev.device_id,
+                name=dev.spec.name,
+                scenario=dev.spec.scenario.value,
+                claim=dev.spec.claim,
+                verdict=verdict,
+                reason=reason,
+                estimate=estimate,
+                alerts=kinds,
+            )
+        )
+    return out

@@ -1,0 +1,78 @@
+"""The demo's world: landmarks at real data-set cities, and a small fleet with one story each.
+
+Every position is a host of the shipped data set (data/rtt-public), so most path RTTs are real
+measurements (see sim.emulate.path_rtt_ms for the rest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+DEMO_POLICY = "outside:CN,HK,MO"
+"""Every licence in the demo: an export licence that forbids China, Hong Kong and Macao."""
+HONEST_CHECKIN_S = 300
+SILENT_CHECKIN_S = 2
+"""The silent host's licence asks for a check-in every 2 s, so its missed check-in shows at once."""
+RELAY_NEAR_LANDMARK_RTT_MS = 0.3
+"""RTT between the smugglers' relay and the Singapore landmark: the same data centre."""
+
+
+class Scenario(StrEnum):
+    HONEST = "honest"
+    RELAYED = "relayed"
+    """A GPU in a restricted country; every challenge goes through a relay next to a landmark."""
+    CLONED = "cloned-key"
+    """A host answers for an enrolled device with a key that is not the enrolled one."""
+    SILENT = "silent"
+    """Enrolled, then never checks in."""
+
+
+@dataclass(frozen=True)
+class LandmarkSite:
+    id: str
+    host_id: str
+    """Data-set host whose position (and measured RTTs) the landmark takes."""
+    city: str
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    scenario: Scenario
+    operator: str
+    claim: str
+    """The country the operator declares."""
+    host_id: str
+    """Where the GPU really is (a data-set host)."""
+    relay_via: str | None = None
+    """Landmark id whose site the relay sits next to (the relayed scenario)."""
+
+
+LANDMARKS: tuple[LandmarkSite, ...] = (
+    LandmarkSite("fra", "wn-29", "Frankfurt"),
+    LandmarkSite("lon", "wn-11", "London"),
+    LandmarkSite("sto", "wn-10", "Stockholm"),
+    LandmarkSite("tyo", "wn-6", "Tokyo"),
+    LandmarkSite("sin", "ra-6149", "Singapore"),
+    LandmarkSite("hkg", "wn-72", "Hong Kong"),
+    LandmarkSite("maa", "wn-85", "Chennai"),
+    LandmarkSite("bkk", "wn-64", "Bangkok"),
+    LandmarkSite("syd", "wn-107", "Sydney"),
+    LandmarkSite("iad", "wn-16", "Washington"),
+    LandmarkSite("dfw", "wn-12", "Dallas"),
+    LandmarkSite("sjc", "wn-23", "San Jose"),
+    LandmarkSite("gru", "wn-125", "São Paulo"),
+    LandmarkSite("jnb", "wn-175", "Johannesburg"),
+)
+
+FLEET: tuple[DeviceSpec, ...] = (
+    DeviceSpec("gpu-de-munich", Scenario.HONEST, "acme-cloud", "DE", "wn-210"),
+    DeviceSpec("gpu-sg-1", Scenario.HONEST, "acme-cloud", "SG", "ra-6345"),
+    DeviceSpec("gpu-jp-tokyo", Scenario.HONEST, "globex", "JP", "wn-244"),
+    DeviceSpec("gpu-us-chicago", Scenario.HONEST, "globex", "US", "wn-22"),
+    DeviceSpec("gpu-au-melbourne", Scenario.HONEST, "acme-cloud", "AU", "wn-1"),
+    DeviceSpec("gpu-sg-2", Scenario.RELAYED, "globex", "SG", "wn-84", relay_via="sin"),
+    DeviceSpec("gpu-de-dusseldorf", Scenario.CLONED, "acme-cloud", "DE", "wn-153"),
+    DeviceSpec("gpu-us-boston", Scenario.SILENT, "globex", "US", "wn-14"),
+)
