@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench clean
+.PHONY: venv demo eval test lint typecheck pytest bench clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/lightfence demo
+
+eval: venv
+	$(BIN)/lightfence eval --report reports/eval
 
 lint: venv
 	$(BIN)/ruff check src tests bench

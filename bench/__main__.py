@@ -10,7 +10,16 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["verdicts", "coverage"]
+BENCHMARKS = [
+    "verdicts",  # issue 2: verdicts/s/core, fast and precise paths, vs a naive shapely baseline
+    "protocol_timing",  # issue 3: landmark RTT overhead vs a bare kernel-timestamped echo
+    "protocol_throughput",  # issue 3: challenge rounds/s per landmark core, signatures on
+    "datagram_soak",  # issue 3: a million hostile datagrams, no crash, bounded memory
+    "verifier_ingest",  # issue 4: records/s on SQLite (and PostgreSQL with --pg), recompute rate
+    "emulation",  # issue 5: the emulated geography's own added delay
+    "coverage",  # issue 7: global coverage map and planner step
+    "gate_check",  # issue 8: token checks vs a bare signature check
+]
 
 
 def main() -> None:
