@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from lightfence.agent.measure import LandmarkResult
+from lightfence.core.estimate import Bestline, BestlineCalibration, estimate_position
+from lightfence.core.measurement import Landmark, Measurement
 from lightfence.demo.scenario import LANDMARKS, Scenario
 from lightfence.demo.world import DemoWorld
-from lightfence.units import Bound, max_distance_km
+from lightfence.eval.dataset import load_dataset
+from lightfence.eval.estimates import calibration_rows
 
 SETTLE_TIMEOUT_S = 120.0
 """A bound for a busy machine, not a target: a settled round usually takes a few seconds."""
-CITY = {site.id: site.city for site in LANDMARKS}
 
 
 @dataclass(frozen=True)
@@ -69,17 +72,25 @@ def wait_settled(
         time.sleep(0.2)
 
 
+@cache
+def _bestlines() -> dict[str, Bestline]:
+    """CBG bestlines of the demo's landmarks, calibrated on the shipped landmark-to-landmark RTTs
+    of the data-set hosts they stand at, keyed by demo landmark id."""
+    data = load_dataset()
+    lines = BestlineCalibration(calibration_rows(data)).bestlines()
+    return {site.id: lines[site.host_id] for site in LANDMARKS if site.host_id in lines}
+
+
 def estimate_text(verdict: dict[str, Any]) -> str:
-    """The tightest cap: 'within R km of CITY'. An estimate for the eye, never a verdict input."""
-    bound = Bound(verdict["bound"])
-    best: tuple[float, str] | None = None
-    for m in verdict["measurements"]:
-        reach = max_distance_km(m["rtt_ms"], bound) + m["position_error_km"]
-        if best is None or reach < best[0]:
-            best = (reach, m["landmark_id"])
-    if best is None:
+    """CBG position estimate from the verdict's measurements: for the eye, never a verdict input."""
+    measurements = [
+        Measurement(Landmark(m["landmark_id"], m["lat"], m["lon"]), m["rtt_ms"])
+        for m in verdict["measurements"]
+    ]
+    if not measurements:
         return "-"
-    return f"≤ {best[0]:,.0f} km of {CITY.get(best[1], best[1])}"
+    est = estimate_position(measurements, _bestlines())
+    return f"{est.lat:.1f}, {est.lon:.1f} ± {est.error_radius_km:,.0f} km"
 
 
 def device_reports(world: DemoWorld) -> list[DeviceReport]:
