@@ -14,11 +14,21 @@ and weigh devices whose keys live in hardware above the rest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from lightfence.core.kinds import VerdictKind
-from lightfence.core.verdict import Verdict
+
+
+class NamesLandmarks(Protocol):
+    """What scoring needs of a verdict: core.verdict.Verdict has it; a service row can too."""
+
+    @property
+    def kind(self) -> VerdictKind: ...
+
+    @property
+    def implicated(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class LandmarkBlame:
     """Sum over those verdicts of 1 / (landmarks named): one unit of blame per verdict, shared."""
 
 
-def implicated_landmarks(verdicts: Iterable[Verdict]) -> dict[str, LandmarkBlame]:
+def implicated_landmarks(verdicts: Iterable[NamesLandmarks]) -> dict[str, LandmarkBlame]:
     """Blame per landmark id over `verdicts` (pass one verdict per device), highest first."""
     named: dict[str, int] = {}
     alone: dict[str, int] = {}

@@ -101,7 +101,7 @@ def decide(
         implicated = tuple(ids)
         if implicated:
             text += f"; cannot be reconciled with the rest: {', '.join(implicated)}"
-    text += f" ({_liars_phrase(liars)})"
+    text += f" ({liars_phrase(liars)})"
     if policy.bound is Bound.FIBRE:
         text += " (fibre bound: assumes no path faster than glass fibre)"
     return Verdict(
@@ -117,7 +117,8 @@ def decide(
     )
 
 
-def _liars_phrase(liars: int) -> str:
+def liars_phrase(liars: int) -> str:
+    """How the reason text states f; engines that build their own text append it too."""
     if liars == 0:
         return "tolerating no lying landmark"
     return f"tolerating {liars} lying landmark{'s' if liars > 1 else ''}"
