@@ -109,18 +109,56 @@ def robust_precise_may_intersect(
     r = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
     # Two tolerances: the witnesses below are tested against caps grown twice.
     r_vertex = np.minimum(r + half + 2.0 * CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
-    cos_vertex = np.cos(r_vertex)
-    for cap in np.argsort(r_vertex, kind="stable")[: liars + 1]:
-        verts = region.boundary.vertices_within(centres[cap], float(r_vertex[cap]))
-        if len(verts):
-            depth = (verts @ centres.T >= cos_vertex[None, :] - 1e-15).sum(axis=1)
-            if bool((depth >= need).any()):
-                return True
+    if _deep_boundary_vertex(centres, r_vertex, region, liars):
+        return True
     ok, cands, deep = robust_witnesses(centres[None], r[None], np.array([need]))
     if not bool(ok[0]):
         return False
     lat, lon = lat_lon(cands[0][deep[0]])
     return bool(region.contains(lat, lon).any())
+
+
+SAMPLE_STRIDE = 64
+"""A deep boundary vertex is first looked for among every 64th one: a border that runs through
+F_f usually has many, and one settles the question. Only if none is found are all tested."""
+
+
+def _deep_boundary_vertex(
+    centres: Float64Array, r_vertex: Float64Array, region: Region, liars: int
+) -> bool:
+    """Whether a stored boundary vertex of `region` misses at most `liars` of the caps.
+
+    Such a vertex lies in one of any liars + 1 caps: the liars + 1 smallest are searched, each
+    skipping the vertices an earlier one already covered.
+    """
+    cos_vertex = np.cos(r_vertex) - 1e-15
+    order = np.argsort(r_vertex, kind="stable")
+    searched = order[: liars + 1]
+    for i, cap in enumerate(searched):
+        verts = region.boundary.vertices_within(centres[cap], float(r_vertex[cap]))
+        for done in searched[:i]:
+            verts = verts[verts @ centres[done] < cos_vertex[done]]
+        rest = [int(c) for c in order if c not in searched[: i + 1]]
+        # Every earlier searched cap was missed; the searched one is hit.
+        for sample in (verts[::SAMPLE_STRIDE], verts):
+            if _few_misses(sample, centres, cos_vertex, rest, liars - i):
+                return True
+    return False
+
+
+def _few_misses(
+    verts: Float64Array, centres: Float64Array, cos_vertex: Float64Array, caps: list[int], most: int
+) -> bool:
+    """Whether a vertex misses at most `most` of `caps` (tested in order; a vertex is dropped at
+    its (most + 1)-th miss, so the arrays shrink fast when the caps come smallest first)."""
+    misses = np.zeros(len(verts), dtype=np.int64)
+    for cap in caps:
+        if len(verts) == 0:
+            return False
+        misses += verts @ centres[cap] < cos_vertex[cap]
+        alive = misses <= most
+        verts, misses = verts[alive], misses[alive]
+    return len(verts) > 0
 
 
 def robust_nonempty(centres: Float64Array, radius: Float64Array, liars: int) -> bool:
