@@ -94,11 +94,12 @@ def robust_precise_may_intersect(
     """Whether F_f of the caps (k, 3), (k,), one per landmark, may meet `region` grown by its
     data error. Doubt answers True. With liars = 0 it answers as core.batch.precise_may_intersect.
 
-    1. A boundary point of the region with depth >= k - f (caps grown by the region's error)
-       puts a stored vertex at that depth in the caps grown by half the vertex spacing more.
-       Such a vertex lies in one of any f + 1 of the caps: the f + 1 smallest are searched.
-    2. Otherwise no boundary point lies in F_f, so each component of F_f is wholly inside or
-       wholly outside the region, and every component holds a deep candidate: test those.
+    1. A deep candidate (in all but f caps) inside the region: F_f meets it.
+    2. Otherwise F_f meets the region only if the region's boundary crosses F_f: a boundary
+       point with depth >= k - f (caps grown by the region's error) puts a stored vertex at that
+       depth in the caps grown by half the vertex spacing more. If there is none, each component
+       of F_f is wholly inside or wholly outside the region, and each holds a deep candidate
+       (geo.depth), all of which step 1 found outside.
     """
     k = len(radius)
     need = k - liars
@@ -107,58 +108,15 @@ def robust_precise_may_intersect(
     grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
     half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
     r = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
-    # Two tolerances: the witnesses below are tested against caps grown twice.
-    r_vertex = np.minimum(r + half + 2.0 * CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
-    if _deep_boundary_vertex(centres, r_vertex, region, liars):
-        return True
     ok, cands, deep = robust_witnesses(centres[None], r[None], np.array([need]))
     if not bool(ok[0]):
         return False
     lat, lon = lat_lon(cands[0][deep[0]])
-    return bool(region.contains(lat, lon).any())
-
-
-SAMPLE_STRIDE = 64
-"""A deep boundary vertex is first looked for among every 64th one: a border that runs through
-F_f usually has many, and one settles the question. Only if none is found are all tested."""
-
-
-def _deep_boundary_vertex(
-    centres: Float64Array, r_vertex: Float64Array, region: Region, liars: int
-) -> bool:
-    """Whether a stored boundary vertex of `region` misses at most `liars` of the caps.
-
-    Such a vertex lies in one of any liars + 1 caps: the liars + 1 smallest are searched, each
-    skipping the vertices an earlier one already covered.
-    """
-    cos_vertex = np.cos(r_vertex) - 1e-15
-    order = np.argsort(r_vertex, kind="stable")
-    searched = order[: liars + 1]
-    for i, cap in enumerate(searched):
-        verts = region.boundary.vertices_within(centres[cap], float(r_vertex[cap]))
-        for done in searched[:i]:
-            verts = verts[verts @ centres[done] < cos_vertex[done]]
-        rest = [int(c) for c in order if c not in searched[: i + 1]]
-        # Every earlier searched cap was missed; the searched one is hit.
-        for sample in (verts[::SAMPLE_STRIDE], verts):
-            if _few_misses(sample, centres, cos_vertex, rest, liars - i):
-                return True
-    return False
-
-
-def _few_misses(
-    verts: Float64Array, centres: Float64Array, cos_vertex: Float64Array, caps: list[int], most: int
-) -> bool:
-    """Whether a vertex misses at most `most` of `caps` (tested in order; a vertex is dropped at
-    its (most + 1)-th miss, so the arrays shrink fast when the caps come smallest first)."""
-    misses = np.zeros(len(verts), dtype=np.int64)
-    for cap in caps:
-        if len(verts) == 0:
-            return False
-        misses += verts @ centres[cap] < cos_vertex[cap]
-        alive = misses <= most
-        verts, misses = verts[alive], misses[alive]
-    return len(verts) > 0
+    if bool(region.contains(lat, lon).any()):
+        return True
+    # Two tolerances: the witnesses above were tested against caps grown twice.
+    r_vertex = np.minimum(r + half + 2.0 * CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    return region.boundary.any_in_most(centres, r_vertex, liars)
 
 
 def robust_nonempty(centres: Float64Array, radius: Float64Array, liars: int) -> bool:
