@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from lightfence.geo.boundary import HALF_SPACING_KM
 from lightfence.geo.caps import CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD
-from lightfence.geo.depth import least_removal, robust_witnesses
+from lightfence.geo.depth import drop_covering, least_removal, robust_witnesses
 from lightfence.geo.regions import Region
 from lightfence.geo.sphere import Float64Array, lat_lon
 from lightfence.units import EARTH_MEAN_RADIUS_KM
@@ -101,13 +101,12 @@ def robust_precise_may_intersect(
        of F_f is wholly inside or wholly outside the region, and each holds a deep candidate
        (geo.depth), all of which step 1 found outside.
     """
-    k = len(radius)
-    need = k - liars
-    if need <= 0:
-        return True  # F_f is the whole sphere
     grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
     half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
-    r = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
+    centres, r = drop_covering(centres, np.minimum(radius + grow, WHOLE_SPHERE_RAD), liars)
+    need = len(r) - liars
+    if need <= 0:
+        return True  # F_f is the whole sphere
     ok, cands, deep = robust_witnesses(centres[None], r[None], np.array([need]))
     if not bool(ok[0]):
         return False
@@ -121,6 +120,7 @@ def robust_precise_may_intersect(
 
 def robust_nonempty(centres: Float64Array, radius: Float64Array, liars: int) -> bool:
     """Whether F_f of one device's caps (k, 3), (k,), one per landmark, has a point."""
+    centres, radius = drop_covering(centres, radius, liars)
     need = len(radius) - liars
     if need <= 0:
         return True

@@ -71,6 +71,30 @@ def robust_witnesses(
     return np.asarray(deep.any(axis=1)), cands, np.asarray(deep)
 
 
+def drop_covering(
+    centres: Float64Array, radius_rad: Float64Array, liars: int
+) -> tuple[Float64Array, Float64Array]:
+    """One device's caps (k, 3), (k,) without those that contain more than `liars` others;
+    {depth >= k' - liars} over the k' caps kept equals {depth >= k - liars} over all k.
+
+    Why: let A contain caps B_1 .. B_{f+1}. A point missing at most f caps lies in some B_i, so
+    in A. Dropping A: a point missing at most f of the rest is either in A (then it missed the
+    same caps before) or outside A and so outside every B_i, f + 1 misses: impossible. Caps are
+    dropped largest first, and a cap only contains smaller ones, which are all still there when
+    it is judged, so every cap can be judged at once. With f = 0 this is caps.drop_redundant's
+    rule. The containment test is the same, with the same margin. Dropping any cap (f kept)
+    can only enlarge the set, so an error in that test errs on the safe side.
+    """
+    if len(radius_rad) <= liars + 1:
+        return centres, radius_rad
+    sep = np.arccos(np.clip(centres @ centres.T, -1.0, 1.0))
+    # contains[a, b]: cap a contains cap b.
+    contains = sep + radius_rad[None, :] <= radius_rad[:, None] - 1e-12
+    np.fill_diagonal(contains, False)
+    keep = contains.sum(axis=1) <= liars
+    return centres[keep], radius_rad[keep]
+
+
 def least_removal(centres: Float64Array, radius_rad: Float64Array) -> tuple[int, NDArray[np.bool_]]:
     """For one device (k, 3), (k,): the fewest caps whose removal leaves a common point, and
     every cap that is in some such smallest set (k,).
