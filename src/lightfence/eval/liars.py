@@ -18,6 +18,7 @@ import numpy as np
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import Policy
+from lightfence.core.robust import Liars
 from lightfence.eval.verdicts import Case, judge, truly_allowed
 from lightfence.sim.liars import liar_rtts
 
@@ -41,8 +42,8 @@ def attacked_cases(relays: Sequence[Case], attack_liars: int, policy: Policy) ->
 
 @dataclass(frozen=True)
 class LiarSummary:
-    liars: int
-    """f the verdicts tolerated."""
+    liars: Liars
+    """f the verdicts tolerated ('auto': 1 for targets with at least 4 landmarks, else 0)."""
     attack_liars: int
     """K, the landmarks that lied in each attack trial."""
     trials: int
@@ -68,11 +69,15 @@ def evaluate_liars(
     honest: Sequence[Case],
     relays: Sequence[Case],
     policy: Policy,
-    liars: int,
+    liars: Liars,
     attack_liars: int,
     landmark_error_km: float,
+    honest_at_f: Sequence[VerdictKind] | None = None,
 ) -> LiarSummary:
-    """Attack trials at f = liars, and the honest coverage at f = liars against f = 0."""
+    """Attack trials at f = liars, and the honest coverage at f = liars against f = 0.
+
+    `honest_at_f`: the honest cases' verdicts at f = liars, if already computed.
+    """
     at_f = replace(policy, liars=liars)
     at_0 = replace(policy, liars=0)
 
@@ -90,8 +95,11 @@ def evaluate_liars(
         for c, ok in zip(attacked, verified(attacked, at_f), strict=True)
         if ok and not truly_allowed(c, policy)
     )
-    base = sum(verified(honest, at_0))
-    now = base if liars == 0 else sum(verified(honest, at_f))
+    if honest_at_f is not None:
+        now = sum(v is VerdictKind.VERIFIED for v in honest_at_f)
+    else:
+        now = sum(verified(honest, at_f))
+    base = now if liars == 0 else sum(verified(honest, at_0))
     return LiarSummary(
         liars=liars,
         attack_liars=attack_liars,
