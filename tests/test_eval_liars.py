@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
+import pytest
+from typer.testing import CliRunner
+
+from lightfence.cli import app
 from lightfence.core.policy import parse_policy
 from lightfence.eval.dataset import load_dataset
 from lightfence.eval.liars import LiarSummary, evaluate_liars
@@ -37,3 +41,10 @@ def test_k_liars_never_verify_when_tolerated() -> None:
         body = result.to_json()
         assert body["liar_trials"] == result.trials
         assert body["liar_false_verified"] == 0
+
+
+@pytest.mark.parametrize("args", [["--liars", "-1"], ["--attack-liars", "-2"], ["--liars", "many"]])
+def test_eval_liar_options_reject_bad_values(args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["eval", *args])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
