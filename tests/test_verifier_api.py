@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -138,6 +139,15 @@ def test_wrong_types_and_oversized_bodies(api: Api) -> None:
     assert r.status_code == 413 and "at most" in r.json()["error"]
     r = api.submit(api.admin, {"records": [rec] * 51})
     assert r.status_code in (413, 422)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
+        yield b'{"records": ['
+        for _ in range(200):
+            yield json.dumps(rec).encode() + b","
+        yield b"]}"
+
+    r = api.client.post("/records", content=chunks(), headers=api.h(api.admin))
+    assert r.status_code == 413
     assert api.counts() == before
 
 
@@ -268,3 +278,39 @@ def test_webhook_receives_new_alerts(tmp_path: object) -> None:
         assert _Hook.received and _Hook.received[0]["alert"]["kind"] == "rejected_evidence"
     finally:
         server.shutdown()
+
+
+def test_evidence_bundle_verifies_offline_and_refuses_tampering(api: Api, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lightfence.cli.app import app
+
+    f = api.fleet
+    dev = f.device_id
+    r = api.client.get(f"/devices/{dev}/evidence", headers=api.h(api.acme))
+    assert r.status_code == 409 and "no verdict yet" in r.json()["error"]
+    api.submit(api.admin, {"records": [f.record("fra1", 0.5).to_json_dict(),
+                                       f.record("par1", 5.0).to_json_dict()]})  # fmt: skip
+    api.client.post("/verdicts/recompute", headers=api.h(api.admin))
+    assert (
+        api.client.get(f"/devices/{dev}/evidence", headers=api.h(api.other_op)).status_code == 404
+    )
+    bundle = api.client.get(f"/devices/{dev}/evidence", headers=api.h(api.auditor)).json()
+    assert bundle["verdict"]["verdict"] == "VERIFIED" and len(bundle["records"]) == 2
+    assert bundle["policy"] == {"policy": "in:DE", "bound": "vacuum", "claimed": "DE"}
+    registry = api.client.get("/landmarks/registry.json", headers=api.h(api.auditor)).json()
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    bundle_path, registry_path = str(tmp_path / "bundle.json"), str(tmp_path / "registry.json")
+    args = ["verify", bundle_path, "--landmark-keys", registry_path,
+            "--policy", "in:DE", "--claimed", "DE", "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["verdict"]["verdict"] == "VERIFIED"
+    # Anyone who edits an RTT (to move the device) breaks the landmark's signature.
+    bundle["records"][1]["rtts_ns"] = [1_000, 1_000]
+    bundle["records"][1]["min_rtt_ns"] = 1_000
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "does not verify" in json.loads(result.output)["rejected"][0]["reason"]

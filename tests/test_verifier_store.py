@@ -46,6 +46,50 @@ def test_schema_migrates_in_place_and_is_at_head(fleet: Fleet) -> None:
     assert current == head != ""
 
 
+def test_models_match_the_migrations(fleet: Fleet) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from lightfence.verifier.models import Base
+
+    with fleet.service.db.write_engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_an_old_schema_upgrades_in_place_keeping_its_rows(db_url: str) -> None:
+    old = db.Database(db_url)
+    db.upgrade(old, "0001")
+    with old.write_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO landmarks (id, lat, lon, position_error_km, public_key, key_id, "
+                "operator, status, created_ns, updated_ns) "
+                "VALUES ('old1', 1.0, 2.0, 0.0, :k, :i, 'op', 'active', 5, 7)"
+            ),
+            {"k": "00" * 32, "i": "00" * 16},
+        )
+    db.upgrade(old)
+    assert db.schema_revision(old)[0] == db.schema_revision(old)[1]
+    with old.read_engine.connect() as conn:
+        since = conn.execute(text("SELECT position_since_ns FROM landmarks")).scalar_one()
+    assert since == 7
+    old.dispose()
+
+
+def test_records_from_before_a_resurvey_stop_counting(fleet: Fleet) -> None:
+    from lightfence.verifier.registry import LandmarkSpec, put_landmark
+
+    fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    assert _latest(fleet).kind == VerdictKind.VERIFIED
+    key = fleet.landmark_keys["fra1"].public_bytes.hex()
+    with fleet.service.write() as s:  # fra1 moved 300 km: its old RTTs say nothing now
+        put_landmark(s, LandmarkSpec("fra1", 48.14, 11.58, key, "lf-net"), ADMIN, now_ns())
+    fleet.service.recompute_all()
+    latest = _latest(fleet)
+    assert latest.kind == VerdictKind.UNVERIFIED and latest.inputs == []
+
+
 def test_same_record_twice_is_stored_once(fleet: Fleet) -> None:
     rec = fleet.record("fra1", 0.5)
     first = fleet.service.ingest([rec], ADMIN)

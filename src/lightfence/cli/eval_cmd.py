@@ -76,7 +76,8 @@ def eval_command(
                 attack_liars=attack_liars,
             )
     except DatasetError as exc:
-        _err.print(f"[red]error:[/red] {exc}")
+        # No markup (paths may hold brackets) and no hard wrapping (paths must stay whole).
+        _err.print(f"error: {exc}", markup=False, soft_wrap=True, style="red")
         raise typer.Exit(2) from exc
     summary = result.to_json()
     if report is not None:

@@ -38,6 +38,9 @@ def entry_hash(
 
 def lock_head(session: Session) -> AuditHeadRow:
     """Take the chain's lock for this transaction (every write transaction starts here)."""
+    held = session.info.get(_HEAD_KEY)
+    if isinstance(held, AuditHeadRow):
+        return held
     head = session.execute(
         select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
     ).scalar_one_or_none()
@@ -45,7 +48,11 @@ def lock_head(session: Session) -> AuditHeadRow:
         head = AuditHeadRow(id=1, seq=0, hash=GENESIS_HASH)
         session.add(head)
         session.flush()
+    session.info[_HEAD_KEY] = head
     return head
+
+
+_HEAD_KEY = "audit_head"
 
 
 def append(

@@ -106,13 +106,13 @@ def _alembic_config() -> Config:
     return cfg
 
 
-def upgrade(db: Database) -> None:
+def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema to the newest migration, in place. Safe to run on every start."""
     cfg = _alembic_config()
     try:
         with db.write_engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
     except Exception as exc:  # a driver error here means "cannot reach or create the schema"
         if isinstance(exc, DatabaseError):
             raise

@@ -4,9 +4,10 @@ Order of checks for one record (the first failure is the reason):
 1. permission (no write at all): a landmark token submits only its own records, an operator only
    its own devices', an auditor nothing;
 2. already stored (same signed bytes): acknowledged again, nothing written (idempotent);
-3. landmark known, active and its registered key the one that signed; landmark signature valid;
-4. device enrolled; record made with its registered key and trust level (else: identity change);
-5. device signature of the fastest round valid;
+3. landmark known, active, and its registered key the one the record names;
+4. device enrolled; record made with its registered key and trust level (else, if the landmark
+   really signed it: identity change);
+5. landmark signature and the device's signature of the fastest round valid (`verify`);
 6. measured within `max_record_age_s` and not in the future beyond the clock skew;
 7. no other record with the same landmark session (replay).
 
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, load_only
 
 from lightfence.crypto.keys import verify_signature
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
@@ -68,6 +69,13 @@ def record_hash(record: MeasurementRecord) -> str:
     return hashlib.sha256(record.to_bytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _New:
+    """A record stored by this batch, before the insert gives it an id."""
+
+    index: int
+
+
 class _Reject(Exception):
     def __init__(self, reason: RejectReason, detail: str) -> None:
         super().__init__(detail)
@@ -99,43 +107,112 @@ def _authorise(who: Principal, records: Sequence[MeasurementRecord], session: Se
                 )
 
 
+_DEVICE_COLUMNS = load_only(
+    DeviceRow.id,
+    DeviceRow.operator,
+    DeviceRow.key_id,
+    DeviceRow.public_key,
+    DeviceRow.trust_level,
+    DeviceRow.dirty_seq,
+    DeviceRow.needs_verdict,
+    DeviceRow.last_record_ns,
+)
+"""What ingestion reads of a device; its JSON columns (attributes, attestation) are not needed."""
+
+
 class Ingestor:
     """Ingests batches in the caller's write transaction. Caches registry rows for the batch."""
 
     def __init__(self, session: Session, config: VerifierConfig, who: Principal, now_ns: int):
         self.session, self.config, self.who, self.now_ns = session, config, who, now_ns
         self._landmarks: dict[str, LandmarkRow | None] = {}
+        self._sessions: dict[tuple[str, str], int] = {}
         self._devices: dict[str, DeviceRow | None] = {}
 
     def ingest(self, records: Sequence[MeasurementRecord]) -> list[Outcome]:
         _authorise(self.who, records, self.session)
         hashes = [record_hash(r) for r in records]
-        known = self._existing(hashes)
-        out: list[Outcome] = []
-        for rec, digest in zip(records, hashes, strict=True):
-            if digest in known:
-                out.append(Outcome("duplicate", digest, record_id=known[digest]))
-                continue
-            try:
-                row = self._store(rec, digest)
-            except _Reject as rej:
-                self._keep_rejection(rec, digest, rej)
-                out.append(Outcome("rejected", digest, reason=rej.reason, detail=rej.detail))
-                continue
-            known[digest] = row.id
-            out.append(Outcome("stored", digest, record_id=row.id))
+        known: dict[str, int | _New] = dict(self._existing(hashes))
+        self._sessions = self._existing_sessions(records)
+        self._prefetch(records)
+        new_rows: list[dict[str, Any]] = []
+        results: list[tuple[str, str, int | _New | None, _Reject | None]] = []
+        with self.session.no_autoflush:  # registry rows are prefetched; flush once at the end
+            for rec, digest in zip(records, hashes, strict=True):
+                if digest in known:
+                    results.append(("duplicate", digest, known[digest], None))
+                    continue
+                try:
+                    new_rows.append(self._store(rec, digest))
+                except _Reject as exc:
+                    self._keep_rejection(rec, digest, exc)
+                    results.append(("rejected", digest, None, exc))
+                    continue
+                known[digest] = _New(len(new_rows) - 1)
+                results.append(("stored", digest, known[digest], None))
+        ids = self._insert(new_rows)
+        out = []
+        for status, digest, ref, why in results:
+            if why is not None:
+                out.append(Outcome(status, digest, reason=why.reason, detail=why.detail))
+            else:
+                rid = ids[ref.index] if isinstance(ref, _New) else ref
+                out.append(Outcome(status, digest, record_id=rid))
         return out
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """One multi-row INSERT ... RETURNING for the batch, and one audit entry for it."""
+        if not rows:
+            return []
+        self.session.flush()
+        stmt = insert(RecordRow).returning(RecordRow.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in self.session.execute(stmt, rows).scalars()]
+        audit.append(
+            self.session,
+            actor=self.who.actor,
+            action="record.store",
+            subject=f"{len(rows)} record(s)",
+            payload={"stored": [[i, r["record_hash"]] for i, r in zip(ids, rows, strict=True)]},
+            now_ns=self.now_ns,
+        )
+        return ids
 
     def _existing(self, hashes: Sequence[str]) -> dict[str, int]:
         rows = self.session.execute(
             select(RecordRow.record_hash, RecordRow.id).where(RecordRow.record_hash.in_(hashes))
         )
-        return dict(rows.all())
+        return {h: i for h, i in rows}
+
+    def _existing_sessions(
+        self, records: Sequence[MeasurementRecord]
+    ) -> dict[tuple[str, str], int]:
+        """Stored (landmark, session) pairs among this batch's sessions: the replay check."""
+        sessions = {r.session_id.hex() for r in records}
+        rows = self.session.execute(
+            select(RecordRow.landmark_id, RecordRow.session_id, RecordRow.id).where(
+                RecordRow.session_id.in_(sessions)
+            )
+        )
+        return {(lm, sid): i for lm, sid, i in rows}
 
     def _landmark(self, landmark_id: str) -> LandmarkRow | None:
         if landmark_id not in self._landmarks:
             self._landmarks[landmark_id] = self.session.get(LandmarkRow, landmark_id)
         return self._landmarks[landmark_id]
+
+    def _prefetch(self, records: Sequence[MeasurementRecord]) -> None:
+        """Registry rows of the whole batch in two queries (not one per record)."""
+        lids = {r.landmark_id for r in records} - set(self._landmarks)
+        dids = {r.device_id for r in records} - set(self._devices)
+        self._landmarks.update(dict.fromkeys(lids))
+        self._devices.update(dict.fromkeys(dids))
+        for lm in self.session.execute(
+            select(LandmarkRow).where(LandmarkRow.id.in_(lids))
+        ).scalars():
+            self._landmarks[lm.id] = lm
+        devices = select(DeviceRow).where(DeviceRow.id.in_(dids)).options(_DEVICE_COLUMNS)
+        for dev in self.session.execute(devices).scalars():
+            self._devices[dev.id] = dev
 
     def _device(self, device_id: str) -> DeviceRow | None:
         if device_id not in self._devices:
@@ -153,11 +230,6 @@ class Ingestor:
                 f"{rec.landmark_id!r} is registered with key {lm.key_id}",
             )
         landmark_key = bytes.fromhex(lm.public_key)
-        if not verify_signature(landmark_key, rec.landmark_signature, rec.signed_bytes()):
-            raise _Reject(
-                RejectReason.BAD_SIGNATURE,
-                f"landmark signature of {rec.landmark_id} does not verify",
-            )
         if lm.status == "flagged":
             raise _Reject(
                 RejectReason.FLAGGED_LANDMARK,
@@ -168,6 +240,12 @@ class Ingestor:
         if dev is None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is not enrolled")
         if dev.key_id != rec.device_key_id or dev.trust_level != rec.trust_level.value:
+            # Only a record the landmark really signed is an identity change; garbage is not.
+            if not verify_signature(landmark_key, rec.landmark_signature, rec.signed_bytes()):
+                raise _Reject(
+                    RejectReason.BAD_SIGNATURE,
+                    f"landmark signature of {rec.landmark_id} does not verify",
+                )
             raise _Reject(
                 RejectReason.IDENTITY_CHANGE,
                 f"device {rec.device_id} is enrolled with key {dev.key_id} ({dev.trust_level}) "
@@ -191,44 +269,30 @@ class Ingestor:
             )
         return lm, dev
 
-    def _store(self, rec: MeasurementRecord, digest: str) -> RecordRow:
+    def _store(self, rec: MeasurementRecord, digest: str) -> dict[str, Any]:
         _, dev = self._check(rec)
         session_hex = rec.session_id.hex()
-        replay = self.session.execute(
-            select(RecordRow.id).where(
-                RecordRow.landmark_id == rec.landmark_id, RecordRow.session_id == session_hex
-            )
-        ).first()
-        if replay is not None:
+        if (rec.landmark_id, session_hex) in self._sessions:
             raise _Reject(
                 RejectReason.REPLAYED,
                 f"landmark {rec.landmark_id} session {session_hex} is already recorded "
-                f"(record {replay[0]}) with different content",
+                "with different content",
             )
-        row = RecordRow(
-            record_hash=digest,
-            device_id=rec.device_id,
-            landmark_id=rec.landmark_id,
-            session_id=session_hex,
-            min_rtt_ns=rec.min_rtt_ns,
-            measured_ns=rec.measured_at_unix_ns,
-            received_ns=self.now_ns,
-            submitted_by=self.who.actor,
-            body=rec.to_json_dict(),
-        )
-        self.session.add(row)
+        row = {
+            "record_hash": digest,
+            "device_id": rec.device_id,
+            "landmark_id": rec.landmark_id,
+            "session_id": session_hex,
+            "min_rtt_ns": rec.min_rtt_ns,
+            "measured_ns": rec.measured_at_unix_ns,
+            "received_ns": self.now_ns,
+            "submitted_by": self.who.actor,
+            "body": rec.to_json_dict(),
+        }
+        self._sessions[(rec.landmark_id, session_hex)] = -1
         dev.needs_verdict = True
         dev.dirty_seq = dev.dirty_seq + 1
         dev.last_record_ns = max(dev.last_record_ns or 0, rec.measured_at_unix_ns)
-        self.session.flush()
-        audit.append(
-            self.session,
-            actor=self.who.actor,
-            action="record.store",
-            subject=rec.device_id,
-            payload={"id": row.id, "hash": digest, "landmark": rec.landmark_id},
-            now_ns=self.now_ns,
-        )
         return row
 
     def _keep_rejection(self, rec: MeasurementRecord, digest: str, rej: _Reject) -> None:

@@ -43,6 +43,9 @@ class LandmarkRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     """`active`, `flagged` (broke physics; its records do not count) or `retired`."""
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    position_since_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    """When the position last changed (0: never since registration). Records measured before a
+    change were measured from another place and no longer count towards verdicts."""
     created_ns: Mapped[int] = mapped_column(BigInteger)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
 

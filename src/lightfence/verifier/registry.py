@@ -106,13 +106,15 @@ def put_landmark(
     row = session.get(LandmarkRow, spec.id)
     created = row is None
     if row is None:
-        row = LandmarkRow(id=spec.id, status="active", created_ns=now_ns)
+        row = LandmarkRow(id=spec.id, status="active", created_ns=now_ns, position_since_ns=0)
         session.add(row)
     moved = not created and (row.lat, row.lon, row.position_error_km) != (
         spec.lat,
         spec.lon,
         spec.position_error_km,
     )
+    if moved:
+        row.position_since_ns = now_ns
     row.lat, row.lon, row.position_error_km = spec.lat, spec.lon, spec.position_error_km
     row.public_key, row.key_id = public_key.hex(), key_id(public_key)
     row.operator = spec.operator

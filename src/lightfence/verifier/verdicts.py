@@ -5,7 +5,8 @@ The physics is the core's: every verdict here comes from `lightfence.core.batch.
 the result. Which records count, for a device:
 
 * accepted records from landmarks that are `active` now (a flagged landmark's records stop
-  counting the moment it is flagged);
+  counting the moment it is flagged), measured since the landmark's current position was
+  registered (a re-surveyed or moved landmark's older records were taken from elsewhere);
 * measured within `verdict_window_s` before the device's newest record;
 * each landmark's survey error, plus a movement allowance for an older record (the device may
   have moved at `max_device_speed_km_per_h` since), is the landmark's position error: caps only
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from lightfence.core.batch import MeasurementTable, decide_batch
@@ -56,14 +57,25 @@ def _reach_km(item: dict[str, Any], bound: Bound) -> float:
     return float(max_distance_km(item["rtt_ms"], bound) + item["position_error_km"])
 
 
+@dataclass(frozen=True)
+class _Rec:
+    id: int
+    landmark_id: str
+    min_rtt_ns: int
+    measured_ns: int
+
+
 def _inputs_for(
-    device: DeviceRow, rows: list[tuple[RecordRow, LandmarkRow]], config: VerifierConfig
+    newest_ns: int,
+    bound: Bound,
+    records: list[_Rec],
+    landmarks: dict[str, LandmarkRow],
+    config: VerifierConfig,
 ) -> list[dict[str, Any]]:
-    bound = Bound(device.bound)
-    newest = device.last_record_ns or 0
     best: dict[str, dict[str, Any]] = {}
-    for rec, lm in rows:
-        age_h = max(newest - rec.measured_ns, 0) / NS_PER_H
+    for rec in records:
+        lm = landmarks[rec.landmark_id]
+        age_h = max(newest_ns - rec.measured_ns, 0) / NS_PER_H
         error_km = lm.position_error_km + config.max_device_speed_km_per_h * age_h
         item = {
             "record_id": rec.id,
@@ -81,36 +93,53 @@ def _inputs_for(
 
 
 def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) -> list[Pending]:
-    devices = (
-        session.execute(
-            select(DeviceRow)
-            .where(DeviceRow.needs_verdict.is_(True))
-            .order_by(DeviceRow.id)
-            .limit(limit)
+    devices = session.execute(
+        select(
+            DeviceRow.id,
+            DeviceRow.dirty_seq,
+            DeviceRow.policy,
+            DeviceRow.bound,
+            DeviceRow.declared_country,
+            DeviceRow.last_record_ns,
         )
-        .scalars()
-        .all()
-    )
+        .where(DeviceRow.needs_verdict.is_(True))
+        .order_by(DeviceRow.id)
+        .limit(limit)
+    ).all()
     if not devices:
         return []
     window_ns = int(config.verdict_window_s * 1e9)
-    by_device: dict[str, list[tuple[RecordRow, LandmarkRow]]] = defaultdict(list)
+    landmarks = {
+        lm.id: lm
+        for lm in session.execute(select(LandmarkRow).where(LandmarkRow.status == "active"))
+        .scalars()
+        .all()
+    }
     oldest = min((d.last_record_ns or 0) for d in devices) - window_ns
-    rows = session.execute(
-        select(RecordRow, LandmarkRow)
-        .join(LandmarkRow, LandmarkRow.id == RecordRow.landmark_id)
-        .where(
-            RecordRow.device_id.in_([d.id for d in devices]),
-            RecordRow.measured_ns >= oldest,
-            LandmarkRow.status == "active",
+    by_device: dict[str, list[_Rec]] = defaultdict(list)
+    skew_ns = int(config.max_clock_skew_s * 1e9)
+    ids = [d.id for d in devices]
+    for k in range(0, len(ids), 500):  # bounded IN lists
+        rows = session.execute(
+            select(
+                RecordRow.id,
+                RecordRow.device_id,
+                RecordRow.landmark_id,
+                RecordRow.min_rtt_ns,
+                RecordRow.measured_ns,
+            ).where(RecordRow.device_id.in_(ids[k : k + 500]), RecordRow.measured_ns >= oldest)
         )
-    )
-    for rec, lm in rows:
-        by_device[rec.device_id].append((rec, lm))
+        for rid, did, lid, rtt_ns, measured in rows:
+            # A record taken before the landmark's current position was registered was
+            # measured from elsewhere: placing it at the new position would be unsound. The
+            # landmark's clock may run ahead of ours by up to the accepted skew.
+            since = landmarks[lid].position_since_ns if lid in landmarks else 0
+            if lid in landmarks and (since == 0 or measured >= since + skew_ns):
+                by_device[did].append(_Rec(rid, lid, rtt_ns, measured))
     out = []
     for d in devices:
         newest = d.last_record_ns or 0
-        mine = [(r, lm) for r, lm in by_device[d.id] if r.measured_ns >= newest - window_ns]
+        mine = [r for r in by_device[d.id] if r.measured_ns >= newest - window_ns]
         out.append(
             Pending(
                 device_id=d.id,
@@ -119,7 +148,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
                 bound=d.bound,
                 claimed=d.declared_country,
                 as_of_ns=newest,
-                inputs=_inputs_for(d, mine, config),
+                inputs=_inputs_for(newest, Bound(d.bound), mine, landmarks, config),
             )
         )
     return out
@@ -194,52 +223,90 @@ def decide_pending(pending: list[Pending]) -> list[Decided]:
     return out
 
 
-def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list[VerdictRow]:
-    """Store verdicts whose device did not change since it was read; raise their alerts."""
-    stored: list[VerdictRow] = []
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    device_id: str
+    kind: str
+
+
+def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list[Stored]:
+    """Store verdicts whose device did not change since it was read; raise their alerts.
+
+    One audit entry covers the pass (every verdict id, device and kind is in its payload).
+    """
+    ids = [d.pending.device_id for d in decided]
+    seqs: dict[str, int] = {}
+    previous: dict[str, str] = {}
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        query = select(DeviceRow.id, DeviceRow.dirty_seq).where(DeviceRow.id.in_(chunk))
+        seqs.update({did: seq for did, seq in session.execute(query)})
+        latest = (
+            select(func.max(VerdictRow.id))
+            .where(VerdictRow.device_id.in_(chunk))
+            .group_by(VerdictRow.device_id)
+        )
+        for did, kind in session.execute(
+            select(VerdictRow.device_id, VerdictRow.kind).where(VerdictRow.id.in_(latest))
+        ):
+            previous[did] = kind
+    rows: list[dict[str, Any]] = []
+    raise_for: list[Decided] = []
     for d in decided:
         p = d.pending
-        dev = session.get(DeviceRow, p.device_id)
-        if dev is None or dev.dirty_seq != p.dirty_seq:
+        if seqs.get(p.device_id) != p.dirty_seq:
             continue  # changed meanwhile: stays dirty, the next pass decides on fresh inputs
-        previous = session.execute(
-            select(VerdictRow.kind)
-            .where(VerdictRow.device_id == p.device_id)
-            .order_by(VerdictRow.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        row = VerdictRow(
-            device_id=p.device_id,
-            kind=d.kind.value,
-            reason_code=int(d.reason),
-            reason=d.text,
-            policy=p.policy,
-            bound=p.bound,
-            claimed=p.claimed,
-            as_of_ns=p.as_of_ns,
-            computed_ns=now_ns,
-            inputs=p.inputs,
+        rows.append(
+            {
+                "device_id": p.device_id,
+                "kind": d.kind.value,
+                "reason_code": int(d.reason),
+                "reason": d.text,
+                "policy": p.policy,
+                "bound": p.bound,
+                "claimed": p.claimed,
+                "as_of_ns": p.as_of_ns,
+                "computed_ns": now_ns,
+                "inputs": p.inputs,
+            }
         )
-        session.add(row)
-        dev.needs_verdict = False
-        session.flush()
-        audit.append(
+        alarming = d.kind in (VerdictKind.REFUTED, VerdictKind.INCONSISTENT)
+        if alarming and previous.get(p.device_id) != d.kind.value:
+            raise_for.append(d)
+    if not rows:
+        return []
+    # Write transactions are serial (the audit head lock), so the dirty_seq read above is still
+    # current: one UPDATE clears the devices decided.
+    done = [r["device_id"] for r in rows]
+    for k in range(0, len(done), 500):
+        session.execute(
+            update(DeviceRow).where(DeviceRow.id.in_(done[k : k + 500])).values(needs_verdict=False)
+        )
+    stmt = insert(VerdictRow).returning(VerdictRow.id, sort_by_parameter_order=True)
+    new_ids = [int(i) for i in session.execute(stmt, rows).scalars()]
+    stored = [Stored(i, r["device_id"], r["kind"]) for i, r in zip(new_ids, rows, strict=True)]
+    audit.append(
+        session,
+        actor="system",
+        action="verdict.store",
+        subject=f"{len(stored)} verdict(s)",
+        payload={
+            "verdicts": [
+                [s.id, s.device_id, s.kind, [i["record_id"] for i in r["inputs"]]]
+                for s, r in zip(stored, rows, strict=True)
+            ]
+        },
+        now_ns=now_ns,
+    )
+    for d in raise_for:
+        alerts.raise_alert(
             session,
-            actor="system",
-            action="verdict.store",
-            subject=p.device_id,
-            payload={"id": row.id, "kind": row.kind, "records": [i["record_id"] for i in p.inputs]},
+            kind=alerts.AlertKind(d.kind.value.lower()),
+            device_id=d.pending.device_id,
+            message=f"verdict {d.kind.value}: {d.text}",
             now_ns=now_ns,
         )
-        if d.kind in (VerdictKind.REFUTED, VerdictKind.INCONSISTENT) and previous != d.kind.value:
-            alerts.raise_alert(
-                session,
-                kind=alerts.AlertKind(d.kind.value.lower()),
-                device_id=p.device_id,
-                message=f"verdict {d.kind.value}: {d.text}",
-                now_ns=now_ns,
-            )
-        stored.append(row)
     return stored
 
 

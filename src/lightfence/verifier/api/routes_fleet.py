@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from lightfence.crypto.identity import DeviceIdentity
-from lightfence.verifier import crosscheck, queries, registry
+from lightfence.verifier import crosscheck, evidence, queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, require
 from lightfence.verifier.api.schemas import (
     DeviceIn,
@@ -186,9 +186,32 @@ def verdict_history(
     geojson: Literal["none", "latest", "all"] = "latest",
 ) -> dict[str, Any]:
     with service.read() as session:
-        registry.get_device(session, device_id, who)
+        device = registry.get_device(session, device_id, who)
         history = queries.verdict_history(session, device_id, limit, geojson=geojson)
-    return {"device_id": device_id, "verdicts": history}
+    # The identity's trust level qualifies every verdict (a software key can be copied).
+    return {"device_id": device_id, "trust_level": device.trust_level, "verdicts": history}
+
+
+@router.get(
+    "/devices/{device_id}/evidence",
+    tags=["devices"],
+    summary="Evidence bundle for `lightfence verify` (identity, records, landmarks, verdict)",
+)
+def evidence_bundle(device_id: str, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+    with service.read() as session:
+        bundle = evidence.device_bundle(session, device_id, who, now_ns())
+    name = f"lightfence-evidence-{device_id}.json"
+    return JSONResponse(bundle, headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+@router.get(
+    "/landmarks/registry.json",
+    tags=["landmarks"],
+    summary="Active landmarks as a registry file (for agents, and for auditors' --landmark-keys)",
+)
+def registry_file(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+    with service.read() as session:
+        return evidence.registry_document(session)
 
 
 @router.get(

@@ -1,0 +1,78 @@
+"""Evidence bundles from the verifier: what an auditor needs to re-check a verdict offline.
+
+The bundle is the format of `lightfence.evidence.bundle` (device identity, the records, the
+landmark registry entries with their keys), so `lightfence verify BUNDLE` reads it as it is.
+The verifier adds three keys that the bundle reader ignores: `policy` (what was decided),
+`verdict` (the verifier's verdict, with the exact measurements it decided on, including each
+record's movement allowance) and `issued_by` (the audit head at issue time).
+
+The records are those of the device's latest verdict. Recomputed offline with the registry's
+survey errors only, the caps can only be tighter than the verifier's (no movement allowance), so
+the verifier's verdict is never more confident than what the bundle itself supports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lightfence.evidence.bundle import EvidenceBundle
+from lightfence.landmark.registry import LandmarkEntry, registry_json
+from lightfence.protocol.record import MeasurementRecord
+from lightfence.verifier.auth import Principal
+from lightfence.verifier.errors import Conflict
+from lightfence.verifier.models import AuditHeadRow, LandmarkRow, RecordRow
+from lightfence.verifier.queries import latest_verdict, verdict_dict
+from lightfence.verifier.registry import device_identity, get_device
+
+
+def landmark_entry(row: LandmarkRow) -> LandmarkEntry:
+    return LandmarkEntry(
+        id=row.id,
+        public_key=bytes.fromhex(row.public_key),
+        latitude=row.lat,
+        longitude=row.lon,
+        position_error_km=row.position_error_km,
+        operator=row.operator,
+    )
+
+
+def registry_document(session: Session, *, active_only: bool = True) -> dict[str, Any]:
+    """The landmark registry file (landmark.registry format) for agents and auditors."""
+    stmt = select(LandmarkRow).order_by(LandmarkRow.id)
+    if active_only:
+        stmt = stmt.where(LandmarkRow.status == "active")
+    return registry_json(landmark_entry(r) for r in session.execute(stmt).scalars())
+
+
+def device_bundle(session: Session, device_id: str, who: Principal, now_ns: int) -> dict[str, Any]:
+    device = get_device(session, device_id, who)
+    verdict = latest_verdict(session, device_id)
+    if verdict is None:
+        raise Conflict(
+            f"device {device_id} has no verdict yet: submit its records first (the verifier "
+            "decides within a second of their arrival)"
+        )
+    ids = [int(i["record_id"]) for i in verdict.inputs]
+    rows = {
+        r.id: r for r in session.execute(select(RecordRow).where(RecordRow.id.in_(ids))).scalars()
+    }
+    records = tuple(MeasurementRecord.from_json_dict(rows[i].body) for i in ids)
+    lids = sorted({r.landmark_id for r in records})
+    landmarks = tuple(
+        landmark_entry(r)
+        for r in session.execute(select(LandmarkRow).where(LandmarkRow.id.in_(lids))).scalars()
+    )
+    bundle = EvidenceBundle(device_identity(device), records, landmarks, now_ns)
+    head = session.get(AuditHeadRow, 1)
+    out = bundle.to_json_dict()
+    out["policy"] = {"policy": verdict.policy, "bound": verdict.bound, "claimed": verdict.claimed}
+    out["verdict"] = verdict_dict(verdict)
+    out["issued_by"] = {
+        "service": "lightfence verifier",
+        "audit_seq": None if head is None else head.seq,
+        "audit_head": None if head is None else head.hash,
+    }
+    return out
