@@ -187,10 +187,14 @@ def check_cmd(
 
 
 def _verifier_client(verifier: str, timeout_s: float) -> VerifierClient:
+    # The verifier API token comes from $LIGHTFENCE_VERIFIER_TOKEN, never the command line.
+    from lightfence.evidence.submit import read_token
+
     return VerifierClient(
         verifier,
         connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
         read_timeout_s=timeout_s,
+        api_token=read_token(None),
     )
 
 

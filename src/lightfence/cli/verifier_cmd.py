@@ -45,12 +45,17 @@ def serve(
         str | None, typer.Option(help="POST each new alert as JSON to this URL.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    signing_key: Annotated[
+        str,
+        typer.Option(help="Ed25519 key that signs gate verdict tokens (created 0600 if absent)."),
+    ] = "lightfence-verifier.key",
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import os
 
     import uvicorn
 
+    from lightfence.crypto.keys import KeyFileError
     from lightfence.verifier import logs
     from lightfence.verifier.api.app import create_app
     from lightfence.verifier.config import WEBHOOK_ENV, VerifierConfig, db_url_from_env
@@ -59,10 +64,12 @@ def serve(
     logs.configure(log_level)
     try:
         config = VerifierConfig(
-            db_url=db_url_from_env(db), webhook_url=webhook or os.environ.get(WEBHOOK_ENV)
+            db_url=db_url_from_env(db),
+            webhook_url=webhook or os.environ.get(WEBHOOK_ENV),
+            signing_key_path=signing_key,
         )
         application = create_app(config)
-    except DatabaseError as exc:
+    except (DatabaseError, KeyFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)

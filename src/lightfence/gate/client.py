@@ -86,7 +86,9 @@ class VerifierClient:
         *,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        api_token: str | None = None,
     ) -> None:
+        """`api_token`: the verifier API token (an operator's, for its own devices)."""
         import httpx  # here, not at the top: every other `lightfence` command would pay for it
 
         self.base = check_verifier_url(verifier_url)
@@ -97,6 +99,7 @@ class VerifierClient:
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             follow_redirects=False,
             trust_env=False,
+            headers={"Authorization": f"Bearer {api_token}"} if api_token else None,
         )
 
     def __enter__(self) -> VerifierClient:

@@ -34,6 +34,11 @@ class VerifierConfig:
     checkin_sweep_interval_s: float = 60.0
     webhook_url: str | None = None
     webhook_timeout_s: float = 5.0
+    signing_key_path: str | None = None
+    """Ed25519 key that signs the gate's verdict tokens (created 0600 when absent). Without
+    one the service still runs, and the token endpoint answers 503 saying how to add it."""
+    token_ttl_s: float = 300.0
+    """Lifetime of a verdict token: a verdict that flips reaches every gate within this."""
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_batch_records"):

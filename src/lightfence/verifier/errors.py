@@ -29,3 +29,9 @@ class Forbidden(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
+
+
+class Unavailable(ServiceError):
+    """The service runs but lacks what this request needs (e.g. a signing key)."""
+
+    status = 503

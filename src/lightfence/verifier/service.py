@@ -10,9 +10,11 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from lightfence.crypto.keys import SigningKey, load_or_create
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier import alerts, audit, db, verdicts
 from lightfence.verifier.auth import Principal
@@ -34,6 +36,9 @@ class Service:
         self.webhook = (
             Webhook(config.webhook_url, config.webhook_timeout_s) if config.webhook_url else None
         )
+        self.signing_key: SigningKey | None = None
+        if config.signing_key_path is not None:
+            self.signing_key, _ = load_or_create(Path(config.signing_key_path))
 
     def close(self) -> None:
         if self.webhook is not None:

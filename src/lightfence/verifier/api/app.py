@@ -179,10 +179,11 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
             {"error": "internal error; the verifier log has the details"}, status_code=500
         )
 
-    from lightfence.verifier.api import routes_fleet, routes_records, routes_views
+    from lightfence.verifier.api import routes_fleet, routes_gate, routes_records, routes_views
 
     app.include_router(routes_records.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_views.router)
+    app.include_router(routes_gate.router)
     app.add_middleware(GuardMiddleware, service=service)
     return app
