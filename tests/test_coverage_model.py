@@ -45,7 +45,9 @@ def _decide_each(
             Measurement(Landmark(lms.names[j], float(lms.lat[j]), float(lms.lon[j])), float(r))
             for j, r in zip(nb.idx[i], rtt[i], strict=True)
         ]
-        out.append(decide(ms, parse_policy(policy), country[i]).kind is VerdictKind.VERIFIED)
+        out.append(
+            decide(ms, parse_policy(policy, liars=0), country[i]).kind is VerdictKind.VERIFIED
+        )
     return out
 
 
@@ -53,7 +55,7 @@ def _decide_each(
 def test_map_agrees_with_the_verdict_engine_at_the_quantile(policy: str) -> None:
     lms = shipped_landmarks()
     lat, lon, country = _sample_cells(25, seed=7)
-    cov = evaluate(lat, lon, country, lms, parse_policy(policy))
+    cov = evaluate(lat, lon, country, lms, parse_policy(policy, liars=0))
     nb = nearest_landmarks(lat, lon, lms, 8)
     real = _decide_each(lms, lat, lon, quantile_rtt_ms(nb, 0.5), policy, country)
     assert cov.verifiable.tolist() == real
@@ -65,7 +67,7 @@ def test_map_agrees_with_the_verdict_engine_at_the_quantile(policy: str) -> None
 def test_slack_is_a_threshold_of_the_verdict_engine(policy: str) -> None:
     lms = shipped_landmarks()
     lat, lon, country = _sample_cells(15, seed=11)
-    cov = evaluate(lat, lon, country, lms, parse_policy(policy))
+    cov = evaluate(lat, lon, country, lms, parse_policy(policy, liars=0))
     nb = nearest_landmarks(lat, lon, lms, 8)
     s = cov.max_inflation
     at = _decide_each(lms, lat, lon, scaled_rtt_ms(nb, np.maximum(s, 1.0)), policy, country)
@@ -83,7 +85,7 @@ def test_slack_is_a_threshold_of_the_verdict_engine(policy: str) -> None:
 
 def test_pruning_to_the_nearest_landmarks_only_loses() -> None:
     lms = shipped_landmarks()
-    policy = parse_policy("outside:CN,HK,MO")
+    policy = parse_policy("outside:CN,HK,MO", liars=0)
     lat, lon, country = _sample_cells(40, seed=3)
     by_k = {}
     for k in (3, 8, 40):
@@ -96,7 +98,7 @@ def test_pruning_to_the_nearest_landmarks_only_loses() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES)
 def test_map_predicts_real_verdicts_of_real_hosts(policy: str) -> None:
-    checks = check_targets(parse_policy(policy))
+    checks = check_targets(parse_policy(policy, liars=0))
     agree = sum(c.agrees for c in checks)
     exceptions = [c.target for c in checks if not c.agrees]
     assert agree >= 0.95 * len(checks), f"{agree}/{len(checks)} agree; exceptions: {exceptions}"
@@ -122,7 +124,7 @@ def test_verifiability_only_shrinks_with_inflation_and_grows_with_landmarks(
         gpus=np.ones(n),
     )
     lat, lon = rng.uniform(47.5, 54.0, 4), rng.uniform(6.5, 14.0, 4)
-    pol = parse_policy(policy)
+    pol = parse_policy(policy, liars=0)
     country = ["DE"] * 4
     nb = nearest_landmarks(lat, lon, lms, 6)
     at_lo = verified(lms, nb, scaled_rtt_ms(nb, s_lo), pol, country)

@@ -38,7 +38,7 @@ CANDIDATES = _places(
 
 
 def test_greedy_takes_the_largest_marginal_gain_first_and_stops_when_nothing_helps() -> None:
-    policy = parse_policy("in-declared-country")
+    policy = parse_policy("in-declared-country", liars=0)
     result = plan(SITES, LANDMARKS, CANDIDATES, policy, budget=3)
     assert not result.before.any()
     assert [s.candidate for s in result.steps] == ["salina", "cuiaba"]
@@ -48,7 +48,9 @@ def test_greedy_takes_the_largest_marginal_gain_first_and_stops_when_nothing_hel
 
 
 def test_budget_zero_places_nothing() -> None:
-    result = plan(SITES, LANDMARKS, CANDIDATES, parse_policy("in-declared-country"), budget=0)
+    result = plan(
+        SITES, LANDMARKS, CANDIDATES, parse_policy("in-declared-country", liars=0), budget=0
+    )
     assert result.steps == () and not result.stopped_early
 
 

@@ -37,6 +37,17 @@ def eval_command(
     landmark_error_km: Annotated[
         float, typer.Option(help="Survey error of every landmark's coordinates, km", min=0.0)
     ] = 0.0,
+    liars: Annotated[
+        int,
+        typer.Option(help="Lying landmarks every verdict must survive (f of F_f)", min=0),
+    ] = 0,
+    attack_liars: Annotated[
+        int,
+        typer.Option(
+            help="Landmarks that lie for each relayed device in the liar trials (0: no trials)",
+            min=0,
+        ),
+    ] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout")
     ] = False,
@@ -48,7 +59,7 @@ def eval_command(
     from lightfence.eval.run import run_eval
 
     try:
-        pol = parse_policy(policy, bound)
+        pol = parse_policy(policy, bound, liars)
     except PolicyError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from exc
     for path, name in ((data, "--data"), (calibration, "--calibration")):
@@ -62,6 +73,7 @@ def eval_command(
                 calibration,
                 landmark_error_km,
                 step=lambda msg: status.update(f"evaluating: {msg}"),
+                attack_liars=attack_liars,
             )
     except DatasetError as exc:
         # No markup (paths may hold brackets) and no hard wrapping (paths must stay whole).
@@ -93,6 +105,10 @@ def _print_summary(s: dict[str, object]) -> None:
     table.add_row("false REFUTED", str(s["false_refuted"]))
     table.add_row("relay trials", str(s["relay_trials"]))
     table.add_row("relay false VERIFIED (must be 0)", str(s["relay_false_verified"]))
+    table.add_row("lying landmarks tolerated (f)", str(s["liars"]))
+    table.add_row("honest VERIFIED lost to f (vs f = 0)", str(s["verified_lost_to_liar_tolerance"]))
+    table.add_row(f"liar trials ({s['attack_liars']} liars each)", str(s["liar_trials"]))
+    table.add_row("liar false VERIFIED (must be 0 if liars <= f)", str(s["liar_false_verified"]))
     table.add_row("estimate error, median km", f"{s['estimate_median_km']:.0f}")
     table.add_row("estimate error, p90 km", f"{s['estimate_p90_km']:.0f}")
     table.add_row(

@@ -14,6 +14,11 @@ for each landmark's survey error); F = their intersection. Then, for a region R,
   R's data error and half the vertex spacing), or any witness point of F inside R, means they may
   meet; otherwise they provably do not (see BoundaryIndex and candidate_points).
 
+A device that tolerates f > 0 lying landmarks (Policy.liars) is judged on F_f, the points inside
+the caps of all but at most f of its landmarks (core.robust): its records are merged per
+landmark, the fast path needs f + 1 deciding caps instead of one, and the precise path counts
+depth instead of "inside every cap". Devices with f = 0 take exactly the plain path.
+
 Each stage can only answer "may intersect" when unsure. VERIFIED needs "F may not meet the
 forbidden region" to be False, so doubt always ends in UNVERIFIED, never in VERIFIED.
 """
@@ -21,13 +26,21 @@ forbidden region" to be False, so doubt always ends in UNVERIFIED, never in VERI
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.policy import Policy, claimed_region
+from lightfence.core.robust import (
+    irreconcilable_rows,
+    landmark_groups,
+    liars_per_device,
+    robust_nonempty,
+    robust_precise_may_intersect,
+    smallest_per_group,
+)
 from lightfence.geo.boundary import HALF_SPACING_KM
 from lightfence.geo.caps import (
     CAP_TOLERANCE_RAD,
@@ -99,6 +112,8 @@ class BatchVerdicts:
     """(m,) VerdictKind codes (VerdictKind.from_code)."""
     reason: NDArray[np.int8]
     """(m,) Reason codes."""
+    tolerated_liars: NDArray[np.int64]
+    """(m,) f per device: how many of its landmarks may have lied without changing the verdict."""
 
     def names(self) -> list[str]:
         return [VerdictKind.from_code(int(c)).value for c in self.kind]
@@ -115,12 +130,16 @@ def cap_radius_rad(table: MeasurementTable, bound: Bound) -> Float64Array:
     return np.minimum(radius_km / EARTH_MEAN_RADIUS_KM + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
 
 
-def _any_per_device(flags: NDArray[np.bool_], start: NDArray[np.int64]) -> NDArray[np.bool_]:
+def _more_per_device(
+    flags: NDArray[np.bool_], start: NDArray[np.int64], liars: NDArray[np.int64] | None
+) -> NDArray[np.bool_]:
+    """Per device: more than liars[i] of its rows are flagged (more than 0 when liars is None)."""
     counts = np.add.reduceat(flags.astype(np.int64), start[:-1]) if len(flags) else None
     if counts is None:
         return np.zeros(len(start) - 1, dtype=bool)
     empty = np.diff(start) == 0
-    return np.asarray((counts > 0) & ~empty)
+    more = counts > 0 if liars is None else counts > liars
+    return np.asarray(more & ~empty)
 
 
 class _Caps:
@@ -181,9 +200,13 @@ def precise_may_intersect(centres: Float64Array, radius: Float64Array, region: R
 
 
 def may_intersect(
-    caps: _Caps, devices: NDArray[np.int64], region: Region
+    caps: _Caps,
+    devices: NDArray[np.int64],
+    region: Region,
+    liars: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """For each device: may F meet the region (grown by its data error)? Doubt answers True.
+    """For each device: may F (F_f with f = liars[j]) meet the region (grown by its data error)?
+    Doubt answers True. Rows of a device with f > 0 must be one per landmark (see decide_batch).
 
     Also returns which devices the fast path decided, for statistics and explanations.
     """
@@ -201,8 +224,10 @@ def may_intersect(
     dist = dist_u[inverse]
     margin = caps.radius[rows] + region.data_error_km / EARTH_MEAN_RADIUS_KM
     clear = dist > margin
-    disjoint = _any_per_device(~inside & clear, sub_start)
-    contained = _any_per_device(inside & clear, sub_start)
+    # F_f lies in all but f caps of any f + 1: f + 1 caps clear of R (or inside it) decide.
+    f = None if liars is None or not liars.any() else liars
+    disjoint = _more_per_device(~inside & clear, sub_start, f)
+    contained = _more_per_device(inside & clear, sub_start, f)
     result = np.ones(len(devices), dtype=bool)
     result[disjoint] = False
     fast = disjoint | contained
@@ -211,7 +236,12 @@ def may_intersect(
         sl = slice(caps.start[d], caps.start[d + 1])
         if caps.count[d] == 0:
             continue
-        result[j] = precise_may_intersect(caps.vec[sl], caps.radius[sl], region)
+        if f is None or f[j] == 0:
+            result[j] = precise_may_intersect(caps.vec[sl], caps.radius[sl], region)
+        else:
+            result[j] = robust_precise_may_intersect(
+                caps.vec[sl], caps.radius[sl], region, int(f[j])
+            )
     return result, fast
 
 
@@ -223,32 +253,40 @@ def decide_batch(
     """Verdicts for every device of `table` under `policy`.
 
     `claimed[i]` is the country code device i declares (None: no claim, never REFUTED).
+    Device i tolerates BatchVerdicts.tolerated_liars[i] lying landmarks (from policy.liars).
     """
     table.validate()
     m = table.devices
     if claimed is not None and len(claimed) != m:
         raise InvalidBatch(f"claimed has {len(claimed)} entries for {m} devices")
+    table, liars = one_row_per_landmark(table, policy)
+    robust = liars if liars.any() else None
     caps = _Caps(table, policy.bound)
     kind = np.full(m, VerdictKind.UNVERIFIED.code, dtype=np.int8)
     reason = np.full(m, Reason.MAY_LEAVE_ALLOWED, dtype=np.int8)
     none = caps.count == 0
     reason[none] = Reason.NO_MEASUREMENTS
+    # F_f contains F, so a non-empty F is all that VERIFIED and REFUTED need of F_f.
     nonempty = _nonempty(caps)
     live = np.flatnonzero(nonempty)
 
+    def f(devices: NDArray[np.int64]) -> NDArray[np.int64] | None:
+        return None if robust is None else robust[devices]
+
     verified = np.zeros(m, dtype=bool)
     if policy.allowed is not None:
-        leaves, _ = may_intersect(caps, live, policy.allowed.complement())
+        leaves, _ = may_intersect(caps, live, policy.allowed.complement(), f(live))
         verified[live] = ~leaves
     elif claimed is not None:
         for code, devices in _group_by_claim(claimed, live).items():
-            leaves, _ = may_intersect(caps, devices, policy.allowed_for(code).complement())
+            forbidden = policy.allowed_for(code).complement()
+            leaves, _ = may_intersect(caps, devices, forbidden, f(devices))
             verified[devices] = ~leaves
 
     refuted = np.zeros(m, dtype=bool)
     if claimed is not None:
         for code, devices in _group_by_claim(claimed, live).items():
-            meets, _ = may_intersect(caps, devices, claimed_region(code))
+            meets, _ = may_intersect(caps, devices, claimed_region(code), f(devices))
             refuted[devices] = ~meets
 
     kind[verified] = VerdictKind.VERIFIED.code
@@ -258,7 +296,67 @@ def decide_batch(
     empty = ~nonempty & ~none
     kind[empty] = VerdictKind.INCONSISTENT.code
     reason[empty] = Reason.EMPTY_FEASIBLE
-    return BatchVerdicts(kind=kind, reason=reason)
+    for d in np.flatnonzero(empty & (liars > 0)):
+        sl = slice(caps.start[d], caps.start[d + 1])
+        if robust_nonempty(caps.vec[sl], caps.radius[sl], int(liars[d])):
+            reason[d] = Reason.LANDMARKS_OUTVOTED
+    return BatchVerdicts(kind=kind, reason=reason, tolerated_liars=liars)
+
+
+def one_row_per_landmark(
+    table: MeasurementTable, policy: Policy
+) -> tuple[MeasurementTable, NDArray[np.int64]]:
+    """The table to judge and f per device (m,).
+
+    Devices with f > 0 keep one row per landmark position, the one of smallest cap: one liar
+    controls all of its landmark's records, so f must count landmarks. Devices with f = 0 keep
+    every row (their F is the same either way), and with policy.liars = 0 nothing is grouped.
+    """
+    m = table.devices
+    if policy.liars == 0:
+        return table, np.zeros(m, dtype=np.int64)
+    start = np.asarray(table.device_start, dtype=np.int64)
+    group, landmarks = landmark_groups(start, table.lat_deg, table.lon_deg)
+    liars = liars_per_device(policy.liars, landmarks)
+    if not liars.any():
+        return table, liars
+    row_liars = np.repeat(liars, np.diff(start))
+    keep = smallest_per_group(group, cap_radius_rad(table, policy.bound)) | (row_liars == 0)
+    if keep.all():
+        return table, liars
+    dev = np.repeat(np.arange(m), np.diff(start))
+    kept_start = np.concatenate([[0], np.cumsum(np.bincount(dev[keep], minlength=m))])
+    merged = replace(
+        table,
+        device_start=kept_start.astype(np.int64),
+        lat_deg=table.lat_deg[keep],
+        lon_deg=table.lon_deg[keep],
+        rtt_ms=table.rtt_ms[keep],
+        floor_ms=table.floor_ms[keep],
+        position_error_km=table.position_error_km[keep],
+    )
+    return merged, liars
+
+
+def blamed_rows(table: MeasurementTable, policy: Policy, device: int) -> NDArray[np.int64]:
+    """Rows of `table` (any device's) whose landmarks cannot be reconciled with the rest of
+    `device`'s landmarks: the fewest whose removal leaves a common point. Empty if F is not empty.
+    """
+    lo, hi = int(table.device_start[device]), int(table.device_start[device + 1])
+    sl = slice(lo, hi)
+    one = replace(
+        table,
+        device_start=np.array([0, hi - lo], dtype=np.int64),
+        lat_deg=table.lat_deg[sl],
+        lon_deg=table.lon_deg[sl],
+        rtt_ms=table.rtt_ms[sl],
+        floor_ms=table.floor_ms[sl],
+        position_error_km=table.position_error_km[sl],
+    )
+    group, _ = landmark_groups(one.device_start, one.lat_deg, one.lon_deg)
+    centres = unit_vectors(one.lat_deg, one.lon_deg).reshape(-1, 3)
+    radius = cap_radius_rad(one, policy.bound)
+    return lo + irreconcilable_rows(centres, radius, group)
 
 
 def _group_by_claim(

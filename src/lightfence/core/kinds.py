@@ -9,9 +9,10 @@ class VerdictKind(StrEnum):
     """What the measurements prove. Precedence: INCONSISTENT, REFUTED, VERIFIED, UNVERIFIED."""
 
     VERIFIED = "VERIFIED"
-    """F is not empty and every point of F is in the allowed region."""
+    """F is not empty and every point of F_f (F when no liar is tolerated) is in the allowed
+    region."""
     REFUTED = "REFUTED"
-    """F is not empty and no point of F is in the claimed region: the declaration is false."""
+    """F is not empty and no point of F_f is in the claimed region: the declaration is false."""
     INCONSISTENT = "INCONSISTENT"
     """F is empty: the measurements contradict each other (lying landmark or attack)."""
     UNVERIFIED = "UNVERIFIED"
@@ -43,6 +44,8 @@ class Reason(IntEnum):
     OUTSIDE_CLAIM = 2
     INSIDE_ALLOWED = 3
     MAY_LEAVE_ALLOWED = 4
+    LANDMARKS_OUTVOTED = 5
+    """F is empty but F_f is not: at most f landmarks disagree with all the others."""
 
     def text(self, allowed: str, forbidden: str, claimed: str | None) -> str:
         if self is Reason.NO_MEASUREMENTS:
@@ -51,6 +54,11 @@ class Reason(IntEnum):
             return (
                 "the distance caps have no point in common: a landmark lied or is mis-surveyed, "
                 "or the evidence was tampered with"
+            )
+        if self is Reason.LANDMARKS_OUTVOTED:
+            return (
+                "the distance caps have no point in common, but all except a few tolerated "
+                "landmarks agree: those landmarks lied or are mis-surveyed"
             )
         if self is Reason.OUTSIDE_CLAIM:
             return f"no position consistent with the RTTs lies in the declared country {claimed}"

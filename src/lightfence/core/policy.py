@@ -6,6 +6,9 @@ Text forms, as used on the command line and in the verifier's licences:
     in:DE  /  in:DE,FR        inside these countries' land
     within:LAT,LON,RADIUS_KM  within a distance of a licensed site
     in-declared-country       inside whatever country the device declares
+
+Every policy also says how many lying landmarks a verdict must survive (`liars`): a count, or
+"auto" (the default: 1 for a device measured by at least 4 landmarks, 0 below; core.robust).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from lightfence.core.robust import Liars, check_liars
 from lightfence.geo.regions import Complement, Countries, Disc, Region
 from lightfence.units import Bound
 
@@ -41,6 +45,8 @@ class Policy:
     allowed: Region | None
     """The allowed region A; None means 'the country the device declares'."""
     bound: Bound = Bound.VACUUM
+    liars: Liars = "auto"
+    """Lying landmarks each verdict must survive: a count, or 'auto' (see core.robust)."""
 
     @property
     def in_declared_country(self) -> bool:
@@ -55,7 +61,7 @@ class Policy:
         return claimed_region(claimed)
 
     def describe(self) -> str:
-        return f"{self.text} (bound: {self.bound.value})"
+        return f"{self.text} (bound: {self.bound.value}, liars: {self.liars})"
 
 
 def claimed_region(code: str) -> Countries:
@@ -69,22 +75,33 @@ def _codes(text: str) -> tuple[str, ...]:
     return codes
 
 
-def parse_policy(text: str, bound: Bound | str = Bound.VACUUM) -> Policy:
+def parse_policy(
+    text: str, bound: Bound | str = Bound.VACUUM, liars: Liars | str = "auto"
+) -> Policy:
     """Parse a policy text (see the module docstring). Raises PolicyError with what to fix."""
     bound = Bound(bound)
+    try:
+        f = check_liars(liars)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from exc
     raw = text.strip()
     kind, _, arg = raw.partition(":")
     kind = kind.strip().lower()
     try:
         if kind == "in-declared-country" and not arg:
-            return Policy(text="in-declared-country", allowed=None, bound=bound)
+            return Policy(text="in-declared-country", allowed=None, bound=bound, liars=f)
         if kind == "outside":
             codes = _codes(arg)
-            return Policy(text=f"outside:{','.join(codes)}", allowed=_outside(codes), bound=bound)
+            return Policy(
+                text=f"outside:{','.join(codes)}", allowed=_outside(codes), bound=bound, liars=f
+            )
         if kind == "in":
             codes = _codes(arg)
             return Policy(
-                text=f"in:{','.join(codes)}", allowed=countries_region(codes), bound=bound
+                text=f"in:{','.join(codes)}",
+                allowed=countries_region(codes),
+                bound=bound,
+                liars=f,
             )
         if kind == "within":
             parts = [p.strip() for p in arg.split(",")]
@@ -92,7 +109,10 @@ def parse_policy(text: str, bound: Bound | str = Bound.VACUUM) -> Policy:
                 raise PolicyError("write within:LAT,LON,RADIUS_KM, e.g. within:50.11,8.68,100")
             lat, lon, radius = (float(p) for p in parts)
             return Policy(
-                text=f"within:{lat},{lon},{radius}", allowed=Disc(lat, lon, radius), bound=bound
+                text=f"within:{lat},{lon},{radius}",
+                allowed=Disc(lat, lon, radius),
+                bound=bound,
+                liars=f,
             )
     except PolicyError:
         raise

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lightfence.core.batch import MeasurementTable, cap_radius_rad, decide_batch
+from lightfence.core.batch import MeasurementTable, blamed_rows, cap_radius_rad, decide_batch
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import InvalidMeasurement, Measurement
 from lightfence.core.policy import Policy, claimed_region
@@ -30,6 +30,11 @@ class Verdict:
     """The speed bound used: `vacuum` unless the policy opted into `fibre`."""
     claimed: str | None
     measurements: tuple[Measurement, ...] = field(repr=False)
+    tolerated_liars: int = 0
+    """How many landmarks may have lied without changing this verdict (f of F_f)."""
+    implicated: tuple[str, ...] = ()
+    """INCONSISTENT only: ids of the landmarks whose caps cannot be reconciled with the rest
+    (every landmark of some smallest set whose removal leaves the others a common point)."""
 
     def cap_radii_km(self) -> list[float]:
         table = table_for(self.measurements)
@@ -47,6 +52,8 @@ class Verdict:
             "policy": self.policy,
             "bound": self.bound.value,
             "claimed": self.claimed,
+            "tolerated_liars": self.tolerated_liars,
+            "implicated_landmarks": list(self.implicated),
             "landmarks": [
                 {"id": m.landmark.id, "rtt_ms": m.rtt_ms, "radius_km": round(r, 3)}
                 for m, r in zip(self.measurements, self.cap_radii_km(), strict=True)
@@ -80,12 +87,21 @@ def decide(
         claimed_region(claimed)  # unknown codes fail here, loudly
     if policy.in_declared_country and not claimed:
         raise InvalidMeasurement("policy in-declared-country needs the declared country")
-    result = decide_batch(table_for(measurements), policy, [claimed])
+    table = table_for(measurements)
+    result = decide_batch(table, policy, [claimed])
     kind = VerdictKind.from_code(int(result.kind[0]))
     code = Reason(int(result.reason[0]))
+    liars = int(result.tolerated_liars[0])
     allowed = policy.allowed_for(claimed)
     forbidden = allowed.complement().name
     text = code.text(_phrase(allowed.name), _phrase(forbidden), claimed)
+    implicated: tuple[str, ...] = ()
+    if kind is VerdictKind.INCONSISTENT:
+        ids = dict.fromkeys(measurements[i].landmark.id for i in blamed_rows(table, policy, 0))
+        implicated = tuple(ids)
+        if implicated:
+            text += f"; cannot be reconciled with the rest: {', '.join(implicated)}"
+    text += f" ({liars_phrase(liars)})"
     if policy.bound is Bound.FIBRE:
         text += " (fibre bound: assumes no path faster than glass fibre)"
     return Verdict(
@@ -96,7 +112,16 @@ def decide(
         bound=policy.bound,
         claimed=claimed,
         measurements=measurements,
+        tolerated_liars=liars,
+        implicated=implicated,
     )
+
+
+def liars_phrase(liars: int) -> str:
+    """How the reason text states f; engines that build their own text append it too."""
+    if liars == 0:
+        return "tolerating no lying landmark"
+    return f"tolerating {liars} lying landmark{'s' if liars > 1 else ''}"
 
 
 def _phrase(region_name: str) -> str:

@@ -158,7 +158,10 @@ def verified(
         group_policy = policy
         if code is not None:
             group_policy = Policy(
-                text=f"in:{code}", allowed=policy.allowed_for(code), bound=policy.bound
+                text=f"in:{code}",
+                allowed=policy.allowed_for(code),
+                bound=policy.bound,
+                liars=policy.liars,
             )
         for lo in range(0, len(sub), CHUNK_POINTS):
             part = sub[lo : lo + CHUNK_POINTS]

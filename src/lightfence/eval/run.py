@@ -12,6 +12,7 @@ from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import Policy
 from lightfence.eval.dataset import Dataset, load_dataset
 from lightfence.eval.estimates import evaluate_estimates
+from lightfence.eval.liars import evaluate_liars
 from lightfence.eval.verdicts import Case, honest_cases, judge, relay_cases, truly_allowed
 from lightfence.geo.regions import Complement, Countries
 
@@ -95,7 +96,10 @@ def run_eval(
     calibration_dir: str | Path | None = None,
     landmark_error_km: float = 0.0,
     step: Step | None = None,
+    attack_liars: int = 0,
 ) -> EvalResult:
+    """Evaluate `policy` on a data set. Verdicts tolerate `policy.liars` lying landmarks;
+    `attack_liars` landmarks lie in each liar trial (eval.liars)."""
     say = step or (lambda _msg: None)
     say("loading data")
     data: Dataset = load_dataset(data_dir)
@@ -110,6 +114,10 @@ def run_eval(
     relay_verdicts = (
         judge(relays, policy, landmark_error_km, lambda c: c.target.country_iso2) if relays else []
     )
+    say("lying landmarks")
+    liar_summary = evaluate_liars(
+        cases, relays, policy, policy.liars, attack_liars, landmark_error_km, honest_at_f=verdicts
+    )
     say("position estimates")
     n = len(data.target_ids)
     estimates = evaluate_estimates(
@@ -123,4 +131,5 @@ def run_eval(
         relay_cases=relays,
         relay_verdicts=relay_verdicts,
         estimates=estimates,
+        extra=liar_summary.to_json(),
     )

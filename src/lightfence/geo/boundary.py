@@ -100,6 +100,31 @@ class BoundaryIndex:
         keep = np.all(pts @ centres.T >= cos_r[None, :] - 1e-15, axis=1)
         return np.asarray(pts[keep])
 
+    def any_in_most(self, centres: Float64Array, radius_rad: Float64Array, misses: int) -> bool:
+        """Whether a stored vertex lies outside at most `misses` of the caps (k, 3), (k,): has
+        depth at least k - misses. `vertices_in_all` is the case misses = 0 (core.robust uses
+        this). Every SAMPLE_STRIDE-th candidate is tried first: a border that crosses the region
+        usually has many such vertices, and one settles it; only then are all tried."""
+        cand = self._blocks.members_meeting_most(centres, radius_rad, misses)
+        if len(cand) == 0:
+            return False
+        pts = self.vectors[cand]
+        cos_r = np.cos(np.minimum(radius_rad, np.pi)) - 1e-15
+        order = np.argsort(radius_rad, kind="stable")
+        for sample in (pts[::SAMPLE_STRIDE], pts):
+            left = sample
+            missed = np.zeros(len(left), dtype=np.int64)
+            # Smallest caps first: they drop the most vertices early.
+            for cap in order:
+                missed += left @ centres[cap] < cos_r[cap]
+                alive = missed <= misses
+                left, missed = left[alive], missed[alive]
+                if len(left) == 0:
+                    break
+            if len(left):
+                return True
+        return False
+
     def vertices_within(self, centre: Float64Array, angle_rad: float) -> Float64Array:
         """The stored vertices within `angle_rad` of `centre` (3,)."""
         if self._tree is None:
@@ -123,6 +148,7 @@ def circle_vectors(centre: Float64Array, angle_rad: float) -> Float64Array:
 
 
 BLOCK_SIZE = 64
+SAMPLE_STRIDE = 64
 
 
 class _Blocks:
@@ -150,6 +176,22 @@ class _Blocks:
         self.radius = np.arccos(np.clip(cosines.min(axis=1), -1.0, 1.0)) + 1e-9
         self.centres = centres
         self.size = n
+
+    def members_meeting_most(
+        self, centres: Float64Array, radius_rad: Float64Array, misses: int
+    ) -> NDArray[np.int64]:
+        """Members of the blocks whose bounding cap meets all but at most `misses` caps."""
+        if self.n_blocks == 0:
+            return np.zeros(0, dtype=np.int64)
+        sep = np.arccos(np.clip(self.centres @ centres.T, -1.0, 1.0))
+        apart = sep > self.radius[:, None] + radius_rad[None, :] + 1e-9
+        return self._members(np.flatnonzero(apart.sum(axis=1) <= misses))
+
+    def _members(self, blocks: NDArray[np.int64]) -> NDArray[np.int64]:
+        if len(blocks) == 0:
+            return np.zeros(0, dtype=np.int64)
+        idx = (blocks[:, None] * BLOCK_SIZE + np.arange(BLOCK_SIZE)[None, :]).ravel()
+        return np.asarray(idx[idx < self.size], dtype=np.int64)
 
     def members_meeting_all(
         self, centres: Float64Array, radius_rad: Float64Array

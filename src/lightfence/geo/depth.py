@@ -1,0 +1,110 @@
+"""Depth in a set of caps (how many caps contain a point) and the robust region F_f.
+
+F_f, for a device with n caps and a tolerance of f lying landmarks, is the set of points inside
+at least n - f of the caps: the union of the intersections of every n - f of them. It contains
+the true position whenever at most f caps are false. See docs/robust.md.
+
+Exactness rests on the same candidate points as F (`caps.candidate_points`): every connected
+component of {depth >= d} meets a candidate, for every d. A component that is not the whole
+sphere has a boundary, and the depth only changes across circles, so that boundary is made of
+circle arcs. An arc that ends ends where a second circle meets it: a pairwise crossing. A
+boundary curve that is a whole circle holds the circle's fixed point. A component without a
+boundary is the whole sphere and holds every centre. So the largest depth over the candidates is
+the largest depth anywhere, and F_f is non-empty if and only if a candidate has depth >= n - f.
+Cost: k (k + 1) candidates times k cap tests, O(k^3) per device, with no subset enumeration.
+
+Caps are never merged or dropped here: a redundant cap still adds to the depth. Callers merge
+the caps of one landmark first (see core.robust), so that f counts landmarks, not records.
+Every test grows the caps by CAP_TOLERANCE_RAD, as in `caps`, so rounding can only raise a depth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lightfence.geo.caps import CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD, candidate_points
+from lightfence.geo.sphere import Float64Array
+
+
+def inside_caps(
+    points: Float64Array, centres: Float64Array, radius_rad: Float64Array
+) -> NDArray[np.bool_]:
+    """(g, q, k) mask: point q of device g lies in cap k (caps grown by tolerance).
+
+    The same test as `caps.inside_all`, before the reduction over caps.
+    """
+    cos_limit = np.cos(np.minimum(radius_rad + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD))
+    dots = np.einsum("gqi,gki->gqk", points, centres)
+    return np.asarray(dots >= cos_limit[:, None, :] - 1e-15)
+
+
+def deep_candidates(
+    centres: Float64Array, radius_rad: Float64Array
+) -> tuple[Float64Array, NDArray[np.bool_]]:
+    """Candidates (g, q, 3) of each device and their cap membership (g, q, k).
+
+    As `caps.witnesses`: candidates come from caps grown by CAP_TOLERANCE_RAD and are tested
+    against caps grown twice as much. Padding caps (whole sphere) contain every candidate.
+    """
+    grown = np.minimum(radius_rad + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    cands = candidate_points(centres, grown)
+    return cands, inside_caps(cands, centres, grown)
+
+
+def max_depth(centres: Float64Array, radius_rad: Float64Array) -> NDArray[np.int64]:
+    """(g,) the largest number of caps of each device that share a point (padding included)."""
+    _, member = deep_candidates(centres, radius_rad)
+    return np.asarray(member.sum(axis=2).max(axis=1), dtype=np.int64)
+
+
+def robust_witnesses(
+    centres: Float64Array, radius_rad: Float64Array, need: NDArray[np.int64]
+) -> tuple[NDArray[np.bool_], Float64Array, NDArray[np.bool_]]:
+    """Non-emptiness of {depth >= need[g]} per device, with its witness points.
+
+    Returns (nonempty (g,), candidates (g, q, 3), deep (g, q)); with need = k it is exactly
+    `caps.witnesses` on the same caps. Every component of the set holds a deep candidate.
+    """
+    cands, member = deep_candidates(centres, radius_rad)
+    deep = member.sum(axis=2) >= np.asarray(need)[:, None]
+    return np.asarray(deep.any(axis=1)), cands, np.asarray(deep)
+
+
+def drop_covering(
+    centres: Float64Array, radius_rad: Float64Array, liars: int
+) -> tuple[Float64Array, Float64Array]:
+    """One device's caps (k, 3), (k,) without those that contain more than `liars` others;
+    {depth >= k' - liars} over the k' caps kept equals {depth >= k - liars} over all k.
+
+    Why: let A contain caps B_1 .. B_{f+1}. A point missing at most f caps lies in some B_i, so
+    in A. Dropping A: a point missing at most f of the rest is either in A (then it missed the
+    same caps before) or outside A and so outside every B_i, f + 1 misses: impossible. Caps are
+    dropped largest first, and a cap only contains smaller ones, which are all still there when
+    it is judged, so every cap can be judged at once. With f = 0 this is caps.drop_redundant's
+    rule. The containment test is the same, with the same margin. Dropping any cap (f kept)
+    can only enlarge the set, so an error in that test errs on the safe side.
+    """
+    if len(radius_rad) <= liars + 1:
+        return centres, radius_rad
+    sep = np.arccos(np.clip(centres @ centres.T, -1.0, 1.0))
+    # contains[a, b]: cap a contains cap b.
+    contains = sep + radius_rad[None, :] <= radius_rad[:, None] - 1e-12
+    np.fill_diagonal(contains, False)
+    keep = contains.sum(axis=1) <= liars
+    return centres[keep], radius_rad[keep]
+
+
+def least_removal(centres: Float64Array, radius_rad: Float64Array) -> tuple[int, NDArray[np.bool_]]:
+    """For one device (k, 3), (k,): the fewest caps whose removal leaves a common point, and
+    every cap that is in some such smallest set (k,).
+
+    Removing the caps that miss a deepest point leaves that point in all the others, and no
+    smaller removal can work, since a point in more caps would be deeper. A cap is named if it
+    misses at least one deepest candidate: with two disjoint caps, both are named.
+    """
+    _, member = deep_candidates(centres[None], radius_rad[None])
+    depth = member[0].sum(axis=1)
+    best = int(depth.max())
+    named = np.asarray((~member[0][depth == best]).any(axis=0))
+    return len(radius_rad) - best, named
