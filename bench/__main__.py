@@ -19,6 +19,7 @@ BENCHMARKS = [
     "emulation",  # issue 5: the emulated geography's own added delay
     "coverage",  # issue 7: global coverage map and planner step
     "gate_check",  # issue 8: token checks vs a bare signature check
+    "robust_timing",  # issue 9: robust engine (f = 1, 2, auto) vs the plain engine (f = 0)
 ]
 
 
