@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightfence.cli import version_cmd  # noqa: F401  (registers commands)
+from lightfence.cli import fleet_cmd, version_cmd  # noqa: F401  (registers commands)
 from lightfence.cli.app import app
 
 

@@ -21,7 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import ray
 from pyarrow.fs import LocalFileSystem
+from ray.data.context import ShuffleStrategy
 
 from lightfence.core.policy import Policy, parse_policy
 from lightfence.fleet.engine_local import (
@@ -39,7 +41,6 @@ BUCKETS_PER_WORKER = 8
 
 def start_ray(workers: int) -> None:
     """Start (or restart with a new size) a local Ray with `workers` CPUs, no dashboard."""
-    import ray
 
     if ray.is_initialized():
         if int(ray.cluster_resources().get("CPU", 0)) == workers:  # type: ignore[no-untyped-call]
@@ -55,10 +56,13 @@ def start_ray(workers: int) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    # Task-based sort shuffle: the kernel then runs in pooled workers that keep the policy's
+    # regions cached between batches (hash shuffle runs it in fresh aggregator actors).
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    ctx.min_parallelism = workers
 
 
 def stop_ray() -> None:
-    import ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -86,7 +90,6 @@ def run_ray(
 
     Ray must already run (start_ray); `workers` sets the number of buckets.
     """
-    import ray
 
     if not ray.is_initialized():
         raise RuntimeError("start_ray(workers) first: Ray start-up is kept out of the batch")
@@ -94,10 +97,12 @@ def run_ray(
     prepare_output(output_dir)
     columns = read_schema_columns(input_files)
     buckets = max(1, workers) * BUCKETS_PER_WORKER
-    ds = ray.data.read_parquet(list(input_files), columns=columns, filesystem=LocalFileSystem())
+    ds = ray.data.read_parquet(list(input_files), filesystem=LocalFileSystem())
+    ds = ds.select_columns(columns)
     ds = ds.map_batches(partial(_add_bucket, buckets=buckets), batch_format="pyarrow")
     decide = partial(_decide_group, policy_text=policy.text, bound=policy.bound.value)
-    verdicts = ds.groupby(BUCKET_COLUMN).map_groups(decide, batch_format="pyarrow")
+    grouped = ds.groupby(BUCKET_COLUMN, num_partitions=buckets)
+    verdicts = grouped.map_groups(decide, batch_format="pyarrow")
     verdicts.write_parquet(str(output_dir))
     files = tuple(sorted(output_dir.glob("*.parquet")))
     landmarks = [pq.read_table(f, columns=["n_landmarks"]).column(0) for f in files]
