@@ -167,20 +167,17 @@ def precise_may_intersect(centres: Float64Array, radius: Float64Array, region: R
     half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
     c, r, kept = drop_redundant(centres[None], np.minimum(radius + grow, WHOLE_SPHERE_RAD)[None])
     c, r = c[0, : max(int(kept[0]), 1)], r[0, : max(int(kept[0]), 1)]
-    # 1. A boundary vertex inside every cap grown by half the spacing.
-    r_vertex = np.minimum(r + half + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
-    smallest = int(np.argmin(r_vertex))
-    verts = region.boundary.vertices_within(c[smallest], float(r_vertex[smallest]))
-    if len(verts):
-        inside = np.all(verts @ c.T >= np.cos(r_vertex)[None, :] - 1e-15, axis=1)
-        if bool(inside.any()):
-            return True
-    # 2. No boundary crosses F: each component of F is wholly in or out; test its witnesses.
+    # 1. A witness of F inside the region: cheap, and decides most devices that do meet it.
     ok, cands, in_f = witnesses(c[None], r[None])
     if not bool(ok[0]):
         return False
     lat, lon = lat_lon(cands[0][in_f[0]])
-    return bool(region.contains(lat, lon).any())
+    if bool(region.contains(lat, lon).any()):
+        return True
+    # 2. Otherwise F meets the region only if the boundary crosses F: then a boundary vertex lies
+    #    inside every cap grown by half the vertex spacing.
+    r_vertex = np.minimum(r + half + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    return len(region.boundary.vertices_in_all(c, r_vertex)) > 0
 
 
 def may_intersect(

@@ -64,6 +64,7 @@ class BoundaryIndex:
         """`vectors` (n, 3): every boundary point lies within HALF_SPACING_KM of one."""
         self.vectors: Float64Array = np.asarray(vectors, dtype=np.float64).reshape(-1, 3)
         self._tree = cKDTree(self.vectors) if len(self.vectors) else None
+        self._blocks = _Blocks(self.vectors)
 
     @classmethod
     def from_rings(cls, rings: Iterable[tuple[Float64Array, Float64Array]]) -> BoundaryIndex:
@@ -89,6 +90,16 @@ class BoundaryIndex:
         angle = 2.0 * np.arcsin(np.clip(np.asarray(chord) / 2.0, 0.0, 1.0))
         return np.asarray(np.maximum(angle - HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM, 0.0))
 
+    def vertices_in_all(self, centres: Float64Array, radius_rad: Float64Array) -> Float64Array:
+        """The stored vertices inside every cap (k, 3), (k,), found block by block."""
+        cos_r = np.cos(np.minimum(radius_rad, np.pi))
+        cand = self._blocks.members_meeting_all(centres, radius_rad)
+        if len(cand) == 0:
+            return np.zeros((0, 3))
+        pts = self.vectors[cand]
+        keep = np.all(pts @ centres.T >= cos_r[None, :] - 1e-15, axis=1)
+        return np.asarray(pts[keep])
+
     def vertices_within(self, centre: Float64Array, angle_rad: float) -> Float64Array:
         """The stored vertices within `angle_rad` of `centre` (3,)."""
         if self._tree is None:
@@ -109,3 +120,46 @@ def circle_vectors(centre: Float64Array, angle_rad: float) -> Float64Array:
     phi = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
     ring = np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * w
     return np.asarray(np.cos(angle_rad) * centre + np.sin(angle_rad) * ring, dtype=np.float64)
+
+
+BLOCK_SIZE = 64
+
+
+class _Blocks:
+    """Consecutive boundary vertices in blocks of BLOCK_SIZE, each with a bounding cap.
+
+    A block can hold a vertex inside every one of k caps only if its bounding cap meets each of
+    them; that test, vectorised over blocks, discards almost all of a long border at once.
+    """
+
+    def __init__(self, vectors: Float64Array) -> None:
+        n = len(vectors)
+        self.n_blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
+        if n == 0:
+            self.centres = np.zeros((0, 3))
+            self.radius = np.zeros(0)
+            return
+        pad = self.n_blocks * BLOCK_SIZE - n
+        padded = np.concatenate([vectors, np.repeat(vectors[-1:], pad, axis=0)])
+        blocks = padded.reshape(self.n_blocks, BLOCK_SIZE, 3)
+        mean = blocks.mean(axis=1)
+        norm = np.linalg.norm(mean, axis=1, keepdims=True)
+        centres = np.where(norm > 1e-9, mean / np.where(norm > 0, norm, 1.0), blocks[:, 0])
+        cosines = np.einsum("bsi,bi->bs", blocks, centres)
+        # Small extra margin: the bound must hold despite rounding in arccos.
+        self.radius = np.arccos(np.clip(cosines.min(axis=1), -1.0, 1.0)) + 1e-9
+        self.centres = centres
+        self.size = n
+
+    def members_meeting_all(
+        self, centres: Float64Array, radius_rad: Float64Array
+    ) -> NDArray[np.int64]:
+        if self.n_blocks == 0:
+            return np.zeros(0, dtype=np.int64)
+        sep = np.arccos(np.clip(self.centres @ centres.T, -1.0, 1.0))
+        meets = np.all(sep <= self.radius[:, None] + radius_rad[None, :] + 1e-9, axis=1)
+        blocks = np.flatnonzero(meets)
+        if len(blocks) == 0:
+            return np.zeros(0, dtype=np.int64)
+        idx = (blocks[:, None] * BLOCK_SIZE + np.arange(BLOCK_SIZE)[None, :]).ravel()
+        return np.asarray(idx[idx < self.size], dtype=np.int64)

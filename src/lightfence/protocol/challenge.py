@@ -20,14 +20,19 @@ def challenge_signing_bytes(
     nonce: bytes, landmark_id: str, device_id: str, session_id: bytes, round_no: int
 ) -> bytes:
     """The exact bytes a device signs to answer round `round_no` of session `session_id`."""
+    if len(nonce) != NONCE_LEN:
+        raise ValueError(f"nonce must be {NONCE_LEN} bytes")
+    middle = challenge_middle(landmark_id, device_id, session_id)
+    return CHALLENGE_DOMAIN + nonce + middle + Writer().u32(round_no).getvalue()
+
+
+def challenge_middle(landmark_id: str, device_id: str, session_id: bytes) -> bytes:
+    """The part of the signed bytes fixed for a whole session (precomputed on the timed path)."""
     return (
         Writer()
-        .fixed(CHALLENGE_DOMAIN, len(CHALLENGE_DOMAIN))
-        .fixed(nonce, NONCE_LEN)
         .text(landmark_id)
         .fixed(id_bytes(device_id), ID_LEN)
         .fixed(session_id, SESSION_ID_LEN)
-        .u32(round_no)
         .getvalue()
     )
 

@@ -1,0 +1,1 @@
+"""The device agent: measures against landmarks and collects their signed records."""

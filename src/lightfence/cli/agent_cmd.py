@@ -1,0 +1,189 @@
+"""`lightfence agent keygen | measure`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
+from lightfence.cli.app import app
+from lightfence.cli.errors import fail
+from lightfence.crypto.identity import (
+    PROVIDERS,
+    AttestationHook,
+    DeviceIdentity,
+    IdentityError,
+    load_identity,
+    nvattest_hook,
+    nvml_cc_attestation_hook,
+)
+from lightfence.crypto.keys import KeyFileError, SigningKey
+from lightfence.evidence.bundle import EvidenceBundle, save_bundle
+from lightfence.evidence.submit import post_json, read_token
+from lightfence.landmark.registry import RegistryError, load_registry
+from lightfence.protocol.record import MAX_ROUNDS
+
+agent_app = typer.Typer(help="The device agent: measure against landmarks, collect evidence.")
+app.add_typer(agent_app, name="agent")
+
+DEFAULT_KEY = Path(os.environ.get("LIGHTFENCE_DEVICE_KEY", "~/.lightfence/device.key"))
+KeyOpt = Annotated[
+    Path, typer.Option("--key", help="Device key file; created (0600) on first use.")
+]
+IdentityOpt = Annotated[
+    str, typer.Option("--identity", help=f"Identity provider: {', '.join(PROVIDERS)}.")
+]
+GpuOpt = Annotated[int, typer.Option("--gpu-index", help="GPU for the nvml provider.")]
+AttestOpt = Annotated[
+    str, typer.Option("--attest", help="Attestation: none, nvml-cc or nvattest (GPU hosts only).")
+]
+
+
+def _identity(
+    key_path: Path, provider: str, gpu_index: int, attest: str
+) -> tuple[SigningKey, DeviceIdentity]:
+    key_path = key_path.expanduser()
+    hooks: dict[str, AttestationHook | None] = {
+        "none": None,
+        "nvml-cc": nvml_cc_attestation_hook(gpu_index),
+        "nvattest": nvattest_hook(),
+    }
+    if attest not in hooks:
+        raise fail(f"--attest must be one of {', '.join(hooks)}")
+    if not key_path.parent.exists():
+        key_path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        return load_identity(provider, key_path, gpu_index=gpu_index, attestation=hooks[attest])
+    except (IdentityError, KeyFileError) as exc:
+        raise fail(str(exc)) from None
+
+
+@agent_app.command()
+def keygen(
+    key: KeyOpt = DEFAULT_KEY,
+    identity: IdentityOpt = "software",
+    gpu_index: GpuOpt = 0,
+    attest: AttestOpt = "none",
+) -> None:
+    """Create the device key if absent; print the device identity (JSON) to register."""
+    _, ident = _identity(key, identity, gpu_index, attest)
+    typer.echo(json.dumps(ident.to_json_dict(), indent=2))
+
+
+@agent_app.command()
+def measure(
+    landmarks: Annotated[
+        Path, typer.Option("--landmarks", help="Landmark registry JSON (ids, addresses, keys).")
+    ],
+    rounds: Annotated[int, typer.Option(help="Timed rounds per landmark.")] = 10,
+    out: Annotated[Path, typer.Option("--out", help="Evidence bundle to write.")] = Path(
+        "evidence.json"
+    ),
+    submit: Annotated[
+        str | None,
+        typer.Option("--submit", help="Verifier records URL (.../records) to POST the records to."),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="Verifier API token file (else $LIGHTFENCE_VERIFIER_TOKEN)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--landmark", help="Measure only this landmark (repeat).")
+    ] = None,
+    attempts: Annotated[int, typer.Option(help="Sessions tried per landmark.")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds one session may take.")] = 10.0,
+    key: KeyOpt = DEFAULT_KEY,
+    identity: IdentityOpt = "software",
+    gpu_index: GpuOpt = 0,
+    attest: AttestOpt = "none",
+) -> None:
+    """Measure all landmarks concurrently and write a signed evidence bundle."""
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise fail(f"--rounds must be in [1, {MAX_ROUNDS}]")
+    if attempts < 1 or timeout <= 0:
+        raise fail("--attempts must be >= 1 and --timeout > 0")
+    try:
+        registry = load_registry(landmarks)
+        entries = [registry[i] for i in only] if only else list(registry.values())
+        for e in entries:
+            e.host_port()
+    except KeyError as exc:
+        raise fail(f"landmark {exc} is not in {landmarks}") from None
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    if not entries:
+        raise fail(f"no landmarks in {landmarks}")
+    try:
+        token = read_token(token_file) if submit else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    signing_key, ident = _identity(key, identity, gpu_index, attest)
+    console = Console(stderr=True)
+    console.print(f"device {ident.device_id} (identity: {ident.trust_level})")
+    retry = RetryPolicy(attempts=attempts, attempt_timeout_s=timeout)
+    # A challenge's thread must get the interpreter at once when it wakes, not after the
+    # progress display's 5 ms default time slice: a late answer only widens the cap, but why.
+    sys.setswitchinterval(0.0002)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        refresh_per_second=4,
+    ) as bar:
+        tasks: dict[str, TaskID] = {
+            e.id: bar.add_task(e.id, total=rounds, status="starting") for e in entries
+        }
+
+        def progress(lid: str, status: str, done: int, total: int) -> None:
+            bar.update(tasks[lid], completed=done, total=total, status=status)
+
+        results = asyncio.run(measure_all(entries, signing_key, ident, rounds, retry, progress))
+    _print_results(console, results)
+    records = tuple(r.record for r in results if r.record is not None)
+    bundle = EvidenceBundle(ident, records, tuple(entries), time.time_ns())
+    try:
+        save_bundle(bundle, out)
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc}") from None
+    console.print(f"wrote {out}: {len(records)} of {len(entries)} landmarks measured")
+    if submit and records:
+        try:
+            reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
+            text = reply.decode(errors="replace")[:200]
+            console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
+        except (OSError, ValueError) as exc:
+            raise fail(
+                f"could not submit to {submit}: {exc} (the bundle is saved in {out})"
+            ) from None
+    if not records:
+        raise typer.Exit(1)
+
+
+def _print_results(console: Console, results: list[LandmarkResult]) -> None:
+    table = Table("landmark", "min RTT ms", "rounds", "clock", "attempts", "status")
+    for r in results:
+        if r.record is not None:
+            rec = r.record
+            table.add_row(
+                r.landmark_id,
+                f"{rec.min_rtt_ms:.3f}",
+                f"{len(rec.rtts_ns)}/{rec.rounds_sent}",
+                rec.timestamp_source.value,
+                str(r.attempts),
+                "ok",
+            )
+        else:
+            table.add_row(r.landmark_id, "-", "-", "-", str(r.attempts), r.error or "failed")
+    console.print(table)

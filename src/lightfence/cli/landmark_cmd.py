@@ -1,0 +1,152 @@
+"""`lightfence landmark init | keygen | entry | serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lightfence.cli.app import app
+from lightfence.cli.errors import fail
+from lightfence.crypto.keys import KeyFileError, SigningKey
+from lightfence.evidence.submit import read_token
+from lightfence.landmark.config import (
+    ConfigError,
+    ServerConfig,
+    config_toml,
+    load_config,
+    parse_config,
+)
+from lightfence.landmark.registry import RegistryError
+from lightfence.landmark.server import LandmarkServer
+from lightfence.protocol.landmark_session import LandmarkEndpoint
+
+landmark_app = typer.Typer(help="Run a landmark: answer timed challenges, sign what it measured.")
+app.add_typer(landmark_app, name="landmark")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", help="Landmark config file (TOML).")]
+
+
+def _config(path: Path) -> ServerConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@landmark_app.command()
+def init(
+    landmark_id: Annotated[str, typer.Option("--id", help="Landmark name, e.g. fra1.")],
+    latitude: Annotated[float, typer.Option("--lat", help="Surveyed latitude, degrees.")],
+    longitude: Annotated[float, typer.Option("--lon", help="Surveyed longitude, degrees.")],
+    position_error_km: Annotated[
+        float, typer.Option(help="Survey uncertainty of the position, km.")
+    ] = 0.0,
+    listen: Annotated[str, typer.Option(help="UDP host:port to serve on.")] = "0.0.0.0:7800",
+    operator: Annotated[str, typer.Option(help="Who runs this landmark.")] = "",
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write landmark.toml and the key.")
+    ] = Path("."),
+) -> None:
+    """Create a landmark key (0600) and config file; print the registry entry to publish."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "landmark.toml"
+    key_name = f"{landmark_id}.key"
+    if config_path.exists():
+        raise fail(f"{config_path} already exists; remove it or choose another --dir")
+    text = config_toml(
+        landmark_id, latitude, longitude, key_name, listen, operator, position_error_km
+    )
+    try:
+        cfg = parse_config(tomllib.loads(text), directory)  # validate before writing anything
+        key = SigningKey.generate()
+        key.save(directory / key_name)
+    except (ConfigError, KeyFileError) as exc:
+        raise fail(str(exc)) from None
+    config_path.write_text(text)
+    typer.echo(f"wrote {config_path} and {directory / key_name} (mode 0600)", err=True)
+    typer.echo("registry entry to publish (set address to the public host:port):", err=True)
+    typer.echo(json.dumps(cfg.registry_entry(key.public_bytes).to_json_dict(), indent=2))
+
+
+@landmark_app.command()
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="Key file to create (mode 0600).")],
+) -> None:
+    """Create an Ed25519 landmark key; print its public key (hex) and key id."""
+    key = SigningKey.generate()
+    try:
+        key.save(out)
+    except KeyFileError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps({"public_key": key.public_bytes.hex(), "key_id": key.key_id}))
+
+
+@landmark_app.command()
+def entry(
+    config: ConfigOpt,
+    address: Annotated[str | None, typer.Option(help="Public host:port agents use.")] = None,
+) -> None:
+    """Print this landmark's registry entry (JSON) for the file agents and auditors use."""
+    cfg = _config(config)
+    try:
+        key = SigningKey.load(cfg.key_file)
+        text = json.dumps(cfg.registry_entry(key.public_bytes, address).to_json_dict(), indent=2)
+    except (KeyFileError, RegistryError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(text)
+
+
+@landmark_app.command()
+def serve(config: ConfigOpt) -> None:
+    """Serve timed challenges over UDP until SIGINT/SIGTERM, then shut down gracefully."""
+    cfg = _config(config)
+    try:
+        key = SigningKey.load(cfg.key_file)
+    except KeyFileError as exc:
+        raise fail(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        token = read_token(cfg.verifier_token_file) if cfg.verifier_url else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    endpoint = LandmarkEndpoint(cfg.protocol, key)
+    try:
+        server = LandmarkServer.bind(
+            endpoint,
+            cfg.listen_host,
+            cfg.listen_port,
+            cfg.timestamps,
+            verifier_url=cfg.verifier_url,
+            verifier_token=token,
+        )
+    except OSError as exc:
+        raise fail(f"cannot serve on {cfg.listen_host}:{cfg.listen_port}: {exc}") from None
+    host, port = server.address
+    typer.echo(
+        f"landmark {cfg.protocol.landmark_id} (key {key.key_id}) serving on {host}:{port}; "
+        f"timestamps: {server.ts.reason}",
+        err=True,
+    )
+    asyncio.run(_serve(server))
+    stats = endpoint.stats
+    typer.echo(
+        f"stopped: {stats.sessions_opened} sessions, {stats.records_issued} records "
+        f"({stats.records_kernel_timed} kernel-timed, {stats.records_monotonic_timed} monotonic), "
+        f"rejected datagrams: {dict(stats.rejected) or 'none'}",
+        err=True,
+    )
+
+
+async def _serve(server: LandmarkServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.serve(stop)

@@ -1,0 +1,190 @@
+"""`lightfence serve`, `lightfence status`, `lightfence audit verify`, `lightfence token ...`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from lightfence.cli.app import app
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL: sqlite:///PATH (default sqlite:///lightfence-verifier.db) or "
+        "postgresql://USER:PASS@HOST:PORT/DB. Env: LIGHTFENCE_DB_URL.",
+    ),
+]
+
+audit_app = typer.Typer(help="The verifier's hash-chained audit log.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for the verifier (stored hashed).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(token_app, name="token")
+
+
+def _service(db: str | None):  # type: ignore[no-untyped-def]
+    from lightfence.verifier.config import VerifierConfig, db_url_from_env
+    from lightfence.verifier.db import DatabaseError
+    from lightfence.verifier.service import Service
+
+    try:
+        return Service(VerifierConfig(db_url=db_url_from_env(db)))
+    except DatabaseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    webhook: Annotated[
+        str | None, typer.Option(help="POST each new alert as JSON to this URL.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the verifier service (migrates the database schema in place first)."""
+    import os
+
+    import uvicorn
+
+    from lightfence.verifier import logs
+    from lightfence.verifier.api.app import create_app
+    from lightfence.verifier.config import WEBHOOK_ENV, VerifierConfig, db_url_from_env
+    from lightfence.verifier.db import DatabaseError
+
+    logs.configure(log_level)
+    try:
+        config = VerifierConfig(
+            db_url=db_url_from_env(db), webhook_url=webhook or os.environ.get(WEBHOOK_ENV)
+        )
+        application = create_app(config)
+    except DatabaseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def status(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Fleet summary: devices by latest verdict, landmarks, open alerts, rejections."""
+    from lightfence.verifier.queries import summary
+
+    service = _service(db)
+    try:
+        with service.read() as session:
+            s = summary(session)
+    finally:
+        service.close()
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(s["latest_verdicts"].items()) if v)
+    typer.echo(f"devices        {s['devices']}  ({verdicts or 'none'})")
+    typer.echo(f"pending        {s['pending_verdicts']} device(s) awaiting a verdict")
+    lm = ", ".join(f"{k} {v}" for k, v in sorted(s["landmarks"].items()))
+    typer.echo(f"landmarks      {lm or 'none'}")
+    typer.echo(f"records        {s['records']} stored")
+    rej = ", ".join(f"{k} {v}" for k, v in sorted(s["rejections"].items()))
+    typer.echo(f"rejections     {rej or 'none'}")
+    al = ", ".join(f"{k} {v}" for k, v in sorted(s["open_alerts"].items()))
+    typer.echo(f"open alerts    {al or 'none'}")
+    typer.echo(f"audit log      {s['audit_entries']} entries, head {s['audit_head']}")
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOption = None) -> None:
+    """Walk the hash chain; exit 1 and list the rows if any was edited or deleted."""
+    from lightfence.verifier.audit import verify_chain
+
+    service = _service(db)
+    try:
+        with service.read() as session:
+            report = verify_chain(session)
+    finally:
+        service.close()
+    if report.ok:
+        typer.echo(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        return
+    typer.echo(f"audit log BROKEN ({report.entries} entries read):", err=True)
+    for problem in report.problems:
+        typer.echo(f"  - {problem}", err=True)
+    raise typer.Exit(1)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="A name for the token, e.g. ci-landmark-fra1.")],
+    role: Annotated[str, typer.Option(help="admin, operator, auditor or landmark.")],
+    owner: Annotated[
+        str | None, typer.Option(help="Operator name (operator) or landmark id (landmark).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from lightfence.verifier.auth import Role, TokenError, create_token
+    from lightfence.verifier.clock import now_ns
+
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise typer.BadParameter(
+            "choose admin, operator, auditor or landmark", param_hint="--role"
+        ) from None
+    service = _service(db)
+    try:
+        with service.write() as session:
+            secret = create_token(
+                session, name=name, role=parsed, owner=owner, actor="cli", now_ns=now_ns()
+            )
+    except TokenError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        service.close()
+    typer.echo(secret)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name.")], db: DbOption = None
+) -> None:
+    """Revoke a token; requests with it fail from now on."""
+    from lightfence.verifier.auth import TokenError, revoke_token
+    from lightfence.verifier.clock import now_ns
+
+    service = _service(db)
+    try:
+        with service.write() as session:
+            revoke_token(session, name=name, actor="cli", now_ns=now_ns())
+    except TokenError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        service.close()
+    typer.echo(f"revoked {name}")
+
+
+@token_app.command("list")
+def token_list(db: DbOption = None) -> None:
+    """List tokens (names, roles, owners; never the secrets)."""
+    from sqlalchemy import select
+
+    from lightfence.verifier.clock import iso
+    from lightfence.verifier.models import ApiTokenRow
+
+    service = _service(db)
+    try:
+        with service.read() as session:
+            rows = session.execute(select(ApiTokenRow).order_by(ApiTokenRow.name)).scalars().all()
+    finally:
+        service.close()
+    for r in rows:
+        state = f"revoked {iso(r.revoked_ns)}" if r.revoked_ns else "active"
+        typer.echo(f"{r.name}\t{r.role}\t{r.owner or '-'}\t{state}")

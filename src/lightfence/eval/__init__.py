@@ -1,0 +1,1 @@
+"""Evaluation on real measured RTTs: verdicts, relays and estimates against ground truth."""

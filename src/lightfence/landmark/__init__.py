@@ -1,0 +1,1 @@
+"""The landmark server: configuration, kernel timestamping and the asyncio UDP adapter."""

@@ -1,0 +1,231 @@
+"""The landmark's asyncio UDP adapter around protocol.landmark_session.LandmarkEndpoint.
+
+The timed path, in full: on readability, `recvmsg` each datagram, read the monotonic clock,
+hand both (and the kernel stamp) to the endpoint; for each datagram the endpoint wants sent,
+read the monotonic clock, `sendto`, report the send. Signature checks and record signing run
+in a separate callback after the I/O batch, and verifier submission in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lightfence.evidence.submit import post_json
+from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
+from lightfence.protocol import messages as m
+from lightfence.protocol.landmark_session import LandmarkEndpoint, TxTag
+from lightfence.protocol.record import MeasurementRecord
+
+log = logging.getLogger("lightfence.landmark")
+
+RECV_BATCH = 256
+"""Datagrams read per wake-up before yielding to timers and record issuing."""
+SHUTDOWN_GRACE_S = 5.0
+TX_ID_WRAP = 1 << 32
+
+
+@dataclass
+class ServerCounters:
+    send_errors: int = 0
+    receive_errors: int = 0
+    submit_errors: int = 0
+    records_submitted: int = 0
+
+
+class LandmarkServer:
+    """Serve one LandmarkEndpoint on one UDP socket."""
+
+    def __init__(
+        self,
+        endpoint: LandmarkEndpoint,
+        sock: socket.socket,
+        timestamper: Timestamper,
+        *,
+        verifier_url: str | None = None,
+        verifier_token: str | None = None,
+        on_record: Callable[[MeasurementRecord], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.sock = sock
+        self.ts = timestamper
+        self.verifier_url = verifier_url
+        self.verifier_token = verifier_token
+        self.on_record = on_record
+        self.counters = ServerCounters()
+        self._tx_tags: dict[int, TxTag] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._issue_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._submissions: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def bind(
+        cls,
+        endpoint: LandmarkEndpoint,
+        host: str,
+        port: int,
+        timestamps: str = "auto",
+        *,
+        verifier_url: str | None = None,
+        verifier_token: str | None = None,
+        on_record: Callable[[MeasurementRecord], None] | None = None,
+    ) -> LandmarkServer:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            ts = Timestamper.enable(sock, timestamps)
+        except OSError:
+            sock.close()
+            raise
+        return cls(
+            endpoint,
+            sock,
+            ts,
+            verifier_url=verifier_url,
+            verifier_token=verifier_token,
+            on_record=on_record,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return str(host), int(port)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then drain sessions in flight (bounded) and close."""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._on_readable)
+        log.info(
+            "landmark %s on %s:%d, %s",
+            self.endpoint.config.landmark_id,
+            *self.address,
+            self.ts.reason,
+        )
+        try:
+            await stop.wait()
+            self.endpoint.stop_accepting()
+            deadline = time.monotonic() + SHUTDOWN_GRACE_S
+            while self.endpoint.active_sessions and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if self._submissions:
+                await asyncio.wait(self._submissions, timeout=SHUTDOWN_GRACE_S)
+        finally:
+            self._loop.remove_reader(self.sock.fileno())
+            if self._timer is not None:
+                self._timer.cancel()
+            self.sock.close()
+
+    # --- the timed path ----------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        ep, sock = self.endpoint, self.sock
+        for _ in range(RECV_BATCH):
+            try:
+                data, anc, _, addr = sock.recvmsg(m.MAX_DATAGRAM_BYTES + 1, ANCILLARY_BUFSIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.counters.receive_errors += 1
+                break
+            now = time.monotonic_ns()
+            ep.receive_datagram(data, (addr[0], addr[1]), now, self.ts.rx_kernel(anc))
+            self._flush()
+        self._drain_tx_stamps()
+        self._after_io()
+
+    def _flush(self) -> None:
+        ep, sock = self.endpoint, self.sock
+        for out in ep.datagrams_to_send():
+            if out.tag is not None and self.ts.kernel:
+                self._tx_tags[self.ts.sends] = out.tag
+            before = time.monotonic_ns()  # before the send: an RTT can only come out longer
+            try:
+                sock.sendto(out.data, out.addr)
+            except OSError:
+                self.counters.send_errors += 1
+                # The kernel may or may not have counted this send: restart the stamp ids so
+                # later stamps match their datagrams again (the endpoint's envelope check
+                # already keeps any mismatched stamp out of an RTT).
+                self._tx_tags.clear()
+                self.ts.resync(sock)
+                continue
+            after = time.monotonic_ns()
+            self.ts.sends = (self.ts.sends + 1) % TX_ID_WRAP
+            if out.tag is not None:
+                ep.on_sent(out.tag, before, after)
+
+    def _drain_tx_stamps(self) -> None:
+        for send_id, stamp in self.ts.drain_tx(self.sock):
+            tag = self._tx_tags.pop(send_id, None)
+            if tag is not None:
+                self.endpoint.on_tx_kernel(tag, stamp)
+        if len(self._tx_tags) > 4 * self.endpoint.config.max_sessions:
+            # Stamps the kernel never delivered: forget the oldest so memory stays bounded.
+            for key in list(self._tx_tags)[: len(self._tx_tags) // 2]:
+                del self._tx_tags[key]
+
+    # --- off the timed path -------------------------------------------------------------------
+
+    def _after_io(self) -> None:
+        assert self._loop is not None
+        if not self._issue_pending:
+            self._issue_pending = True
+            self._loop.call_soon(self._issue_records)
+        self._rearm_timer()
+
+    def _rearm_timer(self) -> None:
+        assert self._loop is not None
+        deadline_ns = self.endpoint.get_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline_ns is not None:
+            # loop.time() is time.monotonic(), the same clock as the endpoint's times
+            self._timer = self._loop.call_at(deadline_ns / 1e9, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._drain_tx_stamps()
+        self.endpoint.handle_timer(time.monotonic_ns())
+        self._flush()
+        self._after_io()
+
+    def _issue_records(self) -> None:
+        self._issue_pending = False
+        self._drain_tx_stamps()
+        issued = False
+        while (event := self.endpoint.next_event()) is not None:
+            record = self.endpoint.issue_record(event.session_id, time.time_ns())
+            issued = True
+            if record is not None:
+                self._deliver(record)
+        if issued:
+            self._flush()
+            self._rearm_timer()
+
+    def _deliver(self, record: MeasurementRecord) -> None:
+        if self.on_record is not None:
+            self.on_record(record)
+        if self.verifier_url and self._loop is not None:
+            task = self._loop.create_task(self._submit(record))
+            self._submissions.add(task)
+            task.add_done_callback(self._submissions.discard)
+
+    async def _submit(self, record: MeasurementRecord) -> None:
+        assert self.verifier_url is not None
+        try:
+            await asyncio.to_thread(
+                post_json, self.verifier_url, record.to_json_dict(), self.verifier_token
+            )
+            self.counters.records_submitted += 1
+        except OSError as exc:
+            self.counters.submit_errors += 1
+            log.warning("could not submit record to %s: %s", self.verifier_url, exc)

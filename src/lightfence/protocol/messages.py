@@ -1,0 +1,282 @@
+"""Wire messages of the timed challenge protocol (version 1).
+
+Every datagram starts with a 4-byte header: magic `LF`, the protocol version, the message type.
+Fields are fixed-size or length-prefixed (see docs/protocol.md); `decode` consumes exactly the
+whole datagram or raises DecodeError, so truncated, oversized and trailing-garbage datagrams are
+all rejected the same way. Messages are frozen dataclasses validated at construction: building
+an invalid message is a local error (ValueError), decoding one is a remote error (DecodeError).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from lightfence.crypto.identity import TrustLevel
+from lightfence.crypto.keys import PUBLIC_KEY_LEN, SIGNATURE_LEN
+from lightfence.protocol.challenge import ID_LEN, NONCE_LEN, SESSION_ID_LEN, id_bytes
+from lightfence.protocol.record import MAX_ROUNDS
+from lightfence.protocol.wire import DecodeError, Reader, Writer
+
+MAGIC = b"LF"
+PROTOCOL_VERSION = 1
+HELLO_ID_LEN = 8
+MAX_DATAGRAM_BYTES = 1200
+"""No valid message is longer; anything longer is rejected before decoding (and fits any MTU)."""
+MAX_DETAIL_BYTES = 120
+HEADER_LEN = 4
+HELLO_MIN_BYTES = 360
+"""A HELLO is padded to at least this: more than the SESSION plus first CHALLENGE it triggers
+(at most 46 + 255 + 53 = 354 bytes), so a spoofed HELLO cannot amplify traffic to its victim."""
+CHALLENGE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + NONCE_LEN
+RESPONSE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + SIGNATURE_LEN
+
+
+class MessageType(IntEnum):
+    HELLO = 1
+    SESSION = 2
+    CHALLENGE = 3
+    RESPONSE = 4
+    RECORD = 5
+    REJECT = 6
+
+
+class RejectCode(IntEnum):
+    BUSY = 1
+    """The landmark is at its bound on concurrent sessions; retry later."""
+    RATE_LIMITED = 2
+    """Too many sessions from this source; retry later."""
+    BAD_REQUEST = 3
+    """The hello asked for something the landmark does not serve."""
+    NO_VALID_ROUNDS = 4
+    """The session ended without a single validly signed, timed answer: no record."""
+
+
+def _check_len(name: str, value: bytes, length: int) -> None:
+    if len(value) != length:
+        raise ValueError(f"{name} must be {length} bytes, got {len(value)}")
+
+
+def _check_rounds(rounds: int) -> None:
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise ValueError(f"rounds must be in [1, {MAX_ROUNDS}], got {rounds}")
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Agent -> landmark: open a session for this device."""
+
+    hello_id: bytes
+    """8 random bytes chosen by the agent; echoed in the SESSION or REJECT reply."""
+    device_id: str
+    """32 hex digits (crypto.identity.compute_device_id)."""
+    device_public_key: bytes
+    """Raw Ed25519 key the answers will be signed with."""
+    trust_level: TrustLevel
+    rounds: int
+    """Rounds the agent asks for; the landmark may serve fewer, never more."""
+
+    def __post_init__(self) -> None:
+        _check_len("hello_id", self.hello_id, HELLO_ID_LEN)
+        id_bytes(self.device_id)
+        _check_len("device_public_key", self.device_public_key, PUBLIC_KEY_LEN)
+        TrustLevel(self.trust_level)
+        _check_rounds(self.rounds)
+
+
+@dataclass(frozen=True)
+class SessionAccept:
+    """Landmark -> agent: a session is open; challenges follow at once."""
+
+    hello_id: bytes
+    session_id: bytes
+    landmark_id: str
+    landmark_key_id: str
+    rounds: int
+
+    def __post_init__(self) -> None:
+        _check_len("hello_id", self.hello_id, HELLO_ID_LEN)
+        _check_len("session_id", self.session_id, SESSION_ID_LEN)
+        if not 1 <= len(self.landmark_id.encode()) <= 255:
+            raise ValueError("landmark_id must be 1 to 255 UTF-8 bytes")
+        id_bytes(self.landmark_key_id)
+        _check_rounds(self.rounds)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Landmark -> agent: sign this nonce now. The clock runs from its send to the answer."""
+
+    session_id: bytes
+    round_no: int
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        _check_len("session_id", self.session_id, SESSION_ID_LEN)
+        if not 0 <= self.round_no < MAX_ROUNDS:
+            raise ValueError(f"round_no out of range: {self.round_no}")
+        _check_len("nonce", self.nonce, NONCE_LEN)
+
+
+@dataclass(frozen=True)
+class Response:
+    """Agent -> landmark: the device's signature of challenge_signing_bytes for the round."""
+
+    session_id: bytes
+    round_no: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _check_len("session_id", self.session_id, SESSION_ID_LEN)
+        if not 0 <= self.round_no < MAX_ROUNDS:
+            raise ValueError(f"round_no out of range: {self.round_no}")
+        _check_len("signature", self.signature, SIGNATURE_LEN)
+
+
+@dataclass(frozen=True)
+class RecordMessage:
+    """Landmark -> agent: the signed measurement record (record.MeasurementRecord.to_bytes)."""
+
+    session_id: bytes
+    record: bytes
+
+    def __post_init__(self) -> None:
+        _check_len("session_id", self.session_id, SESSION_ID_LEN)
+        if not 1 <= len(self.record) <= MAX_DATAGRAM_BYTES - 64:
+            raise ValueError("record bytes out of range")
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Landmark -> agent: no session (BUSY, RATE_LIMITED, BAD_REQUEST) or no record."""
+
+    ref: bytes
+    """The hello_id (8 bytes) or session_id (16 bytes) this answers."""
+    code: RejectCode
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.ref) not in (HELLO_ID_LEN, SESSION_ID_LEN):
+            raise ValueError("ref must be a hello_id or a session_id")
+        RejectCode(self.code)
+        if len(self.detail.encode()) > MAX_DETAIL_BYTES:
+            raise ValueError(f"detail longer than {MAX_DETAIL_BYTES} bytes")
+
+
+Message = Hello | SessionAccept | Challenge | Response | RecordMessage | Reject
+
+
+def _header(t: MessageType) -> Writer:
+    return Writer().fixed(MAGIC, 2).u8(PROTOCOL_VERSION).u8(t)
+
+
+def header(t: MessageType) -> bytes:
+    """The 4 header bytes of a message of type `t`."""
+    return _header(t).getvalue()
+
+
+def encode(msg: Message) -> bytes:
+    """The datagram for `msg`."""
+    match msg:
+        case Hello():
+            w = (
+                _header(MessageType.HELLO)
+                .fixed(msg.hello_id, HELLO_ID_LEN)
+                .fixed(id_bytes(msg.device_id), ID_LEN)
+                .fixed(msg.device_public_key, PUBLIC_KEY_LEN)
+                .text(msg.trust_level.value)
+                .u8(msg.rounds)
+            )
+            unpadded = len(w.getvalue()) + 2
+            pad = max(0, HELLO_MIN_BYTES - unpadded)
+            w.u16(pad).fixed(bytes(pad), pad)
+        case SessionAccept():
+            w = (
+                _header(MessageType.SESSION)
+                .fixed(msg.hello_id, HELLO_ID_LEN)
+                .fixed(msg.session_id, SESSION_ID_LEN)
+                .text(msg.landmark_id)
+                .fixed(id_bytes(msg.landmark_key_id), ID_LEN)
+                .u8(msg.rounds)
+            )
+        case Challenge():
+            w = (
+                _header(MessageType.CHALLENGE)
+                .fixed(msg.session_id, SESSION_ID_LEN)
+                .u8(msg.round_no)
+                .fixed(msg.nonce, NONCE_LEN)
+            )
+        case Response():
+            w = (
+                _header(MessageType.RESPONSE)
+                .fixed(msg.session_id, SESSION_ID_LEN)
+                .u8(msg.round_no)
+                .fixed(msg.signature, SIGNATURE_LEN)
+            )
+        case RecordMessage():
+            w = _header(MessageType.RECORD).fixed(msg.session_id, SESSION_ID_LEN)
+            w.u16(len(msg.record)).fixed(msg.record, len(msg.record))
+        case Reject():
+            w = _header(MessageType.REJECT).u8(len(msg.ref)).fixed(msg.ref, len(msg.ref))
+            w.u8(msg.code).text(msg.detail)
+    return w.getvalue()
+
+
+class UnsupportedVersion(DecodeError):
+    """A well-framed datagram of another protocol version."""
+
+
+def decode(data: bytes) -> Message:
+    """Parse one datagram strictly. Raises DecodeError (never anything else) on bad input."""
+    if len(data) > MAX_DATAGRAM_BYTES:
+        raise DecodeError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM_BYTES}")
+    r = Reader(data)
+    if r.fixed(2) != MAGIC:
+        raise DecodeError("bad magic")
+    version = r.u8()
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(f"protocol version {version}, this side speaks {PROTOCOL_VERSION}")
+    kind = r.u8()
+    if kind == MessageType.HELLO and len(data) < HELLO_MIN_BYTES:
+        raise DecodeError(f"hello shorter than {HELLO_MIN_BYTES} bytes (unpadded)")
+    try:
+        msg = _decode_body(kind, r)
+    except ValueError as exc:  # includes DecodeError
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError(f"invalid field: {exc}") from None
+    r.end()
+    return msg
+
+
+def _decode_body(kind: int, r: Reader) -> Message:
+    if kind == MessageType.HELLO:
+        hello = Hello(
+            hello_id=r.fixed(HELLO_ID_LEN),
+            device_id=r.fixed(ID_LEN).hex(),
+            device_public_key=r.fixed(PUBLIC_KEY_LEN),
+            trust_level=TrustLevel(r.text()),
+            rounds=r.u8(),
+        )
+        if any(r.fixed(r.u16())):
+            raise DecodeError("hello padding must be zero bytes")
+        return hello
+    if kind == MessageType.SESSION:
+        return SessionAccept(
+            hello_id=r.fixed(HELLO_ID_LEN),
+            session_id=r.fixed(SESSION_ID_LEN),
+            landmark_id=r.text(),
+            landmark_key_id=r.fixed(ID_LEN).hex(),
+            rounds=r.u8(),
+        )
+    if kind == MessageType.CHALLENGE:
+        return Challenge(r.fixed(SESSION_ID_LEN), r.u8(), r.fixed(NONCE_LEN))
+    if kind == MessageType.RESPONSE:
+        return Response(r.fixed(SESSION_ID_LEN), r.u8(), r.fixed(SIGNATURE_LEN))
+    if kind == MessageType.RECORD:
+        session_id = r.fixed(SESSION_ID_LEN)
+        return RecordMessage(session_id, r.fixed(r.u16()))
+    if kind == MessageType.REJECT:
+        ref = r.fixed(r.u8())
+        return Reject(ref, RejectCode(r.u8()), r.text())
+    raise DecodeError(f"unknown message type {kind}")

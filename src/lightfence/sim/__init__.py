@@ -1,0 +1,1 @@
+"""Simulation and emulation: latency models fitted on real data, synthetic fleets, paths."""

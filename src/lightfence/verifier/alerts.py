@@ -1,0 +1,157 @@
+"""Alerts: what a compliance team must look at. Raised inside the write that caused them.
+
+One open (unacknowledged) alert per kind, device and landmark: a device that keeps failing does
+not bury the list; acknowledging it lets the next occurrence raise a fresh one.
+New alerts are also put in `session.info["new_alerts"]`, for the webhook and metrics after commit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, cast, func, literal, select
+from sqlalchemy.orm import Session
+
+from lightfence.verifier import audit
+from lightfence.verifier.clock import iso
+from lightfence.verifier.errors import NotFound
+from lightfence.verifier.models import AlertRow, DeviceRow
+
+NEW_ALERTS_KEY = "new_alerts"
+
+
+class AlertKind(StrEnum):
+    REFUTED = "refuted"
+    INCONSISTENT = "inconsistent"
+    REJECTED_EVIDENCE = "rejected_evidence"
+    MISSED_CHECKIN = "missed_checkin"
+    IDENTITY_CHANGE = "identity_change"
+    LANDMARK_FLAGGED = "landmark_flagged"
+
+
+def raise_alert(
+    session: Session,
+    *,
+    kind: AlertKind,
+    message: str,
+    now_ns: int,
+    device_id: str | None = None,
+    landmark_id: str | None = None,
+) -> AlertRow | None:
+    """Add an alert unless the same one is still open. Returns the new row, or None."""
+    open_same = session.execute(
+        select(AlertRow.id).where(
+            AlertRow.kind == kind.value,
+            AlertRow.device_id.is_(None) if device_id is None else AlertRow.device_id == device_id,
+            AlertRow.landmark_id.is_(None)
+            if landmark_id is None
+            else AlertRow.landmark_id == landmark_id,
+            AlertRow.acknowledged_ns.is_(None),
+        )
+    ).first()
+    if open_same is not None:
+        return None
+    row = AlertRow(
+        kind=kind.value,
+        device_id=device_id,
+        landmark_id=landmark_id,
+        message=message,
+        created_ns=now_ns,
+    )
+    session.add(row)
+    session.flush()
+    audit.append(
+        session,
+        actor="system",
+        action="alert.raise",
+        subject=str(row.id),
+        payload={"kind": kind.value, "device": device_id, "landmark": landmark_id, "msg": message},
+        now_ns=now_ns,
+    )
+    session.info.setdefault(NEW_ALERTS_KEY, []).append(alert_dict(row))
+    return row
+
+
+def alert_dict(row: AlertRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "device_id": row.device_id,
+        "landmark_id": row.landmark_id,
+        "message": row.message,
+        "created_at": iso(row.created_ns),
+        "acknowledged_at": iso(row.acknowledged_ns),
+        "acknowledged_by": row.acknowledged_by,
+    }
+
+
+def acknowledge(session: Session, alert_id: int, actor: str, now_ns: int) -> AlertRow:
+    row = session.get(AlertRow, alert_id)
+    if row is None:
+        raise NotFound(f"no alert {alert_id}")
+    if row.acknowledged_ns is None:
+        row.acknowledged_ns, row.acknowledged_by = now_ns, actor
+        audit.append(
+            session,
+            actor=actor,
+            action="alert.ack",
+            subject=str(alert_id),
+            payload={},
+            now_ns=now_ns,
+        )
+    return row
+
+
+CSV_COLUMNS = (
+    "id",
+    "kind",
+    "device_id",
+    "landmark_id",
+    "message",
+    "created_at",
+    "acknowledged_at",
+    "acknowledged_by",
+)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+    return out.getvalue()
+
+
+def sweep_missed_checkins(session: Session, now_ns: int) -> int:
+    """Alert on every device with no accepted record within its check-in interval.
+
+    The last check-in is the newest accepted record's measurement time (or enrolment, before
+    any); every accepted record triggers a fresh verdict, so this is "no fresh verdict".
+    """
+    last = func.coalesce(DeviceRow.last_record_ns, DeviceRow.enrolled_ns)
+    overdue = session.execute(
+        select(DeviceRow.id, DeviceRow.checkin_interval_s, last).where(
+            last
+            < literal(now_ns, BigInteger)
+            - cast(DeviceRow.checkin_interval_s, BigInteger) * literal(10**9, BigInteger)
+        )
+    ).all()
+    raised = 0
+    for device_id, interval_s, last_ns in overdue:
+        row = raise_alert(
+            session,
+            kind=AlertKind.MISSED_CHECKIN,
+            device_id=device_id,
+            message=(
+                f"no fresh measurement since {iso(last_ns)}; the licence requires one every "
+                f"{interval_s} s"
+            ),
+            now_ns=now_ns,
+        )
+        raised += row is not None
+    return raised

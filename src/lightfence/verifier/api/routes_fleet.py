@@ -1,0 +1,208 @@
+"""Landmarks and devices: registry writes and per-device views."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from lightfence.crypto.identity import DeviceIdentity
+from lightfence.verifier import crosscheck, queries, registry
+from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, require
+from lightfence.verifier.api.schemas import (
+    DeviceIn,
+    LandmarkIn,
+    LandmarkUpdate,
+    LicenceIn,
+    PeerRttsIn,
+    StatusChange,
+)
+from lightfence.verifier.auth import Role
+from lightfence.verifier.clock import iso, now_ns
+from lightfence.verifier.errors import BadInput
+from lightfence.verifier.models import LandmarkRow
+
+router = APIRouter()
+
+
+def landmark_dict(row: LandmarkRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "lat": row.lat,
+        "lon": row.lon,
+        "position_error_km": row.position_error_km,
+        "public_key": row.public_key,
+        "key_id": row.key_id,
+        "operator": row.operator,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "updated_at": iso(row.updated_ns),
+    }
+
+
+def _put_landmark(
+    service: ServiceDep, who: PrincipalDep, spec: registry.LandmarkSpec
+) -> JSONResponse:
+    with service.write() as session:
+        now = now_ns()
+        row, created = registry.put_landmark(session, spec, who, now)
+        crosscheck.refresh_links(session, spec.id, now)
+        out = landmark_dict(row)
+    return JSONResponse(out, status_code=201 if created else 200)
+
+
+@router.post("/landmarks", tags=["landmarks"], summary="Register a landmark (admin)")
+def create_landmark(body: LandmarkIn, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+    spec = registry.LandmarkSpec(
+        body.id, body.lat, body.lon, body.public_key, body.operator, body.position_error_km
+    )
+    return _put_landmark(service, who, spec)
+
+
+@router.put("/landmarks/{landmark_id}", tags=["landmarks"], summary="Re-survey or re-key (admin)")
+def update_landmark(
+    landmark_id: str, body: LandmarkUpdate, service: ServiceDep, who: PrincipalDep
+) -> JSONResponse:
+    spec = registry.LandmarkSpec(
+        landmark_id, body.lat, body.lon, body.public_key, body.operator, body.position_error_km
+    )
+    return _put_landmark(service, who, spec)
+
+
+@router.get("/landmarks", tags=["landmarks"], summary="The landmark registry")
+def list_landmarks(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    with service.read() as session:
+        return [landmark_dict(r) for r in session.query(LandmarkRow).order_by(LandmarkRow.id)]
+
+
+@router.get("/landmarks/health", tags=["landmarks"], summary="Status and cross-check per landmark")
+def landmark_health(service: ServiceDep, who: PrincipalDep) -> list[dict[str, object]]:
+    with service.read() as session:
+        return crosscheck.health(session)
+
+
+@router.post(
+    "/landmarks/{landmark_id}/peer-rtts",
+    tags=["landmarks"],
+    summary="Report RTTs to other landmarks (cross-check)",
+)
+def peer_rtts(
+    landmark_id: str, body: PeerRttsIn, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    rtts = [crosscheck.PeerRtt(r.peer_id, r.rtt_ms, r.measured_at_unix_ns) for r in body.rtts]
+    with service.write() as session:
+        flagged = crosscheck.report_peer_rtts(session, landmark_id, rtts, who, now_ns())
+    return {"accepted": len(rtts), "flagged": flagged}
+
+
+def _set_status(
+    landmark_id: str, status: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    require(who, Role.ADMIN)
+    with service.write() as session:
+        row = registry.set_landmark_status(session, landmark_id, status, body.reason, who, now_ns())
+        return landmark_dict(row)
+
+
+@router.post("/landmarks/{landmark_id}/clear", tags=["landmarks"], summary="Clear a flag (admin)")
+def clear_landmark(
+    landmark_id: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    return _set_status(landmark_id, "active", body, service, who)
+
+
+@router.post("/landmarks/{landmark_id}/flag", tags=["landmarks"], summary="Flag by hand (admin)")
+def flag_landmark(
+    landmark_id: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    return _set_status(landmark_id, "flagged", body, service, who)
+
+
+@router.post("/landmarks/{landmark_id}/retire", tags=["landmarks"], summary="Retire (admin)")
+def retire_landmark(
+    landmark_id: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    return _set_status(landmark_id, "retired", body, service, who)
+
+
+def _licence(body: LicenceIn) -> registry.Licence:
+    return registry.Licence(
+        policy=body.policy,
+        bound=body.bound,
+        declared_country=body.declared_country,
+        site_lat=body.site_lat,
+        site_lon=body.site_lon,
+        checkin_interval_s=body.checkin_interval_s,
+    )
+
+
+@router.post("/devices", tags=["devices"], summary="Enrol a device with its licence")
+def enrol(body: DeviceIn, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+    try:
+        identity = DeviceIdentity.from_json_dict(body.identity)
+    except ValueError as exc:
+        raise BadInput(f"identity: {exc}") from None
+    with service.write() as session:
+        row, created = registry.enrol_device(
+            session, identity, _licence(body.licence), body.operator, who, now_ns()
+        )
+        out = queries.device_dict(row, None)
+    return JSONResponse(out, status_code=201 if created else 200)
+
+
+@router.get("/devices", tags=["devices"], summary="Devices with their latest verdicts")
+def list_devices(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    with service.read() as session:
+        return queries.list_devices(session, who)
+
+
+@router.get("/devices/{device_id}", tags=["devices"], summary="One device and its latest verdict")
+def get_device(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+    with service.read() as session:
+        row = registry.get_device(session, device_id, who)
+        return queries.device_dict(row, queries.latest_verdict(session, device_id))
+
+
+@router.put("/devices/{device_id}/licence", tags=["devices"], summary="Change a licence (admin)")
+def put_licence(
+    device_id: str, body: LicenceIn, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    with service.write() as session:
+        row = registry.set_licence(session, device_id, _licence(body), who, now_ns())
+        return queries.device_dict(row, None)
+
+
+@router.get(
+    "/devices/{device_id}/verdicts",
+    tags=["devices"],
+    summary="Verdict history, newest first, with the feasible region as GeoJSON",
+)
+def verdict_history(
+    device_id: str,
+    service: ServiceDep,
+    who: PrincipalDep,
+    limit: int = Query(100, ge=1, le=queries.MAX_PAGE),
+    geojson: Literal["none", "latest", "all"] = "latest",
+) -> dict[str, Any]:
+    with service.read() as session:
+        registry.get_device(session, device_id, who)
+        history = queries.verdict_history(session, device_id, limit, geojson=geojson)
+    return {"device_id": device_id, "verdicts": history}
+
+
+@router.get(
+    "/devices/{device_id}/records", tags=["devices"], summary="Stored records, newest first"
+)
+def device_records(
+    device_id: str,
+    service: ServiceDep,
+    who: PrincipalDep,
+    limit: int = Query(100, ge=1, le=queries.MAX_PAGE),
+) -> dict[str, Any]:
+    with service.read() as session:
+        registry.get_device(session, device_id, who)
+        return {
+            "device_id": device_id,
+            "records": queries.device_records(session, device_id, limit),
+        }

@@ -1,0 +1,59 @@
+"""Request bodies, validated by pydantic; answers are plain JSON documented in docs/verifier.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lightfence.verifier.config import DEFAULT_CHECKIN_INTERVAL_S
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LandmarkIn(Strict):
+    id: str = Field(min_length=1, max_length=255, description="Registry id, e.g. fra1")
+    lat: float = Field(description="Surveyed WGS84 latitude, degrees")
+    lon: float = Field(description="Surveyed WGS84 longitude, degrees")
+    position_error_km: float = Field(0.0, ge=0.0, description="Survey uncertainty, km")
+    public_key: str = Field(description="Ed25519 public key, 64 hex digits")
+    operator: str = Field(min_length=1, max_length=255)
+
+
+class LandmarkUpdate(Strict):
+    lat: float
+    lon: float
+    position_error_km: float = Field(0.0, ge=0.0)
+    public_key: str
+    operator: str = Field(min_length=1, max_length=255)
+
+
+class LicenceIn(Strict):
+    policy: str = Field(description="Allowed region, e.g. outside:CN,HK,MO or in:DE")
+    bound: str = Field("vacuum", description="vacuum (default) or fibre")
+    declared_country: str | None = Field(None, description="Where the operator says it is (ISO)")
+    site_lat: float | None = None
+    site_lon: float | None = None
+    checkin_interval_s: int = Field(DEFAULT_CHECKIN_INTERVAL_S, description="Required interval")
+
+
+class DeviceIn(Strict):
+    identity: dict[str, Any] = Field(description="DeviceIdentity JSON form (crypto.identity)")
+    licence: LicenceIn
+    operator: str | None = Field(None, description="Admin only: the operator owning the device")
+
+
+class PeerRttIn(Strict):
+    peer_id: str = Field(min_length=1, max_length=255)
+    rtt_ms: float = Field(gt=0.0, lt=10_000.0)
+    measured_at_unix_ns: int = Field(ge=0)
+
+
+class PeerRttsIn(Strict):
+    rtts: list[PeerRttIn] = Field(min_length=1, max_length=1000)
+
+
+class StatusChange(Strict):
+    reason: str = Field("", max_length=2000)

@@ -1,0 +1,58 @@
+"""Verifier settings: explicit arguments with environment defaults, never hidden globals."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DB_URL = "sqlite:///lightfence-verifier.db"
+DB_URL_ENV = "LIGHTFENCE_DB_URL"
+WEBHOOK_ENV = "LIGHTFENCE_WEBHOOK_URL"
+
+DEFAULT_CHECKIN_INTERVAL_S = 24 * 3600
+"""A licence's required check-in interval unless it names another."""
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    db_url: str = DEFAULT_DB_URL
+    max_body_bytes: int = 1_000_000
+    """Largest request body accepted; a batch of 1,000 records is about 900 kB."""
+    max_batch_records: int = 1000
+    max_record_age_s: float = 24 * 3600.0
+    """Records measured longer ago than this are rejected as stale."""
+    max_clock_skew_s: float = 120.0
+    """Records dated further in the future than this (landmark clock ahead) are rejected."""
+    verdict_window_s: float = 900.0
+    """A verdict combines the device's records measured within this span before its newest one."""
+    max_device_speed_km_per_h: float = 1000.0
+    """How fast a device could move between two records (an aircraft). Each older record's cap is
+    grown by this speed times its age relative to the newest, so a device that moved during the
+    window can never be VERIFIED from stale positions. 0 trusts that racks do not move."""
+    recompute_interval_s: float = 0.5
+    """How often the background worker recomputes verdicts of devices with new records."""
+    checkin_sweep_interval_s: float = 60.0
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_batch_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("max_record_age_s", "max_clock_skew_s", "verdict_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_device_speed_km_per_h < 0:
+            raise ValueError("max_device_speed_km_per_h must be >= 0")
+
+
+def normalise_db_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and use the psycopg 3 driver for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def db_url_from_env(explicit: str | None = None) -> str:
+    return normalise_db_url(explicit or os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL)

@@ -1,0 +1,49 @@
+"""Prometheus metrics, on a registry per service instance (tests run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.records_in = Counter(
+            "lightfence_records_stored_total", "Records accepted and stored", registry=self.registry
+        )
+        self.records_duplicate = Counter(
+            "lightfence_records_duplicate_total",
+            "Records submitted again (acknowledged, not stored twice)",
+            registry=self.registry,
+        )
+        self.records_rejected = Counter(
+            "lightfence_records_rejected_total",
+            "Records rejected, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "lightfence_verdicts_total",
+            "Verdicts computed, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "lightfence_alerts_total", "Alerts raised, by kind", ["kind"], registry=self.registry
+        )
+        self.pending = Gauge(
+            "lightfence_devices_pending_verdict",
+            "Devices with records not yet in a verdict",
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lightfence_request_seconds",
+            "HTTP request latency by route template",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.recompute_seconds = Histogram(
+            "lightfence_recompute_seconds",
+            "Time of one verdict recompute pass",
+            registry=self.registry,
+        )

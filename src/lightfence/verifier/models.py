@@ -1,0 +1,195 @@
+"""The verifier's tables (SQLAlchemy 2, typed). Times are integer Unix nanoseconds in UTC.
+
+Changing a table means adding an Alembic migration under `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+HEX_ID = 32
+"""Key ids and device ids: 16 bytes in hex."""
+
+
+class LandmarkRow(Base):
+    __tablename__ = "landmarks"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    position_error_km: Mapped[float] = mapped_column(Float, default=0.0)
+    public_key: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(HEX_ID), index=True)
+    operator: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    """`active`, `flagged` (broke physics; its records do not count) or `retired`."""
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_ns: Mapped[int] = mapped_column(BigInteger)
+    updated_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(HEX_ID), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(255), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    trust_level: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(HEX_ID))
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON)
+    attestation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    gpu_uuid: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    policy: Mapped[str] = mapped_column(Text)
+    """Licence: the allowed region as a policy text (core.policy)."""
+    bound: Mapped[str] = mapped_column(String(16), default="vacuum")
+    declared_country: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    site_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    site_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    checkin_interval_s: Mapped[int] = mapped_column(Integer)
+    enrolled_ns: Mapped[int] = mapped_column(BigInteger)
+    needs_verdict: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    """Set in the same transaction that stores a record, so a crash never loses a recompute."""
+    dirty_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Bumped whenever the verdict inputs change; a recompute clears `needs_verdict` only if this
+    is still the value it read, so a change during the computation is never lost."""
+    last_record_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RecordRow(Base):
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("landmark_id", "session_id", name="uq_records_landmark_session"),
+        Index("ix_records_device_measured", "device_id", "measured_ns"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the record's signed binary form: the idempotency key."""
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    landmark_id: Mapped[str] = mapped_column(ForeignKey("landmarks.id"), index=True)
+    session_id: Mapped[str] = mapped_column(String(32))
+    min_rtt_ns: Mapped[int] = mapped_column(BigInteger)
+    measured_ns: Mapped[int] = mapped_column(BigInteger)
+    received_ns: Mapped[int] = mapped_column(BigInteger)
+    submitted_by: Mapped[str] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The record's JSON form (protocol.record), as signed; evidence bundles carry it as is."""
+
+
+class RejectionRow(Base):
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(String(HEX_ID), nullable=True, index=True)
+    landmark_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    record_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    submitted_by: Mapped[str] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class VerdictRow(Base):
+    __tablename__ = "verdicts"
+    __table_args__ = (Index("ix_verdicts_device_id_id", "device_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    reason_code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    policy: Mapped[str] = mapped_column(Text)
+    bound: Mapped[str] = mapped_column(String(16))
+    claimed: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    as_of_ns: Mapped[int] = mapped_column(BigInteger)
+    """Measurement time of the newest record used."""
+    computed_ns: Mapped[int] = mapped_column(BigInteger)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """The measurements the core decided on: record id, landmark, position, RTT, grown error."""
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(HEX_ID), nullable=True, index=True)
+    landmark_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    created_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    acknowledged_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class LandmarkLinkRow(Base):
+    """An RTT one landmark measured to another, for the position cross-check."""
+
+    __tablename__ = "landmark_links"
+    __table_args__ = (UniqueConstraint("landmark_id", "peer_id", name="uq_link_pair"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    landmark_id: Mapped[str] = mapped_column(ForeignKey("landmarks.id"))
+    peer_id: Mapped[str] = mapped_column(ForeignKey("landmarks.id"))
+    rtt_ms: Mapped[float] = mapped_column(Float)
+    """Smallest RTT reported for this pair."""
+    measured_ns: Mapped[int] = mapped_column(BigInteger)
+    violates: Mapped[bool] = mapped_column(Boolean)
+    """True when the RTT is faster than light over the surveyed distance."""
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """Operator name (role operator) or landmark id (role landmark)."""
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_ns: Mapped[int] = mapped_column(BigInteger)
+    revoked_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    """Canonical JSON (sorted keys, no spaces): hashed exactly as stored."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """One row: the last sequence number and hash. Every writer locks it: the chain stays linear."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,323 @@
+"""The fleet registry: landmarks and devices, with their licences. Every change is audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from lightfence.core.measurement import InvalidMeasurement, Landmark
+from lightfence.core.policy import PolicyError, claimed_region, parse_policy
+from lightfence.crypto.identity import DeviceIdentity
+from lightfence.crypto.keys import key_id, parse_public_key_hex
+from lightfence.units import Bound
+from lightfence.verifier import alerts, audit
+from lightfence.verifier.auth import Principal, Role
+from lightfence.verifier.config import DEFAULT_CHECKIN_INTERVAL_S
+from lightfence.verifier.errors import BadInput, Conflict, Forbidden, NotFound
+from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow
+
+LANDMARK_STATUSES = ("active", "flagged", "retired")
+
+
+@dataclass(frozen=True)
+class LandmarkSpec:
+    id: str
+    lat: float
+    lon: float
+    public_key_hex: str
+    operator: str
+    position_error_km: float = 0.0
+
+
+@dataclass(frozen=True)
+class Licence:
+    policy: str
+    bound: str = "vacuum"
+    declared_country: str | None = None
+    site_lat: float | None = None
+    site_lon: float | None = None
+    checkin_interval_s: int = DEFAULT_CHECKIN_INTERVAL_S
+
+    def validated(self) -> Licence:
+        """The licence in normal form; BadInput saying what to fix otherwise."""
+        try:
+            bound = Bound(self.bound)
+        except ValueError:
+            raise BadInput(f"bound must be 'vacuum' or 'fibre', got {self.bound!r}") from None
+        try:
+            policy = parse_policy(self.policy, bound)
+        except PolicyError as exc:
+            raise BadInput(str(exc)) from None
+        country = None
+        if self.declared_country:
+            country = self.declared_country.strip().upper()
+            try:
+                claimed_region(country)
+            except ValueError as exc:
+                raise BadInput(f"declared_country: {exc}") from None
+        if policy.in_declared_country and not country:
+            raise BadInput("policy in-declared-country needs declared_country")
+        if (self.site_lat is None) != (self.site_lon is None):
+            raise BadInput("give both site_lat and site_lon, or neither")
+        if self.site_lat is not None and self.site_lon is not None:
+            try:
+                Landmark("site", self.site_lat, self.site_lon)
+            except InvalidMeasurement as exc:
+                raise BadInput(f"declared site: {exc}") from None
+        if not 60 <= self.checkin_interval_s <= 366 * 86400:
+            raise BadInput("checkin_interval_s must be between 60 s and one year")
+        return Licence(
+            policy=policy.text,
+            bound=bound.value,
+            declared_country=country,
+            site_lat=self.site_lat,
+            site_lon=self.site_lon,
+            checkin_interval_s=int(self.checkin_interval_s),
+        )
+
+
+def _landmark_payload(row: LandmarkRow) -> dict[str, Any]:
+    return {
+        "lat": row.lat,
+        "lon": row.lon,
+        "position_error_km": row.position_error_km,
+        "public_key": row.public_key,
+        "operator": row.operator,
+        "status": row.status,
+    }
+
+
+def put_landmark(
+    session: Session, spec: LandmarkSpec, who: Principal, now_ns: int
+) -> tuple[LandmarkRow, bool]:
+    """Register or update a landmark (admin only). Returns (row, created)."""
+    if who.role is not Role.ADMIN:
+        raise Forbidden("only an admin token may register or change landmarks")
+    try:
+        Landmark(spec.id, spec.lat, spec.lon, spec.position_error_km)
+        public_key = parse_public_key_hex(spec.public_key_hex)
+    except (InvalidMeasurement, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    if not spec.operator.strip():
+        raise BadInput("a landmark needs an operator name")
+    row = session.get(LandmarkRow, spec.id)
+    created = row is None
+    if row is None:
+        row = LandmarkRow(id=spec.id, status="active", created_ns=now_ns)
+        session.add(row)
+    moved = not created and (row.lat, row.lon, row.position_error_km) != (
+        spec.lat,
+        spec.lon,
+        spec.position_error_km,
+    )
+    row.lat, row.lon, row.position_error_km = spec.lat, spec.lon, spec.position_error_km
+    row.public_key, row.key_id = public_key.hex(), key_id(public_key)
+    row.operator = spec.operator
+    row.updated_ns = now_ns
+    session.flush()
+    audit.append(
+        session,
+        actor=who.actor,
+        action="landmark.create" if created else "landmark.update",
+        subject=spec.id,
+        payload=_landmark_payload(row),
+        now_ns=now_ns,
+    )
+    if moved:
+        mark_landmark_devices_dirty(session, spec.id)
+    return row, created
+
+
+def set_landmark_status(
+    session: Session, landmark_id: str, status: str, reason: str, who: Principal, now_ns: int
+) -> LandmarkRow:
+    if status not in LANDMARK_STATUSES:
+        raise BadInput(f"status must be one of {LANDMARK_STATUSES}")
+    row = get_landmark(session, landmark_id)
+    if row.status == status:
+        return row
+    row.status, row.status_reason, row.updated_ns = status, reason or None, now_ns
+    audit.append(
+        session,
+        actor=who.actor,
+        action=f"landmark.{status}",
+        subject=landmark_id,
+        payload={"reason": reason},
+        now_ns=now_ns,
+    )
+    mark_landmark_devices_dirty(session, landmark_id)
+    return row
+
+
+def mark_landmark_devices_dirty(session: Session, landmark_id: str) -> None:
+    """Devices measured by this landmark need a new verdict (its records now count, or not)."""
+    devices = select(RecordRow.device_id).where(RecordRow.landmark_id == landmark_id).distinct()
+    session.execute(
+        update(DeviceRow)
+        .where(DeviceRow.id.in_(devices))
+        .values(needs_verdict=True, dirty_seq=DeviceRow.dirty_seq + 1)
+    )
+
+
+def get_landmark(session: Session, landmark_id: str) -> LandmarkRow:
+    row = session.get(LandmarkRow, landmark_id)
+    if row is None:
+        raise NotFound(f"no landmark {landmark_id!r}; register it first (POST /landmarks)")
+    return row
+
+
+def enrol_device(
+    session: Session,
+    identity: DeviceIdentity,
+    licence: Licence,
+    operator: str | None,
+    who: Principal,
+    now_ns: int,
+) -> tuple[DeviceRow, bool]:
+    """Enrol a device with its licence. Returns (row, created); re-enrolling the same is a no-op.
+
+    Operators enrol for themselves; an admin names the operator. A new device whose GPU UUID an
+    enrolled device already has is an identity change (a new key on the same GPU): alerted.
+    """
+    if who.role is Role.OPERATOR:
+        if operator not in (None, who.owner):
+            raise Forbidden("an operator token enrols devices for its own operator only")
+        operator = who.owner
+    elif who.role is not Role.ADMIN:
+        raise Forbidden(f"a {who.role.value} token cannot enrol devices")
+    if not operator:
+        raise BadInput("name the device's operator")
+    lic = licence.validated()
+    device_id = identity.device_id
+    existing = session.get(DeviceRow, device_id)
+    if existing is not None:
+        if existing.operator != operator:
+            raise Conflict(f"device {device_id} is enrolled by another operator")
+        same = (
+            existing.policy,
+            existing.bound,
+            existing.declared_country,
+            existing.site_lat,
+            existing.site_lon,
+            existing.checkin_interval_s,
+        ) == (
+            lic.policy,
+            lic.bound,
+            lic.declared_country,
+            lic.site_lat,
+            lic.site_lon,
+            lic.checkin_interval_s,
+        )
+        if not same:
+            raise Conflict(
+                f"device {device_id} is enrolled with another licence; "
+                "an admin changes licences with PUT /devices/{id}/licence"
+            )
+        return existing, False
+    attrs = dict(identity.attributes)
+    row = DeviceRow(
+        id=device_id,
+        operator=operator,
+        provider=identity.provider,
+        trust_level=identity.trust_level.value,
+        public_key=identity.public_key.hex(),
+        key_id=key_id(identity.public_key),
+        attributes=attrs,
+        attestation=None if identity.attestation is None else identity.attestation.to_json_dict(),
+        gpu_uuid=attrs.get("gpu_uuid"),
+        enrolled_ns=now_ns,
+        needs_verdict=False,
+        dirty_seq=0,
+    )
+    _apply_licence(row, lic)
+    session.add(row)
+    session.flush()
+    audit.append(
+        session,
+        actor=who.actor,
+        action="device.enrol",
+        subject=device_id,
+        payload={"identity": identity.to_json_dict(), "licence": _licence_payload(row)},
+        now_ns=now_ns,
+    )
+    if row.gpu_uuid:
+        others = session.execute(
+            select(DeviceRow.id).where(DeviceRow.gpu_uuid == row.gpu_uuid, DeviceRow.id != row.id)
+        ).scalars()
+        for other in others:
+            alerts.raise_alert(
+                session,
+                kind=alerts.AlertKind.IDENTITY_CHANGE,
+                device_id=device_id,
+                message=(
+                    f"GPU {row.gpu_uuid} was enrolled before as device {other} with another key: "
+                    "the device key changed (re-provisioned or cloned)"
+                ),
+                now_ns=now_ns,
+            )
+    return row, True
+
+
+def _apply_licence(row: DeviceRow, lic: Licence) -> None:
+    row.policy, row.bound = lic.policy, lic.bound
+    row.declared_country = lic.declared_country
+    row.site_lat, row.site_lon = lic.site_lat, lic.site_lon
+    row.checkin_interval_s = lic.checkin_interval_s
+
+
+def _licence_payload(row: DeviceRow) -> dict[str, Any]:
+    return {
+        "policy": row.policy,
+        "bound": row.bound,
+        "declared_country": row.declared_country,
+        "site_lat": row.site_lat,
+        "site_lon": row.site_lon,
+        "checkin_interval_s": row.checkin_interval_s,
+    }
+
+
+def set_licence(
+    session: Session, device_id: str, licence: Licence, who: Principal, now_ns: int
+) -> DeviceRow:
+    if who.role is not Role.ADMIN:
+        raise Forbidden("only an admin token may change a licence")
+    row = get_device(session, device_id, who)
+    _apply_licence(row, licence.validated())
+    row.needs_verdict, row.dirty_seq = True, row.dirty_seq + 1
+    audit.append(
+        session,
+        actor=who.actor,
+        action="device.licence",
+        subject=device_id,
+        payload=_licence_payload(row),
+        now_ns=now_ns,
+    )
+    return row
+
+
+def licence_of(row: DeviceRow) -> dict[str, Any]:
+    return _licence_payload(row)
+
+
+def get_device(session: Session, device_id: str, who: Principal) -> DeviceRow:
+    row = session.get(DeviceRow, device_id)
+    # An operator is told "not found" for another operator's device: ids are not disclosed.
+    if row is None or not who.sees_device(row.operator):
+        raise NotFound(f"no device {device_id!r} visible to this token")
+    return row
+
+
+def device_identity(row: DeviceRow) -> DeviceIdentity:
+    return DeviceIdentity.from_json_dict(
+        {
+            "device_id": row.id,
+            "provider": row.provider,
+            "trust_level": row.trust_level,
+            "public_key": row.public_key,
+            "attributes": row.attributes,
+            "attestation": row.attestation,
+        }
+    )

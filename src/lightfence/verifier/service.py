@@ -1,0 +1,110 @@
+"""The verifier as one object: database, settings, metrics and webhook, with its write scopes.
+
+The API, the CLI and the benchmarks all go through here, so a write always lands in the audit
+log, new alerts always reach metrics and the webhook, and verdicts always come from the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+
+from sqlalchemy.orm import Session
+
+from lightfence.protocol.record import MeasurementRecord
+from lightfence.verifier import alerts, audit, db, verdicts
+from lightfence.verifier.auth import Principal
+from lightfence.verifier.clock import now_ns
+from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.ingest import Ingestor, Outcome
+from lightfence.verifier.logs import log
+from lightfence.verifier.metrics import Metrics
+from lightfence.verifier.webhook import Webhook
+
+
+class Service:
+    def __init__(self, config: VerifierConfig, *, migrate: bool = True) -> None:
+        self.config = config
+        self.db = db.Database(config.db_url)
+        if migrate:
+            db.upgrade(self.db)
+        self.metrics = Metrics()
+        self.webhook = (
+            Webhook(config.webhook_url, config.webhook_timeout_s) if config.webhook_url else None
+        )
+
+    def close(self) -> None:
+        if self.webhook is not None:
+            self.webhook.close()
+        self.db.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction; alerts it raised are published only once it has committed.
+
+        It starts by locking the audit head, so write transactions run one at a time on every
+        database: checks such as "is this record stored already?" see every earlier commit.
+        """
+        with self.db.write() as session:
+            audit.lock_head(session)
+            yield session
+            new = session.info.pop(alerts.NEW_ALERTS_KEY, [])
+        for alert in new:
+            self.metrics.alerts.labels(alert["kind"]).inc()
+            log("alert", logging.WARNING, **alert)
+            if self.webhook is not None:
+                self.webhook.send(alert)
+
+    def read(self) -> AbstractContextManager[Session]:
+        return self.db.read()
+
+    def ingest(self, records: Sequence[MeasurementRecord], who: Principal) -> list[Outcome]:
+        with self.write() as session:
+            outcomes = Ingestor(session, self.config, who, now_ns()).ingest(records)
+        for o in outcomes:
+            if o.status == "stored":
+                self.metrics.records_in.inc()
+            elif o.status == "duplicate":
+                self.metrics.records_duplicate.inc()
+            elif o.reason is not None:
+                self.metrics.records_rejected.labels(o.reason.value).inc()
+                log(
+                    "record.rejected",
+                    logging.WARNING,
+                    reason=o.reason.value,
+                    detail=o.detail,
+                    record_hash=o.record_hash,
+                    by=who.actor,
+                )
+        return outcomes
+
+    def recompute(self, limit: int = 2000) -> int:
+        """One recompute pass over devices with new inputs. Returns verdicts stored."""
+        started = time.perf_counter()
+        with self.db.read() as session:
+            pending = verdicts.read_pending(session, self.config, limit)
+        if not pending:
+            return 0
+        decided = verdicts.decide_pending(pending)
+        with self.write() as session:
+            stored = verdicts.store_decided(session, decided, now_ns())
+            kinds = [row.kind for row in stored]
+        for kind in kinds:
+            self.metrics.verdicts.labels(kind).inc()
+        self.metrics.recompute_seconds.observe(time.perf_counter() - started)
+        return len(kinds)
+
+    def recompute_all(self, max_passes: int = 100) -> int:
+        total = 0
+        for _ in range(max_passes):
+            n = self.recompute()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def sweep_checkins(self) -> int:
+        with self.write() as session:
+            return alerts.sweep_missed_checkins(session, now_ns())
