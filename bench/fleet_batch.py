@@ -65,8 +65,12 @@ def run(devices: int, landmarks: int, seed: int, policy: Policy, work: Path) -> 
 
     print("local engine (one process)")
     _timed("warm-up", lambda: run_local(warm_files, policy, work / "warm-out"))
+    cpu0 = time.process_time()
     local = run_local(files, policy, work / "out-local")
+    cpu_s = time.process_time() - cpu0
     rows.append(_row("local", 1, local))
+    # CPU time does not grow when other work shares the machine; wall time does.
+    print(f"  local engine CPU time {cpu_s:.1f} s: {local.devices / cpu_s:.0f} devices per CPU-s")
     print(f"  {rows[-1]}")
 
     from lightfence.fleet.engine_ray import run_ray, start_ray, stop_ray
