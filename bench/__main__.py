@@ -10,7 +10,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["verdicts"]
+BENCHMARKS = ["verdicts", "coverage"]
 
 
 def main() -> None:

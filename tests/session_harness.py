@@ -13,13 +13,9 @@ from dataclasses import dataclass, field
 
 from lightfence.crypto.identity import software_identity
 from lightfence.protocol.agent_session import AgentSession
-from lightfence.protocol.landmark_session import (
-    Addr,
-    KernelStamp,
-    LandmarkConfig,
-    LandmarkEndpoint,
-)
+from lightfence.protocol.landmark_session import Addr, LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import MeasurementRecord
+from lightfence.protocol.round_timing import KernelStamp
 from record_factory import seeded_key
 
 LANDMARK_KEY = seeded_key("landmark")
@@ -80,7 +76,7 @@ def run_session(
         outs = lm.datagrams_to_send()
         for out in outs:
             if out.tag is not None:
-                lm.on_sent(out.tag, now, now + w.send_call_ns)
+                lm.on_sent(out.tag, now, now + w.send_call_ns, 0)
                 if w.kernel_skew_ns is not None:
                     tx_real = now + w.kernel_skew_ns + w.tx_stamp_delay_ns
                     lm.on_tx_kernel(out.tag, KernelStamp(tx_real, 0))

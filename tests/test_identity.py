@@ -73,6 +73,7 @@ def test_nvml_without_driver_gives_a_clear_message(tmp_path: Path) -> None:
         pass
     with pytest.raises(IdentityError, match="no NVIDIA driver"):
         load_identity("nvml", tmp_path / "dev.key")
+    assert not (tmp_path / "dev.key").exists()  # no key left behind by a failed identity
 
 
 def test_unknown_provider_is_refused(tmp_path: Path) -> None:

@@ -286,13 +286,13 @@ def load_identity(
     """The device key (created on first use) and its identity from the named provider."""
     if provider not in PROVIDERS:
         raise IdentityError(f"unknown identity provider {provider!r}; choose one of {PROVIDERS}")
-    key, _ = load_or_create(key_path)
     if provider == "software":
         attrs: dict[str, str] = {}
         level = TrustLevel.SOFTWARE
     else:
-        attrs = read_nvml_attributes(gpu_index, nvml)
+        attrs = read_nvml_attributes(gpu_index, nvml)  # before any key is created
         level = TrustLevel.GPU_BOUND
+    key, _ = load_or_create(key_path)
     evidence = None
     if attestation is not None:
         evidence = attestation(attestation_nonce(key.public_bytes))

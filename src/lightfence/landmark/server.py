@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightfence.evidence.submit import post_json
-from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
+from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper, mono_minus_real_ns
 from lightfence.protocol import messages as m
 from lightfence.protocol.landmark_session import LandmarkEndpoint, TxTag
 from lightfence.protocol.record import MeasurementRecord
@@ -59,6 +59,7 @@ class LandmarkServer:
         self.counters = ServerCounters()
         self._tx_tags: dict[int, TxTag] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_ns = 0
         self._issue_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submissions: set[asyncio.Task[None]] = set()
@@ -146,6 +147,7 @@ class LandmarkServer:
         for out in ep.datagrams_to_send():
             if out.tag is not None and self.ts.kernel:
                 self._tx_tags[self.ts.sends] = out.tag
+            offset = mono_minus_real_ns() if self.ts.kernel else None
             before = time.monotonic_ns()  # before the send: an RTT can only come out longer
             try:
                 sock.sendto(out.data, out.addr)
@@ -160,9 +162,11 @@ class LandmarkServer:
             after = time.monotonic_ns()
             self.ts.sends = (self.ts.sends + 1) % TX_ID_WRAP
             if out.tag is not None:
-                ep.on_sent(out.tag, before, after)
+                ep.on_sent(out.tag, before, after, offset)
 
     def _drain_tx_stamps(self) -> None:
+        # Always drain: every send is stamped (not just challenges), and an undrained error
+        # queue both fills the receive buffer and keeps the socket signalling readable.
         for send_id, stamp in self.ts.drain_tx(self.sock):
             tag = self._tx_tags.pop(send_id, None)
             if tag is not None:
@@ -176,7 +180,7 @@ class LandmarkServer:
 
     def _after_io(self) -> None:
         assert self._loop is not None
-        if not self._issue_pending:
+        if not self._issue_pending and self.endpoint.has_events:
             self._issue_pending = True
             self._loop.call_soon(self._issue_records)
         self._rearm_timer()
@@ -184,12 +188,13 @@ class LandmarkServer:
     def _rearm_timer(self) -> None:
         assert self._loop is not None
         deadline_ns = self.endpoint.get_timer()
+        if deadline_ns is None or (self._timer is not None and self._timer_ns <= deadline_ns):
+            return  # the armed timer fires first anyway; handle_timer then re-arms
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        if deadline_ns is not None:
-            # loop.time() is time.monotonic(), the same clock as the endpoint's times
-            self._timer = self._loop.call_at(deadline_ns / 1e9, self._on_timer)
+        self._timer_ns = deadline_ns
+        # loop.time() is time.monotonic(), the same clock as the endpoint's times
+        self._timer = self._loop.call_at(deadline_ns / 1e9, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from lightfence.protocol.landmark_session import KernelStamp
+from lightfence.protocol.round_timing import KernelStamp
 
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
 """Linux value (asm-generic); Python does not export the constant."""

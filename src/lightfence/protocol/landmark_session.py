@@ -2,14 +2,8 @@
 
 The adapter feeds it datagrams with the time they arrived, sends what it asks to send and tells
 it when each challenge left, and calls `handle_timer` at `get_timer()`. All times are integers
-in one monotonic nanosecond domain chosen by the adapter. Each round keeps two timestamp pairs:
-user-space (always given) and kernel (given when the OS timestamps datagrams). A round's RTT is
-the kernel pair when it lies inside the user-space envelope, else the user-space pair. The
-envelope: the kernel TX stamp falls within the send call (between the user's pre-send and
-post-send times: a stamp of any other datagram on the socket cannot, as sends are sequential,
-so a mismatched stamp is never used), and the kernel RX stamp is before the user's
-post-receive time. Either way the RTT can only be longer than the wire's, never shorter: send
-times are taken before the datagram leaves, receive times after it arrived.
+in one monotonic nanosecond domain chosen by the adapter; how a round's RTT is made from them
+(and why it is never shorter than the signal's real round trip) is protocol.round_timing.
 
 Signatures are checked only when a session is finished (`issue_record`), off the timing path.
 A datagram that is malformed, for another session, from the wrong source, for a stale, future
@@ -20,10 +14,9 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections import Counter, OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import SigningKey, key_id, verify_signature
@@ -34,10 +27,32 @@ from lightfence.protocol.challenge import (
     SESSION_ID_LEN,
     challenge_middle,
 )
+from lightfence.protocol.landmark_types import (
+    Addr,
+    LandmarkConfig,
+    LandmarkStats,
+    Outgoing,
+    Rejection,
+    SessionFinished,
+    TxTag,
+)
+from lightfence.protocol.rate_limit import SourceRateLimiter
 from lightfence.protocol.record import MAX_ROUNDS, MeasurementRecord, TimestampSource
+from lightfence.protocol.round_timing import KernelStamp, RoundTimes
 from lightfence.protocol.wire import DecodeError
 
-Addr = tuple[str, int]
+__all__ = [
+    "Addr",
+    "KernelStamp",
+    "LandmarkConfig",
+    "LandmarkEndpoint",
+    "LandmarkStats",
+    "Outgoing",
+    "Rejection",
+    "SessionFinished",
+    "TxTag",
+]
+
 _RESPONSE_HEADER = m.header(m.MessageType.RESPONSE)
 _CHALLENGE_HEADER = m.header(m.MessageType.CHALLENGE)
 _ROUND_AT = m.HEADER_LEN + SESSION_ID_LEN
@@ -46,125 +61,10 @@ _SESSION_TIMER = -1
 Rng = Callable[[int], bytes]
 
 
-class Rejection(StrEnum):
-    """Why a datagram (or a round) was dropped. Counted, never raised."""
-
-    OVERSIZED = "oversized"
-    MALFORMED = "malformed"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    UNEXPECTED_TYPE = "unexpected_type"
-    UNKNOWN_SESSION = "unknown_session"
-    WRONG_SOURCE = "wrong_source"
-    STALE_ROUND = "stale_round"
-    FUTURE_ROUND = "future_round"
-    DUPLICATE_ROUND = "duplicate_round"
-    RATE_LIMITED = "rate_limited"
-    BUSY = "busy"
-    BAD_SIGNATURE = "bad_signature"
-    NO_TIMESTAMP = "no_timestamp"
-
-
-@dataclass(frozen=True)
-class LandmarkConfig:
-    landmark_id: str
-    max_rounds: int = 10
-    """Rounds per session at most (the agent may ask for fewer)."""
-    round_timeout_ns: int = 1_000_000_000
-    """A challenge unanswered this long is lost; the next round starts."""
-    max_sessions: int = 1024
-    """Bound on concurrent sessions: memory stays bounded whatever arrives."""
-    hello_rate_per_s: float = 20.0
-    """Sessions a single source IP may open per second (token bucket)."""
-    hello_burst: int = 40
-    max_tracked_sources: int = 65536
-    """Rate-limiter entries kept (least recently seen dropped first)."""
-
-
-MAX_CLOCK_OFFSET_DRIFT_NS = 2_000
-"""A kernel pair is used only if CLOCK_MONOTONIC - CLOCK_REALTIME moved less than this between
-the two stamps' pick-up: more means the wall clock was stepped (or a read was preempted)."""
-
-
-@dataclass(frozen=True)
-class KernelStamp:
-    """A kernel datagram timestamp (CLOCK_REALTIME) and the clock offset read when it was
-    picked up, which puts it in the monotonic domain of every other time here."""
-
-    real_ns: int
-    mono_offset_ns: int
-    """CLOCK_MONOTONIC - CLOCK_REALTIME, read by the adapter as it received the stamp."""
-
-    @property
-    def mono_ns(self) -> int:
-        return self.real_ns + self.mono_offset_ns
-
-
-@dataclass(frozen=True)
-class TxTag:
-    """Identifies a challenge datagram so the adapter can report when it left."""
-
-    session_id: bytes
-    round_no: int
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    data: bytes
-    addr: Addr
-    tag: TxTag | None = None
-    """Set for challenges: report the send time with on_sent / on_tx_kernel."""
-
-
-@dataclass(frozen=True)
-class SessionFinished:
-    """All rounds of a session are answered or lost: call issue_record (off the timed path)."""
-
-    session_id: bytes
-
-
 @dataclass
-class LandmarkStats:
-    datagrams_received: int = 0
-    sessions_opened: int = 0
-    records_issued: int = 0
-    sessions_without_record: int = 0
-    rounds_answered: int = 0
-    rounds_lost: int = 0
-    records_kernel_timed: int = 0
-    records_monotonic_timed: int = 0
-    sessions_expired: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class _Round:
-    nonce: bytes
-    tx_user_ns: int | None = None
-    tx_user_after_ns: int | None = None
-    tx_kernel: KernelStamp | None = None
-    rx_user_ns: int | None = None
-    rx_kernel: KernelStamp | None = None
+class _Round(RoundTimes):
+    nonce: bytes = b""
     signature: bytes | None = None
-
-    def rtt(self) -> tuple[int, TimestampSource] | None:
-        if self.tx_user_ns is None or self.rx_user_ns is None:
-            return None
-        tk, rk, after = self.tx_kernel, self.rx_kernel, self.tx_user_after_ns
-        if (
-            tk is not None
-            and rk is not None
-            and after is not None
-            and abs(rk.mono_offset_ns - tk.mono_offset_ns) <= MAX_CLOCK_OFFSET_DRIFT_NS
-            and self.tx_user_ns <= tk.mono_ns <= after
-            and tk.mono_ns < rk.mono_ns <= self.rx_user_ns
-        ):
-            # The larger of the wall-clock and monotonic-domain differences: a clock step
-            # small enough to pass the drift check still cannot shorten the RTT.
-            rtt = max(rk.real_ns - tk.real_ns, rk.mono_ns - tk.mono_ns)
-            return rtt, TimestampSource.KERNEL
-        if self.rx_user_ns > self.tx_user_ns:
-            return self.rx_user_ns - self.tx_user_ns, TimestampSource.MONOTONIC
-        return None
 
 
 @dataclass
@@ -197,7 +97,9 @@ class LandmarkEndpoint:
         self._timers: list[tuple[int, bytes, int]] = []
         self._out: list[Outgoing] = []
         self._events: deque[SessionFinished] = deque()
-        self._buckets: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._hellos = SourceRateLimiter(
+            config.hello_rate_per_s, config.hello_burst, config.max_tracked_sources
+        )
         self._accepting = True
 
     def stop_accepting(self) -> None:
@@ -243,13 +145,21 @@ class LandmarkEndpoint:
         else:
             self._reject(Rejection.UNEXPECTED_TYPE)
 
-    def on_sent(self, tag: TxTag, user_ns: int, after_ns: int | None = None) -> None:
+    def on_sent(
+        self,
+        tag: TxTag,
+        user_ns: int,
+        after_ns: int | None = None,
+        clock_offset_ns: int | None = None,
+    ) -> None:
         """The challenge for `tag` was sent: `user_ns` read just before the send call and
-        `after_ns` just after it returned (without it, kernel TX stamps are not used)."""
+        `after_ns` just after it returned, `clock_offset_ns` (CLOCK_MONOTONIC - CLOCK_REALTIME)
+        read before it. Without the last two, kernel stamps are not used for this round."""
         rnd = self._round(tag)
         if rnd is not None and rnd.tx_user_ns is None:
             rnd.tx_user_ns = user_ns
             rnd.tx_user_after_ns = after_ns
+            rnd.tx_clock_offset_ns = clock_offset_ns
             s = self._sessions[tag.session_id]
             self._arm(s, user_ns + self.config.round_timeout_ns)
 
@@ -281,6 +191,10 @@ class LandmarkEndpoint:
     def datagrams_to_send(self) -> list[Outgoing]:
         out, self._out = self._out, []
         return out
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
 
     def next_event(self) -> SessionFinished | None:
         return self._events.popleft() if self._events else None
@@ -360,18 +274,8 @@ class LandmarkEndpoint:
             return None
         return s.log[tag.round_no]
 
-    def _allow_hello(self, host: str, now_ns: int) -> bool:
-        cfg = self.config
-        tokens, last = self._buckets.pop(host, (float(cfg.hello_burst), now_ns))
-        tokens = min(float(cfg.hello_burst), tokens + (now_ns - last) * cfg.hello_rate_per_s / 1e9)
-        allowed = tokens >= 1.0
-        self._buckets[host] = (tokens - 1.0 if allowed else tokens, now_ns)
-        while len(self._buckets) > cfg.max_tracked_sources:
-            self._buckets.popitem(last=False)
-        return allowed
-
     def _on_hello(self, hello: m.Hello, addr: Addr, now_ns: int) -> None:
-        if not self._allow_hello(addr[0], now_ns):
+        if not self._hellos.allow(addr[0], now_ns):
             self._reject(Rejection.RATE_LIMITED)
             reply = m.Reject(hello.hello_id, m.RejectCode.RATE_LIMITED, "too many sessions")
             self._out.append(Outgoing(m.encode(reply), addr))

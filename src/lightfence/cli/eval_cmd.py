@@ -1,0 +1,101 @@
+"""`lightfence eval`: verdicts and estimates on real measured RTTs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lightfence.cli.app import app
+from lightfence.core.policy import PolicyError, parse_policy
+from lightfence.eval.dataset import DatasetError
+from lightfence.units import Bound
+
+_err = Console(stderr=True)
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Directory in the rtt-public CSV schema [default: the shipped data]"),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Directory whose landmark-to-landmark RTTs calibrate the estimate"),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option(help="outside:CC,.. | in:CC,.. | within:LAT,LON,KM | in-declared-country")
+    ] = "outside:CN,HK,MO",
+    bound: Annotated[Bound, typer.Option(help="Speed bound: vacuum (default) or fibre")] = (
+        Bound.VACUUM
+    ),
+    landmark_error_km: Annotated[
+        float, typer.Option(help="Survey error of every landmark's coordinates, km", min=0.0)
+    ] = 0.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a Markdown report with plots to this directory")
+    ] = None,
+) -> None:
+    """Evaluate verdicts and position estimates on real measured RTTs (leave-one-out)."""
+    from lightfence.eval.run import run_eval
+
+    try:
+        pol = parse_policy(policy, bound)
+    except PolicyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from exc
+    for path, name in ((data, "--data"), (calibration, "--calibration")):
+        if path is not None and not path.is_dir():
+            raise typer.BadParameter(f"{path} is not a directory", param_hint=name)
+    try:
+        with _err.status("evaluating") as status:
+            result = run_eval(
+                pol,
+                data,
+                calibration,
+                landmark_error_km,
+                step=lambda msg: status.update(f"evaluating: {msg}"),
+            )
+    except DatasetError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    summary = result.to_json()
+    if report is not None:
+        from lightfence.eval.report import write_report
+
+        path = write_report(result, report)
+        _err.print(f"report written to {path}")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=None))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(s: dict[str, object]) -> None:
+    console = Console()
+    table = Table(title=f"lightfence eval — policy {s['policy']} (bound: {s['bound']})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    verdicts = s["verdicts"]
+    assert isinstance(verdicts, dict)
+    table.add_row("targets", str(s["targets"]))
+    for kind, count in verdicts.items():
+        table.add_row(f"  {kind}", str(count))
+    table.add_row("false VERIFIED (must be 0)", str(s["false_verified"]))
+    table.add_row("false REFUTED", str(s["false_refuted"]))
+    table.add_row("relay trials", str(s["relay_trials"]))
+    table.add_row("relay false VERIFIED (must be 0)", str(s["relay_false_verified"]))
+    table.add_row("estimate error, median km", f"{s['estimate_median_km']:.0f}")
+    table.add_row("estimate error, p90 km", f"{s['estimate_p90_km']:.0f}")
+    table.add_row(
+        "baseline shortest ping, median km", f"{s['baseline_shortest_ping_median_km']:.0f}"
+    )
+    table.add_row("baseline CBG (2/3 c), median km", f"{s['baseline_cbg_median_km']:.0f}")
+    console.print(table)

@@ -1,0 +1,126 @@
+"""`lightfence eval`: verdicts, relays and estimates over a data set, as one JSON-able summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightfence.core.kinds import VerdictKind
+from lightfence.core.policy import Policy
+from lightfence.eval.dataset import Dataset, load_dataset
+from lightfence.eval.estimates import evaluate_estimates
+from lightfence.eval.verdicts import Case, honest_cases, judge, relay_cases, truly_allowed
+from lightfence.geo.regions import Complement, Countries
+
+DEFAULT_RESTRICTED = ("CN", "HK", "MO")
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class EvalResult:
+    policy: Policy
+    landmark_error_km: float
+    cases: list[Case]
+    verdicts: list[VerdictKind]
+    relay_cases: list[Case]
+    relay_verdicts: list[VerdictKind]
+    estimates: dict[str, Any]
+    """`evaluate_estimates` output: medians, p90s and per-target estimates."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def false_verified(self) -> list[Case]:
+        return [
+            c
+            for c, v in zip(self.cases, self.verdicts, strict=True)
+            if v is VerdictKind.VERIFIED and not truly_allowed(c, self.policy)
+        ]
+
+    def false_refuted(self) -> list[Case]:
+        # The declared country is the data's label: a REFUTED for it is always wrong here.
+        return [
+            c for c, v in zip(self.cases, self.verdicts, strict=True) if v is VerdictKind.REFUTED
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        counts = Counter(v.value for v in self.verdicts)
+        est = self.estimates
+        by_id = {t["id"]: t for t in est["per_target"]}
+        return {
+            "policy": self.policy.text,
+            "bound": self.policy.bound.value,
+            "landmark_error_km": self.landmark_error_km,
+            "targets": len(self.cases),
+            "verdicts": {k.value: counts.get(k.value, 0) for k in VerdictKind},
+            "false_verified": len(self.false_verified()),
+            "false_refuted": len(self.false_refuted()),
+            "estimate_median_km": est["estimate_median_km"],
+            "estimate_p90_km": est["estimate_p90_km"],
+            "baseline_shortest_ping_median_km": est["baseline_shortest_ping_median_km"],
+            "baseline_cbg_median_km": est["baseline_cbg_median_km"],
+            "relay_trials": len(self.relay_cases),
+            "relay_false_verified": sum(
+                1 for v in self.relay_verdicts if v is VerdictKind.VERIFIED
+            ),
+            **self.extra,
+            "per_target": [
+                {
+                    "id": c.target.id,
+                    "country": c.target.country_iso2,
+                    "verdict": v.value,
+                    "estimate_lat": by_id[c.target.id]["estimate_lat"],
+                    "estimate_lon": by_id[c.target.id]["estimate_lon"],
+                    "error_km": by_id[c.target.id]["error_km"],
+                }
+                for c, v in zip(self.cases, self.verdicts, strict=True)
+                if c.target.id in by_id
+            ],
+        }
+
+
+def restricted_codes(policy: Policy) -> tuple[str, ...]:
+    """Countries a relayed device may hide in: the policy's excluded set, else the default."""
+    allowed = policy.allowed
+    if isinstance(allowed, Complement) and isinstance(allowed.inner, Countries):
+        return allowed.inner.codes
+    return DEFAULT_RESTRICTED
+
+
+def run_eval(
+    policy: Policy,
+    data_dir: str | Path | None = None,
+    calibration_dir: str | Path | None = None,
+    landmark_error_km: float = 0.0,
+    step: Step | None = None,
+) -> EvalResult:
+    say = step or (lambda _msg: None)
+    say("loading data")
+    data: Dataset = load_dataset(data_dir)
+    calibration = load_dataset(calibration_dir) if calibration_dir is not None else data
+    say("honest verdicts")
+    cases = honest_cases(data)
+    verdicts = judge(cases, policy, landmark_error_km, lambda c: c.target.country_iso2)
+    say("relay attacks")
+    restricted = restricted_codes(policy)
+    relays = relay_cases(data, restricted)
+    # A relayed device declares the relay's country; VERIFIED for it is always false.
+    relay_verdicts = (
+        judge(relays, policy, landmark_error_km, lambda c: c.target.country_iso2) if relays else []
+    )
+    say("position estimates")
+    n = len(data.target_ids)
+    estimates = evaluate_estimates(
+        data, calibration, progress=lambda done, _total: say(f"position estimates {done}/{n}")
+    )
+    return EvalResult(
+        policy=policy,
+        landmark_error_km=landmark_error_km,
+        cases=cases,
+        verdicts=verdicts,
+        relay_cases=relays,
+        relay_verdicts=relay_verdicts,
+        estimates=estimates,
+    )

@@ -1,0 +1,81 @@
+"""The landmark endpoint's vocabulary: its configuration, its counters, why it drops things,
+and the values it hands its adapter (datagrams to send, events)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Addr = tuple[str, int]
+
+
+class Rejection(StrEnum):
+    """Why a datagram (or a round) was dropped. Counted, never raised."""
+
+    OVERSIZED = "oversized"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNEXPECTED_TYPE = "unexpected_type"
+    UNKNOWN_SESSION = "unknown_session"
+    WRONG_SOURCE = "wrong_source"
+    STALE_ROUND = "stale_round"
+    FUTURE_ROUND = "future_round"
+    DUPLICATE_ROUND = "duplicate_round"
+    RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
+    BAD_SIGNATURE = "bad_signature"
+    NO_TIMESTAMP = "no_timestamp"
+
+
+@dataclass(frozen=True)
+class LandmarkConfig:
+    landmark_id: str
+    max_rounds: int = 10
+    """Rounds per session at most (the agent may ask for fewer)."""
+    round_timeout_ns: int = 1_000_000_000
+    """A challenge unanswered this long is lost; the next round starts."""
+    max_sessions: int = 1024
+    """Bound on concurrent sessions: memory stays bounded whatever arrives."""
+    hello_rate_per_s: float = 20.0
+    """Sessions a single source IP may open per second (token bucket)."""
+    hello_burst: int = 40
+    max_tracked_sources: int = 65536
+    """Rate-limiter entries kept (least recently seen dropped first)."""
+
+
+@dataclass(frozen=True)
+class TxTag:
+    """Identifies a challenge datagram so the adapter can report when it left."""
+
+    session_id: bytes
+    round_no: int
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    data: bytes
+    addr: Addr
+    tag: TxTag | None = None
+    """Set for challenges: report the send time with on_sent / on_tx_kernel."""
+
+
+@dataclass(frozen=True)
+class SessionFinished:
+    """All rounds of a session are answered or lost: call issue_record (off the timed path)."""
+
+    session_id: bytes
+
+
+@dataclass
+class LandmarkStats:
+    datagrams_received: int = 0
+    sessions_opened: int = 0
+    records_issued: int = 0
+    sessions_without_record: int = 0
+    rounds_answered: int = 0
+    rounds_lost: int = 0
+    records_kernel_timed: int = 0
+    records_monotonic_timed: int = 0
+    sessions_expired: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
