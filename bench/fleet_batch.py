@@ -117,13 +117,13 @@ def report(table: pd.DataFrame) -> None:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--landmarks", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", default="outside:CN,HK,MO")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lightfence-bench-") as tmp:
         table = run(args.devices, args.landmarks, args.seed, parse_policy(args.policy), Path(tmp))
     report(table)
