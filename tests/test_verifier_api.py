@@ -199,6 +199,13 @@ def test_alerts_csv_ack_health_metrics_status(api: Api) -> None:
     assert api.client.get("/alerts?open=true", headers=api.h(api.acme)).json() == []
     health = api.client.get("/landmarks/health", headers=api.h(api.auditor)).json()
     assert {h["id"] for h in health} == {"fra1", "par1", "ams1", "waw1"}
+    # Two disjoint caps: the verdict names both, neither alone; scored, nothing flagged.
+    by_id = {h["id"]: h for h in health}
+    assert by_id["waw1"]["implicated"] == {
+        "named": 1, "named_alone": 0, "blame": 0.5, "cleared_at_ns": None
+    }  # fmt: skip
+    assert by_id["par1"]["implicated"]["named"] == 0
+    assert {h["status"] for h in health} == {"active"}
     metrics = api.client.get("/metrics").text
     assert "lightfence_records_stored_total 2.0" in metrics
     assert 'lightfence_verdicts_total{kind="INCONSISTENT"} 1.0' in metrics

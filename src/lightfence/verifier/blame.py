@@ -52,7 +52,9 @@ def _counts(row_implicated: list[str], inputs: list[dict[str, Any]], since: dict
     """Whether a verdict may implicate its landmarks: each named landmark's record was measured
     after that landmark was last cleared (records without a time predate 0003: time 0)."""
     measured = {i["landmark_id"]: int(i.get("measured_ns", 0)) for i in inputs}
-    return all(measured.get(lid, 0) > since.get(lid, 0) for lid in row_implicated)
+    return all(
+        since.get(lid, 0) == 0 or measured.get(lid, 0) > since[lid] for lid in row_implicated
+    )
 
 
 def score(session: Session, config: VerifierConfig, now_ns: int) -> list[str]:
@@ -64,15 +66,10 @@ def score(session: Session, config: VerifierConfig, now_ns: int) -> list[str]:
         .all()
     }
     since = {lid: row.blame_since_ns for lid, row in landmarks.items()}
-    latest = select(func.max(VerdictRow.id)).group_by(VerdictRow.device_id)
     named: list[_Named] = []
     devices: dict[str, list[str]] = {}
-    for device_id, implicated, inputs in session.execute(
-        select(VerdictRow.device_id, VerdictRow.implicated, VerdictRow.inputs).where(
-            VerdictRow.id.in_(latest), VerdictRow.kind == VerdictKind.INCONSISTENT.value
-        )
-    ):
-        ids = tuple(implicated or ())
+    for device_id, implicated, inputs in _latest_inconsistent(session):
+        ids = tuple(implicated)
         if not ids or not _counts(list(ids), inputs, since):
             continue
         named.append(_Named(VerdictKind.INCONSISTENT, ids))
@@ -91,6 +88,34 @@ def score(session: Session, config: VerifierConfig, now_ns: int) -> list[str]:
             flagged.append(lid)
     session.flush()
     return flagged
+
+
+def _latest_inconsistent(session: Session) -> list[tuple[str, list[str], list[dict[str, Any]]]]:
+    """(device, implicated, inputs) of every device whose latest verdict is INCONSISTENT.
+
+    Only devices that were ever INCONSISTENT are looked at (the `kind` index), then their latest
+    verdict id (the (device_id, id) index): the cost follows the troubled devices, not the fleet.
+    """
+    inconsistent = VerdictKind.INCONSISTENT.value
+    ever = list(
+        session.execute(
+            select(VerdictRow.device_id).where(VerdictRow.kind == inconsistent).distinct()
+        ).scalars()
+    )
+    out: list[tuple[str, list[str], list[dict[str, Any]]]] = []
+    for k in range(0, len(ever), 500):  # bounded IN lists
+        latest = (
+            select(func.max(VerdictRow.id))
+            .where(VerdictRow.device_id.in_(ever[k : k + 500]))
+            .group_by(VerdictRow.device_id)
+        )
+        rows = session.execute(
+            select(VerdictRow.device_id, VerdictRow.implicated, VerdictRow.inputs).where(
+                VerdictRow.id.in_(latest), VerdictRow.kind == inconsistent
+            )
+        )
+        out.extend((d, list(i or ()), list(inp)) for d, i, inp in rows)
+    return out
 
 
 def _flag(
