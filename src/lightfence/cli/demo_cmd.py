@@ -43,7 +43,7 @@ def demo(
         int, typer.Option("--port", help="Verifier and dashboard TCP port (0: any free).")
     ] = 8765,
 ) -> None:
-    """Run a verifier, 14 landmarks and a small fleet on emulated geography; show the verdicts."""
+    """Run a verifier, 16 landmarks and a small fleet on emulated geography; show the verdicts."""
     from lightfence.demo.report import device_reports, wait_settled
     from lightfence.demo.world import DemoWorld
 

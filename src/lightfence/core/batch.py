@@ -46,8 +46,10 @@ from lightfence.geo.caps import (
     CAP_TOLERANCE_RAD,
     WHOLE_SPHERE_RAD,
     drop_redundant,
+    inside_all,
     witnesses,
 )
+from lightfence.geo.depth import robust_witnesses
 from lightfence.geo.regions import Region
 from lightfence.geo.sphere import ELLIPSOID_EXCESS, Float64Array, lat_lon, unit_vectors
 from lightfence.units import EARTH_MEAN_RADIUS_KM, Bound
@@ -180,23 +182,75 @@ def _nonempty(caps: _Caps) -> NDArray[np.bool_]:
     return out
 
 
-def precise_may_intersect(centres: Float64Array, radius: Float64Array, region: Region) -> bool:
-    """Whether the intersection of the caps (k, 3), (k,) may meet `region` grown by its error."""
+def precise_may_intersect(
+    centres: Float64Array, radius: Float64Array, region: Region, *, witnesses_done: bool = False
+) -> bool:
+    """Whether the intersection of the caps (k, 3), (k,) may meet `region` grown by its error.
+
+    `witnesses_done`: step 1 already ran (the vectorised `_witness_stage`) and found F non-empty
+    with no witness in the region; go straight to step 2.
+    """
     grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
     half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
     c, r, kept = drop_redundant(centres[None], np.minimum(radius + grow, WHOLE_SPHERE_RAD)[None])
     c, r = c[0, : max(int(kept[0]), 1)], r[0, : max(int(kept[0]), 1)]
     # 1. A witness of F inside the region: cheap, and decides most devices that do meet it.
-    ok, cands, in_f = witnesses(c[None], r[None])
-    if not bool(ok[0]):
-        return False
-    lat, lon = lat_lon(cands[0][in_f[0]])
-    if bool(region.contains(lat, lon).any()):
-        return True
+    if not witnesses_done:
+        ok, cands, in_f = witnesses(c[None], r[None])
+        if not bool(ok[0]):
+            return False
+        lat, lon = lat_lon(cands[0][in_f[0]])
+        if bool(region.contains(lat, lon).any()):
+            return True
     # 2. Otherwise F meets the region only if the boundary crosses F: then a boundary vertex lies
     #    inside every cap grown by half the vertex spacing.
     r_vertex = np.minimum(r + half + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
     return len(region.boundary.vertices_in_all(c, r_vertex)) > 0
+
+
+def _witness_stage(
+    caps: _Caps, devices: NDArray[np.int64], region: Region, liars: NDArray[np.int64]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Vectorised first step of the precise path, for many devices at once.
+
+    With F_f the points in all but liars[j] caps (grown by the region's data error), returns
+    (meets, empty): `meets` when a witness of F_f (or, for f = 0, the normalised mean of F's
+    witnesses when that lies in F) is inside the region; `empty` when F_f is empty, so it meets
+    nothing. Both answers are exact; the rest go on to the per-device border-vertex test.
+    """
+    meets = np.zeros(len(devices), dtype=bool)
+    empty = np.zeros(len(devices), dtype=bool)
+    grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
+    counts = caps.count[devices]
+    for k, f in {(int(a), int(b)) for a, b in zip(counts, liars, strict=True)}:
+        if k == 0:
+            continue
+        idx = np.flatnonzero((counts == k) & (liars == f))
+        for lo in range(0, len(idx), CHUNK_DEVICES):
+            part = idx[lo : lo + CHUNK_DEVICES]
+            centres, radius = caps.block(devices[part])
+            grown = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
+            if f == 0:
+                c, r, _ = drop_redundant(centres, grown)
+                ok, cands, use = witnesses(c, r)
+                mean = np.einsum("gq,gqi->gi", use.astype(np.float64), cands)
+                norm = np.linalg.norm(mean, axis=1, keepdims=True)
+                mean = mean / np.where(norm > 1e-12, norm, 1.0)
+                mean_in = inside_all(mean[:, None, :], c, r)[:, 0] & (norm[:, 0] > 1e-12)
+                cands = np.concatenate([cands, mean[:, None, :]], axis=1)
+                use = np.concatenate([use, mean_in[:, None]], axis=1)
+            else:
+                need = np.full(len(part), k - f, dtype=np.int64)
+                ok, cands, use = robust_witnesses(centres, grown, need)
+            empty[part] = ~ok
+            g_idx, q_idx = np.nonzero(use)
+            if len(g_idx) == 0:
+                continue
+            lat, lon = lat_lon(cands[g_idx, q_idx])
+            hit = np.zeros(len(part), dtype=bool)
+            np.logical_or.at(hit, g_idx, region.contains(lat, lon))
+            meets[part] = hit
+    return meets, empty
 
 
 def may_intersect(
@@ -231,16 +285,26 @@ def may_intersect(
     result = np.ones(len(devices), dtype=bool)
     result[disjoint] = False
     fast = disjoint | contained
-    for j in np.flatnonzero(~fast):
+    settled = fast.copy()
+    if (~fast).any():
+        js = np.flatnonzero(~fast)
+        f_js = np.zeros(len(js), dtype=np.int64) if f is None else f[js]
+        meets, empty = _witness_stage(caps, devices[js], region, f_js)
+        result[js[empty]] = False
+        settled[js[meets | empty]] = True
+    for j in np.flatnonzero(~settled):
         d = devices[j]
         sl = slice(caps.start[d], caps.start[d + 1])
         if caps.count[d] == 0:
             continue
+        # Every device reaching here went through _witness_stage: step 1 is done.
         if f is None or f[j] == 0:
-            result[j] = precise_may_intersect(caps.vec[sl], caps.radius[sl], region)
+            result[j] = precise_may_intersect(
+                caps.vec[sl], caps.radius[sl], region, witnesses_done=True
+            )
         else:
             result[j] = robust_precise_may_intersect(
-                caps.vec[sl], caps.radius[sl], region, int(f[j])
+                caps.vec[sl], caps.radius[sl], region, int(f[j]), witnesses_done=True
             )
     return result, fast
 

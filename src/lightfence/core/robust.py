@@ -89,7 +89,12 @@ def smallest_per_group(group: NDArray[np.int64], radius_rad: Float64Array) -> ND
 
 
 def robust_precise_may_intersect(
-    centres: Float64Array, radius: Float64Array, region: Region, liars: int
+    centres: Float64Array,
+    radius: Float64Array,
+    region: Region,
+    liars: int,
+    *,
+    witnesses_done: bool = False,
 ) -> bool:
     """Whether F_f of the caps (k, 3), (k,), one per landmark, may meet `region` grown by its
     data error. Doubt answers True. With liars = 0 it answers as core.batch.precise_may_intersect.
@@ -100,6 +105,9 @@ def robust_precise_may_intersect(
        depth in the caps grown by half the vertex spacing more. If there is none, each component
        of F_f is wholly inside or wholly outside the region, and each holds a deep candidate
        (geo.depth), all of which step 1 found outside.
+
+    `witnesses_done`: step 1 already ran for this device (core.batch's vectorised stage) and
+    found F_f non-empty with no witness in the region; go straight to step 2.
     """
     grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
     half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
@@ -107,12 +115,13 @@ def robust_precise_may_intersect(
     need = len(r) - liars
     if need <= 0:
         return True  # F_f is the whole sphere
-    ok, cands, deep = robust_witnesses(centres[None], r[None], np.array([need]))
-    if not bool(ok[0]):
-        return False
-    lat, lon = lat_lon(cands[0][deep[0]])
-    if bool(region.contains(lat, lon).any()):
-        return True
+    if not witnesses_done:
+        ok, cands, deep = robust_witnesses(centres[None], r[None], np.array([need]))
+        if not bool(ok[0]):
+            return False
+        lat, lon = lat_lon(cands[0][deep[0]])
+        if bool(region.contains(lat, lon).any()):
+            return True
     # Two tolerances: the witnesses above were tested against caps grown twice.
     r_vertex = np.minimum(r + half + 2.0 * CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
     return region.boundary.any_in_most(centres, r_vertex, liars)

@@ -20,6 +20,10 @@ RELAY_NEAR_LANDMARK_RTT_MS = 0.3
 
 class Scenario(StrEnum):
     HONEST = "honest"
+    SPARSE = "honest-sparse"
+    """Honest, but only one landmark is near enough to clear the restricted region. Tolerating
+    one lying landmark (the default with four or more) needs two, so it stays UNVERIFIED: the
+    demo's lesson that coverage, not honesty, decides a verdict."""
     RELAYED = "relayed"
     """A GPU in a restricted country; every challenge goes through a relay next to a landmark."""
     CLONED = "cloned-key"
@@ -55,10 +59,12 @@ LANDMARKS: tuple[LandmarkSite, ...] = (
     LandmarkSite("sto", "wn-10", "Stockholm"),
     LandmarkSite("tyo", "wn-6", "Tokyo"),
     LandmarkSite("sin", "ra-6149", "Singapore"),
+    LandmarkSite("kul", "wn-36", "Kuala Lumpur"),
     LandmarkSite("hkg", "wn-72", "Hong Kong"),
     LandmarkSite("maa", "wn-85", "Chennai"),
     LandmarkSite("bkk", "wn-64", "Bangkok"),
     LandmarkSite("syd", "wn-107", "Sydney"),
+    LandmarkSite("cbr", "wn-218", "Canberra"),
     LandmarkSite("iad", "wn-16", "Washington"),
     LandmarkSite("dfw", "wn-12", "Dallas"),
     LandmarkSite("sjc", "wn-23", "San Jose"),
@@ -68,8 +74,9 @@ LANDMARKS: tuple[LandmarkSite, ...] = (
 
 FLEET: tuple[DeviceSpec, ...] = (
     DeviceSpec("gpu-de-munich", Scenario.HONEST, "acme-cloud", "DE", "wn-210"),
-    DeviceSpec("gpu-sg-1", Scenario.HONEST, "acme-cloud", "SG", "ra-6345"),
-    DeviceSpec("gpu-jp-tokyo", Scenario.HONEST, "globex", "JP", "wn-244"),
+    DeviceSpec("gpu-sg-1", Scenario.SPARSE, "acme-cloud", "SG", "ra-6345"),
+    DeviceSpec("gpu-gb-maidstone", Scenario.HONEST, "globex", "GB", "wn-156"),
+    DeviceSpec("gpu-jp-tokyo", Scenario.SPARSE, "globex", "JP", "wn-244"),
     DeviceSpec("gpu-us-chicago", Scenario.HONEST, "globex", "US", "wn-22"),
     DeviceSpec("gpu-au-melbourne", Scenario.HONEST, "acme-cloud", "AU", "wn-1"),
     DeviceSpec("gpu-sg-2", Scenario.RELAYED, "globex", "SG", "wn-84", relay_via="sin"),

@@ -1,0 +1,1 @@
+"""Fleet scale: one verdict kernel, a synthetic fleet, batch and stream engines around it."""
