@@ -199,6 +199,13 @@ def test_alerts_csv_ack_health_metrics_status(api: Api) -> None:
     assert api.client.get("/alerts?open=true", headers=api.h(api.acme)).json() == []
     health = api.client.get("/landmarks/health", headers=api.h(api.auditor)).json()
     assert {h["id"] for h in health} == {"fra1", "par1", "ams1", "waw1"}
+    # Two disjoint caps: the verdict names both, neither alone; scored, nothing flagged.
+    by_id = {h["id"]: h for h in health}
+    assert by_id["waw1"]["implicated"] == {
+        "named": 1, "named_alone": 0, "blame": 0.5, "cleared_at_ns": None
+    }  # fmt: skip
+    assert by_id["par1"]["implicated"]["named"] == 0
+    assert {h["status"] for h in health} == {"active"}
     metrics = api.client.get("/metrics").text
     assert "lightfence_records_stored_total 2.0" in metrics
     assert 'lightfence_verdicts_total{kind="INCONSISTENT"} 1.0' in metrics
@@ -297,7 +304,12 @@ def test_evidence_bundle_verifies_offline_and_refuses_tampering(api: Api, tmp_pa
     )
     bundle = api.client.get(f"/devices/{dev}/evidence", headers=api.h(api.auditor)).json()
     assert bundle["verdict"]["verdict"] == "VERIFIED" and len(bundle["records"]) == 2
-    assert bundle["policy"] == {"policy": "in:DE", "bound": "vacuum", "claimed": "DE"}
+    assert bundle["policy"] == {
+        "policy": "in:DE",
+        "bound": "vacuum",
+        "claimed": "DE",
+        "liars": "auto",
+    }
     registry = api.client.get("/landmarks/registry.json", headers=api.h(api.auditor)).json()
     (tmp_path / "registry.json").write_text(json.dumps(registry))
     (tmp_path / "bundle.json").write_text(json.dumps(bundle))
@@ -314,3 +326,48 @@ def test_evidence_bundle_verifies_offline_and_refuses_tampering(api: Api, tmp_pa
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "does not verify" in json.loads(result.output)["rejected"][0]["reason"]
+
+
+def test_evidence_bundle_records_liars_and_refuses_an_altered_setting(
+    api: Api, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from lightfence.cli.app import app
+
+    f = api.fleet
+    # Four landmarks around a device at Frankfurt: 'auto' tolerates one liar (f = 1).
+    rtts = {"fra1": 0.5, "par1": 6.0, "ams1": 5.0, "waw1": 9.0}
+    api.submit(api.admin, {"records": [f.record(k, v).to_json_dict() for k, v in rtts.items()]})
+    api.client.post("/verdicts/recompute", headers=api.h(api.admin))
+    bundle = api.client.get(f"/devices/{f.device_id}/evidence", headers=api.h(api.auditor)).json()
+    assert bundle["policy"]["liars"] == "auto"
+    # f = 1 costs this device its VERIFIED: without Frankfurt's cap the rest reach past DE.
+    assert bundle["verdict"]["tolerated_liars"] == 1
+    assert bundle["verdict"]["verdict"] == "UNVERIFIED"
+    registry = api.client.get("/landmarks/registry.json", headers=api.h(api.auditor)).json()
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    path = tmp_path / "bundle.json"
+    args = ["verify", str(path), "--landmark-keys", str(tmp_path / "registry.json"),
+            "--policy", "in:DE", "--claimed", "DE", "--json"]  # fmt: skip
+
+    def run(data: dict[str, object], *extra: str) -> tuple[int, str]:
+        path.write_text(json.dumps(data))
+        result = CliRunner().invoke(app, [*args, *extra])
+        return result.exit_code, result.output
+
+    code, out = run(bundle)  # recomputed with the setting the bundle states: the same verdict
+    doc = json.loads(out)
+    assert code == 1 and doc["liars"] == "auto" and doc["verdict"]["tolerated_liars"] == 1
+    assert doc["verdict"]["verdict"] == "UNVERIFIED"
+    # The setting is not signed: one edited to claim f = 0 contradicts the verdict, refused.
+    altered = json.loads(json.dumps(bundle))
+    altered["policy"]["liars"] = 0
+    code, out = run(altered)
+    assert code == 2 and "altered" in out
+    # An auditor may choose another f; it is recomputed with it and says so.
+    code, out = run(bundle, "--liars", "0")
+    assert code == 0, out
+    doc = json.loads(out[out.index("{") :])
+    assert doc["liars"] == 0 and doc["verdict"]["tolerated_liars"] == 0
+    assert doc["verdict"]["verdict"] == "VERIFIED"

@@ -15,9 +15,10 @@ from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import PolicyError
+from lightfence.core.robust import Liars, check_liars
 from lightfence.core.verdict import Verdict, VerdictKind
 from lightfence.evidence.bundle import BundleCheck, BundleError, check_bundle, load_bundle
-from lightfence.evidence.verdict import bundle_verdict
+from lightfence.evidence.verdict import bundle_verdict, stated_liars
 from lightfence.landmark.registry import RegistryError, load_registry
 from lightfence.units import Bound, max_distance_km
 
@@ -41,6 +42,13 @@ def verify(
     claimed: Annotated[
         str | None, typer.Option(help="Country the device declares (for REFUTED).")
     ] = None,
+    liars: Annotated[
+        str | None,
+        typer.Option(
+            help="Lying landmarks tolerated: a count or 'auto'. Default: the setting the bundle "
+            "states (a verifier's bundle), else 'auto'."
+        ),
+    ] = None,
     max_age_hours: Annotated[
         float | None, typer.Option(help="Reject records older than this (from now).")
     ] = None,
@@ -54,14 +62,22 @@ def verify(
     try:
         trusted = load_registry(landmark_keys)
         evidence = load_bundle(bundle)
+        stated = stated_liars(json.loads(bundle.read_text()))
     except (RegistryError, BundleError) as exc:
         raise fail(str(exc)) from None
+    try:
+        default: Liars = "auto" if stated is None else stated
+        setting: Liars = check_liars(liars) if liars is not None else default
+    except ValueError as exc:
+        raise fail(f"bad --liars: {exc}") from None
+    if stated is not None and setting != stated:
+        typer.echo(f"note: recomputing with liars={setting}; the bundle states {stated}", err=True)
     max_age_s = None if max_age_hours is None else max_age_hours * 3600.0
     check = check_bundle(evidence, trusted, now_unix_ns=time.time_ns(), max_age_s=max_age_s)
     verdict: Verdict | None = None
     if policy is not None:
         try:
-            verdict = bundle_verdict(check, policy, bound, claimed)
+            verdict = bundle_verdict(check, policy, bound, claimed, setting)
         except PolicyError as exc:
             raise fail(f"bad --policy: {exc}") from None
         except InvalidMeasurement as exc:
@@ -69,7 +85,9 @@ def verify(
                 raise fail(str(exc)) from None
             # No valid record: nothing to decide from; reported below, exit code 1.
     if as_json:
-        typer.echo(json.dumps(_as_dict(check, verdict, bound), indent=2))
+        out = _as_dict(check, verdict, bound)
+        out["liars"] = setting
+        typer.echo(json.dumps(out, indent=2))
     else:
         _print(check, verdict, bound, policy)
     ok = check.all_valid and bool(check.accepted)

@@ -11,11 +11,11 @@ import numpy as np
 from lightfence.core.batch import MeasurementTable, blamed_rows, cap_radius_rad, decide_batch
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import InvalidMeasurement, Measurement
-from lightfence.core.policy import Policy, claimed_region
+from lightfence.core.policy import Policy, PolicyError, claimed_region
 from lightfence.geo.feasible import feasible_geojson
 from lightfence.units import EARTH_MEAN_RADIUS_KM, Bound
 
-__all__ = ["Verdict", "VerdictKind", "decide", "table_for"]
+__all__ = ["Verdict", "VerdictKind", "decide", "liars_phrase", "reason_text", "table_for"]
 
 
 @dataclass(frozen=True)
@@ -92,18 +92,11 @@ def decide(
     kind = VerdictKind.from_code(int(result.kind[0]))
     code = Reason(int(result.reason[0]))
     liars = int(result.tolerated_liars[0])
-    allowed = policy.allowed_for(claimed)
-    forbidden = allowed.complement().name
-    text = code.text(_phrase(allowed.name), _phrase(forbidden), claimed)
     implicated: tuple[str, ...] = ()
     if kind is VerdictKind.INCONSISTENT:
         ids = dict.fromkeys(measurements[i].landmark.id for i in blamed_rows(table, policy, 0))
         implicated = tuple(ids)
-        if implicated:
-            text += f"; cannot be reconciled with the rest: {', '.join(implicated)}"
-    text += f" ({liars_phrase(liars)})"
-    if policy.bound is Bound.FIBRE:
-        text += " (fibre bound: assumes no path faster than glass fibre)"
+    text = reason_text(code, policy, claimed, liars, implicated)
     return Verdict(
         kind=kind,
         reason=text,
@@ -115,6 +108,29 @@ def decide(
         tolerated_liars=liars,
         implicated=implicated,
     )
+
+
+def reason_text(
+    code: Reason,
+    policy: Policy,
+    claimed: str | None,
+    tolerated_liars: int,
+    implicated: Sequence[str] = (),
+) -> str:
+    """A verdict's reason in words: the one phrasing for `decide` and every engine that stores
+    verdicts (the verifier service), so the same verdict always reads the same."""
+    try:
+        allowed = policy.allowed_for(claimed)
+    except PolicyError:
+        return f"{code.name.lower()}: the policy needs a declared country"
+    forbidden = allowed.complement().name
+    text = code.text(_phrase(allowed.name), _phrase(forbidden), claimed)
+    if implicated:
+        text += f"; cannot be reconciled with the rest: {', '.join(implicated)}"
+    text += f" ({liars_phrase(tolerated_liars)})"
+    if policy.bound is Bound.FIBRE:
+        text += " (fibre bound: assumes no path faster than glass fibre)"
+    return text
 
 
 def liars_phrase(liars: int) -> str:

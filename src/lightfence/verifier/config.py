@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lightfence.core.robust import check_liars
+
 DEFAULT_DB_URL = "sqlite:///lightfence-verifier.db"
 DB_URL_ENV = "LIGHTFENCE_DB_URL"
 WEBHOOK_ENV = "LIGHTFENCE_WEBHOOK_URL"
@@ -42,6 +44,13 @@ class VerifierConfig:
     one the service still runs, and the token endpoint answers 503 saying how to add it."""
     token_ttl_s: float = 300.0
     """Lifetime of a verdict token: a verdict that flips reaches every gate within this."""
+    liars: int | str = "auto"
+    """Lying landmarks every verdict must survive (core.robust): a count, or 'auto' (1 for a
+    device measured by at least 4 landmarks, 0 below)."""
+    implicated_flag_min_devices: int = 3
+    """Flag a landmark for review (its records stop counting) once this many devices' latest
+    verdicts are INCONSISTENT naming it alone. 0 turns automatic flagging off (scores are still
+    kept and shown)."""
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_batch_records"):
@@ -50,6 +59,9 @@ class VerifierConfig:
         for name in ("max_record_age_s", "max_clock_skew_s", "verdict_window_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        check_liars(self.liars)
+        if self.implicated_flag_min_devices < 0:
+            raise ValueError("implicated_flag_min_devices must be >= 0")
         if self.max_device_speed_km_per_h < 0:
             raise ValueError("max_device_speed_km_per_h must be >= 0")
 

@@ -24,6 +24,7 @@ from lightfence.geo.sphere import geodesic_km
 from lightfence.units import Bound, max_distance_km
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
+from lightfence.verifier.blame import scores_of
 from lightfence.verifier.errors import BadInput, Forbidden
 from lightfence.verifier.models import LandmarkLinkRow, LandmarkRow
 from lightfence.verifier.registry import get_landmark, set_landmark_status
@@ -147,7 +148,8 @@ _CROSSCHECK = Principal(name="crosscheck", role=Role.ADMIN)
 
 
 def health(session: Session) -> list[dict[str, object]]:
-    """Every landmark with its status and cross-check summary, for the dashboard."""
+    """Every landmark with its status, cross-check summary and implication scores
+    (verifier.blame), for the dashboard."""
     peers: dict[str, set[str]] = defaultdict(set)
     bad: dict[str, set[str]] = defaultdict(set)
     for link in session.execute(select(LandmarkLinkRow)).scalars():
@@ -169,6 +171,7 @@ def health(session: Session) -> list[dict[str, object]]:
                 "status_reason": row.status_reason,
                 "peers_checked": len(peers[row.id]),
                 "peers_breaking_physics": sorted(bad[row.id]),
+                "implicated": scores_of(row),
             }
         )
     return out

@@ -2,7 +2,8 @@
 
 The bundle is the format of `lightfence.evidence.bundle` (device identity, the records, the
 landmark registry entries with their keys), so `lightfence verify BUNDLE` reads it as it is.
-The verifier adds three keys that the bundle reader ignores: `policy` (what was decided),
+The verifier adds three keys that the bundle reader ignores: `policy` (what was decided, with
+its tolerated-liar setting `liars`, which `lightfence verify` recomputes with),
 `verdict` (the verifier's verdict, with the exact measurements it decided on, including each
 record's movement allowance) and `issued_by` (the audit head at issue time).
 
@@ -68,7 +69,12 @@ def device_bundle(session: Session, device_id: str, who: Principal, now_ns: int)
     bundle = EvidenceBundle(device_identity(device), records, landmarks, now_ns)
     head = session.get(AuditHeadRow, 1)
     out = bundle.to_json_dict()
-    out["policy"] = {"policy": verdict.policy, "bound": verdict.bound, "claimed": verdict.claimed}
+    out["policy"] = {
+        "policy": verdict.policy,
+        "bound": verdict.bound,
+        "claimed": verdict.claimed,
+        "liars": verdict.liars,
+    }
     out["verdict"] = verdict_dict(verdict)
     out["issued_by"] = {
         "service": "lightfence verifier",

@@ -48,6 +48,15 @@ class LandmarkRow(Base):
     change were measured from another place and no longer count towards verdicts."""
     created_ns: Mapped[int] = mapped_column(BigInteger)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
+    implicated_named: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Devices whose latest verdict is INCONSISTENT and names this landmark (verifier.blame)."""
+    implicated_alone: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Of those, the verdicts that name no other landmark: what the review threshold counts."""
+    implicated_blame: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """core.blame's score: each such verdict shares one unit among the landmarks it names."""
+    blame_since_ns: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """When an admin last cleared the landmark: only its records measured later can implicate
+    it again (the review covered the earlier ones)."""
 
 
 class DeviceRow(Base):
@@ -130,6 +139,12 @@ class VerdictRow(Base):
     computed_ns: Mapped[int] = mapped_column(BigInteger)
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     """The measurements the core decided on: record id, landmark, position, RTT, grown error."""
+    liars: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The policy's tolerated-liar setting ('auto' or a count); None for verdicts before 0003."""
+    tolerated_liars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """f: how many lying landmarks this verdict survives."""
+    implicated: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    """INCONSISTENT only: ids of the landmarks whose caps cannot be reconciled with the rest."""
 
 
 class AlertRow(Base):

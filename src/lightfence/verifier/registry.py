@@ -145,6 +145,10 @@ def set_landmark_status(
     row = get_landmark(session, landmark_id)
     if row.status == status:
         return row
+    if row.status == "flagged" and status == "active":
+        # Reviewed: the records measured so far no longer implicate it (verifier.blame).
+        row.blame_since_ns = now_ns
+        row.implicated_named, row.implicated_alone, row.implicated_blame = 0, 0, 0.0
     row.status, row.status_reason, row.updated_ns = status, reason or None, now_ns
     audit.append(
         session,

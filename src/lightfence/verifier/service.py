@@ -14,9 +14,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey, load_or_create
 from lightfence.protocol.record import MeasurementRecord
-from lightfence.verifier import alerts, audit, db, verdicts
+from lightfence.verifier import alerts, audit, blame, db, verdicts
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
@@ -96,6 +97,9 @@ class Service:
         with self.write() as session:
             stored = verdicts.store_decided(session, decided, now_ns())
             kinds = [row.kind for row in stored]
+            inconsistent = VerdictKind.INCONSISTENT.value
+            if any(inconsistent in (row.kind, row.previous) for row in stored):
+                blame.score(session, self.config, now_ns())
         for kind in kinds:
             self.metrics.verdicts.labels(kind).inc()
         self.metrics.recompute_seconds.observe(time.perf_counter() - started)

@@ -27,11 +27,11 @@ import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from lightfence.core.batch import MeasurementTable, decide_batch
+from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
-from lightfence.core.policy import Policy, PolicyError, parse_policy
-from lightfence.core.verdict import Verdict, decide
+from lightfence.core.policy import parse_policy
+from lightfence.core.verdict import Verdict, decide, reason_text
 from lightfence.units import Bound, max_distance_km
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.config import VerifierConfig
@@ -51,6 +51,8 @@ class Pending:
     claimed: str | None
     as_of_ns: int
     inputs: list[dict[str, Any]]
+    liars: str = "auto"
+    """The policy's tolerated-liar setting (core.robust): a count or 'auto'."""
 
 
 def _reach_km(item: dict[str, Any], bound: Bound) -> float:
@@ -84,6 +86,7 @@ def _inputs_for(
             "lon": lm.lon,
             "rtt_ms": rec.min_rtt_ns / 1e6,
             "position_error_km": error_km,
+            "measured_ns": rec.measured_ns,
         }
         # Several records from one landmark: all are sound caps; keep the tightest one.
         old = best.get(lm.id)
@@ -149,6 +152,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
                 claimed=d.declared_country,
                 as_of_ns=newest,
                 inputs=_inputs_for(newest, Bound(d.bound), mine, landmarks, config),
+                liars=str(config.liars),
             )
         )
     return out
@@ -180,46 +184,39 @@ def _table(group: list[Pending]) -> MeasurementTable:
     )
 
 
-def reason_text(code: Reason, policy: Policy, claimed: str | None) -> str:
-    try:
-        allowed = policy.allowed_for(claimed)
-    except PolicyError:
-        return f"{code.name.lower()}: the policy needs a declared country"
-    forbidden = allowed.complement().name
-
-    def phrase(name: str) -> str:
-        return name if name.startswith(("outside ", "within ")) else f"in {name}"
-
-    text = code.text(phrase(allowed.name), phrase(forbidden), claimed)
-    if policy.bound is Bound.FIBRE:
-        text += " (fibre bound: assumes no path faster than glass fibre)"
-    return text
-
-
 @dataclass(frozen=True)
 class Decided:
     pending: Pending
     kind: VerdictKind
     reason: Reason
     text: str
+    tolerated_liars: int = 0
+    implicated: tuple[str, ...] = ()
+    """INCONSISTENT only: the landmarks whose caps cannot be reconciled with the rest."""
 
 
 def decide_pending(pending: list[Pending]) -> list[Decided]:
-    """Decide every pending device, batched per (policy, bound) through the core engine."""
-    groups: dict[tuple[str, str], list[Pending]] = defaultdict(list)
+    """Decide every pending device, batched per (policy, bound, liars) through the core engine."""
+    groups: dict[tuple[str, str, str], list[Pending]] = defaultdict(list)
     for p in pending:
-        groups[(p.policy, p.bound)].append(p)
+        groups[(p.policy, p.bound, p.liars)].append(p)
     out: list[Decided] = []
-    for (policy_text, bound), group in groups.items():
-        policy = parse_policy(policy_text, bound)
-        result = decide_batch(_table(group), policy, [p.claimed for p in group])
-        for p, k, r in zip(group, result.kind, result.reason, strict=True):
-            reason = Reason(int(r))
-            out.append(
-                Decided(
-                    p, VerdictKind.from_code(int(k)), reason, reason_text(reason, policy, p.claimed)
-                )
-            )
+    for (policy_text, bound, liars), group in groups.items():
+        policy = parse_policy(policy_text, bound, liars)
+        table = _table(group)
+        result = decide_batch(table, policy, [p.claimed for p in group])
+        start = 0
+        for i, p in enumerate(group):
+            kind = VerdictKind.from_code(int(result.kind[i]))
+            reason = Reason(int(result.reason[i]))
+            f = int(result.tolerated_liars[i])
+            implicated: tuple[str, ...] = ()
+            if kind is VerdictKind.INCONSISTENT:
+                rows = blamed_rows(table, policy, i) - start
+                implicated = tuple(dict.fromkeys(p.inputs[int(r)]["landmark_id"] for r in rows))
+            text = reason_text(reason, policy, p.claimed, f, implicated)
+            out.append(Decided(p, kind, reason, text, f, implicated))
+            start += len(p.inputs)
     return out
 
 
@@ -228,6 +225,8 @@ class Stored:
     id: int
     device_id: str
     kind: str
+    previous: str | None = None
+    """The kind of the device's verdict before this one (None: its first)."""
 
 
 def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list[Stored]:
@@ -269,6 +268,9 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
                 "as_of_ns": p.as_of_ns,
                 "computed_ns": now_ns,
                 "inputs": p.inputs,
+                "liars": p.liars,
+                "tolerated_liars": d.tolerated_liars,
+                "implicated": list(d.implicated),
             }
         )
         alarming = d.kind in (VerdictKind.REFUTED, VerdictKind.INCONSISTENT)
@@ -285,7 +287,10 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
         )
     stmt = insert(VerdictRow).returning(VerdictRow.id, sort_by_parameter_order=True)
     new_ids = [int(i) for i in session.execute(stmt, rows).scalars()]
-    stored = [Stored(i, r["device_id"], r["kind"]) for i, r in zip(new_ids, rows, strict=True)]
+    stored = [
+        Stored(i, r["device_id"], r["kind"], previous.get(r["device_id"]))
+        for i, r in zip(new_ids, rows, strict=True)
+    ]
     audit.append(
         session,
         actor="system",
@@ -317,4 +322,5 @@ def verdict_of(row: VerdictRow) -> Verdict | None:
     """
     if not row.inputs:
         return None
-    return decide(measurements_of(row.inputs), parse_policy(row.policy, row.bound), row.claimed)
+    policy = parse_policy(row.policy, row.bound, row.liars or "auto")
+    return decide(measurements_of(row.inputs), policy, row.claimed)

@@ -92,7 +92,14 @@ function renderLandmarks(health) {
     el("td", { className: "muted" }, lm.operator),
     el("td", {}, lm.peers_breaking_physics.length
       ? `breaks physics with ${lm.peers_breaking_physics.join(", ")}`
-      : `${lm.peers_checked} peers ok`))));
+      : `${lm.peers_checked} peers ok`),
+    el("td", { title: lm.status_reason || "" }, implicatedText(lm.implicated)))));
+}
+
+// How many devices' latest INCONSISTENT verdicts name the landmark (alone: the review count).
+function implicatedText(score) {
+  if (!score || !score.named) return "-";
+  return `${score.named_alone} alone / ${score.named} named (blame ${score.blame.toFixed(2)})`;
 }
 
 async function openDevice(id, zoom = true) {
@@ -105,7 +112,8 @@ async function openDevice(id, zoom = true) {
   ]);
   const historyRows = hist.verdicts.map((v) => el("tr", {},
     el("td", {}, swatch(v.verdict)), el("td", {}, v.verdict),
-    el("td", { className: "muted" }, v.computed_at), el("td", {}, v.reason)));
+    el("td", { className: "muted" }, v.computed_at), el("td", {}, v.reason),
+    el("td", { className: "muted" }, `f=${v.tolerated_liars}`)));
   const latest = hist.verdicts[0];
   const evidence = latest
     ? el("button", { id: "evidence", onclick: () => api.download(`devices/${id}/evidence`,
