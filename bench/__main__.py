@@ -20,6 +20,7 @@ BENCHMARKS = [
     "coverage",  # issue 7: global coverage map and planner step
     "gate_check",  # issue 8: token checks vs a bare signature check
     "robust_timing",  # issue 9: robust engine (f = 1, 2, auto) vs the plain engine (f = 0)
+    "verifier_blame",  # issue 9: recompute with every device INCONSISTENT vs an honest fleet
     "fleet_batch",  # issue 6: 1,000,000 devices x 10 landmarks, local vs Ray on 1 and 2 workers
 ]
 

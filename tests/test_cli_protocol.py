@@ -37,12 +37,14 @@ def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 
 @pytest.fixture
 def landmarks(tmp_path: Path) -> Iterator[Path]:
-    """Two landmark processes near Frankfurt; yields the registry file listing them."""
+    """Two landmark processes in Frankfurt; yields the registry file listing them."""
     procs: list[subprocess.Popen[str]] = []
     entries = []
     env = {**os.environ, "PYTHONPATH": SRC}
     try:
-        for i, (lat, lon) in enumerate([FRANKFURT, (50.0, 8.3)]):
+        # Both landmarks answer over loopback, so they must stand (almost) together: real RTTs of
+        # 0.05 ms give caps of a few km, and two sites 30 km apart would be INCONSISTENT.
+        for i, (lat, lon) in enumerate([FRANKFURT, (50.1150, 8.6900)]):
             d = tmp_path / f"lm{i}"
             port = free_udp_port()
             code, out = cli(
