@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 
 from lightfence.coverage.grid import Grid, cell_outline
 from lightfence.coverage.inputs import Places
 from lightfence.coverage.model import MAX_INFLATION, Coverage
-from lightfence.geo.naturalearth import NE_EDITION, countries
+from lightfence.geo.naturalearth import NE_EDITION, outline_rings
 
 OUTLINE_SIMPLIFY_DEG = 0.05
 """Outlines are simplified to this tolerance for drawing only (about 5 km)."""
@@ -113,13 +112,7 @@ def summarise(
 def _outlines(ax: Any) -> None:
     from matplotlib.collections import LineCollection
 
-    segs = []
-    for c in countries().values():
-        geom = shapely.simplify(c.geometry, OUTLINE_SIMPLIFY_DEG)
-        for poly in getattr(geom, "geoms", [geom]):
-            if poly.is_empty:
-                continue
-            segs.append(np.asarray(poly.exterior.coords))
+    segs = list(outline_rings(OUTLINE_SIMPLIFY_DEG))
     ax.add_collection(LineCollection(segs, colors="#444444", linewidths=0.3, zorder=3))
 
 

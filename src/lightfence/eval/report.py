@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.eval.run import EvalResult, restricted_codes
-from lightfence.geo.naturalearth import NE_EDITION, countries
+from lightfence.geo.naturalearth import NE_EDITION, outline_rings
 from lightfence.geo.regions import Countries
 from lightfence.geo.sphere import unit_vectors
 from lightfence.units import EARTH_MEAN_RADIUS_KM
@@ -86,13 +86,8 @@ def _rate_by_border_distance(result: EvalResult, path: Path) -> list[tuple[str, 
 
 def draw_countries(ax: Axes) -> None:
     """Country outlines from the Natural Earth data, simplified for drawing only."""
-    for c in countries().values():
-        geom = c.geometry.simplify(0.1)
-        for poly in getattr(geom, "geoms", [geom]):
-            if poly.is_empty:
-                continue
-            xs, ys = poly.exterior.xy
-            ax.fill(xs, ys, color="#f2f2f2", ec="#bbbbbb", lw=0.3)
+    for ring in outline_rings(0.1):
+        ax.fill(ring[:, 0], ring[:, 1], color="#f2f2f2", ec="#bbbbbb", lw=0.3)
 
 
 def _map(result: EvalResult, path: Path) -> None:

@@ -72,3 +72,20 @@ def country(code: str) -> Country:
             f"SG or CN ({len(table)} are known; XK is Kosovo)"
         )
     return table[key]
+
+
+@cache
+def outline_rings(tolerance_deg: float) -> tuple[Any, ...]:
+    """Every country's outer rings, simplified by `tolerance_deg`, as (n, 2) lon/lat arrays.
+
+    For drawing maps only: simplified rings are never used to decide anything.
+    """
+    import numpy as np
+
+    rings = []
+    for c in countries().values():
+        geom = shapely.simplify(c.geometry, tolerance_deg)
+        for poly in getattr(geom, "geoms", [geom]):
+            if not poly.is_empty:
+                rings.append(np.asarray(poly.exterior.coords))
+    return tuple(rings)
