@@ -23,8 +23,9 @@ from lightfence.core.batch import MeasurementTable, decide_batch
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import countries_region, parse_policy
 from lightfence.eval.dataset import load_dataset
-from lightfence.geo.sphere import destination, great_circle_km
+from lightfence.geo.sphere import ELLIPSOID_EXCESS, destination, great_circle_km
 from lightfence.sim.latency import shipped_latency_model
+from lightfence.units import max_distance_km
 
 LANDMARKS_PER_DEVICE = 10
 FAR_SITES = [(50.11, 8.68), (40.71, -74.0), (51.5, -0.12), (-33.87, 151.2), (37.4, -122.0)]
@@ -67,7 +68,7 @@ def naive_verified(table: MeasurementTable, device: int, restricted: object) -> 
     for lat, lon, rtt in zip(
         table.lat_deg[lo:hi], table.lon_deg[lo:hi], table.rtt_ms[lo:hi], strict=True
     ):
-        r_km = min(149.896229 * rtt * 1.0075, 19000.0)
+        r_km = min(max_distance_km(rtt) * (1.0 + ELLIPSOID_EXCESS), 19000.0)
         ring = [destination(lat, lon, b, r_km)[::-1] for b in np.linspace(0, 360, 256, False)]
         cap = Polygon(ring).buffer(0)
         poly = cap if poly is None else poly.intersection(cap)
