@@ -53,6 +53,7 @@ def _serve_landmark(conn: Connection, name: str, cfg_kw: dict[str, Any], timesta
         s = endpoint.stats
         return {
             "cpu_s": time.process_time() - cpu0,
+            "check_every_round": endpoint.config.check_every_round,
             "datagrams_received": s.datagrams_received,
             "rounds_answered": s.rounds_answered,
             "records_issued": s.records_issued,

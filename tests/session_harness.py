@@ -45,6 +45,8 @@ class Wire:
     """Extra delay of the kernel TX stamp (beyond the send call: a stamp not ours)."""
     answer_hook: Callable[[LandmarkEndpoint, bytes, int], None] | None = None
     """Called with each answer before delivery (to inject replays, forgeries...)."""
+    answer_extra_ns: dict[int, int] = field(default_factory=dict)
+    """Extra delay of the answer to round n (on top of one_way_ns), so rounds differ in RTT."""
 
 
 def make_pair(
@@ -87,7 +89,7 @@ def run_session(
             round_no = answer[4 + 16]
             if round_no in w.drop_answers:
                 continue
-            now += w.one_way_ns
+            now += w.one_way_ns + w.answer_extra_ns.get(round_no, 0)
             if w.answer_hook is not None:
                 w.answer_hook(lm, answer, now)
             kernel = (

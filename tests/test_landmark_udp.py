@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ FAST = RetryPolicy(attempts=2, attempt_timeout_s=2.0, backoff_s=0.01)
 
 @asynccontextmanager
 async def landmark(
-    name: str, key: SigningKey, timestamps: str = "auto", **cfg: int
+    name: str, key: SigningKey, timestamps: str = "auto", **cfg: Any
 ) -> AsyncIterator[tuple[LandmarkServer, LandmarkEntry]]:
     endpoint = LandmarkEndpoint(LandmarkConfig(name, **cfg), key)
     server = LandmarkServer.bind(endpoint, "127.0.0.1", 0, timestamps)

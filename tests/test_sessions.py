@@ -304,3 +304,83 @@ def test_a_hello_can_never_be_amplified() -> None:
     lm.receive_datagram(hello[:-1] + b"\x01", AGENT_ADDR, 0)  # non-zero padding
     assert lm.stats.rejected["malformed"] == 2
     assert lm.datagrams_to_send() == []
+
+
+class _ForgesSomeRounds:
+    """A device key that answers the rounds in `forged` with signatures that do not verify."""
+
+    def __init__(self, forged: set[int]) -> None:
+        self.forged = forged
+        self.public_bytes = DEVICE_KEY.public_bytes
+
+    def sign(self, message: bytes) -> bytes:
+        round_no = int.from_bytes(message[-4:], "big")
+        return bytes(64) if round_no in self.forged else DEVICE_KEY.sign(message)
+
+
+def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+
+    def counting(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        calls[0] += 1
+        return verify_signature(public_key, signature, message)
+
+    monkeypatch.setattr("lightfence.protocol.landmark_session.verify_signature", counting)
+    return calls
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    extra_us=st.lists(st.integers(0, 900), min_size=1, max_size=8),
+    forged=st.sets(st.integers(0, 7)),
+    check_every_round=st.booleans(),
+)
+def test_the_record_rtt_is_always_the_fastest_round_the_device_signed(
+    extra_us: list[int], forged: set[int], check_every_round: bool
+) -> None:
+    rounds = len(extra_us)
+    forged = {i for i in forged if i < rounds}
+    cfg = LandmarkConfig("fra1", max_rounds=rounds, check_every_round=check_every_round)
+    lm, agent = make_pair(rounds=rounds, config=cfg)
+    agent.key = _ForgesSomeRounds(forged)  # type: ignore[assignment]
+    wire = Wire(answer_extra_ns={i: us * 1_000 for i, us in enumerate(extra_us)})
+    record, _ = run_session(lm, agent, wire)
+    honest = [i for i in range(rounds) if i not in forged]
+    if not honest:
+        assert record is None
+        return
+    assert record is not None
+    verify(record, LANDMARK_KEY.public_bytes, DEVICE_KEY.public_bytes)
+    fastest_honest = min(extra_us[i] for i in honest)
+    assert record.fastest_round not in forged
+    assert extra_us[record.fastest_round] == fastest_honest
+    # No listed RTT is shorter than the signed one, so no unchecked round can tighten a bound.
+    assert all(rtt >= record.min_rtt_ns for rtt in record.rtts_ns)
+    faster_forged = [i for i in forged if extra_us[i] < fastest_honest]
+    if check_every_round:
+        assert len(record.rtts_ns) == len(honest)
+    else:
+        assert len(record.rtts_ns) == rounds - len(faster_forged) - sum(
+            1 for i in forged if extra_us[i] == fastest_honest and i < record.fastest_round
+        )
+
+
+def test_an_honest_session_costs_one_signature_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_checks(monkeypatch)
+    lm, agent = make_pair(rounds=10)
+    record, _ = run_session(lm, agent, Wire(answer_extra_ns={3: 0, 5: 50_000, 7: 20_000}))
+    assert record is not None and len(record.rtts_ns) == 10
+    assert calls[0] == 1
+
+
+def test_a_forged_faster_answer_is_dropped_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_checks(monkeypatch)
+    lm, agent = make_pair(rounds=4)
+    # Round 2 answered fastest, by someone without the device key.
+    agent.key = _ForgesSomeRounds({2})  # type: ignore[assignment]
+    slow = {0: 300_000, 1: 200_000, 3: 100_000}
+    record, _ = run_session(lm, agent, Wire(answer_extra_ns=slow))
+    assert record is not None
+    assert record.fastest_round == 3 and len(record.rtts_ns) == 3
+    assert lm.stats.rejected["bad_signature"] == 1
+    assert calls[0] == 2

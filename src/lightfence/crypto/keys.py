@@ -2,6 +2,14 @@
 
 Public keys travel as their 32 raw bytes (hex in text formats). A key id is the first 16 bytes
 of SHA-256 over the raw public key, in hex, so anyone holding the public key can recompute it.
+
+Key generation and key files use `cryptography` (OpenSSL, PKCS#8). Signing and checks use
+libsodium (through PyNaCl), the faster of the two here: a device's signature sits inside every
+timed round, where each microsecond is 0.15 km of radius, and checks are the landmark's and
+the verifier's hot path (docs/benchmarks.md has the figures). Ed25519 signatures are
+deterministic, so both libraries give the same bytes. libsodium's check is also the stricter
+(it refuses non-canonical encodings and small-order keys and R points): a signature it accepts
+is one OpenSSL accepts too, so every record still verifies anywhere.
 """
 
 from __future__ import annotations
@@ -12,11 +20,11 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+import nacl.bindings
+import nacl.exceptions
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
-    Ed25519PublicKey,
 )
 
 PUBLIC_KEY_LEN = 32
@@ -46,8 +54,9 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     if len(public_key) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
+        # libsodium's combined-mode open is its detached check plus a copy of the message
+        nacl.bindings.crypto_sign_open(signature + message, public_key)
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
         return False
     return True
 
@@ -63,10 +72,10 @@ def parse_public_key_hex(text: str) -> bytes:
         ) from None
     if len(raw) != PUBLIC_KEY_LEN:
         raise ValueError(f"public key must be {2 * PUBLIC_KEY_LEN} hex digits, got {len(text)}")
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        raise ValueError("not a valid Ed25519 public key") from None
+    # libsodium's point check also refuses small-order points: such a "key" admits signatures
+    # that verify under OpenSSL for every message, so anyone anywhere could answer for it.
+    if not nacl.bindings.crypto_core_ed25519_is_valid_point(raw):
+        raise ValueError("not a valid Ed25519 public key (not a point of the prime-order group)")
     return raw
 
 
@@ -76,6 +85,24 @@ class SigningKey:
 
     private: Ed25519PrivateKey = field(repr=False)
     """The private key; never printed, never serialised except by `save`."""
+    public_bytes: bytes = field(init=False, compare=False)
+    """The raw 32-byte public key."""
+    key_id: str = field(init=False, compare=False)
+    """Key id of the public key (see `key_id`)."""
+    _sodium_secret: bytes = field(init=False, repr=False, compare=False)
+    """The same key in libsodium's form (seed || public key), for signing."""
+
+    def __post_init__(self) -> None:
+        # Derived once: landmarks read them for every record they sign.
+        seed = self.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        public, secret = nacl.bindings.crypto_sign_seed_keypair(seed)
+        object.__setattr__(self, "public_bytes", public)
+        object.__setattr__(self, "key_id", key_id(public))
+        object.__setattr__(self, "_sodium_secret", secret)
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -86,18 +113,9 @@ class SigningKey:
         """A key from its 32-byte seed (tests and deterministic fixtures)."""
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
-    @property
-    def public_bytes(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-
-    @property
-    def key_id(self) -> str:
-        return key_id(self.public_bytes)
-
     def sign(self, message: bytes) -> bytes:
-        return self.private.sign(message)
+        # libsodium's combined mode returns signature || message
+        return nacl.bindings.crypto_sign(message, self._sodium_secret)[:SIGNATURE_LEN]
 
     def save(self, path: Path, *, overwrite: bool = False) -> None:
         """Write the key as unencrypted PKCS#8 PEM, created with mode 0600.

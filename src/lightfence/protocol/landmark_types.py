@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 Addr = tuple[str, int]
 
@@ -42,18 +43,23 @@ class LandmarkConfig:
     hello_burst: int = 40
     max_tracked_sources: int = 65536
     """Rate-limiter entries kept (least recently seen dropped first)."""
+    check_every_round: bool = False
+    """Check the device's signature on every answered round, not only on the fastest valid one.
+    Off by default: only the fastest round bounds distance, and it is always checked (see
+    LandmarkEndpoint.issue_record). On, a record lists only checked RTTs, at k checks a session."""
 
 
-@dataclass(frozen=True)
-class TxTag:
+class TxTag(NamedTuple):
     """Identifies a challenge datagram so the adapter can report when it left."""
 
     session_id: bytes
     round_no: int
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):
+    """A datagram for the adapter to send. (TxTag and Outgoing are NamedTuples: one of each is
+    made for every challenge on the timed path, and tuples build fastest.)"""
+
     data: bytes
     addr: Addr
     tag: TxTag | None = None

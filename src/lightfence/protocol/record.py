@@ -12,10 +12,12 @@ decode strictly; the JSON form round-trips to the same signed bytes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from lightfence.crypto.identity import TrustLevel
@@ -75,7 +77,10 @@ class MeasurementRecord:
     rounds_sent: int
     """Challenges the landmark sent (k)."""
     rtts_ns: tuple[int, ...]
-    """RTT of every round answered with a valid device signature, in round order, ns."""
+    """RTT of every round answered in time, in round order, ns. The fastest (`min_rtt_ns`, the
+    only one any bound uses) carries the device signature checked by the landmark and by every
+    reader; rounds faster than it whose signature failed are left out. The slower ones are
+    informational (jitter), signature-checked only under the landmark's `check_every_round`."""
     fastest_round: int
     """Round number of the fastest valid answer."""
     fastest_nonce: bytes
@@ -133,6 +138,11 @@ class MeasurementRecord:
 
     def signed_bytes(self) -> bytes:
         """Canonical bytes the landmark signs: every field except the landmark signature."""
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> bytes:
+        # Cached: a record is immutable, and the landmark encodes each one twice (sign, send).
         w = (
             Writer()
             .fixed(RECORD_DOMAIN, len(RECORD_DOMAIN))
@@ -215,8 +225,13 @@ class MeasurementRecord:
         """This record with its landmark signature set (landmark key id must match)."""
         if landmark_key.key_id != self.landmark_key_id:
             raise RecordError("landmark_key_id does not match the signing key")
-        sig = landmark_key.sign(self.signed_bytes())
-        return replace(self, landmark_signature=sig)
+        signed = self.signed_bytes()
+        # A copy, not dataclasses.replace: the fields were validated when this record was made
+        # and only the signature changes (landmarks sign one record per session on their hot
+        # path). The cached canonical bytes travel with it: the signature is not part of them.
+        record = copy.copy(self)
+        object.__setattr__(record, "landmark_signature", landmark_key.sign(signed))
+        return record
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON form for bundles and HTTP submission. Bytes are lowercase hex."""

@@ -23,6 +23,7 @@ landmark (landmarks are trusted).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lightfence.protocol.record import TimestampSource
 
@@ -30,10 +31,10 @@ MAX_CLOCK_OFFSET_DRIFT_NS = 2_000
 """Largest change of CLOCK_MONOTONIC - CLOCK_REALTIME tolerated within a round (read jitter)."""
 
 
-@dataclass(frozen=True)
-class KernelStamp:
+class KernelStamp(NamedTuple):
     """A kernel datagram timestamp (CLOCK_REALTIME) and the clock offset read when it was
-    picked up, which puts it in the monotonic domain of every other time here."""
+    picked up, which puts it in the monotonic domain of every other time here. (A NamedTuple:
+    two are made for every round on the landmark's timed path, and tuples build fastest.)"""
 
     real_ns: int
     mono_offset_ns: int
