@@ -18,12 +18,9 @@ after the acknowledgement never loses the recompute.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -36,6 +33,7 @@ from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import Forbidden
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, RejectionRow
+from lightfence.verifier.precheck import Prechecked
 
 
 class RejectReason(StrEnum):
@@ -68,12 +66,6 @@ class Outcome:
         return out
 
 
-PARALLEL_VERIFY_MIN_RECORDS = 16
-"""Below this many records a batch verifies in line: a thread hand-off would cost more."""
-
-_UNCHECKED = RecordError("not checked yet")
-
-
 def _verify_one(
     rec: MeasurementRecord, landmark_key: bytes, device_key: bytes
 ) -> RecordError | None:
@@ -82,11 +74,6 @@ def _verify_one(
     except RecordError as exc:
         return exc
     return None
-
-
-@cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="verify")
 
 
 def record_hash(record: MeasurementRecord) -> str:
@@ -152,15 +139,24 @@ class Ingestor:
         self._landmarks: dict[str, LandmarkRow | None] = {}
         self._sessions: dict[tuple[str, str], int] = {}
         self._devices: dict[str, DeviceRow | None] = {}
-        self._verified: dict[int, RecordError | None] = {}
+        self._prechecked = Prechecked()
+        self._index: dict[int, int] = {}
 
-    def ingest(self, records: Sequence[MeasurementRecord]) -> list[Outcome]:
+    def ingest(
+        self,
+        records: Sequence[MeasurementRecord],
+        hashes: Sequence[str] | None = None,
+        prechecked: Prechecked | None = None,
+    ) -> list[Outcome]:
+        """Store or reject each record. `hashes` (record_hash of each) and `prechecked`
+        (precheck.precheck of the same batch) may come from before the write lock."""
         _authorise(self.who, records, self.session)
-        hashes = [record_hash(r) for r in records]
+        hashes = hashes if hashes is not None else [record_hash(r) for r in records]
         known: dict[str, int | _New] = dict(self._existing(hashes))
         self._sessions = self._existing_sessions(records)
         self._prefetch(records)
-        self._verified = self._verify_all(records, hashes, known)
+        self._prechecked = prechecked or Prechecked()
+        self._index = {id(rec): i for i, rec in enumerate(records)}
         new_rows: list[dict[str, Any]] = []
         results: list[tuple[str, str, int | _New | None, _Reject | None]] = []
         with self.session.no_autoflush:  # registry rows are prefetched; flush once at the end
@@ -245,30 +241,6 @@ class Ingestor:
             self._devices[device_id] = self.session.get(DeviceRow, device_id)
         return self._devices[device_id]
 
-    def _verify_all(
-        self,
-        records: Sequence[MeasurementRecord],
-        hashes: Sequence[str],
-        known: Mapping[str, object],
-    ) -> dict[int, RecordError | None]:
-        """Signature checks of the batch's new records, run on all cores at once.
-
-        Ed25519 verification releases the GIL, and two checks per record are most of ingestion's
-        cost. Only records whose landmark and device keys are registered and named are checked
-        here; `_check` still decides every rejection in the same order, using these results.
-        """
-        jobs: list[tuple[MeasurementRecord, bytes, bytes]] = []
-        for rec, digest in zip(records, hashes, strict=True):
-            lm, dev = self._landmarks.get(rec.landmark_id), self._devices.get(rec.device_id)
-            if digest in known or lm is None or dev is None:
-                continue
-            if lm.key_id == rec.landmark_key_id and dev.key_id == rec.device_key_id:
-                jobs.append((rec, bytes.fromhex(lm.public_key), bytes.fromhex(dev.public_key)))
-        if len(jobs) < PARALLEL_VERIFY_MIN_RECORDS:
-            return {}
-        results = _pool().map(lambda job: _verify_one(*job), jobs)
-        return {id(job[0]): err for job, err in zip(jobs, results, strict=True)}
-
     def _check(self, rec: MeasurementRecord) -> tuple[LandmarkRow, DeviceRow]:
         lm = self._landmark(rec.landmark_id)
         if lm is None or lm.status == "retired":
@@ -301,9 +273,9 @@ class Ingestor:
                 f"device {rec.device_id} is enrolled with key {dev.key_id} ({dev.trust_level}) "
                 f"but answered with key {rec.device_key_id} ({rec.trust_level.value})",
             )
-        error = self._verified.get(id(rec), _UNCHECKED)
-        if error is _UNCHECKED:
-            error = _verify_one(rec, landmark_key, bytes.fromhex(dev.public_key))
+        device_key = bytes.fromhex(dev.public_key)
+        checked = self._prechecked.result(self._index.get(id(rec), -1), landmark_key, device_key)
+        error = checked.error if checked is not None else _verify_one(rec, landmark_key, device_key)
         if error is not None:
             raise _Reject(RejectReason.BAD_SIGNATURE, str(error))
         age_s = (self.now_ns - rec.measured_at_unix_ns) / 1e9

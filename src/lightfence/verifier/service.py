@@ -21,9 +21,10 @@ from lightfence.verifier import alerts, audit, blame, db, verdicts
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.ingest import Ingestor, Outcome
+from lightfence.verifier.ingest import Ingestor, Outcome, record_hash
 from lightfence.verifier.logs import log
 from lightfence.verifier.metrics import Metrics
+from lightfence.verifier.precheck import precheck
 from lightfence.verifier.webhook import Webhook
 
 
@@ -67,8 +68,12 @@ class Service:
         return self.db.read()
 
     def ingest(self, records: Sequence[MeasurementRecord], who: Principal) -> list[Outcome]:
+        hashes = [record_hash(r) for r in records]
+        with self.read() as session:  # signatures checked outside the write lock: see precheck
+            prechecked = precheck(session, records, hashes)
         with self.write() as session:
-            outcomes = Ingestor(session, self.config, who, now_ns()).ingest(records)
+            ingestor = Ingestor(session, self.config, who, now_ns())
+            outcomes = ingestor.ingest(records, hashes, prechecked)
         for o in outcomes:
             if o.status == "stored":
                 self.metrics.records_in.inc()
