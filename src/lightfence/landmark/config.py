@@ -15,12 +15,13 @@ round_timeout_ms = 1000
 max_sessions = 1024
 hello_rate_per_s = 20
 hello_burst = 40
+check_every_round = false      # true: check every round's signature, not only the fastest
 
 [timestamps]
 mode = "auto"                  # auto: kernel if the OS gives it, else monotonic (reported)
 
 [verifier]
-url = "http://verifier:8000/api/v1/records"   # optional: POST each record's JSON here
+url = "http://verifier:8000/records"   # optional: records are POSTed here in batches
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
     mode = str(ts.get("mode", "auto"))
     if mode not in TIMESTAMP_MODES:
         raise ConfigError(f"[timestamps] mode must be one of {TIMESTAMP_MODES}")
+    every = proto.get("check_every_round", False)
+    if not isinstance(every, bool):
+        raise ConfigError("[protocol] check_every_round must be true or false")
     url = ver.get("url")
     tf = ver.get("token_file")
     if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
@@ -134,6 +138,7 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
         max_sessions=int(proto.get("max_sessions", 1024)),
         hello_rate_per_s=float(proto.get("hello_rate_per_s", 20.0)),
         hello_burst=int(proto.get("hello_burst", 40)),
+        check_every_round=every,
     )
     cfg = ServerConfig(
         protocol=protocol,
@@ -172,6 +177,6 @@ def config_toml(
         f"position_error_km = {position_error_km!r}\n"
         f"key_file = {q(key_file)}\nlisten = {q(listen)}\n\n"
         "[protocol]\nmax_rounds = 10\nround_timeout_ms = 1000\nmax_sessions = 1024\n"
-        "hello_rate_per_s = 20\nhello_burst = 40\n\n"
+        "hello_rate_per_s = 20\nhello_burst = 40\ncheck_every_round = false\n\n"
         '[timestamps]\nmode = "auto"\n'
     )

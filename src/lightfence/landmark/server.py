@@ -3,7 +3,8 @@
 The timed path, in full: on readability, `recvmsg` each datagram, read the monotonic clock,
 hand both (and the kernel stamp) to the endpoint; for each datagram the endpoint wants sent,
 read the monotonic clock, `sendto`, report the send. Signature checks and record signing run
-in a separate callback after the I/O batch, and verifier submission in a worker thread.
+in a separate callback after the I/O batch; records go to a verifier in batches, from a worker
+thread (landmark.submitter).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lightfence.evidence.submit import post_json
+from lightfence.landmark.submitter import RecordSubmitter
 from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper, mono_minus_real_ns
 from lightfence.protocol import messages as m
 from lightfence.protocol.landmark_session import LandmarkEndpoint, TxTag
@@ -33,8 +34,6 @@ TX_ID_WRAP = 1 << 32
 class ServerCounters:
     send_errors: int = 0
     receive_errors: int = 0
-    submit_errors: int = 0
-    records_submitted: int = 0
 
 
 class LandmarkServer:
@@ -53,8 +52,9 @@ class LandmarkServer:
         self.endpoint = endpoint
         self.sock = sock
         self.ts = timestamper
-        self.verifier_url = verifier_url
-        self.verifier_token = verifier_token
+        self.submitter = (
+            RecordSubmitter(verifier_url, verifier_token) if verifier_url is not None else None
+        )
         self.on_record = on_record
         self.counters = ServerCounters()
         self._tx_tags: dict[int, TxTag] = {}
@@ -62,7 +62,6 @@ class LandmarkServer:
         self._timer_ns = 0
         self._issue_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._submissions: set[asyncio.Task[None]] = set()
 
     @classmethod
     def bind(
@@ -110,15 +109,25 @@ class LandmarkServer:
             *self.address,
             self.ts.reason,
         )
+        submitted = asyncio.Event()
+        delivery = asyncio.create_task(self.submitter.run(submitted)) if self.submitter else None
         try:
             await stop.wait()
             self.endpoint.stop_accepting()
             deadline = time.monotonic() + SHUTDOWN_GRACE_S
             while self.endpoint.active_sessions and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            if self._submissions:
-                await asyncio.wait(self._submissions, timeout=SHUTDOWN_GRACE_S)
+            submitted.set()  # deliver what is left, then stop
+            if delivery is not None:
+                await asyncio.wait([delivery], timeout=SHUTDOWN_GRACE_S)
+                if self.submitter is not None and self.submitter.pending:
+                    log.warning(
+                        "shutting down with %d records not delivered to the verifier",
+                        self.submitter.pending,
+                    )
         finally:
+            if delivery is not None:
+                delivery.cancel()
             self._loop.remove_reader(self.sock.fileno())
             if self._timer is not None:
                 self._timer.cancel()
@@ -219,18 +228,5 @@ class LandmarkServer:
     def _deliver(self, record: MeasurementRecord) -> None:
         if self.on_record is not None:
             self.on_record(record)
-        if self.verifier_url and self._loop is not None:
-            task = self._loop.create_task(self._submit(record))
-            self._submissions.add(task)
-            task.add_done_callback(self._submissions.discard)
-
-    async def _submit(self, record: MeasurementRecord) -> None:
-        assert self.verifier_url is not None
-        try:
-            await asyncio.to_thread(
-                post_json, self.verifier_url, record.to_json_dict(), self.verifier_token
-            )
-            self.counters.records_submitted += 1
-        except OSError as exc:
-            self.counters.submit_errors += 1
-            log.warning("could not submit record to %s: %s", self.verifier_url, exc)
+        if self.submitter is not None:
+            self.submitter.add(record)

@@ -1,0 +1,142 @@
+"""Delivery of a landmark's records to a verifier: batched, retried, bounded.
+
+A busy landmark issues hundreds of records a second; one HTTP request each would cost the
+verifier far more than the records. The submitter sends what accumulated while the previous
+request was in flight (up to `max_batch`, after waiting `linger_s` for company) as one
+`{"records": [...]}` POST, and keeps the records for a retry with backoff when the verifier
+cannot be reached. The backlog is bounded: past `max_backlog` the oldest records are dropped,
+counted and logged (their agents still hold them, in their evidence bundles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.error
+from collections import deque
+from dataclasses import dataclass
+
+from lightfence.evidence.submit import post_json
+from lightfence.protocol.record import MeasurementRecord
+
+log = logging.getLogger("lightfence.landmark")
+
+MAX_BATCH = 500
+"""Records per POST; the verifier's default `max_batch_records`."""
+LINGER_S = 0.2
+MAX_BACKLOG = 100_000
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+@dataclass
+class SubmitCounters:
+    records_submitted: int = 0
+    batches_submitted: int = 0
+    submit_errors: int = 0
+    """Failed requests (each retried, unless the verifier refused the batch outright)."""
+    records_refused: int = 0
+    """Records in batches the verifier refused with a 4xx (bad token, say): not retried."""
+    records_dropped: int = 0
+    """Records dropped from a full backlog while the verifier was unreachable."""
+
+
+class RecordSubmitter:
+    """Queue records with `add`; `run` delivers them until stopped."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        max_batch: int = MAX_BATCH,
+        linger_s: float = LINGER_S,
+        max_backlog: int = MAX_BACKLOG,
+    ) -> None:
+        self.url, self.token = url, token
+        self.max_batch, self.linger_s, self.max_backlog = max_batch, linger_s, max_backlog
+        self.counters = SubmitCounters()
+        self._backlog: deque[MeasurementRecord] = deque()
+        self._wake = asyncio.Event()
+        self._in_flight = 0
+
+    @property
+    def pending(self) -> int:
+        """Records not yet acknowledged by the verifier."""
+        return len(self._backlog) + self._in_flight
+
+    def add(self, record: MeasurementRecord) -> None:
+        self._backlog.append(record)
+        if len(self._backlog) > self.max_backlog:
+            self._backlog.popleft()
+            self.counters.records_dropped += 1
+            if self.counters.records_dropped == 1 or self.counters.records_dropped % 1000 == 0:
+                log.warning(
+                    "verifier backlog full (%d records): %d oldest dropped so far",
+                    self.max_backlog,
+                    self.counters.records_dropped,
+                )
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set and, after it, until the backlog is empty or a request
+        fails (the caller bounds that final drain with a timeout)."""
+        delay_s = RETRY_FIRST_S
+        while True:
+            if not self._backlog:
+                if stop.is_set():
+                    return
+                self._wake.clear()
+                await _first(self._wake, stop)
+                continue
+            if not stop.is_set() and len(self._backlog) < self.max_batch:
+                await asyncio.sleep(self.linger_s)
+            if await self._send_batch():
+                delay_s = RETRY_FIRST_S
+                continue
+            if stop.is_set():
+                return
+            await _first(stop, timeout_s=delay_s)
+            delay_s = min(2 * delay_s, RETRY_MAX_S)
+
+    async def _send_batch(self) -> bool:
+        batch = [self._backlog.popleft() for _ in range(min(self.max_batch, len(self._backlog)))]
+        self._in_flight = len(batch)
+        payload = {"records": [r.to_json_dict() for r in batch]}
+        try:
+            await asyncio.to_thread(post_json, self.url, payload, self.token)
+        except urllib.error.HTTPError as exc:
+            self.counters.submit_errors += 1
+            if 400 <= exc.code < 500:
+                self.counters.records_refused += len(batch)
+                log.error(
+                    "verifier %s refused %d records (HTTP %d): %s; not retried",
+                    self.url,
+                    len(batch),
+                    exc.code,
+                    exc.read()[:300].decode(errors="replace"),
+                )
+                return True
+            self._backlog.extendleft(reversed(batch))
+            log.warning("verifier %s answered HTTP %d; will retry", self.url, exc.code)
+            return False
+        except OSError as exc:
+            self.counters.submit_errors += 1
+            self._backlog.extendleft(reversed(batch))
+            log.warning("could not submit records to %s: %s; will retry", self.url, exc)
+            return False
+        finally:
+            self._in_flight = 0
+        self.counters.records_submitted += len(batch)
+        self.counters.batches_submitted += 1
+        return True
+
+
+async def _first(*events: asyncio.Event, timeout_s: float | None = None) -> None:
+    """Return when any of `events` is set, or after `timeout_s`."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
