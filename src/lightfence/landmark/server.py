@@ -17,7 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightfence.landmark.submitter import RecordSubmitter
-from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper, mono_minus_real_ns
+from lightfence.landmark.timestamping import (
+    ANCILLARY_BUFSIZE,
+    Timestamper,
+    mono_minus_real_and_now_ns,
+)
 from lightfence.protocol import messages as m
 from lightfence.protocol.landmark_session import LandmarkEndpoint, TxTag
 from lightfence.protocol.record import MeasurementRecord
@@ -146,7 +150,8 @@ class LandmarkServer:
                 self.counters.receive_errors += 1
                 break
             now = time.monotonic_ns()
-            ep.receive_datagram(data, (addr[0], addr[1]), now, self.ts.rx_kernel(anc))
+            source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6 has 4 fields
+            ep.receive_datagram(data, source, now, self.ts.rx_kernel(anc))
             self._flush()
         self._drain_tx_stamps()
         self._after_io()
@@ -156,8 +161,12 @@ class LandmarkServer:
         for out in ep.datagrams_to_send():
             if out.tag is not None and self.ts.kernel:
                 self._tx_tags[self.ts.sends] = out.tag
-            offset = mono_minus_real_ns() if self.ts.kernel else None
-            before = time.monotonic_ns()  # before the send: an RTT can only come out longer
+            # `before` is read before the send: an RTT can only come out longer
+            offset: int | None
+            if self.ts.kernel:
+                offset, before = mono_minus_real_and_now_ns()
+            else:
+                offset, before = None, time.monotonic_ns()
             try:
                 sock.sendto(out.data, out.addr)
             except OSError:

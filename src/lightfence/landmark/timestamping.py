@@ -54,6 +54,15 @@ def mono_minus_real_ns() -> int:
     return (m1 + m2) // 2 - r
 
 
+def mono_minus_real_and_now_ns() -> tuple[int, int]:
+    """(mono_minus_real_ns(), CLOCK_MONOTONIC read last): the landmark reads both just before
+    each send, and one call with three clock reads is cheaper than two with four."""
+    m1 = time.monotonic_ns()
+    r = time.time_ns()
+    m2 = time.monotonic_ns()
+    return (m1 + m2) // 2 - r, m2
+
+
 @dataclass
 class Timestamper:
     """Timestamp handling for one UDP socket."""

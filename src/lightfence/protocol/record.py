@@ -143,7 +143,7 @@ class MeasurementRecord:
     @cached_property
     def _canonical(self) -> bytes:
         # Cached: a record is immutable, and the landmark encodes each one twice (sign, send).
-        w = (
+        return (
             Writer()
             .fixed(RECORD_DOMAIN, len(RECORD_DOMAIN))
             .u8(self.version)
@@ -155,11 +155,8 @@ class MeasurementRecord:
             .fixed(self.session_id, SESSION_ID_LEN)
             .u8(self.rounds_sent)
             .u8(len(self.rtts_ns))
-        )
-        for rtt in self.rtts_ns:
-            w.u64(rtt)
-        return (
-            w.u64(self.min_rtt_ns)
+            .u64s(self.rtts_ns)
+            .u64(self.min_rtt_ns)
             .u8(self.fastest_round)
             .fixed(self.fastest_nonce, NONCE_LEN)
             .fixed(self.device_signature, SIGNATURE_LEN)

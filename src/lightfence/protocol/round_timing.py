@@ -69,15 +69,17 @@ class RoundTimes:
             return None
         if offset is None:
             return None
-        offsets = (offset, tk.mono_offset_ns, rk.mono_offset_ns)
-        drift = max(offsets) - min(offsets)
+        tx_real, tx_offset = tk
+        rx_real, rx_offset = rk
+        drift = max(offset, tx_offset, rx_offset) - min(offset, tx_offset, rx_offset)
         if drift > MAX_CLOCK_OFFSET_DRIFT_NS:
             return None
-        if not (before <= tk.mono_ns <= after and tk.mono_ns < rk.mono_ns <= rx_user):
+        tx_mono, rx_mono = tx_real + tx_offset, rx_real + rx_offset
+        if not (before <= tx_mono <= after and tx_mono < rx_mono <= rx_user):
             return None
         # A step small enough to pass shows up in `drift` and can shorten either difference by
         # at most that much: adding it back keeps the RTT an upper bound.
-        return max(rk.real_ns - tk.real_ns, rk.mono_ns - tk.mono_ns) + drift
+        return max(rx_real - tx_real, rx_mono - tx_mono) + drift
 
     def rtt(self) -> tuple[int, TimestampSource] | None:
         """(RTT in ns, the clock that timed it), or None if the round cannot be timed."""

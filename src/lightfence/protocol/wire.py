@@ -36,6 +36,11 @@ class Writer:
         self._parts.append(struct.pack(">Q", v))
         return self
 
+    def u64s(self, values: tuple[int, ...]) -> Writer:
+        """Several u64 fields in a row (one pack call: records carry up to 64 RTTs)."""
+        self._parts.append(struct.pack(f">{len(values)}Q", *values))
+        return self
+
     def fixed(self, data: bytes, length: int) -> Writer:
         if len(data) != length:
             raise ValueError(f"field must be {length} bytes, got {len(data)}")
