@@ -1,20 +1,31 @@
 """The Ray Data batch engine: the same kernel, spread over Ray workers.
 
-Rows are hashed on device_id into buckets, grouped by bucket (Ray Data's groupby guarantees a
-group reaches one call whole), so a device's rows never split across kernel calls. Each call
-parses the policy text itself: Region objects hold prepared geometries that are cheaper to
-rebuild once per worker (cached) than to ship with every task.
+Two plans, one guarantee: a device's rows never split across kernel calls.
 
-Start Ray with `start_ray(workers)` before timing anything: start-up takes seconds and is not
-part of a batch.
+* by-file (no shuffle): when the Parquet metadata proves that no device has rows in two units
+  (files, or runs of row groups; see fleet.layout), each unit is one call on a pool of
+  `workers` Ray Data actors that reads it, runs the kernel and writes its verdict file. Nothing
+  moves between workers. After the run the verdicts are checked for a device decided twice, so
+  a layout that changed under the run still fails loudly.
+* shuffle: any other input. Rows are hashed on device_id into buckets, grouped by bucket (Ray
+  Data's groupby hands a group to one call whole) and decided per bucket.
+
+`layout="auto"` takes by-file when the metadata allows it, shuffle otherwise; "by-file" refuses
+input that does not allow it (EngineError naming the overlapping files).
+
+Workers parse the policy text once and keep it, with its regions' boundary indexes, for later
+calls; the by-file actors build them before the first unit, all at once. Start Ray with
+`start_ray(workers)` before timing anything: start-up takes seconds and is not part of a batch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,20 +34,36 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 from pyarrow.fs import LocalFileSystem
+from ray.data import ActorPoolStrategy
 from ray.data.context import ShuffleStrategy
 
 from lightfence.core.policy import Policy, parse_policy
 from lightfence.fleet.engine_local import (
+    EngineError,
     EngineResult,
     prepare_output,
     read_schema_columns,
     write_manifest,
+    write_verdicts,
 )
 from lightfence.fleet.kernel import verdicts_for_frame
+from lightfence.fleet.layout import NotByDevice, Unit, plan_units, read_unit
+
+
+class Layout(StrEnum):
+    AUTO = "auto"
+    BY_FILE = "by-file"
+    SHUFFLE = "shuffle"
+
 
 BUCKET_COLUMN = "_lightfence_bucket"
 BUCKETS_PER_WORKER = 8
-"""Kernel calls per worker: enough to balance load, few enough to amortise each call."""
+"""Kernel calls per worker in the shuffle plan: enough to balance load, few enough to amortise."""
+
+PolicyKey = tuple[str, str, str]
+"""(text, bound, liars): what a worker needs to rebuild the policy."""
+
+_POLICIES: dict[PolicyKey, Policy] = {}
 
 
 def start_ray(workers: int) -> None:
@@ -68,15 +95,58 @@ def stop_ray() -> None:
         ray.shutdown()
 
 
+def _policy_key(policy: Policy) -> PolicyKey:
+    return (policy.text, policy.bound.value, str(policy.liars))
+
+
+def _worker_policy(key: PolicyKey) -> Policy:
+    """The policy in this worker process, parsed once: its regions build their boundary indexes
+    on first use, which later calls in the same process then reuse."""
+    if key not in _POLICIES:
+        _POLICIES[key] = parse_policy(*key)
+    return _POLICIES[key]
+
+
+def _warm(policy: Policy) -> None:
+    """Build the policy's fixed regions' boundary indexes now (a second or two for a large
+    country), rather than inside the first unit's timing; claimed countries build on first use."""
+    for region in (policy.allowed, policy.allowed.complement() if policy.allowed else None):
+        if region is not None:
+            _ = region.boundary.probes
+
+
+class _UnitDecider:
+    """A Ray Data actor of the by-file plan: decides whole units and writes their verdicts."""
+
+    def __init__(
+        self, units: Sequence[Unit], columns: Sequence[str], key: PolicyKey, output_dir: str
+    ) -> None:
+        self.units = units
+        self.columns = list(columns)
+        self.policy = _worker_policy(key)
+        self.output_dir = Path(output_dir)
+        _warm(self.policy)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        done: dict[str, list[int]] = {"unit": [], "devices": [], "rows": []}
+        for i in batch["unit"].tolist():
+            table = read_unit(self.units[i], self.columns)
+            verdicts = verdicts_for_frame(table, self.policy)
+            write_verdicts(verdicts, self.output_dir / f"part-{i:05d}.parquet")
+            done["unit"].append(i)
+            done["devices"].append(len(verdicts))
+            done["rows"].append(table.num_rows)
+        return {name: np.asarray(values, dtype=np.int64) for name, values in done.items()}
+
+
 def _add_bucket(batch: pa.Table, buckets: int) -> pa.Table:
     ids = batch.column("device_id").to_numpy(zero_copy_only=False)
     bucket = pd.util.hash_array(np.asarray(ids)) % np.uint64(buckets)
     return batch.append_column(BUCKET_COLUMN, pa.array(bucket.astype(np.int32)))
 
 
-def _decide_group(group: pa.Table, policy_text: str, bound: str) -> pa.Table:
-    policy = parse_policy(policy_text, bound)
-    frame = verdicts_for_frame(group.drop_columns([BUCKET_COLUMN]), policy)
+def _decide_group(group: pa.Table, key: PolicyKey) -> pa.Table:
+    frame = verdicts_for_frame(group.drop_columns([BUCKET_COLUMN]), _worker_policy(key))
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
@@ -85,10 +155,12 @@ def run_ray(
     policy: Policy,
     output_dir: Path,
     workers: int,
+    layout: Layout = Layout.AUTO,
 ) -> EngineResult:
     """Verdicts for every device in `input_files`, written by Ray Data as Parquet files.
 
-    Ray must already run (start_ray); `workers` sets the number of buckets.
+    Ray must already run (start_ray). `workers` is the size of the by-file actor pool and sets
+    the number of buckets of the shuffle plan.
     """
 
     if not ray.is_initialized():
@@ -96,21 +168,94 @@ def run_ray(
     t0 = time.perf_counter()
     prepare_output(output_dir)
     columns = read_schema_columns(input_files)
+    units: list[Unit] | None = None
+    if layout is not Layout.SHUFFLE:
+        try:
+            units = plan_units(input_files)
+        except NotByDevice as exc:
+            if layout is Layout.BY_FILE:
+                raise EngineError(
+                    f"input is not laid out by device: {exc}. Run with --layout shuffle "
+                    "(or auto) to group the rows by device first"
+                ) from exc
+    if units is not None:
+        devices, rows = _run_by_file(units, columns, policy, output_dir, workers)
+        plan = Layout.BY_FILE
+    else:
+        devices, rows = _run_shuffle(input_files, columns, policy, output_dir, workers)
+        plan = Layout.SHUFFLE
+    result = EngineResult(
+        devices=devices,
+        rows=rows,
+        seconds=time.perf_counter() - t0,
+        output_files=tuple(sorted(output_dir.glob("*.parquet"))),
+    )
+    write_manifest(output_dir, policy, f"ray:{workers}:{plan.value}", result)
+    return result
+
+
+def _run_by_file(
+    units: list[Unit], columns: Sequence[str], policy: Policy, output_dir: Path, workers: int
+) -> tuple[int, int]:
+    if not units:
+        return 0, 0
+    # One block per unit, so each call gets one unit and the workers share them as they free up.
+    items = [{"unit": i} for i in range(len(units))]
+    ds = ray.data.from_items(items, override_num_blocks=len(units))
+    done = ds.map_batches(
+        _UnitDecider,
+        fn_constructor_kwargs={
+            "units": units,
+            "columns": list(columns),
+            "key": _policy_key(policy),
+            "output_dir": str(output_dir),
+        },
+        compute=ActorPoolStrategy(size=max(1, min(workers, len(units)))),
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=1,
+    ).take_all()
+    _check_each_device_once(output_dir)
+    return sum(int(r["devices"]) for r in done), sum(int(r["rows"]) for r in done)
+
+
+def _check_each_device_once(output_dir: Path) -> None:
+    """The layout was proved from metadata before the run; this checks the result itself, so a
+    device split across units (input rewritten during the run, say) fails loudly."""
+    files = sorted(output_dir.glob("*.parquet"))
+    if not files:
+        return
+    ids = pa.chunked_array(
+        [pq.read_table(f, columns=["device_id"]).column(0) for f in files]
+    ).to_numpy(zero_copy_only=False)
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        twice: Any = values[np.flatnonzero(counts > 1)[0]]
+        for path in files:
+            path.unlink()
+        raise EngineError(
+            f"device {twice!r} was decided in two units: its rows are in two input files or row "
+            "groups; no verdicts were kept. Run with --layout shuffle"
+        )
+
+
+def _run_shuffle(
+    input_files: Sequence[str],
+    columns: Sequence[str],
+    policy: Policy,
+    output_dir: Path,
+    workers: int,
+) -> tuple[int, int]:
     buckets = max(1, workers) * BUCKETS_PER_WORKER
     ds = ray.data.read_parquet(list(input_files), filesystem=LocalFileSystem())
-    ds = ds.select_columns(columns)
+    ds = ds.select_columns(list(columns))
     ds = ds.map_batches(partial(_add_bucket, buckets=buckets), batch_format="pyarrow")
-    decide = partial(_decide_group, policy_text=policy.text, bound=policy.bound.value)
+    decide = partial(_decide_group, key=_policy_key(policy))
     grouped = ds.groupby(BUCKET_COLUMN, num_partitions=buckets)
     verdicts = grouped.map_groups(decide, batch_format="pyarrow")
     verdicts.write_parquet(str(output_dir))
-    files = tuple(sorted(output_dir.glob("*.parquet")))
+    files = sorted(output_dir.glob("*.parquet"))
     landmarks = [pq.read_table(f, columns=["n_landmarks"]).column(0) for f in files]
-    result = EngineResult(
-        devices=sum(len(c) for c in landmarks),
-        rows=sum(int(pc.sum(c).as_py() or 0) for c in landmarks),
-        seconds=time.perf_counter() - t0,
-        output_files=files,
-    )
-    write_manifest(output_dir, policy, f"ray:{workers}", result)
-    return result
+    devices = sum(len(c) for c in landmarks)
+    rows = sum(int(pc.sum(c).as_py() or 0) for c in landmarks)
+    return devices, rows
