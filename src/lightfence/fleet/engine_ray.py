@@ -3,10 +3,10 @@
 Two plans, one guarantee: a device's rows never split across kernel calls.
 
 * by-file (no shuffle): when the Parquet metadata proves that no device has rows in two units
-  (files, or runs of row groups; see fleet.layout), each unit is one call on a pool of
-  `workers` Ray Data actors that reads it, runs the kernel and writes its verdict file. Nothing
-  moves between workers. After the run the verdicts are checked for a device decided twice, so
-  a layout that changed under the run still fails loudly.
+  (files, or runs of row groups; see fleet.layout), each unit is one Ray Data task that reads
+  it, runs the kernel and writes its verdict file. Nothing moves between workers. After the
+  run the verdicts are checked for a device decided twice, so a layout that changed under the
+  run still fails loudly.
 * shuffle: any other input. Rows are hashed on device_id into buckets, grouped by bucket (Ray
   Data's groupby hands a group to one call whole) and decided per bucket.
 
@@ -14,7 +14,7 @@ Two plans, one guarantee: a device's rows never split across kernel calls.
 input that does not allow it (EngineError naming the overlapping files).
 
 Workers parse the policy text once and keep it, with its regions' boundary indexes, for later
-calls; the by-file actors build them before the first unit, all at once. Start Ray with
+calls (a worker's first call builds them: about 2 s for outside:CN,HK,MO). Start Ray with
 `start_ray(workers)` before timing anything: start-up takes seconds and is not part of a batch.
 """
 
@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 from pyarrow.fs import LocalFileSystem
-from ray.data import ActorPoolStrategy
 from ray.data.context import ShuffleStrategy
 
 from lightfence.core.policy import Policy, parse_policy
@@ -87,6 +86,10 @@ def start_ray(workers: int) -> None:
     # regions cached between batches (hash shuffle runs it in fresh aggregator actors).
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ctx.min_parallelism = workers
+    # Per-operator reservations hold back part of the CPUs at the start of each job: on 2 CPUs
+    # the second by-file task started about one task-length late (measured: 6 one-second tasks
+    # took 4.4 s with reservations, 3.2 s without).
+    ctx.op_resource_reservation_enabled = False
 
 
 def stop_ray() -> None:
@@ -107,36 +110,24 @@ def _worker_policy(key: PolicyKey) -> Policy:
     return _POLICIES[key]
 
 
-def _warm(policy: Policy) -> None:
-    """Build the policy's fixed regions' boundary indexes now (a second or two for a large
-    country), rather than inside the first unit's timing; claimed countries build on first use."""
-    for region in (policy.allowed, policy.allowed.complement() if policy.allowed else None):
-        if region is not None:
-            _ = region.boundary.probes
-
-
-class _UnitDecider:
-    """A Ray Data actor of the by-file plan: decides whole units and writes their verdicts."""
-
-    def __init__(
-        self, units: Sequence[Unit], columns: Sequence[str], key: PolicyKey, output_dir: str
-    ) -> None:
-        self.units = units
-        self.columns = list(columns)
-        self.policy = _worker_policy(key)
-        self.output_dir = Path(output_dir)
-        _warm(self.policy)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done: dict[str, list[int]] = {"unit": [], "devices": [], "rows": []}
-        for i in batch["unit"].tolist():
-            table = read_unit(self.units[i], self.columns)
-            verdicts = verdicts_for_frame(table, self.policy)
-            write_verdicts(verdicts, self.output_dir / f"part-{i:05d}.parquet")
-            done["unit"].append(i)
-            done["devices"].append(len(verdicts))
-            done["rows"].append(table.num_rows)
-        return {name: np.asarray(values, dtype=np.int64) for name, values in done.items()}
+def _decide_units(
+    batch: dict[str, np.ndarray],
+    units: Sequence[Unit],
+    columns: Sequence[str],
+    key: PolicyKey,
+    output_dir: str,
+) -> dict[str, np.ndarray]:
+    """One call of the by-file plan: decide each unit named in the batch whole, write its file."""
+    policy = _worker_policy(key)
+    done: dict[str, list[int]] = {"unit": [], "devices": [], "rows": []}
+    for i in batch["unit"].tolist():
+        table = read_unit(units[i], columns)
+        verdicts = verdicts_for_frame(table, policy)
+        write_verdicts(verdicts, Path(output_dir) / f"part-{i:05d}.parquet")
+        done["unit"].append(i)
+        done["devices"].append(len(verdicts))
+        done["rows"].append(table.num_rows)
+    return {name: np.asarray(values, dtype=np.int64) for name, values in done.items()}
 
 
 def _add_bucket(batch: pa.Table, buckets: int) -> pa.Table:
@@ -159,8 +150,8 @@ def run_ray(
 ) -> EngineResult:
     """Verdicts for every device in `input_files`, written by Ray Data as Parquet files.
 
-    Ray must already run (start_ray). `workers` is the size of the by-file actor pool and sets
-    the number of buckets of the shuffle plan.
+    Ray must already run (start_ray); the by-file plan runs on every CPU it has, and `workers`
+    sets the number of buckets of the shuffle plan.
     """
 
     if not ray.is_initialized():
@@ -179,7 +170,7 @@ def run_ray(
                     "(or auto) to group the rows by device first"
                 ) from exc
     if units is not None:
-        devices, rows = _run_by_file(units, columns, policy, output_dir, workers)
+        devices, rows = _run_by_file(units, columns, policy, output_dir)
         plan = Layout.BY_FILE
     else:
         devices, rows = _run_shuffle(input_files, columns, policy, output_dir, workers)
@@ -195,26 +186,24 @@ def run_ray(
 
 
 def _run_by_file(
-    units: list[Unit], columns: Sequence[str], policy: Policy, output_dir: Path, workers: int
+    units: list[Unit], columns: Sequence[str], policy: Policy, output_dir: Path
 ) -> tuple[int, int]:
     if not units:
         return 0, 0
     # One block per unit, so each call gets one unit and the workers share them as they free up.
     items = [{"unit": i} for i in range(len(units))]
     ds = ray.data.from_items(items, override_num_blocks=len(units))
-    done = ds.map_batches(
-        _UnitDecider,
-        fn_constructor_kwargs={
-            "units": units,
-            "columns": list(columns),
-            "key": _policy_key(policy),
-            "output_dir": str(output_dir),
-        },
-        compute=ActorPoolStrategy(size=max(1, min(workers, len(units)))),
-        batch_size=1,
-        batch_format="numpy",
-        num_cpus=1,
-    ).take_all()
+    decide = partial(
+        _decide_units,
+        units=units,
+        columns=list(columns),
+        key=_policy_key(policy),
+        output_dir=str(output_dir),
+    )
+    # Tasks, not actors: Ray keeps its worker processes between jobs, and with them each
+    # process's parsed policy and boundary indexes, so an hourly batch on a standing cluster
+    # starts warm; an actor pool would rebuild them on every run.
+    done = ds.map_batches(decide, batch_size=1, batch_format="numpy", num_cpus=1).take_all()
     _check_each_device_once(output_dir)
     return sum(int(r["devices"]) for r in done), sum(int(r["rows"]) for r in done)
 
