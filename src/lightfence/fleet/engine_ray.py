@@ -46,7 +46,7 @@ from lightfence.fleet.engine_local import (
     write_verdicts,
 )
 from lightfence.fleet.kernel import verdicts_for_frame
-from lightfence.fleet.layout import NotByDevice, Unit, plan_units, read_unit
+from lightfence.fleet.layout import TARGET_UNIT_ROWS, NotByDevice, Unit, plan_units, read_unit
 
 
 class Layout(StrEnum):
@@ -147,11 +147,13 @@ def run_ray(
     output_dir: Path,
     workers: int,
     layout: Layout = Layout.AUTO,
+    unit_rows: int = TARGET_UNIT_ROWS,
 ) -> EngineResult:
     """Verdicts for every device in `input_files`, written by Ray Data as Parquet files.
 
-    Ray must already run (start_ray); the by-file plan runs on every CPU it has, and `workers`
-    sets the number of buckets of the shuffle plan.
+    Ray must already run (start_ray); the by-file plan runs on every CPU it has, in units of
+    about `unit_rows` rows where row groups allow, and `workers` sets the number of buckets of
+    the shuffle plan.
     """
 
     if not ray.is_initialized():
@@ -162,7 +164,7 @@ def run_ray(
     units: list[Unit] | None = None
     if layout is not Layout.SHUFFLE:
         try:
-            units = plan_units(input_files)
+            units = plan_units(input_files, unit_rows)
         except NotByDevice as exc:
             if layout is Layout.BY_FILE:
                 raise EngineError(
@@ -219,7 +221,7 @@ def _check_each_device_once(output_dir: Path) -> None:
     ).to_numpy(zero_copy_only=False)
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        twice: Any = values[np.flatnonzero(counts > 1)[0]]
+        twice: Any = values[np.flatnonzero(counts > 1)[0]].item()
         for path in files:
             path.unlink()
         raise EngineError(
