@@ -2,8 +2,10 @@
 
 Sites sit up to SITE_RADIUS_KM around real data-centre cities (data/dc-cities); landmarks are
 the shipped rtt-public hosts; RTTs come from the latency model fitted on the shipped data
-(latency_model). Each device is measured by `landmarks` landmarks drawn from the 2x as many
-nearest to the site the verifier believes it is at, as a verifier would schedule them.
+(sim.latency, with its fine distance bands): fibre minimum times an inflation drawn from the
+measured ratios of paths of similar length. Each device is measured by `landmarks` landmarks
+drawn from the 2x as many nearest to the site the verifier believes it is at, as a verifier
+would schedule them.
 
 Scenarios (ground truth column `scenario`):
 
@@ -33,9 +35,9 @@ import pyarrow.parquet as pq
 import shapely
 from numpy.typing import NDArray
 
-from lightfence.fleet.latency_model import LatencyModel, fit_latency_model
 from lightfence.geo.naturalearth import countries
 from lightfence.geo.sphere import destination, great_circle_km
+from lightfence.sim.latency import FINE_DISTANCE_BANDS_KM, LatencyModel, shipped_latency_model
 from lightfence.units import C_VACUUM_KM_PER_MS
 
 SCENARIOS = ("honest", "added_delay", "relay", "cloned_key", "silent")
@@ -149,7 +151,7 @@ def simulate_fleet(
         raise ValueError("need at least one device")
     if not 1 <= landmarks <= len(lm_ids) // 2:
         raise ValueError(f"landmarks per device must be in 1..{len(lm_ids) // 2}")
-    model = model or fit_latency_model()
+    model = model or shipped_latency_model(FINE_DISTANCE_BANDS_KM)
     mix = mix or AdversaryMix()
     rng = np.random.default_rng(seed)
     sites = draw_sites(rng)
