@@ -1,8 +1,9 @@
-"""The probe stage of core.batch: a vectorised first try of the border-vertex test.
+"""The shortcuts of core.batch: the probe stage (a vectorised first try of the border-vertex
+test) and quick witnesses (a few candidates first for "is F non-empty").
 
-It may only answer "F_f may meet the region" where the per-device border test would too, so it
-changes the cost of a verdict, never the verdict: checked cap set by cap set (hypothesis), and
-whole engines with and without it on random and simulated fleets.
+Each may only give the answer the exact test would give, so they change the cost of a verdict,
+never the verdict: checked cap set by cap set (hypothesis), and whole engines with and without
+them on random and simulated fleets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lightfence.core.robust import robust_precise_may_intersect
 from lightfence.fleet.kernel import verdicts_for_frame
 from lightfence.fleet.simulate import AdversaryMix, simulate_fleet
 from lightfence.geo.boundary import MAX_PROBES
+from lightfence.geo.caps import drop_redundant, quick_witnesses, witnesses
 from lightfence.geo.regions import Region
 from lightfence.geo.sphere import destination
 from lightfence.units import C_VACUUM_KM_PER_MS, Bound
@@ -87,6 +89,17 @@ def test_a_probe_hit_is_a_border_test_hit(
         )
 
 
+@settings(max_examples=200)
+@given(cap_sets)
+def test_a_quick_witness_is_a_witness(case: tuple[int, list[tuple[float, float, float]]]) -> None:
+    caps = batch._Caps(_table(case), Bound.VACUUM)
+    centres, radius = caps.block(np.array([0]))
+    for c, r in ((centres, radius), drop_redundant(centres, radius)[:2]):
+        if quick_witnesses(c, r)[0]:
+            ok, _, _ = witnesses(c, r)
+            assert ok[0]
+
+
 def test_probes_are_stored_vertices_and_bounded() -> None:
     for region in REGIONS:
         index = region.boundary
@@ -100,14 +113,20 @@ def test_probes_are_stored_vertices_and_bounded() -> None:
 
 
 def _without_probes(monkeypatch: pytest.MonkeyPatch) -> None:
-    def nothing(caps: object, devices: np.ndarray, region: object, liars: object) -> np.ndarray:
+    """Both shortcuts off: every device takes the exact paths, as before they existed."""
+
+    def no_probes(caps: object, devices: np.ndarray, region: object, liars: object) -> np.ndarray:
         return np.zeros(len(devices), dtype=bool)
 
-    monkeypatch.setattr(batch, "_probe_stage", nothing)
+    def no_quick(centres: np.ndarray, radius: np.ndarray) -> np.ndarray:
+        return np.zeros(len(centres), dtype=bool)
+
+    monkeypatch.setattr(batch, "_probe_stage", no_probes)
+    monkeypatch.setattr(batch, "quick_witnesses", no_quick)
 
 
 @pytest.mark.parametrize("policy_text", ["outside:CN,HK,MO", "in-declared-country"])
-def test_simulated_fleet_verdicts_do_not_depend_on_the_probes(
+def test_simulated_fleet_verdicts_do_not_depend_on_the_shortcuts(
     policy_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mix = AdversaryMix(added_delay=0.1, relay=0.15, cloned_key=0.05, silent=0.05)
@@ -121,7 +140,7 @@ def test_simulated_fleet_verdicts_do_not_depend_on_the_probes(
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("liars", ["0", "1", "auto"])
-def test_random_tables_verdicts_do_not_depend_on_the_probes(
+def test_random_tables_verdicts_do_not_depend_on_the_shortcuts(
     seed: int, liars: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = np.random.default_rng(seed)
