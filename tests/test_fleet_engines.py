@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +15,15 @@ from typer.testing import CliRunner
 import lightfence.cli  # noqa: F401  (registers the commands)
 from lightfence.cli.app import app
 from lightfence.core.policy import parse_policy
-from lightfence.fleet.engine_local import EngineError, expand_inputs, run_local
+from lightfence.fleet.engine_local import (
+    MANIFEST,
+    EngineError,
+    expand_inputs,
+    run_local,
+    write_verdicts,
+)
 from lightfence.fleet.kernel import verdicts_for_frame
-from lightfence.fleet.simulate import simulate_fleet
+from lightfence.fleet.simulate import simulate_fleet, write_fleet
 
 POLICY = "outside:CN,HK,MO"
 
@@ -78,6 +85,57 @@ def test_ray_engine_matches_the_kernel(
     assert result.devices == len(expected)
     assert result.rows == int(expected["n_landmarks"].sum())
     _same(_read(tmp_path), expected)
+
+
+def _manifest_engine(out: Path) -> str:
+    return str(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["engine"])
+
+
+def test_ray_auto_layout_shuffles_scattered_rows_and_by_file_refuses_them(
+    scattered: tuple[Path, pd.DataFrame], tmp_path: Path, ray_cluster: None
+) -> None:
+    from lightfence.fleet.engine_ray import Layout, run_ray
+
+    root, expected = scattered
+    files = expand_inputs(str(root))
+    run_ray(files, parse_policy(POLICY), tmp_path / "auto", workers=2, layout=Layout.AUTO)
+    assert _manifest_engine(tmp_path / "auto") == "ray:2:shuffle"
+    _same(_read(tmp_path / "auto"), expected)
+    with pytest.raises(EngineError, match=r"not laid out by device.*overlap"):
+        run_ray(files, parse_policy(POLICY), tmp_path / "strict", workers=2, layout=Layout.BY_FILE)
+    assert not list((tmp_path / "strict").glob("*.parquet"))
+
+
+def test_ray_by_file_plan_decides_whole_devices_without_a_shuffle(
+    tmp_path: Path, ray_cluster: None
+) -> None:
+    from lightfence.fleet.engine_ray import Layout, run_ray
+
+    fleet = simulate_fleet(500, 6, seed=8)
+    files = [str(f) for f in write_fleet(fleet, tmp_path / "f", 900, 200)]
+    expected = verdicts_for_frame(fleet.measurements, parse_policy(POLICY))
+    expected = expected.sort_values("device_id").reset_index(drop=True)
+    out = tmp_path / "v"
+    result = run_ray(files, parse_policy(POLICY), out, 2, Layout.BY_FILE, unit_rows=300)
+    assert _manifest_engine(out) == "ray:2:by-file"
+    assert result.devices == len(expected)
+    assert result.rows == fleet.measurements.num_rows
+    assert len(result.output_files) > len(files)  # split at row groups, one verdict file each
+    _same(_read(out), expected)
+    # Each verdict file came from one unit, and no device is in two of them.
+    per_file = [set(pd.read_parquet(f)["device_id"]) for f in result.output_files]
+    assert sum(len(s) for s in per_file) == len(set().union(*per_file))
+
+
+def test_a_device_decided_twice_fails_loudly_and_keeps_nothing(tmp_path: Path) -> None:
+    from lightfence.fleet.engine_ray import _check_each_device_once
+
+    frame = pd.DataFrame({"device_id": [1, 2], "verdict": ["VERIFIED"] * 2, "n_landmarks": [3, 3]})
+    write_verdicts(frame, tmp_path / "part-00000.parquet")
+    write_verdicts(frame.iloc[1:], tmp_path / "part-00001.parquet")
+    with pytest.raises(EngineError, match="device 2 was decided in two units"):
+        _check_each_device_once(tmp_path)
+    assert not list(tmp_path.glob("*.parquet"))
 
 
 def test_engines_refuse_bad_inputs(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import pytest
 from lightfence.core.policy import parse_policy
 from lightfence.fleet.check import check_verdicts
 from lightfence.fleet.kernel import verdicts_for_frame
-from lightfence.fleet.latency_model import fibre_min_ms, fit_latency_model, shipped_pairs
 from lightfence.fleet.simulate import (
     SCENARIOS,
     AdversaryMix,
@@ -24,6 +23,7 @@ from lightfence.fleet.simulate import (
 )
 from lightfence.geo.naturalearth import countries
 from lightfence.geo.sphere import great_circle_km
+from lightfence.sim.latency import FINE_DISTANCE_BANDS_KM, shipped_latency_model, shipped_pairs
 from lightfence.units import C_VACUUM_KM_PER_MS
 
 
@@ -48,16 +48,22 @@ def test_dc_cities_agree_with_shipped_landmarks_and_borders() -> None:
     assert compared >= 10
 
 
-def test_latency_model_matches_the_data_it_was_fitted_on() -> None:
-    model = fit_latency_model()
-    assert model.fitted_pairs > 10_000
-    assert 1.6 < model.median_inflation() < 2.4
+def fibre_min_ms(d: np.ndarray) -> np.ndarray:
+    return shipped_latency_model().fibre_rtt_ms(d)
+
+
+def test_simulator_latency_model_matches_the_data_it_was_fitted_on() -> None:
+    model = shipped_latency_model(FINE_DISTANCE_BANDS_KM)
+    assert sum(model.pairs_per_band) > 20_000
+    assert min(model.pairs_per_band) >= 30  # every band fitted on its own pairs
+    assert 1.6 < float(model.inflation(3000.0, 0.5)) < 2.4
     d, rtt = shipped_pairs()
     sim = model.sample_rtt_ms(d, np.random.default_rng(0))
-    long = d > 2000
-    measured = np.median(rtt[long] / fibre_min_ms(d[long]))
-    simulated = np.median(sim[long] / fibre_min_ms(d[long]))
-    assert abs(simulated / measured - 1.0) < 0.15
+    measured = rtt / fibre_min_ms(d)
+    simulated = sim / fibre_min_ms(d)
+    for lo, hi in ((0.0, 100.0), (100.0, 500.0), (500.0, 2000.0), (2000.0, np.inf)):
+        band = (d >= lo) & (d < hi) & (d > 1.0)
+        assert abs(np.median(simulated[band]) / np.median(measured[band]) - 1.0) < 0.15, lo
     assert np.all(sim >= fibre_min_ms(d))
 
 

@@ -28,6 +28,14 @@ class Engine(StrEnum):
     RAY = "ray"
 
 
+class RayLayout(StrEnum):
+    """Mirrors fleet.engine_ray.Layout, which is not imported here: Ray loads only when used."""
+
+    AUTO = "auto"
+    BY_FILE = "by-file"
+    SHUFFLE = "shuffle"
+
+
 def _policy(text: str, bound: Bound) -> Policy:
     from lightfence.core.policy import PolicyError, parse_policy
 
@@ -106,6 +114,15 @@ def batch(
     bound: Annotated[Bound, typer.Option("--bound", help="vacuum (default) or fibre.")] = (
         Bound.VACUUM
     ),
+    layout: Annotated[
+        RayLayout,
+        typer.Option(
+            "--layout",
+            help="Ray only. by-file: each file (or run of row groups) holds whole devices, "
+            "proved from Parquet statistics, no shuffle; shuffle: group rows by device first; "
+            "auto: by-file when the statistics allow it.",
+        ),
+    ] = RayLayout.AUTO,
 ) -> None:
     """Verdicts for every device in a set of measurement Parquet files."""
     from lightfence.fleet.engine_local import EngineError, expand_inputs
@@ -116,7 +133,7 @@ def batch(
         files = expand_inputs(input_glob)
     except EngineError as exc:
         raise typer.BadParameter(str(exc), param_hint="--input") from exc
-    result = _run(engine, files, policy, output, workers, console)
+    result = _run(engine, files, policy, output, workers, console, layout)
     console.print(
         f"{result.devices} devices ({result.rows} rows) in {result.seconds:.1f} s with "
         f"{engine.value}; verdicts in {output} ({policy.describe()})"
@@ -130,18 +147,19 @@ def _run(
     output: Path,
     workers: int,
     console: Console,
+    layout: RayLayout = RayLayout.AUTO,
 ) -> EngineResult:
     from lightfence.fleet.engine_local import run_local
 
     try:
         if engine is Engine.RAY:
-            from lightfence.fleet.engine_ray import run_ray, start_ray, stop_ray
+            from lightfence.fleet.engine_ray import Layout, run_ray, start_ray, stop_ray
 
             with console.status("starting Ray"):
                 start_ray(workers)
             try:
                 with console.status(f"verifying on Ray with {workers} worker(s)"):
-                    return run_ray(files, policy, output, workers)
+                    return run_ray(files, policy, output, workers, Layout(layout.value))
             finally:
                 stop_ray()
         with Progress(

@@ -12,7 +12,11 @@ for each landmark's survey error); F = their intersection. Then, for a region R,
   A cap inside R by the same margin puts all of F inside R.
 * precise path, for devices near a border: any boundary vertex of R inside every cap (grown by
   R's data error and half the vertex spacing), or any witness point of F inside R, means they may
-  meet; otherwise they provably do not (see BoundaryIndex and candidate_points).
+  meet; otherwise they provably do not (see BoundaryIndex and candidate_points). It runs in three
+  steps, cheapest first, each settling only what it can prove: a few probe vertices of R tested
+  for all undecided devices at once (`_probe_stage`: a hit is a vertex the full border test
+  would find), then the witnesses for all of them at once (`_witness_stage`), then the full
+  border test per device for the few left.
 
 A device that tolerates f > 0 lying landmarks (Policy.liars) is judged on F_f, the points inside
 the caps of all but at most f of its landmarks (core.robust): its records are merged per
@@ -47,6 +51,7 @@ from lightfence.geo.caps import (
     WHOLE_SPHERE_RAD,
     drop_redundant,
     inside_all,
+    quick_witnesses,
     witnesses,
 )
 from lightfence.geo.depth import robust_witnesses
@@ -56,6 +61,14 @@ from lightfence.units import EARTH_MEAN_RADIUS_KM, Bound
 
 CHUNK_DEVICES = 4096
 """Devices handled per vectorised step: bounds memory at about 50 MB for 10 caps each."""
+
+
+PROBE_CHUNK_DEVICES = 256
+"""Devices per step of the probe stage: (devices x caps x probes) dots, about 20 MB."""
+
+PROBE_MARGIN = 1e-12
+"""The probe stage counts a vertex inside a cap only this far (in cosine) inside the limit the
+per-device step uses, so rounding cannot make it find a vertex that step would miss."""
 
 
 class InvalidBatch(ValueError):
@@ -177,8 +190,13 @@ def _nonempty(caps: _Caps) -> NDArray[np.bool_]:
             chunk = devices[lo : lo + CHUNK_DEVICES]
             centres, radius = caps.block(chunk)
             centres, radius, _ = drop_redundant(centres, radius)
-            ok, _, _ = witnesses(centres, radius)
-            out[chunk] = ok
+            # Most devices show a witness among a few candidates; the rest get all of them.
+            quick = quick_witnesses(centres, radius)
+            out[chunk[quick]] = True
+            rest = np.flatnonzero(~quick)
+            if len(rest):
+                ok, _, _ = witnesses(centres[rest], radius[rest])
+                out[chunk[rest]] = ok
     return out
 
 
@@ -253,6 +271,47 @@ def _witness_stage(
     return meets, empty
 
 
+def _probe_stage(
+    caps: _Caps, devices: NDArray[np.int64], region: Region, liars: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    """Vectorised first try of the border-vertex step, for many devices at once.
+
+    True where one of the region's probe vertices (a fixed subset of its stored boundary
+    vertices) lies in all but liars[j] of the device's caps, each grown exactly as the per-device
+    step grows it, and tested with PROBE_MARGIN to spare. That vertex is one the per-device step
+    would also find (it keeps every cap's radius and only drops caps, which cannot add misses),
+    so each True here is the answer the per-device step gives; False means "not settled", and the
+    device goes on to the full per-device test. It settles devices whose caps are wide enough to
+    cover much of the region's border, where every deep candidate lies outside the region.
+    """
+    out = np.zeros(len(devices), dtype=bool)
+    probes = region.boundary.probes
+    if len(probes) == 0:
+        return out
+    grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
+    half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
+    counts = caps.count[devices]
+    for k in np.unique(counts):
+        if k == 0:
+            continue
+        idx = np.flatnonzero(counts == k)
+        for lo in range(0, len(idx), PROBE_CHUNK_DEVICES):
+            part = idx[lo : lo + PROBE_CHUNK_DEVICES]
+            f = liars[part]
+            centres, radius = caps.block(devices[part])
+            # As precise_may_intersect (f = 0) and robust_precise_may_intersect (f > 0) grow them.
+            tolerance = np.where(f > 0, 2.0 * CAP_TOLERANCE_RAD, CAP_TOLERANCE_RAD)
+            grown = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
+            r_vertex = np.minimum(grown + half + tolerance[:, None], WHOLE_SPHERE_RAD)
+            cos_limit = np.where(r_vertex >= WHOLE_SPHERE_RAD, -np.inf, np.cos(r_vertex))
+            # einsum, not matmul: a 3-long inner product gains nothing from BLAS, whose threads
+            # would spin on the other cores that engines give to other workers.
+            dots = np.einsum("gki,pi->gkp", centres, probes)
+            missed = (dots < cos_limit[:, :, None] + PROBE_MARGIN).sum(axis=1)
+            out[part] = (missed <= f[:, None]).any(axis=1)
+    return out
+
+
 def may_intersect(
     caps: _Caps,
     devices: NDArray[np.int64],
@@ -288,6 +347,10 @@ def may_intersect(
     settled = fast.copy()
     if (~fast).any():
         js = np.flatnonzero(~fast)
+        f_js = np.zeros(len(js), dtype=np.int64) if f is None else f[js]
+        settled[js[_probe_stage(caps, devices[js], region, f_js)]] = True
+    if (~settled).any():
+        js = np.flatnonzero(~settled)
         f_js = np.zeros(len(js), dtype=np.int64) if f is None else f[js]
         meets, empty = _witness_stage(caps, devices[js], region, f_js)
         result[js[empty]] = False

@@ -2,8 +2,10 @@
 
 Sites sit up to SITE_RADIUS_KM around real data-centre cities (data/dc-cities); landmarks are
 the shipped rtt-public hosts; RTTs come from the latency model fitted on the shipped data
-(latency_model). Each device is measured by `landmarks` landmarks drawn from the 2x as many
-nearest to the site the verifier believes it is at, as a verifier would schedule them.
+(sim.latency, with its fine distance bands): fibre minimum times an inflation drawn from the
+measured ratios of paths of similar length. Each device is measured by `landmarks` landmarks
+drawn from the 2x as many nearest to the site the verifier believes it is at, as a verifier
+would schedule them.
 
 Scenarios (ground truth column `scenario`):
 
@@ -33,9 +35,9 @@ import pyarrow.parquet as pq
 import shapely
 from numpy.typing import NDArray
 
-from lightfence.fleet.latency_model import LatencyModel, fit_latency_model
 from lightfence.geo.naturalearth import countries
 from lightfence.geo.sphere import destination, great_circle_km
+from lightfence.sim.latency import FINE_DISTANCE_BANDS_KM, LatencyModel, shipped_latency_model
 from lightfence.units import C_VACUUM_KM_PER_MS
 
 SCENARIOS = ("honest", "added_delay", "relay", "cloned_key", "silent")
@@ -44,6 +46,8 @@ SITES_PER_CITY = 8
 ADDED_DELAY_MS = (5.0, 80.0)
 DEFAULT_FORBIDDEN = ("CN", "HK", "MO")
 ROWS_PER_FILE = 1_000_000
+ROWS_PER_ROW_GROUP = 125_000
+"""Row groups, like files, end on device boundaries, so an engine may split a file by them."""
 MAX_SITE_DRAWS = 20
 
 
@@ -147,7 +151,7 @@ def simulate_fleet(
         raise ValueError("need at least one device")
     if not 1 <= landmarks <= len(lm_ids) // 2:
         raise ValueError(f"landmarks per device must be in 1..{len(lm_ids) // 2}")
-    model = model or fit_latency_model()
+    model = model or shipped_latency_model(FINE_DISTANCE_BANDS_KM)
     mix = mix or AdversaryMix()
     rng = np.random.default_rng(seed)
     sites = draw_sites(rng)
@@ -236,12 +240,18 @@ def _dictionary(labels: NDArray[np.str_], index: NDArray[np.int64]) -> pa.Dictio
     )
 
 
-def write_fleet(fleet: Fleet, out_dir: Path, rows_per_file: int = ROWS_PER_FILE) -> list[Path]:
+def write_fleet(
+    fleet: Fleet,
+    out_dir: Path,
+    rows_per_file: int = ROWS_PER_FILE,
+    rows_per_row_group: int = ROWS_PER_ROW_GROUP,
+) -> list[Path]:
     """Write measurements as part files split on device boundaries, and truth.parquet beside.
 
-    Layout: OUT/measurements/part-00000.parquet ..., OUT/truth.parquet. Each device's rows lie in
-    one file, which the engines do not rely on (they group by device themselves) but which keeps
-    reads local.
+    Layout: OUT/measurements/part-00000.parquet ..., OUT/truth.parquet. Device ids ascend, and
+    every file and every row group ends on a device boundary: the by-file plan of the Ray engine
+    (fleet.layout) proves from the row-group statistics that no device spans two units and then
+    needs no shuffle. Other engines and layouts group by device themselves.
     """
     parts_dir = out_dir / "measurements"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -250,15 +260,25 @@ def write_fleet(fleet: Fleet, out_dir: Path, rows_per_file: int = ROWS_PER_FILE)
     table = fleet.measurements
     ids = table.column("device_id").to_numpy()
     written: list[Path] = []
-    start = 0
-    while start < len(ids):
-        stop = min(start + rows_per_file, len(ids))
-        # Move the cut forward to the next device boundary.
-        while 0 < stop < len(ids) and ids[stop] == ids[stop - 1]:
-            stop += 1
+    for start, stop in _device_cuts(ids, rows_per_file):
         path = parts_dir / f"part-{len(written):05d}.parquet"
-        pq.write_table(table.slice(start, stop - start), path)
+        part = table.slice(start, stop - start)
+        with pq.ParquetWriter(path, part.schema) as writer:
+            for lo, hi in _device_cuts(ids[start:stop], rows_per_row_group):
+                writer.write_table(part.slice(lo, hi - lo), row_group_size=hi - lo)
         written.append(path)
-        start = stop
     pq.write_table(fleet.truth, out_dir / "truth.parquet")
     return written
+
+
+def _device_cuts(ids: NDArray[np.int64], rows: int) -> list[tuple[int, int]]:
+    """[start, stop) runs of about `rows` rows, each cut moved forward to a device boundary."""
+    cuts: list[tuple[int, int]] = []
+    start = 0
+    while start < len(ids):
+        stop = min(start + rows, len(ids))
+        while 0 < stop < len(ids) and ids[stop] == ids[stop - 1]:
+            stop += 1
+        cuts.append((start, stop))
+        start = stop
+    return cuts

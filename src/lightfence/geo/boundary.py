@@ -10,6 +10,7 @@ point inside a cap of radius r puts a vertex inside the same cap grown by HALF_S
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +23,9 @@ BOUNDARY_SPACING_KM = 2.0
 """Largest arc length between consecutive stored boundary vertices."""
 
 HALF_SPACING_KM = BOUNDARY_SPACING_KM / 2.0
+
+MAX_PROBES = 64
+"""Stored vertices sampled for the vectorised first try of the border test (core.batch)."""
 
 
 def _pieces(lon: Float64Array, lat: Float64Array) -> NDArray[np.int64]:
@@ -81,6 +85,17 @@ class BoundaryIndex:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    @cached_property
+    def probes(self) -> Float64Array:
+        """At most MAX_PROBES stored vertices, evenly spaced along the stored order (m, 3).
+
+        A subset of `vectors`: a probe found deep in a device's caps is a stored vertex that
+        `vertices_in_all` / `any_in_most` would find too, so testing probes first, for many
+        devices at once, can settle "the border crosses F" but never contradict the full test.
+        """
+        stride = -(-len(self.vectors) // MAX_PROBES) if len(self.vectors) else 1
+        return np.ascontiguousarray(self.vectors[::stride])
 
     def distance_lower_bound_rad(self, points: Float64Array) -> Float64Array:
         """A lower bound on the angle from each point (n, 3) to the nearest boundary point."""

@@ -123,6 +123,34 @@ def witnesses(
     return np.asarray(in_f.any(axis=1)), cands, in_f
 
 
+QUICK_MARGIN = 1e-12
+"""`quick_witnesses` counts a point only this far (in cosine) inside every cap, so that rounding
+cannot make it report a point that the exact test would not."""
+
+
+def quick_witnesses(centres: Float64Array, radius_rad: Float64Array) -> NDArray[np.bool_]:
+    """(g,) True where a point certainly lies in every cap of the device: sufficient for a
+    non-empty F, not necessary (False means "not shown", and `witnesses` must decide).
+
+    Tries only the candidates of each device's two smallest caps (their centres, fixed points and
+    crossings: 6 of the k (k + 1)). After `drop_redundant` most feasible regions are one cap or
+    the lens of two, whose candidates these are; a hit is strictly inside every cap grown by
+    CAP_TOLERANCE_RAD, so `witnesses` (which tests caps grown twice as much) finds F non-empty
+    too.
+    """
+    g, k, _ = centres.shape
+    grown = np.minimum(radius_rad + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    if k == 0 or g == 0:
+        return np.zeros(g, dtype=bool)
+    pick = np.sort(np.argsort(radius_rad, axis=1, kind="stable")[:, : min(k, 2)], axis=1)
+    c = np.take_along_axis(centres, pick[..., None], axis=1)
+    r = np.take_along_axis(grown, pick, axis=1)
+    cands = candidate_points(c, r)
+    dots = np.einsum("gqi,gki->gqk", cands, centres)
+    limit = np.where(grown >= WHOLE_SPHERE_RAD, -np.inf, np.cos(grown) + QUICK_MARGIN)
+    return np.asarray(np.all(dots >= limit[:, None, :], axis=-1).any(axis=1))
+
+
 def drop_redundant(
     centres: Float64Array, radius_rad: Float64Array
 ) -> tuple[Float64Array, Float64Array, NDArray[np.int64]]:
