@@ -18,9 +18,11 @@ from lightfence.core.bestline import (
 from lightfence.units import Bound
 
 # Physical points: RTT at or above the 2/3 c round trip for the distance, plus any extra delay.
+# Distances are 0 or at least a metre: the LP solver used as the oracle below loses the optimum
+# to scaling for distances like 1e-212 km, where the closed form is still exact.
 physical_points = st.lists(
     st.tuples(
-        st.floats(0.0, 20000.0, allow_nan=False),
+        st.one_of(st.just(0.0), st.floats(1e-3, 20000.0, allow_nan=False)),
         st.floats(0.0, 300.0, allow_nan=False),
     ),
     min_size=1,
