@@ -249,7 +249,7 @@ class LandmarkEndpoint:
         # landmark at its throughput target; `check_every_round` checks the slower rounds too.
         best: tuple[int, int, _Round, TimestampSource] | None = None
         forged: set[int] = set()
-        for cand in sorted(timed, key=lambda c: (c[0], c[1])):
+        for cand in sorted(timed):  # by RTT, then round number (unique: rounds never compared)
             if signed_by_device(cand[1], cand[2]):
                 best = cand
                 break

@@ -12,7 +12,6 @@ decode strictly; the JSON form round-trips to the same signed bytes.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,10 +222,12 @@ class MeasurementRecord:
         if landmark_key.key_id != self.landmark_key_id:
             raise RecordError("landmark_key_id does not match the signing key")
         signed = self.signed_bytes()
-        # A copy, not dataclasses.replace: the fields were validated when this record was made
-        # and only the signature changes (landmarks sign one record per session on their hot
-        # path). The cached canonical bytes travel with it: the signature is not part of them.
-        record = copy.copy(self)
+        # A shallow copy, not dataclasses.replace: the fields were validated when this record
+        # was made and only the signature changes (landmarks sign one record per session on
+        # their hot path). The cached canonical bytes travel with it: the signature is not
+        # part of them.
+        record = object.__new__(MeasurementRecord)
+        record.__dict__.update(self.__dict__)
         object.__setattr__(record, "landmark_signature", landmark_key.sign(signed))
         return record
 
