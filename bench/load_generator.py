@@ -44,6 +44,7 @@ def saturate(entry: LandmarkEntry, seconds: float, slots: int) -> tuple[int, int
         sel.register(slot, selectors.EVENT_READ, slot)
         start(slot)
     deadline = time.monotonic() + seconds
+    next_stall_check = time.monotonic() + STALL_S
     try:
         while (now := time.monotonic()) < deadline:
             for sel_key, _ in sel.select(timeout=0.1):
@@ -64,9 +65,11 @@ def saturate(entry: LandmarkEntry, seconds: float, slots: int) -> tuple[int, int
                     start(sock)
                 else:
                     sessions[sock] = (session, now)
-            for sock, (_, seen) in list(sessions.items()):
-                if now - seen > STALL_S:
-                    start(sock)
+            if now >= next_stall_check:  # not every wake-up: the scan costs more than a round
+                next_stall_check = now + STALL_S
+                for sock, (_, seen) in list(sessions.items()):
+                    if now - seen > STALL_S:
+                        start(sock)
     finally:
         for sock in sessions:
             sel.unregister(sock)

@@ -13,13 +13,14 @@ or duplicate round, is dropped and counted in `stats.rejected`; nothing from the
 from __future__ import annotations
 
 import heapq
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import SigningKey, key_id, verify_signature
+from lightfence.crypto.nonces import NonceSource
 from lightfence.protocol import messages as m
 from lightfence.protocol.challenge import (
     CHALLENGE_DOMAIN,
@@ -31,10 +32,8 @@ from lightfence.protocol.landmark_types import (
     Addr,
     LandmarkConfig,
     LandmarkStats,
-    Outgoing,
     Rejection,
     SessionFinished,
-    TxTag,
 )
 from lightfence.protocol.rate_limit import SourceRateLimiter
 from lightfence.protocol.record import MAX_ROUNDS, MeasurementRecord, TimestampSource
@@ -60,16 +59,17 @@ _SESSION_TIMER = -1
 """Kind of a timer-heap entry for a session's overall expiry."""
 _ROUND_TIMER = 0
 """Kind of a timer-heap entry for the current round's deadline."""
+_ROUND_BYTES = [bytes((i,)) for i in range(MAX_ROUNDS)]
 Rng = Callable[[int], bytes]
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class _Round(RoundTimes):
     nonce: bytes = b""
     signature: bytes | None = None
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class _Session:
     session_id: bytes
     addr: Addr
@@ -77,7 +77,11 @@ class _Session:
     device_public_key: bytes
     trust_level: TrustLevel
     rounds: int
+    challenge_prefix: bytes
+    """Header and session id: the start of every challenge of this session."""
     log: list[_Round] = field(default_factory=list)
+    current: int = -1
+    """Number of the round in progress (the last in `log`)."""
     deadline_ns: int = 0
     """Deadline of round `deadline_round` (the current one, once its challenge left)."""
     deadline_round: int = -1
@@ -85,20 +89,36 @@ class _Session:
     """A round-timer entry of this session is in the heap (at most one: see _arm)."""
     finished: bool = False
 
-    @property
-    def current(self) -> int:
-        return len(self.log) - 1
+
+class TxTag(NamedTuple):
+    """Names one challenge, for the adapter to report when it left (on_sent, on_tx_kernel).
+    Opaque to the adapter. It holds the round itself, so a report costs no lookups; a report
+    that comes after the session ended changes nothing that is still read."""
+
+    session: _Session
+    round: _Round
+
+
+class Outgoing(NamedTuple):
+    """A datagram for the adapter to send. (TxTag and Outgoing are NamedTuples: one of each is
+    made for every challenge on the timed path, and tuples build fastest.)"""
+
+    data: bytes
+    addr: Addr
+    tag: TxTag | None = None
+    """Set for challenges: report the send time with on_sent / on_tx_kernel."""
 
 
 class LandmarkEndpoint:
     """All sessions of one landmark. Feed it datagrams; it says what to send and when."""
 
-    def __init__(self, config: LandmarkConfig, key: SigningKey, rng: Rng = os.urandom) -> None:
+    def __init__(self, config: LandmarkConfig, key: SigningKey, rng: Rng | None = None) -> None:
         self.config = config
         self.key = key
         self.key_id = key.key_id
         self.stats = LandmarkStats()
-        self._rng = rng
+        self._rng = rng or NonceSource()
+        self._round_timeout_ns = config.round_timeout_ns
         self._sessions: dict[bytes, _Session] = {}
         self._timers: list[tuple[int, bytes, int]] = []
         self._out: list[Outgoing] = []
@@ -161,18 +181,18 @@ class LandmarkEndpoint:
         """The challenge for `tag` was sent: `user_ns` read just before the send call and
         `after_ns` just after it returned, `clock_offset_ns` (CLOCK_MONOTONIC - CLOCK_REALTIME)
         read before it. Without the last two, kernel stamps are not used for this round."""
-        rnd = self._round(tag)
-        if rnd is not None and rnd.tx_user_ns is None:
+        s, rnd = tag
+        if rnd.tx_user_ns is None:
             rnd.tx_user_ns = user_ns
             rnd.tx_user_after_ns = after_ns
             rnd.tx_clock_offset_ns = clock_offset_ns
-            s = self._sessions[tag.session_id]
-            self._arm(s, user_ns + self.config.round_timeout_ns)
+            if not s.finished:
+                self._arm(s, user_ns + self._round_timeout_ns)
 
     def on_tx_kernel(self, tag: TxTag, stamp: KernelStamp) -> None:
         """The kernel's transmit timestamp for `tag` (from the socket's error queue)."""
-        rnd = self._round(tag)
-        if rnd is not None and rnd.tx_kernel is None:
+        rnd = tag.round
+        if rnd.tx_kernel is None:
             rnd.tx_kernel = stamp
 
     def handle_timer(self, now_ns: int) -> None:
@@ -298,12 +318,6 @@ class LandmarkEndpoint:
     def _reject(self, why: Rejection) -> None:
         self.stats.rejected[why.value] += 1
 
-    def _round(self, tag: TxTag) -> _Round | None:
-        s = self._sessions.get(tag.session_id)
-        if s is None or not 0 <= tag.round_no < len(s.log):
-            return None
-        return s.log[tag.round_no]
-
     def _on_hello(self, hello: m.Hello, addr: Addr, now_ns: int) -> None:
         if not self._hellos.allow(addr[0], now_ns):
             self._reject(Rejection.RATE_LIMITED)
@@ -316,13 +330,15 @@ class LandmarkEndpoint:
             reply = m.Reject(hello.hello_id, m.RejectCode.BUSY, why)
             self._out.append(Outgoing(m.encode(reply), addr))
             return
+        session_id = self._fresh_session_id()
         s = _Session(
-            session_id=self._fresh_session_id(),
+            session_id=session_id,
             addr=addr,
             device_id=hello.device_id,
             device_public_key=hello.device_public_key,
             trust_level=hello.trust_level,
             rounds=min(hello.rounds, self.config.max_rounds),
+            challenge_prefix=_CHALLENGE_HEADER + session_id,
         )
         self._sessions[s.session_id] = s
         self.stats.sessions_opened += 1
@@ -341,12 +357,13 @@ class LandmarkEndpoint:
                 return sid
 
     def _next_challenge(self, s: _Session) -> None:
-        rnd = _Round(nonce=self._rng(NONCE_LEN))
+        nonce = self._rng(NONCE_LEN)
+        rnd = _Round(nonce=nonce)
         s.log.append(rnd)
-        round_no = len(s.log) - 1
+        s.current = round_no = s.current + 1
         # Same bytes as m.encode(m.Challenge(...)) (tested), without building the message.
-        data = _CHALLENGE_HEADER + s.session_id + bytes((round_no,)) + rnd.nonce
-        self._out.append(Outgoing(data, s.addr, TxTag(s.session_id, round_no)))
+        data = s.challenge_prefix + _ROUND_BYTES[round_no] + nonce
+        self._out.append(Outgoing(data, s.addr, TxTag(s, rnd)))
 
     def _arm(self, s: _Session, deadline_ns: int) -> None:
         # Deadlines only move later, so a session keeps one heap entry, moved on lazily when

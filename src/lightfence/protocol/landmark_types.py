@@ -1,12 +1,12 @@
 """The landmark endpoint's vocabulary: its configuration, its counters, why it drops things,
-and the values it hands its adapter (datagrams to send, events)."""
+and the events it hands its adapter. (Datagrams to send and their tags are defined with the
+endpoint in landmark_session: a tag holds the endpoint's own round state.)"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
 
 Addr = tuple[str, int]
 
@@ -47,23 +47,6 @@ class LandmarkConfig:
     """Check the device's signature on every answered round, not only on the fastest valid one.
     Off by default: only the fastest round bounds distance, and it is always checked (see
     LandmarkEndpoint.issue_record). On, a record lists only checked RTTs, at k checks a session."""
-
-
-class TxTag(NamedTuple):
-    """Identifies a challenge datagram so the adapter can report when it left."""
-
-    session_id: bytes
-    round_no: int
-
-
-class Outgoing(NamedTuple):
-    """A datagram for the adapter to send. (TxTag and Outgoing are NamedTuples: one of each is
-    made for every challenge on the timed path, and tuples build fastest.)"""
-
-    data: bytes
-    addr: Addr
-    tag: TxTag | None = None
-    """Set for challenges: report the send time with on_sent / on_tx_kernel."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class KernelStamp(NamedTuple):
         return self.real_ns + self.mono_offset_ns
 
 
-@dataclass
+@dataclass(slots=True)
 class RoundTimes:
     """Everything the adapter reported about when one round's datagrams moved."""
 
