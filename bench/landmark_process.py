@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -20,6 +21,7 @@ from typing import Any
 from lightfence.crypto.keys import SigningKey
 from lightfence.landmark.registry import LandmarkEntry
 from lightfence.landmark.server import LandmarkServer
+from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
 
 CTX = mp.get_context("spawn")
@@ -117,20 +119,32 @@ def start_landmark(name: str = "bench", timestamps: str = "auto", **cfg_kw: Any)
     return LandmarkProcess(proc, parent, entry, kernel, reason)
 
 
+ECHO_REPORT = struct.Struct("!2sq")
+"""After each echo, the echo sends a second datagram: b"TA" and its own turnaround in ns (kernel
+TX stamp of the echo minus kernel RX stamp of the ping), so the prober can take the echo's
+scheduling out of its RTT just as it takes the device's out of a landmark round's."""
+
+
 def _echo(conn: Connection) -> None:
     pin(LANDMARK_CPU)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
+    ts = Timestamper.enable(sock, "auto")
     conn.send(sock.getsockname()[1])
     while True:
-        data, addr = sock.recvfrom(2048)
+        data, anc, _, addr = sock.recvmsg(2048, ANCILLARY_BUFSIZE)
         if data == b"stop":
             return
         sock.sendto(data, addr)
+        rx = ts.rx_kernel(anc)
+        stamps = ts.drain_tx(sock)
+        turnaround = stamps[-1][1].real_ns - rx.real_ns if rx is not None and stamps else -1
+        sock.sendto(ECHO_REPORT.pack(b"TA", turnaround), addr)
 
 
 def start_echo() -> tuple[Any, int]:
-    """A bare UDP echo (blocking recvfrom/sendto loop) in its own process; returns (proc, port)."""
+    """A bare UDP echo (blocking recvmsg/sendto loop, then a turnaround report: ECHO_REPORT) in
+    its own process; returns (proc, port)."""
     parent, child = CTX.Pipe()
     proc = CTX.Process(target=_echo, args=(child,), daemon=True)
     proc.start()

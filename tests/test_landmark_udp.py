@@ -13,6 +13,7 @@ import pytest
 from lightfence.agent.measure import RetryPolicy, measure_all, measure_landmark
 from lightfence.crypto.identity import software_identity
 from lightfence.crypto.keys import SigningKey
+from lightfence.landmark.batch_recv import BatchReceiver
 from lightfence.landmark.registry import LandmarkEntry
 from lightfence.landmark.server import LandmarkServer
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
@@ -21,15 +22,16 @@ from record_factory import seeded_key
 
 DEVICE = seeded_key("device")
 IDENTITY = software_identity(DEVICE)
+HAS_RECVMMSG = BatchReceiver.available()
 FAST = RetryPolicy(attempts=2, attempt_timeout_s=2.0, backoff_s=0.01)
 
 
 @asynccontextmanager
 async def landmark(
-    name: str, key: SigningKey, timestamps: str = "auto", **cfg: Any
+    name: str, key: SigningKey, timestamps: str = "auto", batched: bool = True, **cfg: Any
 ) -> AsyncIterator[tuple[LandmarkServer, LandmarkEntry]]:
     endpoint = LandmarkEndpoint(LandmarkConfig(name, **cfg), key)
-    server = LandmarkServer.bind(endpoint, "127.0.0.1", 0, timestamps)
+    server = LandmarkServer.bind(endpoint, "127.0.0.1", 0, timestamps, batched=batched)
     host, port = server.address
     entry = LandmarkEntry(name, key.public_bytes, 50.0, 8.0, 0.0, f"{host}:{port}")
     stop = asyncio.Event()
@@ -80,11 +82,13 @@ def test_monotonic_fallback_is_reported_in_the_record() -> None:
     asyncio.run(main())
 
 
-def test_noise_at_a_serving_landmark_is_counted_and_measuring_still_works() -> None:
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvmsg"])
+def test_noise_at_a_serving_landmark_is_counted_and_measuring_still_works(batched: bool) -> None:
     key = seeded_key("lm-n")
 
     async def main() -> None:
-        async with landmark("n", key) as (server, entry):
+        async with landmark("n", key, batched=batched) as (server, entry):
+            assert server.receives_batched == (batched and server.ts.kernel and HAS_RECVMMSG)
             noise = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             for i in range(300):
                 noise.sendto(bytes([i % 256]) * (i % 97) + b"LF", server.address)
@@ -92,7 +96,9 @@ def test_noise_at_a_serving_landmark_is_counted_and_measuring_still_works() -> N
             noise.sendto(b"x" * 1500, server.address)
             noise.close()
             result = await measure_landmark(entry, DEVICE, IDENTITY, 5, FAST)
-            check(result.record, key)
+            record = check(result.record, key)
+            if server.ts.kernel:
+                assert record.timestamp_source is TimestampSource.KERNEL
             rejected = server.endpoint.stats.rejected
             assert rejected["unknown_session"] == 1 and rejected["oversized"] == 1
             assert sum(rejected.values()) == 302

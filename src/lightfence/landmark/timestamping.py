@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightfence.protocol.round_timing import KernelStamp
@@ -117,11 +118,14 @@ class Timestamper:
                     return KernelStamp(int(sec * 1_000_000_000 + nsec), mono_minus_real_ns())
         return None
 
-    def drain_tx(self, sock: socket.socket) -> list[tuple[int, KernelStamp]]:
-        """Transmit stamps waiting on the error queue: (send id, stamp)."""
+    def drain_tx(
+        self, sock: socket.socket, read_stamps: Callable[[], list[tuple[int, int]]] | None = None
+    ) -> list[tuple[int, KernelStamp]]:
+        """Transmit stamps waiting on the error queue: (send id, stamp). `read_stamps` reads
+        the raw (send id, CLOCK_REALTIME ns) pairs instead of one recvmsg each (batch_recv)."""
         if not self.kernel:
             return []
-        found = self._read_tx_stamps(sock)
+        found = read_stamps() if read_stamps is not None else self._read_tx_stamps(sock)
         if not found:
             return []
         # One offset read for the lot, after the last pick-up: every stamp here was taken

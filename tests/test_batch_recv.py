@@ -1,0 +1,111 @@
+"""landmark.batch_recv against real sockets: the same datagrams, sources and kernel stamps as
+one recvmsg each would give, across batch boundaries, for data and for transmit stamps."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lightfence.landmark.batch_recv import SLOTS, BatchReceiver
+from lightfence.landmark.timestamping import Timestamper
+
+pytestmark = pytest.mark.skipif(not BatchReceiver.available(), reason="needs Linux recvmmsg")
+MAX_PAYLOAD = 1201
+
+
+def stamped_socket(family: socket.AddressFamily, host: str) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.setblocking(False)
+    if not Timestamper.enable(sock, "auto").kernel:
+        sock.close()
+        pytest.skip("no kernel timestamps here")
+    return sock
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[socket.socket, BatchReceiver]]:
+    sock = stamped_socket(socket.AF_INET, "127.0.0.1")
+    batch = BatchReceiver.open(sock, MAX_PAYLOAD)
+    assert batch is not None
+    yield sock, batch
+    sock.close()
+
+
+def wait_readable(sock: socket.socket) -> None:
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+            return
+        except BlockingIOError:
+            time.sleep(0.001)
+
+
+def test_datagrams_sources_and_stamps(receiver: tuple[socket.socket, BatchReceiver]) -> None:
+    sock, batch = receiver
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for s in senders:
+        s.bind(("127.0.0.1", 0))
+    before_ns = time.time_ns()
+    sent = []
+    for i, payload in enumerate([b"a", b"bb" * 40, bytes(range(256)) * 4, b"x" * 1500, b""]):
+        sender = senders[i % 2]
+        sender.sendto(payload, sock.getsockname())
+        sent.append((payload[:MAX_PAYLOAD], sender.getsockname()))
+    wait_readable(sock)
+    got = batch.datagrams()
+    after_ns = time.time_ns()
+    assert [(data, addr) for data, addr, _ in got] == sent  # a long one is cut, as recvmsg does
+    assert all(before_ns <= stamp <= after_ns for _, _, stamp in got)
+    assert [stamp for *_, stamp in got] == sorted(stamp for *_, stamp in got)
+    assert batch.datagrams() == []
+    for s in senders:
+        s.close()
+
+
+def test_more_than_one_batch_waiting(receiver: tuple[socket.socket, BatchReceiver]) -> None:
+    sock, batch = receiver
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for i in range(SLOTS + 10):
+            sender.sendto(i.to_bytes(2, "big"), sock.getsockname())
+        wait_readable(sock)
+        first, second, third = batch.datagrams(), batch.datagrams(), batch.datagrams()
+    assert len(first) == SLOTS and len(second) == 10 and third == []
+    assert [int.from_bytes(d, "big") for d, _, _ in first + second] == list(range(SLOTS + 10))
+
+
+def test_transmit_stamps_come_back_in_send_order(
+    receiver: tuple[socket.socket, BatchReceiver],
+) -> None:
+    sock, batch = receiver
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        before_ns = time.time_ns()
+        for _ in range(SLOTS + 6):  # more than one recvmmsg's worth
+            sock.sendto(b"challenge", sink.getsockname())
+        after_ns = time.time_ns()
+        stamps = batch.tx_stamps()
+    assert [send_id for send_id, _ in stamps] == list(range(SLOTS + 6))
+    assert all(before_ns <= stamp <= after_ns for _, stamp in stamps)
+    assert batch.tx_stamps() == []
+
+
+def test_ipv6_sources_are_named_like_recvmsg_names_them() -> None:
+    try:
+        sock = stamped_socket(socket.AF_INET6, "::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    batch = BatchReceiver.open(sock, MAX_PAYLOAD)
+    assert batch is not None
+    with sock, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+        sender.bind(("::1", 0))
+        sender.sendto(b"hello", sock.getsockname()[:2])
+        wait_readable(sock)
+        ((data, addr, stamp),) = batch.datagrams()
+        assert data == b"hello" and addr == sender.getsockname()[:2] and stamp > 0
