@@ -2,14 +2,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightfence.protocol.record import MeasurementRecord, RecordError, verify
-from lightfence.protocol.wire import DecodeError
+from lightfence.crypto.identity import TrustLevel
+from lightfence.protocol.challenge import ID_LEN, id_bytes
+from lightfence.protocol.record import (
+    MAX_ROUNDS,
+    MAX_RTT_NS,
+    RECORD_DOMAIN,
+    RECORD_VERSION,
+    MeasurementRecord,
+    RecordError,
+    TimestampSource,
+    verify,
+)
+from lightfence.protocol.wire import DecodeError, Writer
 from record_factory import make_signed_record, seeded_key
 
 LANDMARK = seeded_key("landmark")
@@ -117,3 +132,269 @@ def test_every_truncation_or_bit_flip_of_a_record_is_caught(data: st.DataObject)
         verify(decoded, LANDMARK.public_bytes, DEVICE.public_bytes)
     with pytest.raises(DecodeError):
         MeasurementRecord.from_bytes(rec.to_bytes()[:pos])
+
+
+# --- the fast canonical encoding and checks against their field-by-field forms ------------------
+
+
+def reference_signed_bytes(rec: MeasurementRecord) -> bytes:
+    """The canonical bytes written field by field with wire.Writer (docs/protocol.md)."""
+    return (
+        Writer()
+        .fixed(RECORD_DOMAIN, len(RECORD_DOMAIN))
+        .u8(rec.version)
+        .text(rec.landmark_id)
+        .fixed(id_bytes(rec.landmark_key_id), ID_LEN)
+        .fixed(id_bytes(rec.device_id), ID_LEN)
+        .fixed(id_bytes(rec.device_key_id), ID_LEN)
+        .text(rec.trust_level.value)
+        .fixed(rec.session_id, 16)
+        .u8(rec.rounds_sent)
+        .u8(len(rec.rtts_ns))
+        .u64s(rec.rtts_ns)
+        .u64(min(rec.rtts_ns))
+        .u8(rec.fastest_round)
+        .fixed(rec.fastest_nonce, 32)
+        .fixed(rec.device_signature, 64)
+        .text(rec.timestamp_source.value)
+        .u64(rec.measured_at_unix_ns)
+        .getvalue()
+    )
+
+
+def reference_check_int(name: str, v: object, lo: int, hi: int) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise RecordError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+
+
+def reference_checks(f: dict[str, Any]) -> None:
+    """MeasurementRecord.__post_init__ as it was before its fast paths, one field at a time."""
+    if f["version"] != RECORD_VERSION:
+        raise RecordError(f"unsupported record version {f['version']}")
+    if not f["landmark_id"] or len(f["landmark_id"].encode()) > 255:
+        raise RecordError("landmark_id must be 1 to 255 UTF-8 bytes")
+    for name in ("landmark_key_id", "device_id", "device_key_id"):
+        try:
+            id_bytes(f[name])
+        except (ValueError, TypeError):
+            raise RecordError(f"{name} must be {2 * ID_LEN} lowercase hex digits") from None
+    if not isinstance(f["trust_level"], TrustLevel):
+        raise RecordError("trust_level must be a TrustLevel")
+    if not isinstance(f["timestamp_source"], TimestampSource):
+        raise RecordError("timestamp_source must be a TimestampSource")
+    if len(f["session_id"]) != 16:
+        raise RecordError("session_id must be 16 bytes")
+    reference_check_int("rounds_sent", f["rounds_sent"], 1, MAX_ROUNDS)
+    if not 1 <= len(f["rtts_ns"]) <= f["rounds_sent"]:
+        raise RecordError("a record needs between 1 and rounds_sent valid RTTs")
+    for rtt in f["rtts_ns"]:
+        reference_check_int("rtt_ns", rtt, 1, MAX_RTT_NS)
+    reference_check_int("fastest_round", f["fastest_round"], 0, f["rounds_sent"] - 1)
+    if len(f["fastest_nonce"]) != 32:
+        raise RecordError("fastest_nonce must be 32 bytes")
+    if len(f["device_signature"]) != 64:
+        raise RecordError("device_signature must be 64 bytes")
+    reference_check_int("measured_at_unix_ns", f["measured_at_unix_ns"], 0, 2**63 - 1)
+    if len(f["landmark_signature"]) not in (0, 64):
+        raise RecordError("landmark_signature must be 64 bytes")
+
+
+class Small(IntEnum):
+    """An int subclass other than bool: the checks accept it, as they always did."""
+
+    ONE = 1
+    THREE = 3
+
+
+hex_ids = st.binary(min_size=16, max_size=16).map(bytes.hex)
+odd_ids = st.one_of(
+    hex_ids,
+    hex_ids.map(str.upper),
+    hex_ids.map(lambda s: s[:-1]),
+    hex_ids.map(lambda s: s + "0"),
+    hex_ids.map(lambda s: " " + s[1:]),
+    hex_ids.map(lambda s: s[:31] + "g"),
+    st.text(max_size=34),
+    st.binary(min_size=16, max_size=16),
+    st.none(),
+)
+odd_id_triples = st.one_of(
+    st.tuples(odd_ids, odd_ids, odd_ids),
+    # Valid hex all together, but not split 32/32/32.
+    st.tuples(hex_ids, hex_ids, hex_ids).map(lambda t: (t[0][:-1], t[0][-1] + t[1], t[2])),
+    st.tuples(hex_ids, hex_ids, hex_ids).map(lambda t: (t[0], t[1] + t[2][:2], t[2][2:])),
+)
+
+
+def edge_values(lo: int, hi: int) -> list[Any]:
+    """Values at and just past an integer field's bounds, and ints that are not plain ints."""
+    return [lo - 1, lo, hi, hi + 1, True, False, Small.ONE, Small.THREE, float(lo), float(hi), "1"]
+
+
+def edges(lo: int, hi: int) -> st.SearchStrategy[Any]:
+    return st.sampled_from(edge_values(lo, hi))
+
+
+@st.composite
+def record_fields(draw: st.DrawFn) -> dict[str, Any]:
+    """Constructor arguments: valid, but for one or two fields drawn from their edge cases."""
+    odd = draw(st.sets(st.sampled_from(FIELD_GROUPS), max_size=2))
+
+    def pick(group: str, valid: st.SearchStrategy[Any], edge: st.SearchStrategy[Any]) -> Any:
+        return draw(edge if group in odd else valid)
+
+    rounds = pick("rounds_sent", st.integers(1, MAX_ROUNDS), edges(1, MAX_ROUNDS))
+    bound = rounds if type(rounds) is int and 1 <= rounds <= MAX_ROUNDS else MAX_ROUNDS
+    rtt = st.integers(1, MAX_RTT_NS)
+    ids = pick("ids", st.tuples(hex_ids, hex_ids, hex_ids), odd_id_triples)
+    return {
+        "landmark_id": pick(
+            "landmark_id",
+            st.text(min_size=1, max_size=40),
+            st.one_of(st.text(max_size=2), st.sampled_from(["é" * 127, "é" * 128])),
+        ),
+        "landmark_key_id": ids[0],
+        "device_id": ids[1],
+        "device_key_id": ids[2],
+        "trust_level": pick(
+            "trust_level", st.sampled_from(list(TrustLevel)), st.sampled_from(["software", None])
+        ),
+        "session_id": pick(
+            "session_id", st.binary(min_size=16, max_size=16), st.binary(min_size=15, max_size=17)
+        ),
+        "rounds_sent": rounds,
+        "rtts_ns": tuple(
+            pick(
+                "rtts_ns",
+                st.lists(rtt, min_size=1, max_size=bound),
+                st.lists(st.one_of(rtt, edges(1, MAX_RTT_NS)), max_size=bound + 1),
+            )
+        ),
+        "fastest_round": pick("fastest_round", st.integers(0, bound - 1), edges(0, bound - 1)),
+        "fastest_nonce": pick(
+            "fastest_nonce",
+            st.binary(min_size=32, max_size=32),
+            st.binary(min_size=31, max_size=33),
+        ),
+        "device_signature": pick(
+            "device_signature",
+            st.binary(min_size=64, max_size=64),
+            st.binary(min_size=63, max_size=65),
+        ),
+        "timestamp_source": pick(
+            "timestamp_source",
+            st.sampled_from(list(TimestampSource)),
+            st.sampled_from(["kernel", TrustLevel.SOFTWARE, None]),
+        ),
+        "measured_at_unix_ns": pick(
+            "measured_at_unix_ns", st.integers(0, 2**63 - 1), edges(0, 2**63 - 1)
+        ),
+        "landmark_signature": pick(
+            "landmark_signature",
+            st.sampled_from([b"", b"s" * 64]),
+            st.sampled_from([b"s" * 63, b"s" * 65, b"s"]),
+        ),
+        "version": pick("version", st.just(RECORD_VERSION), st.sampled_from([0, 2, True])),
+    }
+
+
+FIELD_GROUPS = [
+    "landmark_id", "ids", "trust_level", "session_id", "rounds_sent", "rtts_ns", "fastest_round",
+    "fastest_nonce", "device_signature", "timestamp_source", "measured_at_unix_ns",
+    "landmark_signature", "version",
+]  # fmt: skip
+
+
+def outcome(check: Callable[[], object]) -> tuple[type[BaseException], str] | None:
+    try:
+        check()
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None
+
+
+def factory_fields() -> dict[str, Any]:
+    rec = make_signed_record(LANDMARK, DEVICE)  # 3 rounds, all answered
+    return {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+
+
+H1, H2 = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+SINGLE_EDGES = [
+    *[("rounds_sent", v) for v in [*edge_values(1, MAX_ROUNDS), 2, 3, 4]],
+    *[("fastest_round", v) for v in edge_values(0, 2)],
+    *[("measured_at_unix_ns", v) for v in edge_values(0, 2**63 - 1)],
+    *[("rtts_ns", rtts) for v in edge_values(1, MAX_RTT_NS) for rtts in [(v,), (5, v), (v, 5, 6)]],
+    ("rtts_ns", ()),
+    ("rtts_ns", (1, 2, 3, 4)),
+    *[
+        (name, v)
+        for name in ("landmark_key_id", "device_id", "device_key_id")
+        for v in [H1, H1.upper(), H1[:-1], H1 + "0", " " + H1[1:], H1[:31] + "g", "", None, b"x"]
+    ],
+    ("ids", (H1[:-1], H1[-1] + H2, H1)),
+    ("ids", (H1, H2 + H1[:2], H1[2:])),
+    ("ids", (H1, H2, H1.upper())),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), SINGLE_EDGES)
+def test_record_checks_judge_each_edge_as_the_field_by_field_checks(name: str, value: Any) -> None:
+    fields = factory_fields()
+    if name == "ids":
+        fields["landmark_key_id"], fields["device_id"], fields["device_key_id"] = value
+    else:
+        fields[name] = value
+    expected = outcome(lambda: reference_checks(fields))
+    assert outcome(lambda: MeasurementRecord(**fields)) == expected
+
+
+@settings(max_examples=1000)
+@given(record_fields())
+def test_record_checks_reject_exactly_what_the_field_by_field_checks_reject(
+    fields: dict[str, Any],
+) -> None:
+    expected = outcome(lambda: reference_checks(fields))
+    assert outcome(lambda: MeasurementRecord(**fields)) == expected
+
+
+valid_records = st.builds(
+    MeasurementRecord,
+    landmark_id=st.text(min_size=1, max_size=60),
+    landmark_key_id=hex_ids,
+    device_id=hex_ids,
+    device_key_id=hex_ids,
+    trust_level=st.sampled_from(list(TrustLevel)),
+    session_id=st.binary(min_size=16, max_size=16),
+    rounds_sent=st.just(MAX_ROUNDS),
+    rtts_ns=st.lists(st.integers(1, MAX_RTT_NS), min_size=1, max_size=MAX_ROUNDS).map(tuple),
+    fastest_round=st.integers(0, MAX_ROUNDS - 1),
+    fastest_nonce=st.binary(min_size=32, max_size=32),
+    device_signature=st.binary(min_size=64, max_size=64),
+    timestamp_source=st.sampled_from(list(TimestampSource)),
+    measured_at_unix_ns=st.integers(0, 2**63 - 1),
+)
+
+
+@given(valid_records)
+def test_canonical_bytes_are_the_field_by_field_encoding(rec: MeasurementRecord) -> None:
+    assert rec.signed_bytes() == reference_signed_bytes(rec)
+
+
+def test_canonical_bytes_of_the_factory_record() -> None:
+    rec = make_signed_record(LANDMARK, DEVICE)
+    assert rec.signed_bytes() == reference_signed_bytes(rec)
+    assert MeasurementRecord.from_bytes(rec.to_bytes()).signed_bytes() == rec.signed_bytes()
+
+
+def test_record_init_takes_the_dataclass_fields_in_order() -> None:
+    # MeasurementRecord writes its own __init__ (one dict fill instead of a frozen setattr per
+    # field); a field added to the class but not to __init__ would be silently left unset.
+    params = list(inspect.signature(MeasurementRecord.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(MeasurementRecord)
+    assert [(p.name, p.annotation, p.default) for p in params] == [
+        (f.name, f.type, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in fields
+    ]
+    rec = make_signed_record(LANDMARK, DEVICE)
+    assert set(vars(rec)) >= {f.name for f in fields}
+    assert dataclasses.replace(rec) == rec

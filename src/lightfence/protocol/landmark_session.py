@@ -308,9 +308,7 @@ class LandmarkEndpoint:
             self.stats.records_kernel_timed += 1
         else:
             self.stats.records_monotonic_timed += 1
-        self._out.append(
-            Outgoing(m.encode(m.RecordMessage(s.session_id, record.to_bytes())), s.addr)
-        )
+        self._out.append(Outgoing(m.encode_record_message(s.session_id, record.to_bytes()), s.addr))
         return record
 
     # --- internals -------------------------------------------------------------------------
@@ -344,10 +342,10 @@ class LandmarkEndpoint:
         self.stats.sessions_opened += 1
         expiry_ns = now_ns + (s.rounds + 1) * self.config.round_timeout_ns
         heapq.heappush(self._timers, (expiry_ns, s.session_id, _SESSION_TIMER))
-        accept = m.SessionAccept(
+        accept = m.encode_session_accept(
             hello.hello_id, s.session_id, self.config.landmark_id, self.key_id, s.rounds
         )
-        self._out.append(Outgoing(m.encode(accept), addr))
+        self._out.append(Outgoing(accept, addr))
         self._next_challenge(s)
 
     def _fresh_session_id(self) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import PUBLIC_KEY_LEN, SIGNATURE_LEN
@@ -80,7 +81,8 @@ class Hello:
         _check_len("hello_id", self.hello_id, HELLO_ID_LEN)
         id_bytes(self.device_id)
         _check_len("device_public_key", self.device_public_key, PUBLIC_KEY_LEN)
-        TrustLevel(self.trust_level)
+        if type(self.trust_level) is not TrustLevel:  # a member is one: skip the enum lookup
+            TrustLevel(self.trust_level)
         _check_rounds(self.rounds)
 
 
@@ -175,6 +177,17 @@ def header(t: MessageType) -> bytes:
     return _header(t).getvalue()
 
 
+_HELLO_HEADER = header(MessageType.HELLO)
+_SESSION_HEADER = header(MessageType.SESSION)
+_RECORD_HEADER = header(MessageType.RECORD)
+_HELLO_DEVICE_AT = HEADER_LEN + HELLO_ID_LEN
+_HELLO_KEY_AT = _HELLO_DEVICE_AT + ID_LEN
+_HELLO_TRUST_AT = _HELLO_KEY_AT + PUBLIC_KEY_LEN
+"""Offset of a HELLO's trust level length byte; the fields before it are fixed-size."""
+_TRUST_BY_UTF8 = {t.value.encode(): t for t in TrustLevel}
+_U8 = [bytes((i,)) for i in range(256)]
+
+
 def encode(msg: Message) -> bytes:
     """The datagram for `msg`."""
     match msg:
@@ -222,12 +235,47 @@ def encode(msg: Message) -> bytes:
     return w.getvalue()
 
 
+def encode_session_accept(
+    hello_id: bytes, session_id: bytes, landmark_id: str, landmark_key_id: str, rounds: int
+) -> bytes:
+    """encode(SessionAccept(...)): the same checks and bytes, without building the message.
+
+    A landmark sends one per session, always with its own id and key, so their encoding is
+    made (and checked) once per landmark.
+    """
+    _check_len("hello_id", hello_id, HELLO_ID_LEN)
+    _check_len("session_id", session_id, SESSION_ID_LEN)
+    landmark = _landmark_fields(landmark_id, landmark_key_id)
+    _check_rounds(rounds)
+    return b"".join((_SESSION_HEADER, hello_id, session_id, landmark, _U8[rounds]))
+
+
+@lru_cache(maxsize=16)
+def _landmark_fields(landmark_id: str, landmark_key_id: str) -> bytes:
+    """The landmark_id and key id fields of a SESSION, encoded and checked as encode() does."""
+    template = SessionAccept(
+        bytes(HELLO_ID_LEN), bytes(SESSION_ID_LEN), landmark_id, landmark_key_id, 1
+    )
+    return encode(template)[HEADER_LEN + HELLO_ID_LEN + SESSION_ID_LEN : -1]
+
+
+def encode_record_message(session_id: bytes, record: bytes) -> bytes:
+    """encode(RecordMessage(session_id, record)): the same checks and bytes, without building
+    the message (a landmark sends one per session)."""
+    _check_len("session_id", session_id, SESSION_ID_LEN)
+    if not 1 <= len(record) <= MAX_DATAGRAM_BYTES - 64:
+        raise ValueError("record bytes out of range")
+    return b"".join((_RECORD_HEADER, session_id, len(record).to_bytes(2, "big"), record))
+
+
 class UnsupportedVersion(DecodeError):
     """A well-framed datagram of another protocol version."""
 
 
 def decode(data: bytes) -> Message:
     """Parse one datagram strictly. Raises DecodeError (never anything else) on bad input."""
+    if data[:HEADER_LEN] == _HELLO_HEADER:
+        return _decode_hello(data)
     if len(data) > MAX_DATAGRAM_BYTES:
         raise DecodeError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM_BYTES}")
     r = Reader(data)
@@ -237,8 +285,6 @@ def decode(data: bytes) -> Message:
     if version != PROTOCOL_VERSION:
         raise UnsupportedVersion(f"protocol version {version}, this side speaks {PROTOCOL_VERSION}")
     kind = r.u8()
-    if kind == MessageType.HELLO and len(data) < HELLO_MIN_BYTES:
-        raise DecodeError(f"hello shorter than {HELLO_MIN_BYTES} bytes (unpadded)")
     try:
         msg = _decode_body(kind, r)
     except ValueError as exc:  # includes DecodeError
@@ -249,18 +295,40 @@ def decode(data: bytes) -> Message:
     return msg
 
 
+def _decode_hello(data: bytes) -> Hello:
+    """decode() of a datagram with a version-1 HELLO header, by offsets instead of a Reader.
+
+    The landmark decodes one per session. Everything before the trust level is fixed-size, and
+    the minimum length covers every offset up to the padding (at most 60 + 1 + 255 + 3), so
+    the fields are slices of bytes known to be there. Hello checks the fields as for any other
+    message; this checks the framing. Accepts exactly what the field-by-field reading of
+    docs/protocol.md accepts (tests/test_messages.py compares the two on arbitrary bytes).
+    """
+    size = len(data)
+    if size > MAX_DATAGRAM_BYTES:
+        raise DecodeError(f"datagram of {size} bytes exceeds {MAX_DATAGRAM_BYTES}")
+    if size < HELLO_MIN_BYTES:
+        raise DecodeError(f"hello shorter than {HELLO_MIN_BYTES} bytes (unpadded)")
+    trust_end = _HELLO_TRUST_AT + 1 + data[_HELLO_TRUST_AT]
+    trust_level = _TRUST_BY_UTF8.get(data[_HELLO_TRUST_AT + 1 : trust_end])
+    if trust_level is None:
+        raise DecodeError("invalid field: unknown trust level")
+    padding_at = trust_end + 3
+    padding_len = size - padding_at
+    if int.from_bytes(data[trust_end + 1 : padding_at], "big") != padding_len:
+        raise DecodeError("hello padding length does not match the datagram")
+    if data.count(0, padding_at) != padding_len:
+        raise DecodeError("hello padding must be zero bytes")
+    hello_id = data[HEADER_LEN:_HELLO_DEVICE_AT]
+    device_id = data[_HELLO_DEVICE_AT:_HELLO_KEY_AT].hex()
+    device_public_key = data[_HELLO_KEY_AT:_HELLO_TRUST_AT]
+    try:
+        return Hello(hello_id, device_id, device_public_key, trust_level, data[trust_end])
+    except ValueError as exc:
+        raise DecodeError(f"invalid field: {exc}") from None
+
+
 def _decode_body(kind: int, r: Reader) -> Message:
-    if kind == MessageType.HELLO:
-        hello = Hello(
-            hello_id=r.fixed(HELLO_ID_LEN),
-            device_id=r.fixed(ID_LEN).hex(),
-            device_public_key=r.fixed(PUBLIC_KEY_LEN),
-            trust_level=TrustLevel(r.text()),
-            rounds=r.u8(),
-        )
-        if any(r.fixed(r.u16())):
-            raise DecodeError("hello padding must be zero bytes")
-        return hello
     if kind == MessageType.SESSION:
         return SessionAccept(
             hello_id=r.fixed(HELLO_ID_LEN),

@@ -12,11 +12,11 @@ decode strictly; the JSON form round-trips to the same signed bytes.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 from lightfence.crypto.identity import TrustLevel
@@ -57,7 +57,36 @@ def _check_int(name: str, v: object, lo: int, hi: int) -> int:
     return v
 
 
-@dataclass(frozen=True)
+_ID_HEX_LEN = 2 * ID_LEN
+
+
+def _check_ids(record: MeasurementRecord) -> None:
+    # One hex round trip for all three ids: when each is a 32-character str and the 96
+    # characters are exactly the lowercase hex of their bytes, each id passes id_bytes. Any
+    # other input takes the per-field check, which rejects it with the field's name.
+    a, b, c = record.landmark_key_id, record.device_id, record.device_key_id
+    if type(a) is type(b) is type(c) is str and len(a) == len(b) == len(c) == _ID_HEX_LEN:
+        joined = a + b + c
+        try:
+            if bytes.fromhex(joined).hex() == joined:
+                return
+        except ValueError:
+            pass
+    for name in ("landmark_key_id", "device_id", "device_key_id"):
+        try:
+            id_bytes(getattr(record, name))
+        except (ValueError, TypeError):
+            raise RecordError(f"{name} must be {_ID_HEX_LEN} lowercase hex digits") from None
+
+
+def _check_rtts(rtts: tuple[int, ...]) -> None:
+    for rtt in rtts:
+        # A plain int in range passes at once; anything else gets _check_int's verdict.
+        if type(rtt) is not int or not 1 <= rtt <= MAX_RTT_NS:
+            _check_int("rtt_ns", rtt, 1, MAX_RTT_NS)
+
+
+@dataclass(frozen=True, init=False)
 class MeasurementRecord:
     """One landmark's signed measurement of one device. Validated at construction."""
 
@@ -93,33 +122,77 @@ class MeasurementRecord:
     """Landmark's signature of `signed_bytes()`; empty only before signing."""
     version: int = RECORD_VERSION
 
+    def __init__(
+        self,
+        landmark_id: str,
+        landmark_key_id: str,
+        device_id: str,
+        device_key_id: str,
+        trust_level: TrustLevel,
+        session_id: bytes,
+        rounds_sent: int,
+        rtts_ns: tuple[int, ...],
+        fastest_round: int,
+        fastest_nonce: bytes,
+        device_signature: bytes,
+        timestamp_source: TimestampSource,
+        measured_at_unix_ns: int,
+        landmark_signature: bytes = b"",
+        version: int = RECORD_VERSION,
+    ) -> None:
+        # The dataclass __init__ of a frozen class sets each field through object.__setattr__;
+        # filling the instance dict directly costs about half as much (landmarks build one
+        # record per session, verifiers decode them in bulk). tests/test_record.py checks that
+        # these parameters are the dataclass fields, in order, with their defaults.
+        state = self.__dict__
+        state["landmark_id"] = landmark_id
+        state["landmark_key_id"] = landmark_key_id
+        state["device_id"] = device_id
+        state["device_key_id"] = device_key_id
+        state["trust_level"] = trust_level
+        state["session_id"] = session_id
+        state["rounds_sent"] = rounds_sent
+        state["rtts_ns"] = rtts_ns
+        state["fastest_round"] = fastest_round
+        state["fastest_nonce"] = fastest_nonce
+        state["device_signature"] = device_signature
+        state["timestamp_source"] = timestamp_source
+        state["measured_at_unix_ns"] = measured_at_unix_ns
+        state["landmark_signature"] = landmark_signature
+        state["version"] = version
+        self.__post_init__()
+
     def __post_init__(self) -> None:
+        # Records from the network and from JSON are built through here, and so is each record
+        # a landmark issues (one per session). Each check below either passes on the plain
+        # types at once or falls back to _check_int, which raises its message.
         if self.version != RECORD_VERSION:
             raise RecordError(f"unsupported record version {self.version}")
         if not self.landmark_id or len(self.landmark_id.encode()) > 255:
             raise RecordError("landmark_id must be 1 to 255 UTF-8 bytes")
-        for name in ("landmark_key_id", "device_id", "device_key_id"):
-            try:
-                id_bytes(getattr(self, name))
-            except (ValueError, TypeError):
-                raise RecordError(f"{name} must be {2 * ID_LEN} lowercase hex digits") from None
+        _check_ids(self)
         if not isinstance(self.trust_level, TrustLevel):
             raise RecordError("trust_level must be a TrustLevel")
         if not isinstance(self.timestamp_source, TimestampSource):
             raise RecordError("timestamp_source must be a TimestampSource")
         if len(self.session_id) != SESSION_ID_LEN:
             raise RecordError(f"session_id must be {SESSION_ID_LEN} bytes")
-        _check_int("rounds_sent", self.rounds_sent, 1, MAX_ROUNDS)
-        if not 1 <= len(self.rtts_ns) <= self.rounds_sent:
+        rounds_sent = self.rounds_sent
+        if type(rounds_sent) is not int or not 1 <= rounds_sent <= MAX_ROUNDS:
+            _check_int("rounds_sent", rounds_sent, 1, MAX_ROUNDS)
+        if not 1 <= len(self.rtts_ns) <= rounds_sent:
             raise RecordError("a record needs between 1 and rounds_sent valid RTTs")
-        for rtt in self.rtts_ns:
-            _check_int("rtt_ns", rtt, 1, MAX_RTT_NS)
-        _check_int("fastest_round", self.fastest_round, 0, self.rounds_sent - 1)
+        _check_rtts(self.rtts_ns)
+        fastest = self.fastest_round
+        if type(fastest) is not int or not 0 <= fastest < rounds_sent:
+            _check_int("fastest_round", fastest, 0, rounds_sent - 1)
         if len(self.fastest_nonce) != NONCE_LEN:
             raise RecordError(f"fastest_nonce must be {NONCE_LEN} bytes")
         if len(self.device_signature) != SIGNATURE_LEN:
             raise RecordError(f"device_signature must be {SIGNATURE_LEN} bytes")
-        _check_int("measured_at_unix_ns", self.measured_at_unix_ns, 0, 2**63 - 1)
+        at = self.measured_at_unix_ns
+        if type(at) is not int or not 0 <= at <= _MAX_I64:
+            _check_int("measured_at_unix_ns", at, 0, _MAX_I64)
         if len(self.landmark_signature) not in (0, SIGNATURE_LEN):
             raise RecordError(f"landmark_signature must be {SIGNATURE_LEN} bytes")
 
@@ -137,31 +210,35 @@ class MeasurementRecord:
 
     def signed_bytes(self) -> bytes:
         """Canonical bytes the landmark signs: every field except the landmark signature."""
-        return self._canonical
+        # Cached in the instance: a record is immutable, and the landmark encodes each one twice
+        # (sign, send). Not functools.cached_property, which in 3.11 takes a lock to fill it.
+        cached: bytes | None = self.__dict__.get("_canonical")
+        if cached is None:
+            cached = self.__dict__["_canonical"] = self._encode_canonical()
+        return cached
 
-    @cached_property
-    def _canonical(self) -> bytes:
-        # Cached: a record is immutable, and the landmark encodes each one twice (sign, send).
-        return (
-            Writer()
-            .fixed(RECORD_DOMAIN, len(RECORD_DOMAIN))
-            .u8(self.version)
-            .text(self.landmark_id)
-            .fixed(id_bytes(self.landmark_key_id), ID_LEN)
-            .fixed(id_bytes(self.device_id), ID_LEN)
-            .fixed(id_bytes(self.device_key_id), ID_LEN)
-            .text(self.trust_level.value)
-            .fixed(self.session_id, SESSION_ID_LEN)
-            .u8(self.rounds_sent)
-            .u8(len(self.rtts_ns))
-            .u64s(self.rtts_ns)
-            .u64(self.min_rtt_ns)
-            .u8(self.fastest_round)
-            .fixed(self.fastest_nonce, NONCE_LEN)
-            .fixed(self.device_signature, SIGNATURE_LEN)
-            .text(self.timestamp_source.value)
-            .u64(self.measured_at_unix_ns)
-            .getvalue()
+    def _encode_canonical(self) -> bytes:
+        # Every field was validated at construction, so each fits its slot (see docs/protocol.md
+        # for the layout); tests/test_record.py checks these bytes against a field-by-field
+        # wire.Writer encoding.
+        landmark_id = self.landmark_id.encode()
+        rtts = self.rtts_ns
+        return b"".join(
+            (
+                RECORD_DOMAIN,
+                _U8_U8.pack(self.version, len(landmark_id)),
+                landmark_id,
+                bytes.fromhex(self.landmark_key_id + self.device_id + self.device_key_id),
+                _TRUST_FIELD[self.trust_level],
+                self.session_id,
+                _ROUNDS_FIELDS[len(rtts)].pack(
+                    self.rounds_sent, len(rtts), *rtts, min(rtts), self.fastest_round
+                ),
+                self.fastest_nonce,
+                self.device_signature,
+                _SOURCE_FIELD[self.timestamp_source],
+                _U64.pack(self.measured_at_unix_ns),
+            )
         )
 
     def to_bytes(self) -> bytes:
@@ -297,6 +374,14 @@ class MeasurementRecord:
             raise RecordError("min_rtt_ns is not the minimum of rtts_ns")
         return rec
 
+
+_MAX_I64 = 2**63 - 1
+_U8_U8 = struct.Struct(">BB")
+_U64 = struct.Struct(">Q")
+_ROUNDS_FIELDS = tuple(struct.Struct(f">BB{n}QQB") for n in range(MAX_ROUNDS + 1))
+"""Per RTT count: rounds_sent, RTT count, the RTTs, min RTT, fastest round (one pack call)."""
+_TRUST_FIELD = {t: Writer().text(t.value).getvalue() for t in TrustLevel}
+_SOURCE_FIELD = {s: Writer().text(s.value).getvalue() for s in TimestampSource}
 
 _JSON_REQUIRED = {
     "version", "landmark_id", "landmark_key_id", "device_id", "device_key_id", "trust_level",
