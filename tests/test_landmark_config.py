@@ -34,6 +34,7 @@ def test_starter_config_round_trips(tmp_path: Path) -> None:
         ({"landmark": {}}, "missing `listen`"),
         ({"protocol": {"max_rounds": 65}}, "max_rounds"),
         ({"protocol": {"round_timeout_ms": "fast"}}, "bad config value"),
+        ({"protocol": {"round_timeout_ms": 10_001}}, r"round_timeout_ms must be in \[1, 10000\]"),
         ({"timestamps": {"mode": "gps"}}, "mode"),
         ({"protocol": {"check_every_round": "yes"}}, "check_every_round"),
         ({"verifier": {"url": "ftp://x"}}, "http"),

@@ -11,7 +11,7 @@ from lightfence.protocol import messages as m
 from lightfence.protocol.agent_session import AgentState
 from lightfence.protocol.challenge import challenge_signing_bytes
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
-from lightfence.protocol.record import TimestampSource, verify
+from lightfence.protocol.record import MAX_RTT_NS, TimestampSource, verify
 from lightfence.protocol.wire import DecodeError
 from session_harness import (
     AGENT_ADDR,
@@ -384,3 +384,14 @@ def test_a_forged_faster_answer_is_dropped_and_counted(monkeypatch: pytest.Monke
     assert record.fastest_round == 3 and len(record.rtts_ns) == 3
     assert lm.stats.rejected["bad_signature"] == 1
     assert calls[0] == 2
+
+
+def test_a_round_answered_too_late_to_bound_anything_is_lost_not_raised() -> None:
+    # Records refuse RTTs over MAX_RTT_NS; a landmark configured (or timed) past it must drop
+    # the round rather than fail to issue the session's record.
+    cfg = LandmarkConfig("fra1", max_rounds=3, round_timeout_ns=60 * 10**9)
+    lm, agent = make_pair(rounds=3, config=cfg)
+    record, _ = run_session(lm, agent, Wire(answer_extra_ns={1: MAX_RTT_NS}))
+    assert record is not None
+    assert len(record.rtts_ns) == 2 and max(record.rtts_ns) < MAX_RTT_NS
+    assert lm.stats.rounds_lost == 1

@@ -34,7 +34,7 @@ from typing import Any
 
 from lightfence.landmark.registry import LandmarkEntry, RegistryError, split_address
 from lightfence.protocol.landmark_session import LandmarkConfig
-from lightfence.protocol.record import MAX_ROUNDS
+from lightfence.protocol.record import MAX_ROUNDS, MAX_RTT_NS
 
 TIMESTAMP_MODES = ("auto", "kernel", "monotonic")
 
@@ -119,8 +119,9 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
     if not 1 <= max_rounds <= MAX_ROUNDS:
         raise ConfigError(f"[protocol] max_rounds must be in [1, {MAX_ROUNDS}]")
     timeout_ms = float(proto.get("round_timeout_ms", 1000))
-    if not 1 <= timeout_ms <= 60_000:
-        raise ConfigError("[protocol] round_timeout_ms must be in [1, 60000]")
+    max_timeout_ms = MAX_RTT_NS // 1_000_000  # a longer RTT bounds nothing: records refuse it
+    if not 1 <= timeout_ms <= max_timeout_ms:
+        raise ConfigError(f"[protocol] round_timeout_ms must be in [1, {max_timeout_ms}]")
     mode = str(ts.get("mode", "auto"))
     if mode not in TIMESTAMP_MODES:
         raise ConfigError(f"[timestamps] mode must be one of {TIMESTAMP_MODES}")

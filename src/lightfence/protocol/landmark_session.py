@@ -36,7 +36,7 @@ from lightfence.protocol.landmark_types import (
     SessionFinished,
 )
 from lightfence.protocol.rate_limit import SourceRateLimiter
-from lightfence.protocol.record import MAX_ROUNDS, MeasurementRecord, TimestampSource
+from lightfence.protocol.record import MAX_ROUNDS, MAX_RTT_NS, MeasurementRecord, TimestampSource
 from lightfence.protocol.round_timing import KernelStamp, RoundTimes
 from lightfence.protocol.wire import DecodeError
 
@@ -252,6 +252,11 @@ class LandmarkEndpoint:
             rtt_source = rnd.rtt()
             if rtt_source is None:
                 self._reject(Rejection.NO_TIMESTAMP)
+                continue
+            if rtt_source[0] > MAX_RTT_NS:
+                # Answered too late to bound anything (a record refuses such an RTT): possible
+                # when the round's timer fired late, or a config allows longer rounds.
+                self.stats.rounds_lost += 1
                 continue
             timed.append((rtt_source[0], i, rnd, rtt_source[1]))
 
