@@ -1,6 +1,8 @@
 """`make bench`: run every benchmark; figures go to docs/benchmarks.md.
 
-`python -m bench` runs all; `python -m bench NAME ...` runs the named ones.
+`python -m bench` runs all; `python -m bench NAME ...` runs the named ones. Comparisons with an
+earlier revision run on their own: `python -m bench.landmark_ab --base REV` (landmark
+throughput, both landmarks side by side).
 """
 
 from __future__ import annotations
