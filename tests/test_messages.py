@@ -15,15 +15,17 @@ from lightfence.protocol.wire import DecodeError, Reader
 ids = st.binary(min_size=16, max_size=16).map(bytes.hex)
 names = st.text(min_size=1, max_size=60)
 
+valid_hellos = st.builds(
+    m.Hello,
+    st.binary(min_size=8, max_size=8),
+    ids,
+    st.binary(min_size=32, max_size=32),
+    st.sampled_from(list(TrustLevel)),
+    st.integers(1, 64),
+)
+
 messages = st.one_of(
-    st.builds(
-        m.Hello,
-        st.binary(min_size=8, max_size=8),
-        ids,
-        st.binary(min_size=32, max_size=32),
-        st.sampled_from(list(TrustLevel)),
-        st.integers(1, 64),
-    ),
+    valid_hellos,
     st.builds(
         m.SessionAccept,
         st.binary(min_size=8, max_size=8),
@@ -198,16 +200,6 @@ def hello_like(draw: st.DrawFn) -> bytes:
     if defect == "cut":
         data = data[: draw(st.integers(0, len(data)))]
     return data
-
-
-valid_hellos = st.builds(
-    m.Hello,
-    st.binary(min_size=8, max_size=8),
-    ids,
-    st.binary(min_size=32, max_size=32),
-    st.sampled_from(list(TrustLevel)),
-    st.integers(1, 64),
-)
 
 
 @given(st.binary(max_size=1300))
