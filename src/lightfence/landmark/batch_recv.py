@@ -27,8 +27,10 @@ from collections.abc import Iterator
 from lightfence.landmark.timestamping import (
     IP_RECVERR,
     IPV6_RECVERR,
+    SCM_TIMESPEC,
     SO_EE_ORIGIN_TIMESTAMPING,
     SO_TIMESTAMPING,
+    SOCK_EXTENDED_ERR,
 )
 from lightfence.protocol.landmark_types import Addr
 
@@ -75,12 +77,10 @@ _LAYOUT_OK = _MMSG.size == _MMSG_BYTES and _MMsgHdr.msg_len.offset == 56
 _U32 = struct.Struct("=I")
 _CMSG_HDR = struct.Struct("Nii")  # native struct cmsghdr: len, level, type
 _CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
-_TIMESPEC = struct.Struct("=qq")  # first timespec of struct scm_timestamping
-_EXT_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _STAMP_CMSG = struct.Struct("Niiqq")
 """The ancillary data of a received datagram as the kernel lays it out with SO_TIMESTAMPING on:
 one cmsghdr and the first timespec of its scm_timestamping (the software stamp)."""
-_STAMP_CMSG_LEN = _CMSG_HDR.size + 3 * _TIMESPEC.size
+_STAMP_CMSG_LEN = _CMSG_HDR.size + 3 * SCM_TIMESPEC.size
 _TX_CMSGS = struct.Struct("Niiqq32xNiiIBBBBII")
 """A transmit stamp's ancillary data as laid out: the scm_timestamping cmsg, then the
 IP(V6)_RECVERR cmsg's header and struct sock_extended_err."""
@@ -175,11 +175,11 @@ class _Slots:
                 break
             data_at = off + _CMSG_HDR.size
             data_len = cmsg_len - _CMSG_HDR.size
-            if level == _SOL_SOCKET and kind == SO_TIMESTAMPING and data_len >= _TIMESPEC.size:
-                sec, nsec = _TIMESPEC.unpack_from(view, data_at)
+            if level == _SOL_SOCKET and kind == SO_TIMESTAMPING and data_len >= SCM_TIMESPEC.size:
+                sec, nsec = SCM_TIMESPEC.unpack_from(view, data_at)
                 stamp = sec * 1_000_000_000 + nsec
-            elif kind in (IP_RECVERR, IPV6_RECVERR) and data_len >= _EXT_ERR.size:
-                err = _EXT_ERR.unpack_from(view, data_at)
+            elif kind in (IP_RECVERR, IPV6_RECVERR) and data_len >= SOCK_EXTENDED_ERR.size:
+                err = SOCK_EXTENDED_ERR.unpack_from(view, data_at)
                 if err[1] == SO_EE_ORIGIN_TIMESTAMPING:
                     send_id = err[6]
             off += (cmsg_len + _CMSG_ALIGN - 1) & ~(_CMSG_ALIGN - 1)
@@ -265,7 +265,7 @@ class BatchReceiver:
                         and f[1] == _SOL_SOCKET
                         and f[2] == SO_TIMESTAMPING
                         and f[7] in (IP_RECVERR, IPV6_RECVERR)
-                        and f[5] >= _CMSG_HDR.size + _EXT_ERR.size
+                        and f[5] >= _CMSG_HDR.size + SOCK_EXTENDED_ERR.size
                         and f[9] == SO_EE_ORIGIN_TIMESTAMPING
                     ):
                         stamp, send_id = f[3] * 1_000_000_000 + f[4], f[14]

@@ -43,8 +43,8 @@ IPV6_RECVERR = 25
 ANCILLARY_BUFSIZE = 512
 _ERRQUEUE_FLAGS = int(socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
 """Plain int: OR-ing the socket module's flag enums costs microseconds on every drain."""
-_SCM_TS = struct.Struct("qq")  # first timespec of struct scm_timestamping (software stamp)
-_EXT_ERR = struct.Struct("IBBBBII")  # struct sock_extended_err
+SCM_TIMESPEC = struct.Struct("qq")  # first timespec of struct scm_timestamping (software stamp)
+SOCK_EXTENDED_ERR = struct.Struct("IBBBBII")  # struct sock_extended_err
 
 
 def mono_minus_real_ns() -> int:
@@ -113,7 +113,7 @@ class Timestamper:
             return None
         for level, kind, data in ancdata:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(data) >= 16:
-                sec, nsec = _SCM_TS.unpack_from(data)
+                sec, nsec = SCM_TIMESPEC.unpack_from(data)
                 if sec or nsec:
                     return KernelStamp(int(sec * 1_000_000_000 + nsec), mono_minus_real_ns())
         return None
@@ -145,10 +145,10 @@ class Timestamper:
             stamp = send_id = None
             for level, kind, data in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(data) >= 16:
-                    sec, nsec = _SCM_TS.unpack_from(data)
+                    sec, nsec = SCM_TIMESPEC.unpack_from(data)
                     stamp = sec * 1_000_000_000 + nsec
-                elif kind in (IP_RECVERR, IPV6_RECVERR) and len(data) >= _EXT_ERR.size:
-                    err = _EXT_ERR.unpack_from(data)
+                elif kind in (IP_RECVERR, IPV6_RECVERR) and len(data) >= SOCK_EXTENDED_ERR.size:
+                    err = SOCK_EXTENDED_ERR.unpack_from(data)
                     if err[1] == SO_EE_ORIGIN_TIMESTAMPING:
                         send_id = err[6]
             if stamp and send_id is not None:
