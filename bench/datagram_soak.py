@@ -23,7 +23,8 @@ import time
 
 from bench.landmark_process import bench_key, start_landmark
 from lightfence.agent.measure import RetryPolicy, measure_landmark
-from lightfence.crypto.identity import TrustLevel, software_identity
+from lightfence.identity.device import software_identity
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol import messages as m
 from lightfence.protocol.record import verify
 

@@ -54,7 +54,7 @@ _LOAD = """
 import os
 os.sched_setaffinity(0, {%(cpu)d})
 from bench.load_generator import saturate
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.model.registry import LandmarkEntry
 from lightfence.crypto.keys import SigningKey
 import hashlib
 key = SigningKey.from_seed(hashlib.sha256(b"ab").digest())

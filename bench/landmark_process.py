@@ -19,9 +19,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from lightfence.crypto.keys import SigningKey
-from lightfence.landmark.registry import LandmarkEntry
 from lightfence.landmark.server import LandmarkServer
 from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
+from lightfence.model.registry import LandmarkEntry
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
 
 CTX = mp.get_context("spawn")

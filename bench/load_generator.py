@@ -18,8 +18,8 @@ import time
 from typing import Protocol
 
 from bench.landmark_process import bench_key
-from lightfence.crypto.identity import software_identity
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.identity.device import software_identity
+from lightfence.model.registry import LandmarkEntry
 from lightfence.protocol import messages as m
 from lightfence.protocol.agent_session import AgentSession, AgentState
 

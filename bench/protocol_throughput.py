@@ -37,7 +37,7 @@ from bench.landmark_process import AGENT_CPU, CTX, bench_key, pin, start_landmar
 from bench.load_generator import saturate
 from bench.protocol_timing import ProbeResult, signing_time_us, start_probe, summarize
 from lightfence.crypto.keys import verify_signature
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.model.registry import LandmarkEntry
 
 ROUNDS = 10
 SLOTS = 64

@@ -44,9 +44,9 @@ from bench.landmark_process import (
     start_landmark,
     stop_echo,
 )
-from lightfence.crypto.identity import software_identity
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.identity.device import software_identity
 from lightfence.landmark.timestamping import ANCILLARY_BUFSIZE, Timestamper
+from lightfence.model.registry import LandmarkEntry
 from lightfence.protocol import messages as m
 from lightfence.protocol.agent_session import AgentSession, AgentState
 from lightfence.protocol.challenge import challenge_signing_bytes

@@ -22,8 +22,8 @@ from shapely.geometry import Polygon
 from lightfence.core.batch import MeasurementTable, decide_batch
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import countries_region, parse_policy
-from lightfence.eval.dataset import load_dataset
 from lightfence.geo.sphere import ELLIPSOID_EXCESS, destination, great_circle_km
+from lightfence.rttdata import load_dataset
 from lightfence.sim.latency import shipped_latency_model
 from lightfence.units import max_distance_km
 

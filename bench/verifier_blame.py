@@ -14,8 +14,8 @@ import tempfile
 import time
 import uuid
 
-from lightfence.crypto.identity import software_identity
 from lightfence.crypto.keys import SigningKey
+from lightfence.identity.device import software_identity
 from lightfence.protocol.challenge import challenge_signing_bytes
 from lightfence.protocol.record import MeasurementRecord, TimestampSource
 from lightfence.verifier.auth import Principal, Role

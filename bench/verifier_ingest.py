@@ -29,8 +29,8 @@ import httpx
 import uvicorn
 from sqlalchemy import create_engine, text
 
-from lightfence.crypto.identity import software_identity
 from lightfence.crypto.keys import SigningKey
+from lightfence.identity.device import software_identity
 from lightfence.protocol.challenge import challenge_signing_bytes
 from lightfence.protocol.record import MeasurementRecord, TimestampSource, verify
 from lightfence.verifier import verdicts

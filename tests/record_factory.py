@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from lightfence.crypto.identity import DeviceIdentity, TrustLevel, software_identity
 from lightfence.crypto.keys import SigningKey
+from lightfence.identity.device import DeviceIdentity, software_identity
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.challenge import challenge_signing_bytes
 from lightfence.protocol.record import MeasurementRecord, TimestampSource
 

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lightfence.crypto.identity import software_identity
+from lightfence.identity.device import software_identity
 from lightfence.protocol.agent_session import AgentSession
 from lightfence.protocol.landmark_session import Addr, LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import MeasurementRecord

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from lightfence.core.verdict import VerdictKind
-from lightfence.crypto.identity import software_identity
 from lightfence.evidence.bundle import (
     BundleError,
     EvidenceBundle,
@@ -15,7 +14,8 @@ from lightfence.evidence.bundle import (
     save_bundle,
 )
 from lightfence.evidence.verdict import bundle_verdict
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.identity.device import software_identity
+from lightfence.model.registry import LandmarkEntry
 from record_factory import make_signed_record, seeded_key
 
 LM = seeded_key("landmark")

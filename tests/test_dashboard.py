@@ -9,9 +9,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from lightfence.crypto.identity import software_identity
 from lightfence.crypto.keys import SigningKey
 from lightfence.dashboard import countries_geojson
+from lightfence.identity.device import software_identity
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role, create_token
 from lightfence.verifier.clock import now_ns

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lightfence.eval.dataset import DatasetError, default_data_dir, load_dataset
+from lightfence.rttdata import DatasetError, default_data_dir, load_dataset
 
 HOSTS_HEADER = "id,lat,lon,country_iso2,city,source\n"
 RTTS_HEADER = "src_id,dst_id,min_rtt_ms,n_samples,measured_at\n"

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from lightfence.eval.dataset import load_dataset
 from lightfence.geo.sphere import great_circle_km
+from lightfence.rttdata import load_dataset
 from lightfence.sim.emulate import (
     MODEL_QUANTILE,
     LatenessStats,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lightfence.core.estimate import BestlineCalibration
-from lightfence.eval.dataset import load_dataset
 from lightfence.eval.estimates import calibration_rows, evaluate_estimates, target_measurements
+from lightfence.rttdata import load_dataset
 
 
 def test_a_target_is_never_its_own_landmark_nor_in_its_calibration() -> None:

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from lightfence.cli import app
 from lightfence.core.policy import parse_policy
-from lightfence.eval.dataset import load_dataset
 from lightfence.eval.liars import LiarSummary, evaluate_liars
 from lightfence.eval.verdicts import Case, honest_cases, relay_cases
+from lightfence.rttdata import load_dataset
 
 
 @cache

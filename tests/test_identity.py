@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from lightfence.crypto.identity import (
+from lightfence.crypto.keys import SigningKey
+from lightfence.identity.device import (
     Attestation,
     DeviceIdentity,
     IdentityError,
-    TrustLevel,
     attestation_nonce,
     compute_device_id,
     load_identity,
 )
-from lightfence.crypto.keys import SigningKey
+from lightfence.model.trust import TrustLevel
 
 
 class FakeNVMLError(Exception):

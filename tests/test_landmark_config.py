@@ -8,11 +8,11 @@ import pytest
 
 from http_stub import stub_verifier
 from lightfence.agent.measure import RetryPolicy, measure_landmark
-from lightfence.crypto.identity import software_identity
 from lightfence.evidence.submit import post_json, read_token
+from lightfence.identity.device import software_identity
 from lightfence.landmark.config import ConfigError, config_toml, load_config, parse_config
-from lightfence.landmark.registry import LandmarkEntry, RegistryError, parse_registry
 from lightfence.landmark.server import LandmarkServer
+from lightfence.model.registry import LandmarkEntry, RegistryError, parse_registry
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import MeasurementRecord
 from record_factory import seeded_key

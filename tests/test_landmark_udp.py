@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from lightfence.agent.measure import RetryPolicy, measure_all, measure_landmark
-from lightfence.crypto.identity import software_identity
 from lightfence.crypto.keys import SigningKey
+from lightfence.identity.device import software_identity
 from lightfence.landmark.batch_recv import BatchReceiver
-from lightfence.landmark.registry import LandmarkEntry
 from lightfence.landmark.server import LandmarkServer
+from lightfence.model.registry import LandmarkEntry
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import MeasurementRecord, TimestampSource, verify
 from record_factory import seeded_key

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import PUBLIC_KEY_LEN
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol import messages as m
 from lightfence.protocol.challenge import ID_LEN
 from lightfence.protocol.wire import DecodeError, Reader

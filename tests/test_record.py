@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightfence.crypto.identity import TrustLevel
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.challenge import ID_LEN, id_bytes
 from lightfence.protocol.record import (
     MAX_ROUNDS,

@@ -8,8 +8,8 @@ import pytest
 from lightfence.core.batch import MeasurementTable, decide_batch
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import parse_policy
-from lightfence.eval.dataset import load_dataset
 from lightfence.eval.verdicts import honest_cases
+from lightfence.rttdata import load_dataset
 from reference import forbidden_test, reference_verified
 
 

@@ -178,7 +178,7 @@ def test_rejections_are_kept_with_their_reason(fleet: Fleet) -> None:
 
 
 def test_identity_change_on_enrolment_of_a_new_key_for_the_same_gpu(fleet: Fleet) -> None:
-    from lightfence.crypto.identity import DeviceIdentity
+    from lightfence.identity.device import DeviceIdentity
     from lightfence.verifier.registry import Licence, enrol_device
 
     new_key = seeded_key("device-0-reprovisioned")

@@ -13,8 +13,9 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import create_engine, text
 
-from lightfence.crypto.identity import DeviceIdentity, TrustLevel, software_identity
 from lightfence.crypto.keys import SigningKey
+from lightfence.identity.device import DeviceIdentity, software_identity
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier.auth import Principal, Role, create_token
 from lightfence.verifier.clock import now_ns

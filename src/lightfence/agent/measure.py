@@ -19,9 +19,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
-from lightfence.crypto.identity import DeviceIdentity
 from lightfence.crypto.keys import SigningKey
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.identity.device import DeviceIdentity
+from lightfence.model.registry import LandmarkEntry
 from lightfence.protocol import messages as m
 from lightfence.protocol.agent_session import (
     AgentSession,

@@ -18,7 +18,10 @@ from rich.table import Table
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
 from lightfence.cli.app import app
 from lightfence.cli.errors import fail
-from lightfence.crypto.identity import (
+from lightfence.crypto.keys import KeyFileError, SigningKey
+from lightfence.evidence.bundle import EvidenceBundle, save_bundle
+from lightfence.evidence.submit import post_json, read_token
+from lightfence.identity.device import (
     PROVIDERS,
     AttestationHook,
     DeviceIdentity,
@@ -27,10 +30,7 @@ from lightfence.crypto.identity import (
     nvattest_hook,
     nvml_cc_attestation_hook,
 )
-from lightfence.crypto.keys import KeyFileError, SigningKey
-from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import post_json, read_token
-from lightfence.landmark.registry import RegistryError, load_registry
+from lightfence.model.registry import RegistryError, load_registry
 from lightfence.protocol.record import MAX_ROUNDS
 
 agent_app = typer.Typer(help="The device agent: measure against landmarks, collect evidence.")

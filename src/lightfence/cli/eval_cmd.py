@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lightfence.cli.app import app
 from lightfence.core.policy import PolicyError, parse_policy
-from lightfence.eval.dataset import DatasetError
+from lightfence.rttdata import DatasetError
 from lightfence.units import Bound
 
 _err = Console(stderr=True)

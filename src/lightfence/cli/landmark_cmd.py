@@ -23,8 +23,8 @@ from lightfence.landmark.config import (
     load_config,
     parse_config,
 )
-from lightfence.landmark.registry import RegistryError
 from lightfence.landmark.server import LandmarkServer
+from lightfence.model.registry import RegistryError
 from lightfence.protocol.landmark_session import LandmarkEndpoint
 
 landmark_app = typer.Typer(help="Run a landmark: answer timed challenges, sign what it measured.")

@@ -19,7 +19,7 @@ from lightfence.core.robust import Liars, check_liars
 from lightfence.core.verdict import Verdict, VerdictKind
 from lightfence.evidence.bundle import BundleCheck, BundleError, check_bundle, load_bundle
 from lightfence.evidence.verdict import bundle_verdict, stated_liars
-from lightfence.landmark.registry import RegistryError, load_registry
+from lightfence.model.registry import RegistryError, load_registry
 from lightfence.units import Bound, max_distance_km
 
 

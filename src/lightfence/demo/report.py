@@ -16,8 +16,8 @@ from lightfence.core.estimate import Bestline, BestlineCalibration, estimate_pos
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.demo.scenario import LANDMARKS, Scenario
 from lightfence.demo.world import DemoWorld
-from lightfence.eval.dataset import load_dataset
 from lightfence.eval.estimates import calibration_rows
+from lightfence.rttdata import load_dataset
 
 SETTLE_TIMEOUT_S = 120.0
 """A bound for a busy machine, not a target: a settled round usually takes a few seconds."""

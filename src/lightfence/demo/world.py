@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
-from lightfence.crypto.identity import DeviceIdentity, TrustLevel
 from lightfence.crypto.keys import SigningKey
 from lightfence.demo.scenario import (
     DEMO_POLICY,
@@ -34,10 +33,12 @@ from lightfence.demo.scenario import (
     Scenario,
 )
 from lightfence.demo.verifier_proc import VerifierProcess
-from lightfence.eval.dataset import Dataset, load_dataset
-from lightfence.landmark.registry import LandmarkEntry
+from lightfence.identity.device import DeviceIdentity
 from lightfence.landmark.server import LandmarkServer
+from lightfence.model.registry import LandmarkEntry
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
+from lightfence.rttdata import Dataset, load_dataset
 from lightfence.sim.emulate import RelayProcess, Site, path_rtt_ms, site_of
 from lightfence.verifier.auth import Role, create_token
 from lightfence.verifier.clock import now_ns

@@ -19,8 +19,8 @@ from lightfence.core.estimate import (
     shortest_ping,
 )
 from lightfence.core.measurement import Landmark, Measurement
-from lightfence.eval.dataset import Dataset
 from lightfence.geo.sphere import great_circle_km
+from lightfence.rttdata import Dataset
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (done, total) after each target, e.g. to advance a Rich progress bar."""
@@ -130,7 +130,7 @@ def main() -> None:
     """Print the summary (without per-target rows) for the shipped data as JSON."""
     import json
 
-    from lightfence.eval.dataset import load_dataset
+    from lightfence.rttdata import load_dataset
 
     result = evaluate_estimates(load_dataset())
     print(json.dumps({k: v for k, v in result.items() if k != "per_target"}, indent=2))

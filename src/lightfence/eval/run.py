@@ -10,11 +10,11 @@ from typing import Any
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import Policy
-from lightfence.eval.dataset import Dataset, load_dataset
 from lightfence.eval.estimates import evaluate_estimates
 from lightfence.eval.liars import evaluate_liars
 from lightfence.eval.verdicts import Case, honest_cases, judge, relay_cases, truly_allowed
 from lightfence.geo.regions import Complement, Countries
+from lightfence.rttdata import Dataset, load_dataset
 
 DEFAULT_RESTRICTED = ("CN", "HK", "MO")
 

@@ -16,8 +16,8 @@ import numpy as np
 from lightfence.core.batch import MeasurementTable, decide_batch
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.policy import Policy
-from lightfence.eval.dataset import Dataset, Host
 from lightfence.geo.sphere import geodesic_km
+from lightfence.rttdata import Dataset, Host
 from lightfence.units import C_VACUUM_KM_PER_MS
 
 Progress = Callable[[int], None]

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightfence.crypto.identity import DeviceIdentity, TrustLevel
 from lightfence.crypto.keys import key_id
-from lightfence.landmark.registry import LandmarkEntry, RegistryError, parse_registry, registry_json
+from lightfence.identity.device import DeviceIdentity
+from lightfence.model.registry import LandmarkEntry, RegistryError, parse_registry, registry_json
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 
 BUNDLE_FORMAT = "lightfence-evidence"

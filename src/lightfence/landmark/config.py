@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightfence.landmark.registry import LandmarkEntry, RegistryError, split_address
+from lightfence.model.registry import LandmarkEntry, RegistryError, split_address
 from lightfence.protocol.landmark_session import LandmarkConfig
 from lightfence.protocol.record import MAX_ROUNDS, MAX_RTT_NS
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from lightfence.crypto.identity import DeviceIdentity
 from lightfence.crypto.keys import SigningKey, key_id
+from lightfence.identity.device import DeviceIdentity
 from lightfence.protocol import messages as m
 from lightfence.protocol.challenge import CHALLENGE_DOMAIN, challenge_middle
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import SigningKey, key_id, verify_signature
 from lightfence.crypto.nonces import NonceSource
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol import messages as m
 from lightfence.protocol.challenge import (
     CHALLENGE_DOMAIN,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 
-from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import PUBLIC_KEY_LEN, SIGNATURE_LEN
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.challenge import ID_LEN, NONCE_LEN, SESSION_ID_LEN, id_bytes
 from lightfence.protocol.record import MAX_ROUNDS
 from lightfence.protocol.wire import DecodeError, Reader, Writer

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from lightfence.crypto.identity import TrustLevel
 from lightfence.crypto.keys import SIGNATURE_LEN, SigningKey, key_id, verify_signature
+from lightfence.model.trust import TrustLevel
 from lightfence.protocol.challenge import (
     ID_LEN,
     NONCE_LEN,

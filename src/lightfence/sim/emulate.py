@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from lightfence.eval.dataset import Dataset
 from lightfence.geo.sphere import great_circle_km
+from lightfence.rttdata import Dataset
 from lightfence.sim.latency import shipped_latency_model
 
 MODEL_QUANTILE = 0.5

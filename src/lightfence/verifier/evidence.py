@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lightfence.evidence.bundle import EvidenceBundle
-from lightfence.landmark.registry import LandmarkEntry, registry_json
+from lightfence.model.registry import LandmarkEntry, registry_json
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.errors import Conflict

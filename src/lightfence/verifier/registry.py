@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from lightfence.core.measurement import InvalidMeasurement, Landmark
 from lightfence.core.policy import PolicyError, claimed_region, parse_policy
-from lightfence.crypto.identity import DeviceIdentity
 from lightfence.crypto.keys import key_id, parse_public_key_hex
+from lightfence.identity.device import DeviceIdentity
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from lightfence.crypto.identity import DeviceIdentity
+from lightfence.identity.device import DeviceIdentity
 from lightfence.verifier import crosscheck, evidence, queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, require
 from lightfence.verifier.api.schemas import (

@@ -24,12 +24,12 @@ import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from lightfence.crypto.keys import PUBLIC_KEY_LEN, SigningKey, load_or_create
+from lightfence.model.trust import TrustLevel
 
 DEVICE_ID_DOMAIN = b"lightfence/device-id/v1\x00"
 ATTESTATION_NONCE_DOMAIN = b"lightfence/attestation-nonce/v1\x00"
@@ -39,22 +39,6 @@ DEVICE_ID_LEN = 16
 
 class IdentityError(Exception):
     """An identity provider cannot produce an identity here (no driver, no GPU, bad key file)."""
-
-
-class TrustLevel(StrEnum):
-    """How hard it is to answer a challenge with this device's key from somewhere else."""
-
-    SOFTWARE = "software"
-    GPU_BOUND = "gpu-bound"
-    ATTESTED = "attested"
-
-    @property
-    def rank(self) -> int:
-        """Order for policies such as "at least gpu-bound": higher is harder to clone."""
-        return _TRUST_RANK[self]
-
-
-_TRUST_RANK = {TrustLevel.SOFTWARE: 0, TrustLevel.GPU_BOUND: 1, TrustLevel.ATTESTED: 2}
 
 
 def compute_device_id(public_key: bytes, attributes: Mapping[str, str]) -> str:

@@ -1,0 +1,1 @@
+"""Device identities: the key that answers challenges, the GPU it is bound to, its evidence."""
