@@ -3,8 +3,9 @@
 The single-device `decide` and the fleet engines call `decide_batch`, so a verdict never depends
 on where it was computed.
 
-For each device: caps from its RTTs (radius v * (rtt - floor) / 2, grown for the ellipsoid and
-for each landmark's survey error); F = their intersection. Then, for a region R,
+For each device: caps from its RTTs (radius v * (rtt - floor) / 2 plus each landmark's survey
+error, turned into an angle on the model sphere by an exact ellipsoidal bound, geo.conformal);
+F = their intersection. Then, for a region R,
 `may_intersect(F, R)` is answered in two stages:
 
 * fast path: one cap decides. A cap whose centre is outside R and whose radius (grown by R's
@@ -45,19 +46,21 @@ from lightfence.core.robust import (
     robust_precise_may_intersect,
     smallest_per_group,
 )
-from lightfence.geo.boundary import HALF_SPACING_KM
 from lightfence.geo.caps import (
     CAP_TOLERANCE_RAD,
+    VERTEX_SLACK_RAD,
     WHOLE_SPHERE_RAD,
     drop_redundant,
     inside_all,
     quick_witnesses,
+    tolerant,
     witnesses,
 )
+from lightfence.geo.conformal import G_MAX_RAD_PER_KM, model_lat_lon, model_vectors, reach_rad
 from lightfence.geo.depth import robust_witnesses
 from lightfence.geo.regions import Region
-from lightfence.geo.sphere import ELLIPSOID_EXCESS, Float64Array, lat_lon, unit_vectors
-from lightfence.units import EARTH_MEAN_RADIUS_KM, Bound
+from lightfence.geo.sphere import Float64Array
+from lightfence.units import Bound
 
 CHUNK_DEVICES = 4096
 """Devices handled per vectorised step: bounds memory at about 50 MB for 10 caps each."""
@@ -135,14 +138,22 @@ class BatchVerdicts:
 
 
 def cap_radius_rad(table: MeasurementTable, bound: Bound) -> Float64Array:
-    """Angular cap radius per row: the farthest the device can be from that landmark.
+    """Angular cap radius per row on the model sphere: the farthest the device can be from
+    that landmark.
 
-    Grown by ELLIPSOID_EXCESS (the sphere understates WGS84 distances by at most that much), by
-    the landmark's survey error, and by CAP_TOLERANCE_RAD against rounding.
+    The device is within v * (rtt - floor) / 2 km of the landmark's true position along the
+    WGS84 ellipsoid, and that position within the landmark's survey error of its stated one, so
+    within their sum of the stated position; `conformal.reach_rad` turns that into an angle that
+    holds exactly (no flat ellipsoid margin). CAP_TOLERANCE_RAD covers rounding.
     """
     reach_km = bound.speed_km_per_ms * (table.rtt_ms - table.floor_ms) / 2.0
-    radius_km = reach_km * (1.0 + ELLIPSOID_EXCESS) + table.position_error_km
-    return np.minimum(radius_km / EARTH_MEAN_RADIUS_KM + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    angle = reach_rad(table.lat_deg, reach_km + table.position_error_km)
+    return np.minimum(angle + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+
+
+def margin_rad(region: Region) -> float:
+    """A region's data error as an angle on the model sphere (an upper bound anywhere)."""
+    return float(region.data_error_km) * G_MAX_RAD_PER_KM
 
 
 def _more_per_device(
@@ -164,7 +175,7 @@ class _Caps:
         self.table = table
         self.start = np.asarray(table.device_start, dtype=np.int64)
         self.count = np.diff(self.start)
-        self.vec = unit_vectors(table.lat_deg, table.lon_deg).reshape(-1, 3)
+        self.vec = model_vectors(table.lat_deg, table.lon_deg).reshape(-1, 3)
         self.radius = cap_radius_rad(table, bound)
 
     def block(self, devices: NDArray[np.int64]) -> tuple[Float64Array, Float64Array]:
@@ -207,22 +218,25 @@ def precise_may_intersect(
 
     `witnesses_done`: step 1 already ran (the vectorised `_witness_stage`) and found F non-empty
     with no witness in the region; go straight to step 2.
+
+    Callers know F is not empty. If the witnesses still find none (F grown by the region's error
+    cannot be emptier than F), that can only be rounding, and the answer is "may meet": an empty
+    answer is never read as "does not meet".
     """
-    grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
-    half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
+    grow = margin_rad(region)
     c, r, kept = drop_redundant(centres[None], np.minimum(radius + grow, WHOLE_SPHERE_RAD)[None])
     c, r = c[0, : max(int(kept[0]), 1)], r[0, : max(int(kept[0]), 1)]
     # 1. A witness of F inside the region: cheap, and decides most devices that do meet it.
     if not witnesses_done:
         ok, cands, in_f = witnesses(c[None], r[None])
         if not bool(ok[0]):
-            return False
-        lat, lon = lat_lon(cands[0][in_f[0]])
+            return True
+        lat, lon = model_lat_lon(cands[0][in_f[0]])
         if bool(region.contains(lat, lon).any()):
             return True
     # 2. Otherwise F meets the region only if the boundary crosses F: then a boundary vertex lies
-    #    inside every cap grown by half the vertex spacing.
-    r_vertex = np.minimum(r + half + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    #    inside every cap grown by VERTEX_SLACK_RAD.
+    r_vertex = np.minimum(r + VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD)
     return len(region.boundary.vertices_in_all(c, r_vertex)) > 0
 
 
@@ -233,12 +247,14 @@ def _witness_stage(
 
     With F_f the points in all but liars[j] caps (grown by the region's data error), returns
     (meets, empty): `meets` when a witness of F_f (or, for f = 0, the normalised mean of F's
-    witnesses when that lies in F) is inside the region; `empty` when F_f is empty, so it meets
-    nothing. Both answers are exact; the rest go on to the per-device border-vertex test.
+    witnesses when that lies in F) is inside the region; `empty` when no witness of F_f was
+    found. The devices given are known to have a non-empty F, and F_f contains F, so `empty`
+    can only come from rounding: the caller must read it as "may meet", never as "does not".
+    The rest go on to the per-device border-vertex test.
     """
     meets = np.zeros(len(devices), dtype=bool)
     empty = np.zeros(len(devices), dtype=bool)
-    grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
+    grow = margin_rad(region)
     counts = caps.count[devices]
     for k, f in {(int(a), int(b)) for a, b in zip(counts, liars, strict=True)}:
         if k == 0:
@@ -254,7 +270,7 @@ def _witness_stage(
                 mean = np.einsum("gq,gqi->gi", use.astype(np.float64), cands)
                 norm = np.linalg.norm(mean, axis=1, keepdims=True)
                 mean = mean / np.where(norm > 1e-12, norm, 1.0)
-                mean_in = inside_all(mean[:, None, :], c, r)[:, 0] & (norm[:, 0] > 1e-12)
+                mean_in = inside_all(mean[:, None, :], c, tolerant(r))[:, 0] & (norm[:, 0] > 1e-12)
                 cands = np.concatenate([cands, mean[:, None, :]], axis=1)
                 use = np.concatenate([use, mean_in[:, None]], axis=1)
             else:
@@ -264,7 +280,7 @@ def _witness_stage(
             g_idx, q_idx = np.nonzero(use)
             if len(g_idx) == 0:
                 continue
-            lat, lon = lat_lon(cands[g_idx, q_idx])
+            lat, lon = model_lat_lon(cands[g_idx, q_idx])
             hit = np.zeros(len(part), dtype=bool)
             np.logical_or.at(hit, g_idx, region.contains(lat, lon))
             meets[part] = hit
@@ -288,8 +304,7 @@ def _probe_stage(
     probes = region.boundary.probes
     if len(probes) == 0:
         return out
-    grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
-    half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
+    grow = margin_rad(region)
     counts = caps.count[devices]
     for k in np.unique(counts):
         if k == 0:
@@ -300,9 +315,8 @@ def _probe_stage(
             f = liars[part]
             centres, radius = caps.block(devices[part])
             # As precise_may_intersect (f = 0) and robust_precise_may_intersect (f > 0) grow them.
-            tolerance = np.where(f > 0, 2.0 * CAP_TOLERANCE_RAD, CAP_TOLERANCE_RAD)
             grown = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
-            r_vertex = np.minimum(grown + half + tolerance[:, None], WHOLE_SPHERE_RAD)
+            r_vertex = np.minimum(grown + VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD)
             cos_limit = np.where(r_vertex >= WHOLE_SPHERE_RAD, -np.inf, np.cos(r_vertex))
             # einsum, not matmul: a 3-long inner product gains nothing from BLAS, whose threads
             # would spin on the other cores that engines give to other workers.
@@ -335,7 +349,7 @@ def may_intersect(
     inside_u, dist_u = region.classify(uniq.real.copy(), uniq.imag.copy())
     inside = inside_u[inverse]
     dist = dist_u[inverse]
-    margin = caps.radius[rows] + region.data_error_km / EARTH_MEAN_RADIUS_KM
+    margin = caps.radius[rows] + margin_rad(region)
     clear = dist > margin
     # F_f lies in all but f caps of any f + 1: f + 1 caps clear of R (or inside it) decide.
     f = None if liars is None or not liars.any() else liars
@@ -353,7 +367,7 @@ def may_intersect(
         js = np.flatnonzero(~settled)
         f_js = np.zeros(len(js), dtype=np.int64) if f is None else f[js]
         meets, empty = _witness_stage(caps, devices[js], region, f_js)
-        result[js[empty]] = False
+        # F is known non-empty here: "no witness" is rounding, and doubt means "may meet".
         settled[js[meets | empty]] = True
     for j in np.flatnonzero(~settled):
         d = devices[j]
@@ -481,7 +495,7 @@ def blamed_rows(table: MeasurementTable, policy: Policy, device: int) -> NDArray
         position_error_km=table.position_error_km[sl],
     )
     group, _ = landmark_groups(one.device_start, one.lat_deg, one.lon_deg)
-    centres = unit_vectors(one.lat_deg, one.lon_deg).reshape(-1, 3)
+    centres = model_vectors(one.lat_deg, one.lon_deg).reshape(-1, 3)
     radius = cap_radius_rad(one, policy.bound)
     return lo + irreconcilable_rows(centres, radius, group)
 

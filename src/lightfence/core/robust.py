@@ -21,12 +21,11 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from lightfence.geo.boundary import HALF_SPACING_KM
-from lightfence.geo.caps import CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD
+from lightfence.geo.caps import VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD
+from lightfence.geo.conformal import G_MAX_RAD_PER_KM, model_lat_lon
 from lightfence.geo.depth import drop_covering, least_removal, robust_witnesses
 from lightfence.geo.regions import Region
-from lightfence.geo.sphere import Float64Array, lat_lon
-from lightfence.units import EARTH_MEAN_RADIUS_KM
+from lightfence.geo.sphere import Float64Array
 
 AUTO_LIARS_MIN_LANDMARKS = 4
 """Under liars='auto', a device measured by at least this many landmarks tolerates one liar."""
@@ -109,8 +108,7 @@ def robust_precise_may_intersect(
     `witnesses_done`: step 1 already ran for this device (core.batch's vectorised stage) and
     found F_f non-empty with no witness in the region; go straight to step 2.
     """
-    grow = region.data_error_km / EARTH_MEAN_RADIUS_KM
-    half = HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM
+    grow = region.data_error_km * G_MAX_RAD_PER_KM
     centres, r = drop_covering(centres, np.minimum(radius + grow, WHOLE_SPHERE_RAD), liars)
     need = len(r) - liars
     if need <= 0:
@@ -118,12 +116,11 @@ def robust_precise_may_intersect(
     if not witnesses_done:
         ok, cands, deep = robust_witnesses(centres[None], r[None], np.array([need]))
         if not bool(ok[0]):
-            return False
-        lat, lon = lat_lon(cands[0][deep[0]])
+            return True  # F_f contains F, known non-empty: no witness is rounding, so doubt
+        lat, lon = model_lat_lon(cands[0][deep[0]])
         if bool(region.contains(lat, lon).any()):
             return True
-    # Two tolerances: the witnesses above were tested against caps grown twice.
-    r_vertex = np.minimum(r + half + 2.0 * CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
+    r_vertex = np.minimum(r + VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD)
     return region.boundary.any_in_most(centres, r_vertex, liars)
 
 

@@ -1,10 +1,11 @@
 """A region's boundary as a dense set of points on the sphere, indexed for distance queries.
 
 Boundary edges are the straight lon/lat segments of the polygon data. Each is cut into pieces
-no longer than BOUNDARY_SPACING_KM (an upper bound on arc length, see `_pieces`), so every
-boundary point lies within HALF_SPACING_KM of a stored vertex. Distances to the boundary are
-therefore lower-bounded as (distance to the nearest vertex) - HALF_SPACING_KM, and a boundary
-point inside a cap of radius r puts a vertex inside the same cap grown by HALF_SPACING_KM.
+no longer than BOUNDARY_SPACING_RAD on the model sphere (geo.conformal; an upper bound on arc
+length, see `_pieces`), so every boundary point lies within HALF_SPACING_RAD of a stored vertex.
+Distances to the boundary are therefore lower-bounded as (angle to the nearest vertex) -
+HALF_SPACING_RAD, and a boundary point inside a cap of radius r puts a vertex inside the same
+cap grown by HALF_SPACING_RAD.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from lightfence.geo.sphere import Float64Array, orthogonal_unit, unit_vectors
+from lightfence.geo.conformal import model_vectors
+from lightfence.geo.sphere import Float64Array, orthogonal_unit
 from lightfence.units import EARTH_MEAN_RADIUS_KM
 
 BOUNDARY_SPACING_KM = 2.0
 """Largest arc length between consecutive stored boundary vertices."""
 
-HALF_SPACING_KM = BOUNDARY_SPACING_KM / 2.0
+BOUNDARY_SPACING_RAD = BOUNDARY_SPACING_KM / EARTH_MEAN_RADIUS_KM
+"""The same spacing as an angle on the model sphere: what the engine's tests rely on."""
+
+HALF_SPACING_RAD = BOUNDARY_SPACING_RAD / 2.0
+
+CONFORMAL_STRETCH = 1.0068
+"""Bound on d(chi)/d(phi) and cos(chi)/cos(phi) for conformal latitude chi (largest at the poles,
+1.006732; tests/test_conformal.py): how much longer a lon/lat step is on the model sphere than on
+a sphere with geodetic latitude."""
 
 MAX_PROBES = 64
 """Stored vertices sampled for the vectorised first try of the border test (core.batch)."""
@@ -31,9 +41,9 @@ MAX_PROBES = 64
 def _pieces(lon: Float64Array, lat: Float64Array) -> NDArray[np.int64]:
     """How many pieces each segment needs so that no piece is longer than the spacing.
 
-    The length of a straight lon/lat segment on the sphere is at most
-    R * (|dlat| + |dlon| * max cos(lat) over the segment), with cos(lat) <= 1 if it crosses the
-    equator: a bound, not an estimate, so the spacing promise holds.
+    The angle a straight lon/lat segment spans on the model sphere is at most
+    CONFORMAL_STRETCH * (|dlat| + |dlon| * max cos(lat) over the segment), with cos(lat) <= 1 if
+    it crosses the equator: a bound, not an estimate, so the spacing promise holds.
     """
     lat_r = np.radians(lat)
     dlat = np.abs(np.diff(lat_r))
@@ -41,8 +51,8 @@ def _pieces(lon: Float64Array, lat: Float64Array) -> NDArray[np.int64]:
     cos_max = np.maximum(np.cos(lat_r[:-1]), np.cos(lat_r[1:]))
     crosses_equator = np.sign(lat[:-1]) != np.sign(lat[1:])
     cos_max = np.where(crosses_equator, 1.0, cos_max)
-    length_km = EARTH_MEAN_RADIUS_KM * (dlat + dlon * cos_max)
-    pieces: NDArray[np.int64] = np.maximum(np.ceil(length_km / BOUNDARY_SPACING_KM), 1).astype(
+    length_rad = CONFORMAL_STRETCH * (dlat + dlon * cos_max)
+    pieces: NDArray[np.int64] = np.maximum(np.ceil(length_rad / BOUNDARY_SPACING_RAD), 1).astype(
         np.int64
     )
     return pieces
@@ -65,7 +75,8 @@ class BoundaryIndex:
     """Dense boundary vertices of a region with a KD-tree over their unit vectors."""
 
     def __init__(self, vectors: Float64Array) -> None:
-        """`vectors` (n, 3): every boundary point lies within HALF_SPACING_KM of one."""
+        """`vectors` (n, 3) on the model sphere: every boundary point lies within
+        HALF_SPACING_RAD of one."""
         self.vectors: Float64Array = np.asarray(vectors, dtype=np.float64).reshape(-1, 3)
         self._tree = cKDTree(self.vectors) if len(self.vectors) else None
         self._blocks = _Blocks(self.vectors)
@@ -81,7 +92,7 @@ class BoundaryIndex:
             lats.append(dlat)
         lon_all = np.concatenate(lons) if lons else np.zeros(0)
         lat_all = np.concatenate(lats) if lats else np.zeros(0)
-        return cls(unit_vectors(lat_all, lon_all))
+        return cls(model_vectors(lat_all, lon_all))
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -103,7 +114,7 @@ class BoundaryIndex:
             return np.full(len(points), np.pi)
         chord, _ = self._tree.query(points, k=1)
         angle = 2.0 * np.arcsin(np.clip(np.asarray(chord) / 2.0, 0.0, 1.0))
-        return np.asarray(np.maximum(angle - HALF_SPACING_KM / EARTH_MEAN_RADIUS_KM, 0.0))
+        return np.asarray(np.maximum(angle - HALF_SPACING_RAD, 0.0))
 
     def vertices_in_all(self, centres: Float64Array, radius_rad: Float64Array) -> Float64Array:
         """The stored vertices inside every cap (k, 3), (k,), found block by block."""
@@ -153,8 +164,8 @@ class BoundaryIndex:
 
 def circle_vectors(centre: Float64Array, angle_rad: float) -> Float64Array:
     """Points on a small circle of the sphere, spaced at most BOUNDARY_SPACING_KM apart."""
-    circumference_km = 2.0 * np.pi * EARTH_MEAN_RADIUS_KM * abs(np.sin(angle_rad))
-    n = max(int(np.ceil(circumference_km / BOUNDARY_SPACING_KM)), 8)
+    circumference_rad = 2.0 * np.pi * abs(np.sin(angle_rad))
+    n = max(int(np.ceil(circumference_rad / BOUNDARY_SPACING_RAD)), 8)
     u = orthogonal_unit(centre[None, :])[0]
     w = np.cross(centre, u)
     phi = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)

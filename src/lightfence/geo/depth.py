@@ -15,7 +15,9 @@ Cost: k (k + 1) candidates times k cap tests, O(k^3) per device, with no subset 
 
 Caps are never merged or dropped here: a redundant cap still adds to the depth. Callers merge
 the caps of one landmark first (see core.robust), so that f counts landmarks, not records.
-Every test grows the caps by CAP_TOLERANCE_RAD, as in `caps`, so rounding can only raise a depth.
+Tolerances are those of `caps.witnesses`: candidates of the caps grown by half of
+WITNESS_TOLERANCE_RAD, counted inside a cap when within WITNESS_TOLERANCE_RAD of it, so rounding
+can only raise a depth.
 """
 
 from __future__ import annotations
@@ -23,18 +25,18 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from lightfence.geo.caps import CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD, candidate_points
+from lightfence.geo.caps import WHOLE_SPHERE_RAD, candidate_points, generating, tolerant
 from lightfence.geo.sphere import Float64Array
 
 
 def inside_caps(
     points: Float64Array, centres: Float64Array, radius_rad: Float64Array
 ) -> NDArray[np.bool_]:
-    """(g, q, k) mask: point q of device g lies in cap k (caps grown by tolerance).
+    """(g, q, k) mask: point q of device g lies in cap k, radii as given.
 
     The same test as `caps.inside_all`, before the reduction over caps.
     """
-    cos_limit = np.cos(np.minimum(radius_rad + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD))
+    cos_limit = np.where(radius_rad >= WHOLE_SPHERE_RAD, -np.inf, np.cos(radius_rad))
     dots = np.einsum("gqi,gki->gqk", points, centres)
     return np.asarray(dots >= cos_limit[:, None, :] - 1e-15)
 
@@ -44,12 +46,11 @@ def deep_candidates(
 ) -> tuple[Float64Array, NDArray[np.bool_]]:
     """Candidates (g, q, 3) of each device and their cap membership (g, q, k).
 
-    As `caps.witnesses`: candidates come from caps grown by CAP_TOLERANCE_RAD and are tested
-    against caps grown twice as much. Padding caps (whole sphere) contain every candidate.
+    As `caps.witnesses`: candidates of the caps grown by half the witness tolerance, tested
+    against the caps grown by all of it. Padding caps (whole sphere) contain every candidate.
     """
-    grown = np.minimum(radius_rad + CAP_TOLERANCE_RAD, WHOLE_SPHERE_RAD)
-    cands = candidate_points(centres, grown)
-    return cands, inside_caps(cands, centres, grown)
+    cands = candidate_points(centres, generating(radius_rad))
+    return cands, inside_caps(cands, centres, tolerant(radius_rad))
 
 
 def max_depth(centres: Float64Array, radius_rad: Float64Array) -> NDArray[np.int64]:

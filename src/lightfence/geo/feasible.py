@@ -15,7 +15,8 @@ import numpy as np
 import shapely
 from shapely.geometry import box, mapping
 
-from lightfence.geo.sphere import Float64Array, unit_vectors
+from lightfence.geo.conformal import model_vectors
+from lightfence.geo.sphere import Float64Array
 from lightfence.units import EARTH_MEAN_RADIUS_KM
 
 GRID_CELLS = 160
@@ -35,7 +36,8 @@ def _lon_intervals(lon_c: float, half_width: float) -> list[tuple[float, float]]
 def _bounding_box(
     lat: float, lon: float, radius_rad: float
 ) -> tuple[tuple[float, float], list[tuple[float, float]]]:
-    r_deg = math.degrees(radius_rad)
+    # Conformal and geodetic latitude differ by up to 0.19 degrees: pad the box for display.
+    r_deg = math.degrees(radius_rad) * 1.0068 + 0.2
     lat_lo, lat_hi = lat - r_deg, lat + r_deg
     if lat_lo <= -90.0 or lat_hi >= 90.0 or radius_rad >= math.pi / 2:
         return (max(lat_lo, -90.0), min(lat_hi, 90.0)), [(-180.0, 180.0)]
@@ -47,7 +49,7 @@ def feasible_geojson(
     lat_deg: Float64Array, lon_deg: Float64Array, radius_rad: Float64Array
 ) -> dict[str, Any]:
     """A GeoJSON Feature with the (approximate) intersection of the caps as a MultiPolygon."""
-    centres = unit_vectors(lat_deg, lon_deg).reshape(-1, 3)
+    centres = model_vectors(lat_deg, lon_deg).reshape(-1, 3)
     cos_r = np.cos(radius_rad)
     i = int(np.argmin(radius_rad))
     (lat_lo, lat_hi), lon_ranges = _bounding_box(
@@ -61,7 +63,7 @@ def feasible_geojson(
         if len(lats) == 0 or len(lons) == 0:
             continue
         glat, glon = np.meshgrid(lats, lons, indexing="ij")
-        pts = unit_vectors(glat, glon)
+        pts = model_vectors(glat, glon)
         inside = np.all(pts @ centres.T >= cos_r, axis=-1)
         for r, row in enumerate(inside):
             # Merge runs of inside cells in each row into one box.

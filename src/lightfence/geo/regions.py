@@ -19,9 +19,9 @@ import shapely
 from numpy.typing import NDArray
 
 from lightfence.geo.boundary import BoundaryIndex, circle_vectors
+from lightfence.geo.conformal import inner_reach_rad, model_vectors
 from lightfence.geo.naturalearth import NE_BORDER_ERROR_KM, country
-from lightfence.geo.sphere import Float64Array, check_lat_lon, unit_vectors
-from lightfence.units import EARTH_MEAN_RADIUS_KM
+from lightfence.geo.sphere import Float64Array, check_lat_lon
 
 SITE_POSITION_ERROR_KM = 0.1
 """Default survey error of a licensed site's coordinates (a building, not a city)."""
@@ -62,7 +62,7 @@ class Region(ABC):
             lat_m = lat_deg[missing]
             lon_m = lon_deg[missing]
             inside = self.contains(lat_m, lon_m)
-            dist = self.boundary.distance_lower_bound_rad(unit_vectors(lat_m, lon_m))
+            dist = self.boundary.distance_lower_bound_rad(model_vectors(lat_m, lon_m))
             for j, i in enumerate(missing):
                 memo[keys[i]] = (bool(inside[j]), float(dist[j]))
         pairs = [memo[key] for key in keys]
@@ -139,7 +139,11 @@ class Complement(Region):
 
 
 class Disc(Region):
-    """All points within `radius_km` (great-circle) of a licensed site."""
+    """All points within `radius_km` (WGS84 ellipsoidal distance) of a licensed site.
+
+    Held as a cap on the model sphere whose angle is a lower bound for that distance
+    (`conformal.inner_reach_rad`), so the disc the engine tests is never larger than the licence.
+    """
 
     def __init__(
         self,
@@ -158,14 +162,14 @@ class Disc(Region):
         self.radius_km = float(radius_km)
         self.name = f"within {radius_km:g} km of ({lat_deg:.4f}, {lon_deg:.4f})"
         self.data_error_km = float(position_error_km)
-        self._centre = unit_vectors(self.lat, self.lon)
+        self._centre = model_vectors(self.lat, self.lon)
 
     @property
     def radius_rad(self) -> float:
-        return min(self.radius_km / EARTH_MEAN_RADIUS_KM, np.pi)
+        return inner_reach_rad(self.lat, self.radius_km)
 
     def contains(self, lat_deg: Float64Array, lon_deg: Float64Array) -> NDArray[np.bool_]:
-        v = unit_vectors(lat_deg, lon_deg).reshape(-1, 3)
+        v = model_vectors(lat_deg, lon_deg).reshape(-1, 3)
         # Compare cosines: exact enough (1e-16) for a membership test that the engine
         # never trusts closer to the boundary than the boundary spacing.
         return np.asarray(v @ self._centre >= np.cos(self.radius_rad))

@@ -1,10 +1,10 @@
-"""Points, distances and angles on the spherical Earth model.
+"""Points, distances and angles on a sphere with geodetic latitude: vector helpers and rough km.
 
-All cap geometry lives on a sphere of radius EARTH_MEAN_RADIUS_KM, with geodetic latitude used
-as spherical latitude. Real signal paths follow the WGS84 ellipsoid, so a spherical distance can
-understate the true (ellipsoidal geodesic) distance by up to ELLIPSOID_EXCESS: a cap of r km on
-the ellipsoid fits inside a spherical cap of r * (1 + ELLIPSOID_EXCESS) km. `geodesic_km` gives
-the exact ellipsoidal figure (GeographicLib, accurate to 15 nm) for checks and for display.
+`great_circle_km` puts geodetic latitude on a sphere of radius EARTH_MEAN_RADIUS_KM: good for
+estimates, simulation and display, off from the WGS84 geodesic by up to ELLIPSOID_EXCESS in
+either direction. The verdict engine does not use it: its sphere is the conformal one of
+geo.conformal, with exact bounds. `geodesic_km` gives the exact ellipsoidal figure
+(GeographicLib, accurate to 15 nm) for checks and references.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from numpy.typing import ArrayLike, NDArray
 from lightfence.units import EARTH_MEAN_RADIUS_KM
 
 ELLIPSOID_EXCESS = 0.0075
-"""Bound on (spherical great-circle distance / WGS84 geodesic distance) - 1 over all pairs.
+"""Bound on |great_circle_km / geodesic_km - 1| over all pairs.
 
-The largest ratio seen over dense random and worst-case (meridional, near-pole, antipodal)
-pairs is about 1.0056 for points close together near the equator along a meridian; 0.75 %
-keeps a margin. tests/test_sphere.py checks the bound against GeographicLib.
+The sphere overstates short north-south distances near the equator (ratio up to 1.00561, where
+the meridional radius of curvature is smallest, 6335.4 km) and understates east-west ones near
+the poles (down to 0.9955); 0.75 % keeps a margin. tests/test_sphere.py checks it against
+GeographicLib, near the poles and across the antimeridian too.
 """
 
 Float64Array = NDArray[np.float64]
@@ -69,7 +70,8 @@ def angle_rad(a: ArrayLike, b: ArrayLike) -> Float64Array:
 def great_circle_km(
     lat1_deg: ArrayLike, lon1_deg: ArrayLike, lat2_deg: ArrayLike, lon2_deg: ArrayLike
 ) -> Float64Array:
-    """Great-circle distance on the model sphere, in km (error vs. WGS84: see ELLIPSOID_EXCESS)."""
+    """Great-circle distance with geodetic latitude on the sphere, in km (error vs. WGS84: see
+    ELLIPSOID_EXCESS). Not for verdicts: they use geo.conformal."""
     return angle_rad(unit_vectors(lat1_deg, lon1_deg), unit_vectors(lat2_deg, lon2_deg)) * (
         EARTH_MEAN_RADIUS_KM
     )
