@@ -57,7 +57,7 @@ from lightfence.geo.caps import (
     witnesses,
 )
 from lightfence.geo.conformal import G_MAX_RAD_PER_KM, model_lat_lon, model_vectors, reach_rad
-from lightfence.geo.depth import robust_witnesses
+from lightfence.geo.depth import any_point_near, robust_witnesses
 from lightfence.geo.regions import Region
 from lightfence.geo.sphere import Float64Array
 from lightfence.units import Bound
@@ -214,17 +214,17 @@ def _nonempty(caps: _Caps) -> NDArray[np.bool_]:
 def precise_may_intersect(
     centres: Float64Array, radius: Float64Array, region: Region, *, witnesses_done: bool = False
 ) -> bool:
-    """Whether the intersection of the caps (k, 3), (k,) may meet `region` grown by its error.
+    """Whether the intersection F of the caps (k, 3), (k,) may come within the region's data
+    error of `region` (F grown by the error, not each cap: for a thin F the difference is large).
 
     `witnesses_done`: step 1 already ran (the vectorised `_witness_stage`) and found F non-empty
     with no witness in the region; go straight to step 2.
 
-    Callers know F is not empty. If the witnesses still find none (F grown by the region's error
-    cannot be emptier than F), that can only be rounding, and the answer is "may meet": an empty
-    answer is never read as "does not meet".
+    Callers know F is not empty. If the witnesses still find none, that can only be rounding,
+    and the answer is "may meet": an empty answer is never read as "does not meet".
     """
     grow = margin_rad(region)
-    c, r, kept = drop_redundant(centres[None], np.minimum(radius + grow, WHOLE_SPHERE_RAD)[None])
+    c, r, kept = drop_redundant(centres[None], radius[None])
     c, r = c[0, : max(int(kept[0]), 1)], r[0, : max(int(kept[0]), 1)]
     # 1. A witness of F inside the region: cheap, and decides most devices that do meet it.
     if not witnesses_done:
@@ -234,10 +234,12 @@ def precise_may_intersect(
         lat, lon = model_lat_lon(cands[0][in_f[0]])
         if bool(region.contains(lat, lon).any()):
             return True
-    # 2. Otherwise F meets the region only if the boundary crosses F: then a boundary vertex lies
-    #    inside every cap grown by VERTEX_SLACK_RAD.
-    r_vertex = np.minimum(r + VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD)
-    return len(region.boundary.vertices_in_all(c, r_vertex)) > 0
+    # 2. Otherwise F comes within the error of the region only if a border point does, and then
+    #    a stored vertex lies within the error plus VERTEX_SLACK_RAD of F. Vertices inside every
+    #    cap grown that much are the only ones that can; their distance to F is then exact.
+    limit = grow + VERTEX_SLACK_RAD
+    near = region.boundary.vertices_in_all(c, np.minimum(r + limit, WHOLE_SPHERE_RAD))
+    return any_point_near(c, r, near, len(r), limit)
 
 
 def _witness_stage(
@@ -245,16 +247,15 @@ def _witness_stage(
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     """Vectorised first step of the precise path, for many devices at once.
 
-    With F_f the points in all but liars[j] caps (grown by the region's data error), returns
-    (meets, empty): `meets` when a witness of F_f (or, for f = 0, the normalised mean of F's
-    witnesses when that lies in F) is inside the region; `empty` when no witness of F_f was
-    found. The devices given are known to have a non-empty F, and F_f contains F, so `empty`
-    can only come from rounding: the caller must read it as "may meet", never as "does not".
-    The rest go on to the per-device border-vertex test.
+    With F_f the points in all but liars[j] caps, returns (meets, empty): `meets` when a witness
+    of F_f (or, for f = 0, the normalised mean of F's witnesses when that lies in F) is inside
+    the region (then F_f meets it, let alone comes within its error); `empty` when no witness
+    of F_f was found. The devices given are known to have a non-empty F, and F_f contains F,
+    so `empty` can only come from rounding: the caller must read it as "may meet", never as
+    "does not". The rest go on to the per-device border-vertex test.
     """
     meets = np.zeros(len(devices), dtype=bool)
     empty = np.zeros(len(devices), dtype=bool)
-    grow = margin_rad(region)
     counts = caps.count[devices]
     for k, f in {(int(a), int(b)) for a, b in zip(counts, liars, strict=True)}:
         if k == 0:
@@ -262,8 +263,7 @@ def _witness_stage(
         idx = np.flatnonzero((counts == k) & (liars == f))
         for lo in range(0, len(idx), CHUNK_DEVICES):
             part = idx[lo : lo + CHUNK_DEVICES]
-            centres, radius = caps.block(devices[part])
-            grown = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
+            centres, grown = caps.block(devices[part])
             if f == 0:
                 c, r, _ = drop_redundant(centres, grown)
                 ok, cands, use = witnesses(c, r)
@@ -293,18 +293,16 @@ def _probe_stage(
     """Vectorised first try of the border-vertex step, for many devices at once.
 
     True where one of the region's probe vertices (a fixed subset of its stored boundary
-    vertices) lies in all but liars[j] of the device's caps, each grown exactly as the per-device
-    step grows it, and tested with PROBE_MARGIN to spare. That vertex is one the per-device step
-    would also find (it keeps every cap's radius and only drops caps, which cannot add misses),
-    so each True here is the answer the per-device step gives; False means "not settled", and the
-    device goes on to the full per-device test. It settles devices whose caps are wide enough to
-    cover much of the region's border, where every deep candidate lies outside the region.
+    vertices, each on the border as the data draws it) lies in all but liars[j] of the device's
+    caps, tested with PROBE_MARGIN to spare: then F_f holds a border point, so it meets the
+    region's border and comes within any error of the region. False means "not settled", and
+    the device goes on. It settles devices whose caps are wide enough to cover much of the
+    region's border, where every deep candidate lies outside the region.
     """
     out = np.zeros(len(devices), dtype=bool)
     probes = region.boundary.probes
     if len(probes) == 0:
         return out
-    grow = margin_rad(region)
     counts = caps.count[devices]
     for k in np.unique(counts):
         if k == 0:
@@ -314,9 +312,7 @@ def _probe_stage(
             part = idx[lo : lo + PROBE_CHUNK_DEVICES]
             f = liars[part]
             centres, radius = caps.block(devices[part])
-            # As precise_may_intersect (f = 0) and robust_precise_may_intersect (f > 0) grow them.
-            grown = np.minimum(radius + grow, WHOLE_SPHERE_RAD)
-            r_vertex = np.minimum(grown + VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD)
+            r_vertex = radius
             cos_limit = np.where(r_vertex >= WHOLE_SPHERE_RAD, -np.inf, np.cos(r_vertex))
             # einsum, not matmul: a 3-long inner product gains nothing from BLAS, whose threads
             # would spin on the other cores that engines give to other workers.

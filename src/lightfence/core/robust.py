@@ -23,7 +23,12 @@ from numpy.typing import NDArray
 
 from lightfence.geo.caps import VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD
 from lightfence.geo.conformal import G_MAX_RAD_PER_KM, model_lat_lon
-from lightfence.geo.depth import drop_covering, least_removal, robust_witnesses
+from lightfence.geo.depth import (
+    any_point_near,
+    drop_covering,
+    least_removal,
+    robust_witnesses,
+)
 from lightfence.geo.regions import Region
 from lightfence.geo.sphere import Float64Array
 
@@ -95,21 +100,23 @@ def robust_precise_may_intersect(
     *,
     witnesses_done: bool = False,
 ) -> bool:
-    """Whether F_f of the caps (k, 3), (k,), one per landmark, may meet `region` grown by its
-    data error. Doubt answers True. With liars = 0 it answers as core.batch.precise_may_intersect.
+    """Whether F_f of the caps (k, 3), (k,), one per landmark, may come within the region's data
+    error of `region`. Doubt answers True. With liars = 0 it answers as
+    core.batch.precise_may_intersect.
 
     1. A deep candidate (in all but f caps) inside the region: F_f meets it.
-    2. Otherwise F_f meets the region only if the region's boundary crosses F_f: a boundary
-       point with depth >= k - f (caps grown by the region's error) puts a stored vertex at that
-       depth in the caps grown by half the vertex spacing more. If there is none, each component
-       of F_f is wholly inside or wholly outside the region, and each holds a deep candidate
+    2. Otherwise F_f comes within the error of the region only if a border point does: then a
+       stored vertex lies within the error plus VERTEX_SLACK_RAD of F_f. Only vertices in all
+       but f caps grown that much can; their distance to F_f is then found exactly
+       (geo.depth.any_point_near). If there is none, each component of F_f is wholly inside or
+       wholly outside the region grown by its error, and each holds a deep candidate
        (geo.depth), all of which step 1 found outside.
 
     `witnesses_done`: step 1 already ran for this device (core.batch's vectorised stage) and
     found F_f non-empty with no witness in the region; go straight to step 2.
     """
     grow = region.data_error_km * G_MAX_RAD_PER_KM
-    centres, r = drop_covering(centres, np.minimum(radius + grow, WHOLE_SPHERE_RAD), liars)
+    centres, r = drop_covering(centres, radius, liars)
     need = len(r) - liars
     if need <= 0:
         return True  # F_f is the whole sphere
@@ -120,8 +127,9 @@ def robust_precise_may_intersect(
         lat, lon = model_lat_lon(cands[0][deep[0]])
         if bool(region.contains(lat, lon).any()):
             return True
-    r_vertex = np.minimum(r + VERTEX_SLACK_RAD, WHOLE_SPHERE_RAD)
-    return region.boundary.any_in_most(centres, r_vertex, liars)
+    limit = grow + VERTEX_SLACK_RAD
+    near = region.boundary.vertices_in_most(centres, np.minimum(r + limit, WHOLE_SPHERE_RAD), liars)
+    return any_point_near(centres, r, near, need, limit)
 
 
 def robust_nonempty(centres: Float64Array, radius: Float64Array, liars: int) -> bool:

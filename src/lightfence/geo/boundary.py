@@ -151,6 +151,18 @@ class BoundaryIndex:
                 return True
         return False
 
+    def vertices_in_most(
+        self, centres: Float64Array, radius_rad: Float64Array, misses: int
+    ) -> Float64Array:
+        """The stored vertices outside at most `misses` of the caps (k, 3), (k,)."""
+        cand = self._blocks.members_meeting_most(centres, radius_rad, misses)
+        if len(cand) == 0:
+            return np.zeros((0, 3))
+        pts = self.vectors[cand]
+        cos_r = np.cos(np.minimum(radius_rad, np.pi)) - 1e-15
+        missed = (pts @ centres.T < cos_r[None, :]).sum(axis=1)
+        return np.asarray(pts[missed <= misses])
+
     def vertices_within(self, centre: Float64Array, angle_rad: float) -> Float64Array:
         """The stored vertices within `angle_rad` of `centre` (3,)."""
         if self._tree is None:

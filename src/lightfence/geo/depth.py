@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lightfence.geo.caps import WHOLE_SPHERE_RAD, candidate_points, generating, tolerant
-from lightfence.geo.sphere import Float64Array
+from lightfence.geo.sphere import Float64Array, orthogonal_unit
 
 
 def inside_caps(
@@ -109,3 +109,54 @@ def least_removal(centres: Float64Array, radius_rad: Float64Array) -> tuple[int,
     best = int(depth.max())
     named = np.asarray((~member[0][depth == best]).any(axis=0))
     return len(radius_rad) - best, named
+
+
+def any_point_near(
+    centres: Float64Array,
+    radius_rad: Float64Array,
+    points: Float64Array,
+    need: int,
+    limit_rad: float,
+) -> bool:
+    """Whether some point (m, 3) lies within `limit_rad` of {depth >= need} of one device's caps
+    (k, 3), (k,): of F itself when need = k.
+
+    This is "F grown by a margin meets the point", not "the point is in every cap grown by the
+    margin": for a thin F the second is far larger (two nearly tangent caps grown by 10 km meet
+    along a lens over a hundred km long). The nearest point of the set to a point v outside it
+    lies on its boundary, made of circle arcs: inside an arc, where distance along the circle
+    has its only minimum, the projection of v onto that circle; or at an arc's end, a crossing.
+    So the candidates are v, its projections onto every circle, and the set's own candidates
+    (`candidate_points`), each kept only if deep enough (tolerances as `deep_candidates`, so a
+    distance can only come out short, the safe side).
+    """
+    if len(points) == 0:
+        return False
+    k = len(radius_rad)
+    if need <= 0:
+        return True
+    cands, member = deep_candidates(centres[None], radius_rad[None])
+    own = cands[0][member[0].sum(axis=1) >= need]
+    lim = np.cos(min(limit_rad, np.pi))
+    if len(own) and bool((points @ own.T >= lim).any()):
+        return True
+    # Projections of each point onto each circle, plus the point itself: (m, k + 1, 3).
+    dots = points @ centres.T  # (m, k)
+    toward = points[:, None, :] - dots[..., None] * centres[None, :, :]
+    norm = np.linalg.norm(toward, axis=-1, keepdims=True)
+    fixed = orthogonal_unit(centres)
+    toward = np.where(norm > 1e-12, toward / np.where(norm > 0, norm, 1.0), fixed[None])
+    gen = generating(radius_rad)
+    proj = np.cos(gen)[None, :, None] * centres[None] + np.sin(gen)[None, :, None] * toward
+    pts = np.concatenate([points[:, None, :], proj], axis=1)
+    pts = pts / np.linalg.norm(pts, axis=-1, keepdims=True)
+    deep = (
+        inside_caps(
+            pts,
+            np.broadcast_to(centres, (len(points), k, 3)),
+            tolerant(np.broadcast_to(radius_rad, (len(points), k))),
+        ).sum(axis=2)
+        >= need
+    )
+    close = np.einsum("mqi,mi->mq", pts, points) >= lim
+    return bool((deep & close).any())
