@@ -231,3 +231,34 @@ def test_a_point_in_every_cap_is_always_found(
     for order in (np.arange(len(rs)), np.arange(len(rs))[::-1]):
         ok, _, _ = witnesses(cs[order][None], rs[order][None])
         assert bool(ok[0]), (rs, wobble)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(0.0, 3.0),
+    st.floats(0, 360),
+    st.floats(0.2, 5.0),
+    st.lists(st.tuples(st.floats(0, 360), st.floats(0.0, 20.0)), min_size=1, max_size=5),
+    st.sampled_from([0, 1]),
+)
+def test_small_licensed_discs_are_verifiable_and_sound(
+    dist_km: float,
+    bearing: float,
+    radius_km: float,
+    landmarks: list[tuple[float, float]],
+    liars: int,
+) -> None:
+    """within:LAT,LON,R for R of a few km: VERIFIED only when the device is inside (geodesic),
+    and a device at the site measured by a landmark at the site is VERIFIED."""
+    site = (47.37, 8.54)
+    lat, lon = destination(*site, bearing, dist_km)
+    ms = _measurements(lat, lon, [(b, d, 0.0) for b, d in landmarks])
+    policy = parse_policy(f"within:{site[0]},{site[1]},{radius_km}", liars=liars)
+    verdict = decide(ms, policy)
+    event(verdict.kind.value)
+    if verdict.kind is VerdictKind.VERIFIED:
+        assert geodesic_km(*site, lat, lon) <= radius_km
+    at_site = [Measurement(Landmark("here", *site), 0.002)]  # 0.3 km
+    assert decide(at_site, parse_policy(f"within:{site[0]},{site[1]},1", liars=0)).kind is (
+        VerdictKind.VERIFIED
+    )

@@ -50,6 +50,7 @@ from lightfence.geo.caps import (
     CAP_TOLERANCE_RAD,
     VERTEX_SLACK_RAD,
     WHOLE_SPHERE_RAD,
+    WITNESS_TOLERANCE_RAD,
     drop_redundant,
     inside_all,
     quick_witnesses,
@@ -57,8 +58,8 @@ from lightfence.geo.caps import (
     witnesses,
 )
 from lightfence.geo.conformal import G_MAX_RAD_PER_KM, model_lat_lon, model_vectors, reach_rad
-from lightfence.geo.depth import any_point_near, robust_witnesses
-from lightfence.geo.regions import Region
+from lightfence.geo.depth import any_point_near, farthest_rad, robust_witnesses
+from lightfence.geo.regions import Complement, Disc, Region
 from lightfence.geo.sphere import Float64Array
 from lightfence.units import Bound
 
@@ -322,6 +323,26 @@ def _probe_stage(
     return out
 
 
+def _leaves_disc(
+    caps: _Caps, devices: NDArray[np.int64], disc: Disc, liars: NDArray[np.int64] | None
+) -> NDArray[np.bool_]:
+    """For a licensed disc, exactly: may F_f come within the site's error of the outside of the
+    disc? That is, may a point of F_f lie further from the site than the disc's radius less the
+    error? The farthest point is found exactly (geo.depth.farthest_rad), so a small disc is
+    verifiable when its landmarks are close enough, which no border spacing would allow."""
+    limit = disc.radius_rad - margin_rad(disc) - WITNESS_TOLERANCE_RAD - CAP_TOLERANCE_RAD
+    out = np.ones(len(devices), dtype=bool)
+    for j, d in enumerate(devices.tolist()):
+        sl = slice(caps.start[d], caps.start[d + 1])
+        k = int(caps.count[d])
+        if k == 0:
+            continue
+        f = 0 if liars is None else int(liars[j])
+        far = farthest_rad(caps.vec[sl], caps.radius[sl], disc.centre_vector, k - f)
+        out[j] = far > limit
+    return out
+
+
 def may_intersect(
     caps: _Caps,
     devices: NDArray[np.int64],
@@ -335,6 +356,8 @@ def may_intersect(
     """
     if len(devices) == 0:
         return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    if isinstance(region, Complement) and isinstance(region.inner, Disc):
+        return _leaves_disc(caps, devices, region.inner, liars), np.zeros(len(devices), bool)
     counts = caps.count[devices]
     sub_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     rows = np.repeat(caps.start[devices] - sub_start[:-1], counts) + np.arange(sub_start[-1])

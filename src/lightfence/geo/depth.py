@@ -160,3 +160,34 @@ def any_point_near(
     )
     close = np.einsum("mqi,mi->mq", pts, points) >= lim
     return bool((deep & close).any())
+
+
+def farthest_rad(
+    centres: Float64Array, radius_rad: Float64Array, point: Float64Array, need: int
+) -> float:
+    """An upper bound on the largest angle from `point` (3,) to {depth >= need} of one device's
+    caps (k, 3), (k,): exact up to the witness tolerance.
+
+    The distance from a point has one interior maximum, at its antipode; on a circle, it peaks
+    at the circle's far point from `point`; on an arc that misses that, at an arc's end (a
+    crossing). So the candidates are the antipode, every circle's far point, and the set's own
+    candidates, each kept only if deep enough (tolerances as `deep_candidates`).
+    """
+    if need <= 0:
+        return float(np.pi)
+    cands, member = deep_candidates(centres[None], radius_rad[None])
+    pts = [cands[0][member[0].sum(axis=1) >= need]]
+    away = -(point - (centres @ point)[:, None] * centres)
+    norm = np.linalg.norm(away, axis=-1, keepdims=True)
+    away = np.where(norm > 1e-12, away / np.where(norm > 0, norm, 1.0), orthogonal_unit(centres))
+    gen = generating(radius_rad)
+    far = np.cos(gen)[:, None] * centres + np.sin(gen)[:, None] * away
+    extra = np.concatenate([-point[None], far], axis=0)
+    extra = extra / np.linalg.norm(extra, axis=-1, keepdims=True)
+    deep = inside_caps(extra[None], centres[None], tolerant(radius_rad)[None])[0].sum(axis=1)
+    pts.append(extra[deep >= need])
+    every = np.concatenate(pts, axis=0)
+    if len(every) == 0:
+        return float(np.pi)  # no witness of a set known non-empty: rounding, so doubt
+    cross = np.linalg.norm(np.cross(every, point[None]), axis=-1)
+    return float(np.arctan2(cross, every @ point).max())

@@ -165,6 +165,11 @@ class Disc(Region):
         self._centre = model_vectors(self.lat, self.lon)
 
     @property
+    def centre_vector(self) -> Float64Array:
+        """The site on the model sphere (3,)."""
+        return self._centre
+
+    @property
     def radius_rad(self) -> float:
         return inner_reach_rad(self.lat, self.radius_km)
 
