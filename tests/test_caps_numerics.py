@@ -101,16 +101,23 @@ def _measurements(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(positions, landmark_specs, policies, st.randoms(use_true_random=False))
+@given(
+    positions,
+    landmark_specs,
+    policies,
+    st.sampled_from([0, 1]),
+    st.randoms(use_true_random=False),
+)
 def test_any_cap_size_is_sound_and_order_free(
     pos: tuple[float, float],
     specs: list[tuple[float, float, float]],
     policy_text: str,
+    liars: int,
     rnd: object,
 ) -> None:
     lat, lon = pos
     ms = _measurements(lat, lon, specs)
-    policy = parse_policy(policy_text, liars=0)
+    policy = parse_policy(policy_text, liars=liars)
     verdict = decide(ms, policy)
     event(f"{policy_text}: {verdict.kind.value}")
     assert verdict.kind is not VerdictKind.INCONSISTENT, "honest landmarks called inconsistent"
