@@ -228,7 +228,7 @@ def _rate(src: Path, bench_dir: Path, kind: str, devices: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def throughput(base: str, rounds: int = 3) -> dict[str, object]:
+def throughput(base: str, rounds: int = 5) -> dict[str, object]:
     here = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
@@ -267,8 +267,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--base", default=BASE_REV, help="revision for the throughput baseline")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--no-reference", action="store_true", help="throughput only")
     args = ap.parse_args(argv)
-    result = compare(args.positions, args.seed)
+    result = {} if args.no_reference else compare(args.positions, args.seed)
     if not args.no_throughput:
         result["throughput"] = throughput(args.base)
     print(json.dumps(result, indent=2))

@@ -90,3 +90,12 @@ def test_the_cap_is_tight() -> None:
         s = geodesic_km(lat, lon, plat, plon)
         worst = max(worst, float(reach_rad(lat, s)) / _model_angle(lat, lon, plat, plon))
     assert 1.0 <= worst < 1.0005
+
+
+def test_the_scale_table_only_rounds_up() -> None:
+    """reach_rad reads g from a table at the next latitude up: never below the exact g."""
+    lat = np.linspace(0.0, 90.0, 900_001)
+    exact = scale_rad_per_km(lat)
+    angle = reach_rad(lat - np.degrees(1.0 / M_EQUATOR_KM), np.full(lat.size, 1.0))
+    # 1 km from latitude lat - 1 km's worth reaches lat: the table's g must be >= g(lat).
+    assert np.all(angle >= exact * (1 - 1e-15))

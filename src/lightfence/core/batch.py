@@ -481,7 +481,10 @@ def one_row_per_landmark(
     if not liars.any():
         return table, liars
     row_liars = np.repeat(liars, np.diff(start))
-    keep = smallest_per_group(group, cap_radius_rad(table, policy.bound)) | (row_liars == 0)
+    # Within a group (one landmark position) the cap angle grows with the distance in km, so the
+    # smallest cap is the one of least km: no need to turn every row into an angle here.
+    reach_km = policy.bound.speed_km_per_ms * (table.rtt_ms - table.floor_ms) / 2.0
+    keep = smallest_per_group(group, reach_km + table.position_error_km) | (row_liars == 0)
     if keep.all():
         return table, liars
     dev = np.repeat(np.arange(m), np.diff(start))

@@ -114,6 +114,16 @@ def scale_rad_per_km(lat_deg: ArrayLike) -> Float64Array:
     return np.asarray(np.where(np.abs(lat) >= np.pi / 2 - 1e-9, 1.0 / POLE_INVERSE_SCALE_KM, g))
 
 
+SCALE_TABLE_STEP_DEG = 0.001
+"""Spacing of the table of g that `reach_rad` reads: g is taken at the next table latitude up,
+where it is larger (g grows with |phi|), so the table only ever rounds a cap up, by under 2e-9
+of its radius."""
+
+_SCALE_TABLE = scale_rad_per_km(
+    np.arange(0.0, 90.0 + SCALE_TABLE_STEP_DEG / 2, SCALE_TABLE_STEP_DEG)
+)
+
+
 def reach_rad(lat_deg: ArrayLike, distance_km: ArrayLike) -> Float64Array:
     """An upper bound on the model-sphere angle from a point at `lat_deg` to any point within
     `distance_km` of it along the WGS84 ellipsoid (a geodesic or any other path).
@@ -125,7 +135,8 @@ def reach_rad(lat_deg: ArrayLike, distance_km: ArrayLike) -> Float64Array:
     lat = np.abs(np.asarray(lat_deg, dtype=np.float64))
     dist = np.maximum(np.asarray(distance_km, dtype=np.float64), 0.0)
     far_lat = np.minimum(lat + np.degrees(dist / M_EQUATOR_KM), 90.0)
-    g = scale_rad_per_km(far_lat) * (1.0 + SCALE_ROUNDING)
+    slot = np.minimum(np.ceil(far_lat / SCALE_TABLE_STEP_DEG), len(_SCALE_TABLE) - 1)
+    g = _SCALE_TABLE[slot.astype(np.intp)] * (1.0 + SCALE_ROUNDING)
     return np.asarray(np.minimum(dist * g, np.pi), dtype=np.float64)
 
 
