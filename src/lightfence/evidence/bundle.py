@@ -7,30 +7,47 @@ A bundle is one JSON file:
      "landmarks": [{...LandmarkEntry...}],        # as the agent was given them
      "records": [{...MeasurementRecord...}]}
 
-`check_bundle` re-verifies it against a landmark registry the auditor trusts (never against the
-keys inside the bundle alone, which whoever made the bundle chose). A record that fails any
-check is rejected with its reason, and never reaches a verdict.
+`check_bundle` (a bundle in memory) and `check_bundle_file` (a file, read a record at a time
+with bounded memory: evidence.json_stream) re-verify it against a landmark registry the auditor
+trusts (never against the keys inside the bundle alone, which whoever made the bundle chose),
+with the verifier service's time rules (core.freshness). A record that fails any check is
+rejected with its reason, and never reaches a verdict. Anything else in the file (a `policy`,
+a `verdict`) is unsigned: it is shown as a note, never used.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lightfence.core.freshness import (
+    MAX_CLOCK_SKEW_S,
+    MAX_DEVICE_SPEED_KM_PER_H,
+    MAX_RECORD_AGE_S,
+    VERDICT_WINDOW_S,
+    WindowRecord,
+    age_problem,
+    verdict_inputs,
+)
 from lightfence.crypto.keys import key_id
+from lightfence.evidence.json_stream import JsonObjectStream, JsonStreamError
 from lightfence.identity.device import DeviceIdentity
 from lightfence.model.registry import LandmarkEntry, RegistryError, parse_registry, registry_json
 from lightfence.model.trust import TrustLevel
-from lightfence.protocol.record import MeasurementRecord, RecordError, verify
+from lightfence.protocol.record import MeasurementRecord, RecordError, TimestampSource, verify
+from lightfence.units import Bound
 
 BUNDLE_FORMAT = "lightfence-evidence"
 BUNDLE_VERSION = 1
-MAX_FUTURE_SKEW_NS = 300 * 1_000_000_000
-"""A record dated more than 5 minutes after the check's `now` is rejected (bad landmark clock)."""
+DEFAULT_MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+"""Largest bundle file read by default (about 10,000 records; an agent's has one a landmark)."""
+MAX_VALUE_BYTES = 4 * 1024 * 1024
+"""Largest single member or record in a bundle file (a record is under 2 kB)."""
 
 TRUST_NOTES = {
     TrustLevel.SOFTWARE: "software key file: can be copied; a copy near a landmark fakes location",
@@ -63,27 +80,66 @@ class EvidenceBundle:
 
     @classmethod
     def from_json_dict(cls, d: object) -> EvidenceBundle:
-        if not isinstance(d, Mapping) or d.get("format") != BUNDLE_FORMAT:
+        if not isinstance(d, Mapping):
+            raise BundleError("not a lightfence evidence bundle (format field missing or wrong)")
+        head = _Head.parse(d)
+        raw_records = d.get("records")
+        if not isinstance(raw_records, list):
+            raise BundleError("records must be a list" if "records" in d else _MISSING_RECORDS)
+        records = tuple(_record(i, r) for i, r in enumerate(raw_records))
+        return cls(head.device, records, head.landmarks, head.created)
+
+
+_MISSING_RECORDS = "bundle is missing 'records'"
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A bundle's members other than its records, checked."""
+
+    device: DeviceIdentity
+    landmarks: tuple[LandmarkEntry, ...]
+    created: int
+    unsigned: tuple[str, ...]
+    """Notes on members that are not signed and are not used (a verifier's `policy`...)."""
+
+    @classmethod
+    def parse(cls, d: Mapping[str, Any]) -> _Head:
+        if d.get("format") != BUNDLE_FORMAT:
             raise BundleError("not a lightfence evidence bundle (format field missing or wrong)")
         if d.get("version") != BUNDLE_VERSION:
             raise BundleError(f"unsupported bundle version {d.get('version')!r}")
+        if "device" not in d:
+            raise BundleError("bundle is missing 'device'")
         try:
             device = DeviceIdentity.from_json_dict(d["device"])
             landmarks = tuple(parse_registry({"landmarks": d.get("landmarks", [])}).values())
-            raw_records = d["records"]
-            if not isinstance(raw_records, list):
-                raise BundleError("records must be a list")
-            records = tuple(MeasurementRecord.from_json_dict(r) for r in raw_records)
-            created = d.get("created_at_unix_ns", 0)
-            if not isinstance(created, int):
-                raise BundleError("created_at_unix_ns must be an integer")
-        except KeyError as exc:
-            raise BundleError(f"bundle is missing {exc}") from None
-        except (RecordError, RegistryError, ValueError) as exc:
-            if isinstance(exc, BundleError):
-                raise
+        except (RegistryError, ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"malformed bundle: {exc}") from None
-        return cls(device, records, landmarks, created)
+        created = d.get("created_at_unix_ns", 0)
+        if type(created) is not int:
+            raise BundleError("created_at_unix_ns must be an integer")
+        unsigned = []
+        if "policy" in d:
+            stated = json.dumps(d["policy"], sort_keys=True)[:200]
+            unsigned.append(
+                f"the bundle states a policy {stated} (unsigned: shown only; the verdict uses "
+                "this command's options)"
+            )
+        verdict = d.get("verdict")
+        if isinstance(verdict, Mapping) and "verdict" in verdict:
+            unsigned.append(
+                f"the bundle states a verdict {str(verdict['verdict'])[:40]!r} (unsigned: shown "
+                "only; recomputed here from the signed records)"
+            )
+        return cls(device, landmarks, created, tuple(unsigned))
+
+
+def _record(index: int, raw: object) -> MeasurementRecord:
+    try:
+        return MeasurementRecord.from_json_dict(raw)  # type: ignore[arg-type]
+    except (RecordError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"malformed bundle: records[{index}]: {exc}") from None
 
 
 def save_bundle(bundle: EvidenceBundle, path: Path) -> None:
@@ -93,16 +149,38 @@ def save_bundle(bundle: EvidenceBundle, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_bundle(path: Path) -> EvidenceBundle:
+def _members(
+    path: Path, max_bytes: int, streamed: frozenset[str], keys: set[str] | None = None
+) -> Iterator[tuple[str, Any, bool]]:
+    """The bundle file's top-level members (see JsonObjectStream.members; `keys` collects the
+    keys seen, streamed ones included); every failure to read it, hostile input included, is a
+    BundleError naming the file."""
     try:
-        data = json.loads(path.read_text())
+        f = path.open("rb")
     except FileNotFoundError:
         raise BundleError(f"bundle {path} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from None
-    return EvidenceBundle.from_json_dict(data)
+    with f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise BundleError(
+                    f"{path} is {size:,} bytes, over the {max_bytes:,}-byte cap (--max-bytes)"
+                )
+            yield from JsonObjectStream(f, max_bytes, MAX_VALUE_BYTES).members(streamed, keys)
+        except JsonStreamError as exc:
+            raise BundleError(f"{path} is not a readable bundle: {exc}") from None
+        except OSError as exc:
+            raise BundleError(f"cannot read {path}: {exc}") from None
+
+
+def load_bundle(path: Path, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> EvidenceBundle:
+    """The whole bundle in memory (to re-save or inspect it); `check_bundle_file` checks one
+    without holding its records."""
+    return EvidenceBundle.from_json_dict(
+        {k: v for k, v, _ in _members(path, max_bytes, frozenset())}
+    )
 
 
 @dataclass(frozen=True)
@@ -112,13 +190,35 @@ class RejectedRecord:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptedRecord:
+    """What a verdict and a report need of a record that passed every check."""
+
+    index: int
+    landmark_id: str
+    session_id: bytes
+    min_rtt_ns: int
+    measured_at_unix_ns: int
+    timestamp_source: TimestampSource
+    entry: LandmarkEntry
+    """The trusted registry's entry for its landmark."""
+
+    @property
+    def min_rtt_ms(self) -> float:
+        return self.min_rtt_ns / 1e6
+
+    @property
+    def measured_at(self) -> datetime:
+        return datetime.fromtimestamp(self.measured_at_unix_ns / 1e9, tz=UTC)
+
+
 @dataclass(frozen=True)
 class BundleCheck:
     """Outcome of the offline re-check: which records stand, which fell and why."""
 
     device: DeviceIdentity
-    accepted: tuple[tuple[MeasurementRecord, LandmarkEntry], ...]
-    """Records that passed every check, with the trusted registry entry of their landmark."""
+    accepted: tuple[AcceptedRecord, ...]
+    """Records that passed every check (each with its trusted registry entry)."""
     rejected: tuple[RejectedRecord, ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -126,73 +226,175 @@ class BundleCheck:
     def all_valid(self) -> bool:
         return not self.rejected
 
+    def verdict_inputs(
+        self,
+        bound: Bound,
+        window_s: float = VERDICT_WINDOW_S,
+        speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
+    ) -> list[dict[str, Any]]:
+        """What the verifier service would decide on (core.freshness.verdict_inputs): the
+        accepted records within `window_s` of the newest, movement allowance added, the
+        tightest per landmark. `record_id` is the record's index in the bundle."""
+        if not self.accepted:
+            return []
+        newest = max(a.measured_at_unix_ns for a in self.accepted)
+        candidates = (
+            WindowRecord(
+                a.index,
+                a.landmark_id,
+                a.entry.latitude,
+                a.entry.longitude,
+                a.entry.position_error_km,
+                a.min_rtt_ns,
+                a.measured_at_unix_ns,
+            )
+            for a in self.accepted
+        )
+        return verdict_inputs(candidates, newest, bound, window_s, speed_km_per_h)
+
+
+class _Checker:
+    """Checks records one at a time, keeping only what a verdict and a report need."""
+
+    def __init__(
+        self,
+        device: DeviceIdentity,
+        trusted: Mapping[str, LandmarkEntry],
+        now_unix_ns: int,
+        max_age_s: float,
+        max_skew_s: float,
+    ) -> None:
+        self.device = device
+        self.trusted = trusted
+        self.device_key_id = key_id(device.public_key)
+        self.now_ns = now_unix_ns
+        self.max_age_s = max_age_s
+        self.max_skew_s = max_skew_s
+        self.accepted: list[AcceptedRecord] = []
+        self.rejected: list[RejectedRecord] = []
+        self.seen_sessions: set[tuple[str, bytes]] = set()
+
+    def add(self, index: int, rec: MeasurementRecord) -> None:
+        why = self._problem(rec)
+        if why is not None:
+            self.rejected.append(RejectedRecord(index, rec.landmark_id, why))
+            return
+        self.seen_sessions.add((rec.landmark_id, rec.session_id))
+        self.accepted.append(
+            AcceptedRecord(
+                index,
+                rec.landmark_id,
+                rec.session_id,
+                rec.min_rtt_ns,
+                rec.measured_at_unix_ns,
+                rec.timestamp_source,
+                self.trusted[rec.landmark_id],
+            )
+        )
+
+    def result(self, head: _Head) -> BundleCheck:
+        device = self.device
+        notes = [f"identity trust level: {device.trust_level} ({TRUST_NOTES[device.trust_level]})"]
+        if device.attestation is not None and not device.attestation.binds(device.public_key):
+            notes.append("attestation evidence does not bind the device key: ignored")
+        for entry in head.landmarks:
+            mine = self.trusted.get(entry.id)
+            if mine is not None and (mine.public_key, mine.latitude, mine.longitude) != (
+                entry.public_key,
+                entry.latitude,
+                entry.longitude,
+            ):
+                notes.append(
+                    f"bundle lists landmark {entry.id} differently; the trusted registry wins"
+                )
+        notes.extend(head.unsigned)
+        return BundleCheck(device, tuple(self.accepted), tuple(self.rejected), tuple(notes))
+
+    def _problem(self, rec: MeasurementRecord) -> str | None:
+        device = self.device
+        entry = self.trusted.get(rec.landmark_id)
+        if entry is None:
+            return f"unknown landmark {rec.landmark_id!r} (not in the trusted registry)"
+        if rec.device_id != device.device_id:
+            return (
+                f"record is for device {rec.device_id}, the bundle's device is {device.device_id}"
+            )
+        if rec.device_key_id != self.device_key_id:
+            return "record names another device key"
+        if rec.trust_level is not device.trust_level:
+            return f"record says trust level {rec.trust_level}, identity says {device.trust_level}"
+        # Time before signatures: a stale record costs no signature checks.
+        stale = age_problem(rec.measured_at_unix_ns, self.now_ns, self.max_age_s, self.max_skew_s)
+        if stale is not None:
+            return f"stale: {stale}"
+        if (rec.landmark_id, rec.session_id) in self.seen_sessions:
+            return "duplicate record (same landmark and session): replayed"
+        try:
+            verify(rec, entry.public_key, device.public_key)
+        except RecordError as exc:
+            return str(exc)
+        return None
+
 
 def check_bundle(
     bundle: EvidenceBundle,
     trusted: Mapping[str, LandmarkEntry],
     *,
     now_unix_ns: int,
-    max_age_s: float | None = None,
+    max_age_s: float = MAX_RECORD_AGE_S,
+    max_skew_s: float = MAX_CLOCK_SKEW_S,
 ) -> BundleCheck:
-    """Re-check every record of `bundle` against the `trusted` landmark registry."""
-    device = bundle.device
-    notes: list[str] = [
-        f"identity trust level: {device.trust_level} ({TRUST_NOTES[device.trust_level]})"
-    ]
-    if device.attestation is not None and not device.attestation.binds(device.public_key):
-        notes.append("attestation evidence does not bind the device key: ignored")
-    for entry in bundle.landmarks:
-        mine = trusted.get(entry.id)
-        if mine is not None and (mine.public_key, mine.latitude, mine.longitude) != (
-            entry.public_key,
-            entry.latitude,
-            entry.longitude,
-        ):
-            notes.append(f"bundle lists landmark {entry.id} differently; the trusted registry wins")
-    accepted: list[tuple[MeasurementRecord, LandmarkEntry]] = []
-    rejected: list[RejectedRecord] = []
-    seen_sessions: set[tuple[str, bytes]] = set()
+    """Re-check every record of `bundle` against the `trusted` landmark registry, with the
+    verifier service's time rules (core.freshness) unless told otherwise."""
+    head = _Head(bundle.device, bundle.landmarks, bundle.created_at_unix_ns, ())
+    checker = _Checker(bundle.device, trusted, now_unix_ns, max_age_s, max_skew_s)
     for i, rec in enumerate(bundle.records):
-        why = _record_problem(rec, device, trusted, now_unix_ns, max_age_s, seen_sessions)
-        if why is not None:
-            rejected.append(RejectedRecord(i, rec.landmark_id, why))
-        else:
-            seen_sessions.add((rec.landmark_id, rec.session_id))
-            accepted.append((rec, trusted[rec.landmark_id]))
-    return BundleCheck(device, tuple(accepted), tuple(rejected), tuple(notes))
+        checker.add(i, rec)
+    return checker.result(head)
 
 
-def _record_problem(
-    rec: MeasurementRecord,
-    device: DeviceIdentity,
+def check_bundle_file(
+    path: Path,
     trusted: Mapping[str, LandmarkEntry],
+    *,
     now_unix_ns: int,
-    max_age_s: float | None,
-    seen_sessions: set[tuple[str, bytes]],
-) -> str | None:
-    entry = trusted.get(rec.landmark_id)
-    if entry is None:
-        return f"unknown landmark {rec.landmark_id!r} (not in the trusted registry)"
-    if rec.device_id != device.device_id:
-        return f"record is for device {rec.device_id}, the bundle's device is {device.device_id}"
-    if rec.device_key_id != key_id(device.public_key):
-        return "record names another device key"
-    if rec.trust_level is not device.trust_level:
-        return f"record says trust level {rec.trust_level}, identity says {device.trust_level}"
-    try:
-        verify(rec, entry.public_key, device.public_key)
-    except RecordError as exc:
-        return str(exc)
-    if (rec.landmark_id, rec.session_id) in seen_sessions:
-        return "duplicate record (same landmark and session): replayed"
-    if rec.measured_at_unix_ns > now_unix_ns + MAX_FUTURE_SKEW_NS:
-        return "record is dated in the future"
-    if max_age_s is not None and now_unix_ns - rec.measured_at_unix_ns > max_age_s * 1e9:
-        age_h = (now_unix_ns - rec.measured_at_unix_ns) / 3.6e12
-        return f"stale: measured {age_h:.1f} h ago, older than the {max_age_s / 3600:g} h allowed"
-    return None
-
-
-def accepted_min_rtts(check: BundleCheck) -> Sequence[tuple[LandmarkEntry, float]]:
-    """(landmark, min RTT in ms) of every accepted record: what a verdict is computed from."""
-    return [(entry, rec.min_rtt_ms) for rec, entry in check.accepted]
+    max_age_s: float = MAX_RECORD_AGE_S,
+    max_skew_s: float = MAX_CLOCK_SKEW_S,
+    max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+) -> BundleCheck:
+    """check_bundle of the bundle file at `path`, read one record at a time: memory holds one
+    record and the accepted records' summaries, never the file. Raises BundleError for a file
+    that is unreadable, over `max_bytes`, hostile (too deep, huge numbers) or malformed."""
+    streamed = frozenset({"records"})
+    members: dict[str, Any] = {}
+    keys: set[str] = set()
+    checker: _Checker | None = None
+    index = 0
+    for key, value, item in _members(path, max_bytes, streamed, keys):
+        if not item:
+            members[key] = value
+            continue
+        if index == 0 and "device" in members:
+            # The members before the records (our writer puts them first) name the device;
+            # if they do not make a head yet, a second pass checks the records.
+            try:
+                device = _Head.parse(members).device
+            except BundleError:
+                pass
+            else:
+                checker = _Checker(device, trusted, now_unix_ns, max_age_s, max_skew_s)
+        if checker is not None:
+            checker.add(index, _record(index, value))
+        index += 1
+    if "records" not in keys:
+        raise BundleError(_MISSING_RECORDS)
+    head = _Head.parse(members)  # all of them: format, version and device checked again
+    if checker is None:
+        checker = _Checker(head.device, trusted, now_unix_ns, max_age_s, max_skew_s)
+        if index:  # records came before the device: a second pass checks them
+            index = 0
+            for _, value, item in _members(path, max_bytes, streamed, set()):
+                if item:
+                    checker.add(index, _record(index, value))
+                    index += 1
+    return checker.result(head)
