@@ -10,15 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lightfence.cli.app import app
 from lightfence.core.policy import PolicyError, parse_policy
 from lightfence.rttdata import DatasetError
 from lightfence.units import Bound
 
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
+
 _err = Console(stderr=True)
 
 
-@app.command("eval")
+@commands.command("eval")
 def eval_command(
     data: Annotated[
         Path | None,

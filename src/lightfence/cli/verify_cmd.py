@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import PolicyError
@@ -22,8 +21,11 @@ from lightfence.evidence.verdict import bundle_verdict, stated_liars
 from lightfence.model.registry import RegistryError, load_registry
 from lightfence.units import Bound, max_distance_km
 
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
-@app.command()
+
+@commands.command()
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Evidence bundle (JSON) from `agent measure`.")],
     landmark_keys: Annotated[
