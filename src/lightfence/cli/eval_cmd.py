@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lightfence.core.policy import PolicyError, parse_policy
+from lightfence.extras import require
 from lightfence.rttdata import DatasetError
 from lightfence.units import Bound
 
@@ -83,6 +84,7 @@ def eval_command(
         raise typer.Exit(2) from exc
     summary = result.to_json()
     if report is not None:
+        require("eval", "lightfence eval --report")
         from lightfence.eval.report import write_report
 
         path = write_report(result, report)
