@@ -4,13 +4,17 @@
 the root imports no command module. `COMMANDS` names each command's module and a one-line
 summary for `lightfence --help`; only the module of the command being run is imported, when
 click resolves the name. A command module keeps its commands on its own `commands` Typer.
+
+Help and usage errors are plain click text, not Rich panels: Rich's help renderer costs ~70 ms
+of imports per start, and typer cannot mix the two styles in one command tree (a plain group
+under a Rich root prints nothing when called without arguments).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
@@ -85,6 +89,7 @@ def load_command(name: str) -> Command:
     """Import the module of command `name` and return its click command."""
     entry = COMMANDS[name]
     module = importlib.import_module(f"lightfence.cli.{entry.module}")
+    module.commands.rich_markup_mode = app.rich_markup_mode  # one help style for the tree
     group = typer.main.get_group(module.commands)
     command = group.commands.get(name)
     if command is None:
@@ -93,26 +98,26 @@ def load_command(name: str) -> Command:
 
 
 class LazyGroup(TyperGroup):
-    """A group whose commands are imported on use. Listing them (help, shell completion of
-    names) shows each summary from `COMMANDS` without importing anything."""
+    """A group whose commands are imported on use. Until then each is a stand-in carrying its
+    summary from `COMMANDS`, so help, shell completion of names and "did you mean" suggestions
+    work without importing anything; `resolve_command` swaps in the real one before it runs."""
 
-    def list_commands(self, ctx: Context) -> list[str]:
-        return [*super().list_commands(ctx), *COMMANDS]
-
-    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
-        entry = COMMANDS.get(cmd_name)
-        if entry is None:
-            return None
-        # A stand-in for listings; `resolve_command` swaps in the real one before it runs.
-        return TyperCommand(cmd_name, help=entry.summary, short_help=entry.summary)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stand_ins: set[str] = set()
+        for name, entry in COMMANDS.items():
+            if name not in self.commands:
+                self.commands[name] = TyperCommand(
+                    name, help=entry.summary, short_help=entry.summary
+                )
+                self._stand_ins.add(name)
 
     def resolve_command(
         self, ctx: Context, args: list[str]
     ) -> tuple[str | None, Command | None, list[str]]:
-        if args and args[0] in COMMANDS and args[0] not in self.commands:
+        if args and args[0] in self._stand_ins:
             self.commands[args[0]] = load_command(args[0])
+            self._stand_ins.discard(args[0])
         return super().resolve_command(ctx, args)
 
 
@@ -122,6 +127,7 @@ app = typer.Typer(
     help="Prove which region a GPU is in, from the speed of light and a device-bound key.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 

@@ -49,9 +49,7 @@ from lightfence.gate.kube import (
 )
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
 
-# Plain click help: Rich's help renderer costs ~70 ms of imports, and the gate runs in a Slurm
-# prolog once per job per GPU.
-commands = typer.Typer(rich_markup_mode=None)
+commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 gate = typer.Typer(
