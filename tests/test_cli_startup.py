@@ -63,9 +63,7 @@ def test_version_flag_and_command_agree() -> None:
 def test_root_help_lists_commands_from_the_table() -> None:
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    listed = {
-        line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")
-    }
+    listed = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
     for name, entry in COMMANDS.items():
         # click wraps long summaries; the line that names the command starts the summary.
         assert " ".join(entry.summary.split()[:3]) in listed[name], name
