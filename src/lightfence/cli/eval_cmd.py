@@ -59,6 +59,8 @@ def eval_command(
     ] = None,
 ) -> None:
     """Evaluate verdicts and position estimates on real measured RTTs (leave-one-out)."""
+    if report is not None:
+        require("eval", "lightfence eval --report")  # before minutes of work, not after
     from lightfence.eval.run import run_eval
 
     try:
@@ -84,7 +86,6 @@ def eval_command(
         raise typer.Exit(2) from exc
     summary = result.to_json()
     if report is not None:
-        require("eval", "lightfence eval --report")
         from lightfence.eval.report import write_report
 
         path = write_report(result, report)
