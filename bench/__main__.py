@@ -2,7 +2,8 @@
 
 `python -m bench` runs all; `python -m bench NAME ...` runs the named ones. Comparisons with an
 earlier revision run on their own: `python -m bench.landmark_ab --base REV` (landmark
-throughput, both landmarks side by side).
+throughput, both landmarks side by side), and so does the fresh-clone install benchmark
+(`python -m bench.install --baseline REV`: it downloads a few hundred megabytes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ BENCHMARKS = [
     "robust_timing",  # issue 9: robust engine (f = 1, 2, auto) vs the plain engine (f = 0)
     "verifier_blame",  # issue 9: recompute with every device INCONSISTENT vs an honest fleet
     "fleet_batch",  # issue 6: 1,000,000 devices x 10 landmarks, local vs Ray on 1 and 2 workers
+    "startup",  # issue 19: `lightfence gate check --help`, `--version` vs `python -c pass`
 ]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from lightfence.core.kinds import VerdictKind
@@ -246,7 +249,7 @@ def test_older_records_grow_by_the_movement_allowance(fleet: Fleet) -> None:
     )
     with fleet.service.read() as s:
         (p,) = verdicts.read_pending(s, fleet.service.config)
-    errors = {i["landmark_id"]: i["position_error_km"] for i in p.inputs}
+    errors = {i.landmark_id: i.position_error_km for i in p.inputs}
     assert errors["par1"] == pytest.approx(0.0, abs=1e-6)
     assert errors["fra1"] == pytest.approx(1000.0 * 600 / 3600, rel=1e-3)
 
@@ -296,3 +299,22 @@ def test_tokens_are_hashed_and_revocable(fleet: Fleet) -> None:
         revoke_token(s, name="lm", actor="test", now_ns=now_ns())
     with fleet.service.read() as s:
         assert authenticate(s, secret) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    min_rtt_ns=st.integers(1, 10**12),
+    error_km=st.floats(0, 20_000, allow_nan=False),
+    lat=st.floats(-90, 90),
+    lon=st.floats(-180, 180),
+)
+def test_stored_verdict_input_reads_back_exactly(
+    min_rtt_ns: int, error_km: float, lat: float, lon: float
+) -> None:
+    # The stored document says rtt_ms (the core's unit); reading it back must give the very
+    # nanoseconds it was written from, or a recomputed verdict could differ from the stored one.
+    item = verdicts.VerdictInput(7, "fra1", lat, lon, min_rtt_ns, error_km, 123)
+    doc = json.loads(json.dumps(item.to_json_dict()))
+    back = verdicts.VerdictInput.from_json_dict(doc)
+    assert back == item
+    assert back.rtt_ms == doc["rtt_ms"]

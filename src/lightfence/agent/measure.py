@@ -19,6 +19,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
+from lightfence.backoff import backoff_delay_s
 from lightfence.crypto.keys import SigningKey
 from lightfence.identity.device import DeviceIdentity
 from lightfence.model.registry import LandmarkEntry
@@ -46,8 +47,7 @@ class RetryPolicy:
     max_backoff_s: float = 8.0
 
     def delay_s(self, attempt: int, rng: random.Random) -> float:
-        base: float = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-        return base * (1.0 + 0.5 * rng.random())
+        return backoff_delay_s(attempt, self.backoff_s, self.max_backoff_s, rng)
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,23 @@
-"""Command-line interface. Each command group lives in its own module and registers on `app`."""
+"""Command-line interface. `app` (lightfence.cli.app) imports a command's module only to run it."""
 
 from __future__ import annotations
 
-# Importing a command module registers its commands on `app`; one line per module.
-from lightfence.cli import agent_cmd as agent_cmd
-from lightfence.cli import coverage_cmd as coverage_cmd
-from lightfence.cli import demo_cmd as demo_cmd
-from lightfence.cli import eval_cmd as eval_cmd
-from lightfence.cli import fleet_cmd as fleet_cmd
-from lightfence.cli import gate_cmd as gate_cmd
-from lightfence.cli import landmark_cmd as landmark_cmd
-from lightfence.cli import verifier_cmd as verifier_cmd
-from lightfence.cli import verify_cmd as verify_cmd
-from lightfence.cli import version_cmd as version_cmd
-from lightfence.cli.app import app as app
+import sys
+
+from lightfence.cli.app import COMMANDS, app
+from lightfence.extras import MissingExtra, extra_providing, install_hint
+
+__all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    try:
+        app(prog_name="lightfence")
+    except ModuleNotFoundError as exc:
+        # A command whose extra is not installed: one line naming the extra, never a traceback.
+        extra = exc.extra if isinstance(exc, MissingExtra) else extra_providing(exc.name or "")
+        if extra is None:
+            raise
+        command = next((a for a in sys.argv[1:] if a in COMMANDS), "")
+        print(f"lightfence {command} {install_hint(extra)}".replace("  ", " "), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -16,7 +16,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
-from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
@@ -33,8 +32,11 @@ from lightfence.identity.device import (
 from lightfence.model.registry import RegistryError, load_registry
 from lightfence.protocol.record import MAX_ROUNDS
 
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
+
 agent_app = typer.Typer(help="The device agent: measure against landmarks, collect evidence.")
-app.add_typer(agent_app, name="agent")
+commands.add_typer(agent_app, name="agent")
 
 DEFAULT_KEY = Path(os.environ.get("LIGHTFENCE_DEVICE_KEY", "~/.lightfence/device.key"))
 KeyOpt = Annotated[

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lightfence.cli.app import app
 from lightfence.core.policy import Policy, PolicyError, parse_policy
 from lightfence.coverage.grid import DEFAULT_RESOLUTION, MAX_RESOLUTION, Grid, land_grid
 from lightfence.coverage.inputs import (
@@ -38,6 +37,9 @@ from lightfence.coverage.model import (
 from lightfence.coverage.planner import Step, plan
 from lightfence.coverage.render import coverage_geojson, render_png, summarise
 from lightfence.units import Bound
+
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 console = Console(stderr=True)
 
@@ -146,7 +148,7 @@ def _write_map(
     render_png(grid, cov, out / f"{stem}.png", title, landmarks, added)
 
 
-@app.command()
+@commands.command()
 def coverage(
     landmarks: LandmarksOpt,
     policy: PolicyOpt,
@@ -184,7 +186,7 @@ def coverage(
     typer.echo(f"wrote {out / 'coverage.geojson'}, {out / 'coverage.png'}, {out / 'summary.json'}")
 
 
-@app.command("plan")
+@commands.command("plan")
 def plan_cmd(
     landmarks: LandmarksOpt,
     policy: PolicyOpt,

@@ -14,12 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 
 if TYPE_CHECKING:
     from lightfence.demo.report import DeviceReport
     from lightfence.demo.world import DemoWorld
+
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 ROUND_INTERVAL_S = 20.0
 """Between measurement rounds while the dashboard is served."""
@@ -35,7 +37,7 @@ VERDICT_STYLE = {
 }
 
 
-@app.command()
+@commands.command()
 def demo(
     once: Annotated[bool, typer.Option("--once", help="Exit after the first full round.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,

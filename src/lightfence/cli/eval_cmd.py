@@ -10,15 +10,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lightfence.cli.app import app
 from lightfence.core.policy import PolicyError, parse_policy
+from lightfence.extras import require
 from lightfence.rttdata import DatasetError
 from lightfence.units import Bound
+
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 _err = Console(stderr=True)
 
 
-@app.command("eval")
+@commands.command("eval")
 def eval_command(
     data: Annotated[
         Path | None,
@@ -56,6 +59,8 @@ def eval_command(
     ] = None,
 ) -> None:
     """Evaluate verdicts and position estimates on real measured RTTs (leave-one-out)."""
+    if report is not None:
+        require("eval", "lightfence eval --report")  # before minutes of work, not after
     from lightfence.eval.run import run_eval
 
     try:

@@ -10,13 +10,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from lightfence.cli.app import app
 from lightfence.units import Bound
 
 if TYPE_CHECKING:
     from lightfence.core.policy import Policy
     from lightfence.fleet.check import FleetCheck
     from lightfence.fleet.engine_local import EngineResult
+
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 # The fleet modules (pandas, pyarrow, Ray) load inside the commands: other commands start fast.
 
@@ -53,7 +55,7 @@ def _print_check(console: Console, check: FleetCheck) -> None:
     )
 
 
-@app.command()
+@commands.command()
 def simulate(
     devices: Annotated[int, typer.Option("--devices", min=1, help="GPUs in the fleet.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for measurements/, truth.parquet.")],
@@ -102,7 +104,7 @@ def simulate(
         raise typer.Exit(1)
 
 
-@app.command()
+@commands.command()
 def batch(
     input_glob: Annotated[str, typer.Option("--input", help="Parquet files: glob or directory.")],
     output: Annotated[Path, typer.Option("--output", help="Directory for the verdict files.")],

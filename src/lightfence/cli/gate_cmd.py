@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 
-from lightfence.cli.app import app
 from lightfence.gate.audit import audit_log
 from lightfence.gate.client import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -50,11 +49,14 @@ from lightfence.gate.kube import (
 )
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
 
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
+
 gate = typer.Typer(
     help="The operator's compliance gate: may work start on this GPU? Read-only; no kill switch.",
     no_args_is_help=True,
 )
-app.add_typer(gate, name="gate")
+commands.add_typer(gate, name="gate")
 
 DEFAULT_STATE_DIR = "/var/lib/lightfence/gate"
 STATE_ENV = "LIGHTFENCE_GATE_STATE"

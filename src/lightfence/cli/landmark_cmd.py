@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.submit import read_token
@@ -27,8 +26,11 @@ from lightfence.landmark.server import LandmarkServer
 from lightfence.model.registry import RegistryError
 from lightfence.protocol.landmark_session import LandmarkEndpoint
 
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
+
 landmark_app = typer.Typer(help="Run a landmark: answer timed challenges, sign what it measured.")
-app.add_typer(landmark_app, name="landmark")
+commands.add_typer(landmark_app, name="landmark")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="Landmark config file (TOML).")]
 

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from lightfence.cli.app import app
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
+
 
 DbOption = Annotated[
     str | None,
@@ -20,8 +22,8 @@ DbOption = Annotated[
 
 audit_app = typer.Typer(help="The verifier's hash-chained audit log.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for the verifier (stored hashed).", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
-app.add_typer(token_app, name="token")
+commands.add_typer(audit_app, name="audit")
+commands.add_typer(token_app, name="token")
 
 
 def _service(db: str | None):  # type: ignore[no-untyped-def]
@@ -36,7 +38,7 @@ def _service(db: str | None):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-@app.command()
+@commands.command()
 def serve(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -75,7 +77,7 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 
-@app.command()
+@commands.command()
 def status(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.core.freshness import (
     MAX_CLOCK_SKEW_S,
@@ -52,7 +51,11 @@ bundle states is unsigned: shown, never used). The file is read a record at a ti
 {EXIT_CODES}"""
 
 
-@app.command(help=VERIFY_HELP)
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
+
+
+@commands.command(help=VERIFY_HELP)
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Evidence bundle (JSON) from `agent measure`.")],
     landmark_keys: Annotated[

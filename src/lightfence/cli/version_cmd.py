@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from lightfence import __version__
-from lightfence.cli.app import app
+
+commands = typer.Typer()
+"""This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 
-@app.command()
+@commands.command()
 def version() -> None:
     """Print the lightfence version."""
     typer.echo(__version__)

@@ -19,13 +19,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nacl.bindings
 import nacl.exceptions
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-)
+
+if TYPE_CHECKING:
+    # Imported where a private key is made or read: checking a signature (the gate at every
+    # job start) needs libsodium only, and loading OpenSSL's bindings costs ~25 ms.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
@@ -93,6 +95,8 @@ class SigningKey:
     """The same key in libsodium's form (seed || public key), for signing."""
 
     def __post_init__(self) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         # Derived once: landmarks read them for every record they sign.
         seed = self.private.private_bytes(
             serialization.Encoding.Raw,
@@ -106,11 +110,15 @@ class SigningKey:
 
     @classmethod
     def generate(cls) -> SigningKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def from_seed(cls, seed: bytes) -> SigningKey:
         """A key from its 32-byte seed (tests and deterministic fixtures)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     def sign(self, message: bytes) -> bytes:
@@ -124,6 +132,8 @@ class SigningKey:
         others). An existing file is kept unless `overwrite`: losing a landmark or device key
         silently would orphan every record it signed.
         """
+        from cryptography.hazmat.primitives import serialization
+
         pem = self.private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -155,6 +165,9 @@ class SigningKey:
                 f"key file {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
                 f"run: chmod 600 {path}"
             )
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):

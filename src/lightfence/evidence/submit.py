@@ -1,16 +1,39 @@
-"""POST records to a verifier over HTTP(S) with the standard library (no extra dependency).
+"""POST records to a verifier over HTTP(S) with httpx, the project's one HTTP client.
 
 The verifier takes `POST .../records` with one record's JSON or `{"records": [...]}`, and an
 API token as `Authorization: Bearer TOKEN`. The token comes from the environment variable
 LIGHTFENCE_VERIFIER_TOKEN or a token file, never from the command line (where `ps` shows it).
+`post_json` serves a one-off submission (the agent); the landmark keeps one `httpx.AsyncClient`
+and calls `post_json_async`. Both raise `SubmitError` for any network or HTTP failure.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+MAX_ERROR_BODY_CHARS = 300
+"""Of an error answer's body kept in the exception (it goes to a log line)."""
+
+
+class SubmitError(OSError):
+    """The verifier could not be reached, or answered with an error status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status of an error answer; None when no answer came."""
+
+    @property
+    def refused(self) -> bool:
+        """A 4xx: the verifier refused the request itself (bad token, bad record); a retry of
+        the same request would be refused again."""
+        return self.status is not None and 400 <= self.status < 500
+
 
 TOKEN_ENV = "LIGHTFENCE_VERIFIER_TOKEN"
 
@@ -25,22 +48,50 @@ def read_token(token_file: Path | None = None) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
+def check_url(url: str) -> str:
+    """`url` if it is http(s); ValueError otherwise (file:// and friends are never fetched)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"verifier URL must be http:// or https://, got {url!r}")
+    return url
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _answer(resp: httpx.Response) -> bytes:
+    if resp.is_success:
+        return resp.content
+    detail = resp.text[:MAX_ERROR_BODY_CHARS]
+    raise SubmitError(f"HTTP {resp.status_code}: {detail}", status=resp.status_code)
+
+
 def post_json(
     url: str, payload: object, token: str | None = None, timeout_s: float = 10.0
 ) -> bytes:
     """POST `payload` as JSON and return the response body.
 
-    Raises OSError (urllib's URLError and HTTPError are OSErrors) on any network or HTTP failure,
-    ValueError for a URL that is not http(s).
+    Raises SubmitError (an OSError) on any network or HTTP failure, ValueError for a URL that
+    is not http(s).
     """
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"verifier URL must be http:// or https://, got {url!r}")
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers=headers, method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        body: bytes = resp.read()
-        return body
+    import httpx
+
+    check_url(url)
+    try:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+            return _answer(client.post(url, json=payload, headers=_headers(token)))
+    except httpx.HTTPError as exc:
+        raise SubmitError(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def post_json_async(
+    client: httpx.AsyncClient, url: str, payload: object, token: str | None = None
+) -> bytes:
+    """`post_json` on the caller's client (its connection pool and timeouts)."""
+    import httpx
+
+    check_url(url)
+    try:
+        return _answer(await client.post(url, json=payload, headers=_headers(token)))
+    except httpx.HTTPError as exc:
+        raise SubmitError(f"{type(exc).__name__}: {exc}") from exc

@@ -34,6 +34,7 @@ from lightfence.crypto.keys import (
     key_id,
     verify_signature,
 )
+from lightfence.model.canonical import canonical_json
 from lightfence.protocol.challenge import id_bytes
 
 TOKEN_VERSION = 1
@@ -169,7 +170,7 @@ class VerdictToken:
 
     def payload_bytes(self) -> bytes:
         """Canonical JSON of the payload: the one byte string this token can be encoded as."""
-        return _canonical_json(self.payload())
+        return canonical_json(self.payload()).encode()
 
     def signed_bytes(self) -> bytes:
         """What the verifier signs: domain separator, then the canonical payload."""
@@ -184,10 +185,6 @@ class VerdictToken:
     def to_json_dict(self) -> dict[str, Any]:
         """Readable fields for logs and CLI output (not a second wire format)."""
         return {**self.payload(), "signature": self.signature.hex()}
-
-
-def _canonical_json(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def _b64(raw: bytes) -> str:

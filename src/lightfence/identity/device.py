@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from lightfence.crypto.keys import PUBLIC_KEY_LEN, SigningKey, load_or_create
+from lightfence.extras import install_hint
 from lightfence.model.trust import TrustLevel
 
 DEVICE_ID_DOMAIN = b"lightfence/device-id/v1\x00"
@@ -168,9 +169,7 @@ def _import_nvml() -> ModuleType:
     try:
         import pynvml
     except ImportError:
-        raise IdentityError(
-            "the nvml identity provider needs nvidia-ml-py: pip install nvidia-ml-py"
-        ) from None
+        raise IdentityError(f"the nvml identity provider {install_hint('gpu')}") from None
     module: ModuleType = pynvml
     return module
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.error
 from collections import deque
 from dataclasses import dataclass
 
-from lightfence.evidence.submit import post_json
+import httpx
+
+from lightfence.backoff import backoff_delay_s
+from lightfence.evidence.submit import SubmitError, post_json_async
 from lightfence.protocol.record import MeasurementRecord
 
 log = logging.getLogger("lightfence.landmark")
@@ -27,6 +29,8 @@ LINGER_S = 0.2
 MAX_BACKLOG = 100_000
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
+TIMEOUT_S = 10.0
+"""Per request to the verifier (connect, and each read)."""
 
 
 @dataclass
@@ -81,47 +85,39 @@ class RecordSubmitter:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set and, after it, until the backlog is empty or a request
         fails (the caller bounds that final drain with a timeout)."""
-        delay_s = RETRY_FIRST_S
-        while True:
-            if not self._backlog:
+        failures = 0
+        async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
+            while True:
+                if not self._backlog:
+                    if stop.is_set():
+                        return
+                    self._wake.clear()
+                    await _first(self._wake, stop)
+                    continue
+                if not stop.is_set() and len(self._backlog) < self.max_batch:
+                    await asyncio.sleep(self.linger_s)
+                if await self._send_batch(client):
+                    failures = 0
+                    continue
                 if stop.is_set():
                     return
-                self._wake.clear()
-                await _first(self._wake, stop)
-                continue
-            if not stop.is_set() and len(self._backlog) < self.max_batch:
-                await asyncio.sleep(self.linger_s)
-            if await self._send_batch():
-                delay_s = RETRY_FIRST_S
-                continue
-            if stop.is_set():
-                return
-            await _first(stop, timeout_s=delay_s)
-            delay_s = min(2 * delay_s, RETRY_MAX_S)
+                await _first(stop, timeout_s=backoff_delay_s(failures, RETRY_FIRST_S, RETRY_MAX_S))
+                failures += 1
 
-    async def _send_batch(self) -> bool:
+    async def _send_batch(self, client: httpx.AsyncClient) -> bool:
         batch = [self._backlog.popleft() for _ in range(min(self.max_batch, len(self._backlog)))]
         self._in_flight = len(batch)
         payload = {"records": [r.to_json_dict() for r in batch]}
         try:
-            await asyncio.to_thread(post_json, self.url, payload, self.token)
-        except urllib.error.HTTPError as exc:
+            await post_json_async(client, self.url, payload, self.token)
+        except SubmitError as exc:
             self.counters.submit_errors += 1
-            if 400 <= exc.code < 500:
+            if exc.refused:
                 self.counters.records_refused += len(batch)
                 log.error(
-                    "verifier %s refused %d records (HTTP %d): %s; not retried",
-                    self.url,
-                    len(batch),
-                    exc.code,
-                    exc.read()[:300].decode(errors="replace"),
+                    "verifier %s refused %d records (%s); not retried", self.url, len(batch), exc
                 )
                 return True
-            self._backlog.extendleft(reversed(batch))
-            log.warning("verifier %s answered HTTP %d; will retry", self.url, exc.code)
-            return False
-        except OSError as exc:
-            self.counters.submit_errors += 1
             self._backlog.extendleft(reversed(batch))
             log.warning("could not submit records to %s: %s; will retry", self.url, exc)
             return False

@@ -13,20 +13,16 @@ transactions are already serial), so the chain stays linear under concurrent req
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lightfence.model.canonical import canonical_json
 from lightfence.verifier.models import AuditHeadRow, AuditRow
 
 GENESIS_HASH = "0" * 64
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def entry_hash(

@@ -23,7 +23,13 @@ class JsonFormatter(logging.Formatter):
         if isinstance(fields, dict):
             out.update(fields)
         if record.exc_info:
-            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            # `error` is the one-line summary to grep for; `traceback` is the whole story (a
+            # 500 that logs only "ValueError: boom" helps nobody). One JSON line either way.
+            traceback = self.formatException(record.exc_info)
+            out["error"] = traceback.splitlines()[-1]
+            out["traceback"] = traceback
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
         return json.dumps(out, default=str)
 
 

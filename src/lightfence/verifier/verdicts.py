@@ -38,6 +38,61 @@ from lightfence.verifier import alerts, audit
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, VerdictRow
 
+NS_PER_H = 3600 * 10**9
+NS_PER_MS = 10**6
+
+
+@dataclass(frozen=True)
+class VerdictInput:
+    """One landmark's measurement of a device as it enters a verdict: its tightest record.
+
+    The RTT keeps the name and unit it has on the wire and in the record store (`min_rtt_ns`);
+    `rtt_ms` converts at the one edge where it meets the core, whose physics is in ms. The stored
+    verdict (`VerdictRow.inputs`, the API's `measurements`) is `to_json_dict()`: the core's
+    vocabulary, `rtt_ms`, as it always was, so stores written before keep reading back.
+    """
+
+    record_id: int
+    landmark_id: str
+    lat_deg: float
+    lon_deg: float
+    min_rtt_ns: int
+    position_error_km: float
+    """The landmark's survey error plus the device's possible movement since the record."""
+    measured_ns: int
+
+    @property
+    def rtt_ms(self) -> float:
+        return self.min_rtt_ns / NS_PER_MS
+
+    def measurement(self) -> Measurement:
+        landmark = Landmark(self.landmark_id, self.lat_deg, self.lon_deg, self.position_error_km)
+        return Measurement(landmark, self.rtt_ms)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "record_id": self.record_id,
+            "landmark_id": self.landmark_id,
+            "lat": self.lat_deg,
+            "lon": self.lon_deg,
+            "rtt_ms": self.rtt_ms,
+            "position_error_km": self.position_error_km,
+            "measured_ns": self.measured_ns,
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> VerdictInput:
+        """Read back a stored input; `round` undoes the ns -> ms division exactly."""
+        return cls(
+            record_id=int(d["record_id"]),
+            landmark_id=str(d["landmark_id"]),
+            lat_deg=float(d["lat"]),
+            lon_deg=float(d["lon"]),
+            min_rtt_ns=round(float(d["rtt_ms"]) * NS_PER_MS),
+            position_error_km=float(d["position_error_km"]),
+            measured_ns=int(d["measured_ns"]),
+        )
+
 
 @dataclass(frozen=True)
 class Pending:
@@ -49,7 +104,7 @@ class Pending:
     bound: str
     claimed: str | None
     as_of_ns: int
-    inputs: list[dict[str, Any]]
+    inputs: list[VerdictInput]
     liars: str = "auto"
     """The policy's tolerated-liar setting (core.robust): a count or 'auto'."""
 
@@ -68,7 +123,7 @@ def _inputs_for(
     records: list[_Rec],
     landmarks: dict[str, LandmarkRow],
     config: VerifierConfig,
-) -> list[dict[str, Any]]:
+) -> list[VerdictInput]:
     # The rule itself is core.freshness's, shared with the offline `lightfence verify`.
     candidates = (
         WindowRecord(
@@ -82,13 +137,14 @@ def _inputs_for(
         )
         for rec in records
     )
-    return verdict_inputs(
+    chosen = verdict_inputs(
         candidates,
         newest_ns,
         bound,
         config.verdict_window_s,
         config.max_device_speed_km_per_h,
     )
+    return [VerdictInput.from_json_dict(d) for d in chosen]
 
 
 def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) -> list[Pending]:
@@ -154,29 +210,24 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
     return out
 
 
-def measurements_of(inputs: list[dict[str, Any]]) -> list[Measurement]:
-    return [
-        Measurement(
-            Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"]), i["rtt_ms"]
-        )
-        for i in inputs
-    ]
+def measurements_of(inputs: list[VerdictInput]) -> list[Measurement]:
+    return [i.measurement() for i in inputs]
 
 
 def _table(group: list[Pending]) -> MeasurementTable:
     counts = [len(p.inputs) for p in group]
     flat = [i for p in group for i in p.inputs]
 
-    def col(name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
-        return np.array([i[name] for i in flat], dtype=np.float64)
+    def col(values: list[float]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return np.array(values, dtype=np.float64)
 
     return MeasurementTable(
         device_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        lat_deg=col("lat"),
-        lon_deg=col("lon"),
-        rtt_ms=col("rtt_ms"),
+        lat_deg=col([i.lat_deg for i in flat]),
+        lon_deg=col([i.lon_deg for i in flat]),
+        rtt_ms=col([i.rtt_ms for i in flat]),
         floor_ms=np.zeros(len(flat), dtype=np.float64),
-        position_error_km=col("position_error_km"),
+        position_error_km=col([i.position_error_km for i in flat]),
     )
 
 
@@ -209,7 +260,7 @@ def decide_pending(pending: list[Pending]) -> list[Decided]:
             implicated: tuple[str, ...] = ()
             if kind is VerdictKind.INCONSISTENT:
                 rows = blamed_rows(table, policy, i) - start
-                implicated = tuple(dict.fromkeys(p.inputs[int(r)]["landmark_id"] for r in rows))
+                implicated = tuple(dict.fromkeys(p.inputs[int(r)].landmark_id for r in rows))
             text = reason_text(reason, policy, p.claimed, f, implicated)
             out.append(Decided(p, kind, reason, text, f, implicated))
             start += len(p.inputs)
@@ -263,7 +314,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
                 "claimed": p.claimed,
                 "as_of_ns": p.as_of_ns,
                 "computed_ns": now_ns,
-                "inputs": p.inputs,
+                "inputs": [i.to_json_dict() for i in p.inputs],
                 "liars": p.liars,
                 "tolerated_liars": d.tolerated_liars,
                 "implicated": list(d.implicated),
@@ -319,4 +370,5 @@ def verdict_of(row: VerdictRow) -> Verdict | None:
     if not row.inputs:
         return None
     policy = parse_policy(row.policy, row.bound, row.liars or "auto")
-    return decide(measurements_of(row.inputs), policy, row.claimed)
+    inputs = [VerdictInput.from_json_dict(i) for i in row.inputs]
+    return decide(measurements_of(inputs), policy, row.claimed)
