@@ -43,8 +43,9 @@ malformed or hostile file (JSON nested too deep, an oversized number, over --max
 bad option."""
 
 
-VERIFY_HELP = f"""Re-check every signature in BUNDLE with public keys alone, then decide the
-policy, judging the records as the verifier service does: the same age, clock-skew and verdict
+VERIFY_HELP = f"""Re-check every signature in BUNDLE with public keys alone, then decide the policy.
+
+The records are judged as the verifier service judges them: the same age, clock-skew and verdict
 window rules and defaults; the policy and liar setting from these options only (what the
 bundle states is unsigned: shown, never used). The file is read a record at a time.
 
