@@ -16,6 +16,7 @@ import time
 BENCHMARKS = [
     "verdicts",  # issue 2: verdicts/s/core, fast and precise paths, vs a naive shapely baseline
     "reference_geometry",  # issue 15: VERIFIED vs an exact WGS84 reference; throughput vs base
+    "regions",  # issue 15: outside:CN,HK,MO as governed vs the land-only region, same run
     "protocol_timing",  # issue 3: landmark RTT overhead vs a bare kernel-timestamped echo
     "protocol_throughput",  # issue 3: challenge rounds/s per landmark core, signatures on
     "datagram_soak",  # issue 3: a million hostile datagrams, no crash, bounded memory
