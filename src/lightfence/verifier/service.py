@@ -21,10 +21,12 @@ from lightfence.verifier import alerts, audit, blame, db, verdicts
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.errors import ServiceError
 from lightfence.verifier.ingest import Ingestor, Outcome, record_hash
 from lightfence.verifier.logs import log
 from lightfence.verifier.metrics import Metrics
 from lightfence.verifier.precheck import precheck
+from lightfence.verifier.ratelimit import Budget, WriteLimits
 from lightfence.verifier.webhook import Webhook
 
 
@@ -37,6 +39,11 @@ class Service:
         self.metrics = Metrics()
         self.webhook = (
             Webhook(config.webhook_url, config.webhook_timeout_s) if config.webhook_url else None
+        )
+        self.limits = WriteLimits(
+            Budget("write requests", config.write_requests_per_s, config.write_requests_burst),
+            Budget("records", config.records_per_s, config.records_burst),
+            Budget("rejected records", config.rejections_per_s, config.rejections_burst),
         )
         self.signing_key: SigningKey | None = None
         if config.signing_key_path is not None:
@@ -54,15 +61,23 @@ class Service:
         It starts by locking the audit head, so write transactions run one at a time on every
         database: checks such as "is this record stored already?" see every earlier commit.
         """
+        refused: ServiceError | None = None
         with self.db.write() as session:
             audit.lock_head(session)
-            yield session
+            try:
+                yield session
+            except ServiceError as exc:
+                if not exc.keep_writes:
+                    raise
+                refused = exc  # commit what was written (its alert), then refuse
             new = session.info.pop(alerts.NEW_ALERTS_KEY, [])
         for alert in new:
             self.metrics.alerts.labels(alert["kind"]).inc()
             log("alert", logging.WARNING, **alert)
             if self.webhook is not None:
                 self.webhook.send(alert)
+        if refused is not None:
+            raise refused
 
     def read(self) -> AbstractContextManager[Session]:
         return self.db.read()
