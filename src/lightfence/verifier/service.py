@@ -11,13 +11,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey, load_or_create
 from lightfence.protocol.record import MeasurementRecord
-from lightfence.verifier import alerts, audit, blame, db, verdicts
+from lightfence.verifier import alerts, audit, blame, checkpoint, db, verdicts
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
@@ -48,10 +49,19 @@ class Service:
         self.signing_key: SigningKey | None = None
         if config.signing_key_path is not None:
             self.signing_key, _ = load_or_create(Path(config.signing_key_path))
+        if config.checkpoint_path is not None and self.signing_key is None:
+            raise ValueError("audit checkpoints are signed: give a signing key with them")
+        self.checkpoint_hook = (
+            Webhook(config.checkpoint_webhook_url, config.webhook_timeout_s, wrap="checkpoint")
+            if config.checkpoint_webhook_url
+            else None
+        )
+        self._checkpointed_seq = -1
 
     def close(self) -> None:
-        if self.webhook is not None:
-            self.webhook.close()
+        for hook in (self.webhook, self.checkpoint_hook):
+            if hook is not None:
+                hook.close()
         self.db.dispose()
 
     @contextmanager
@@ -137,3 +147,22 @@ class Service:
     def sweep_checkins(self) -> int:
         with self.write() as session:
             return alerts.sweep_missed_checkins(session, now_ns())
+
+    def checkpoint(self, *, force: bool = False) -> dict[str, Any] | None:
+        """Sign the audit head and export it (file, webhook) unless it did not move since the
+        last one. Returns the checkpoint written, or None."""
+        if self.signing_key is None or (
+            self.config.checkpoint_path is None and self.checkpoint_hook is None
+        ):
+            return None
+        with self.read() as session:
+            doc = checkpoint.make(session, self.signing_key, now_ns())
+        if doc is None or (doc["seq"] == self._checkpointed_seq and not force):
+            return None
+        if self.config.checkpoint_path is not None:
+            checkpoint.append_to_file(Path(self.config.checkpoint_path), doc)
+        if self.checkpoint_hook is not None:
+            self.checkpoint_hook.send(doc)
+        self._checkpointed_seq = doc["seq"]
+        log("audit.checkpoint", logging.INFO, seq=doc["seq"], head=doc["head_hash"])
+        return doc

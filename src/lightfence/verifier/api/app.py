@@ -113,13 +113,16 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 async def _worker(service: Service) -> None:
     """Recompute verdicts of devices with new records; sweep for missed check-ins."""
     cfg = service.config
-    last_sweep = 0.0
+    last_sweep = last_checkpoint = 0.0
     while True:
         try:
             await asyncio.to_thread(service.recompute_all)
             if time.monotonic() - last_sweep >= cfg.checkin_sweep_interval_s:
                 await asyncio.to_thread(service.sweep_checkins)
                 last_sweep = time.monotonic()
+            if time.monotonic() - last_checkpoint >= cfg.checkpoint_interval_s:
+                await asyncio.to_thread(service.checkpoint)
+                last_checkpoint = time.monotonic()
         except asyncio.CancelledError:
             raise
         except Exception:  # a bad pass must not stop the worker; it is logged and retried
@@ -145,6 +148,8 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(Exception):  # a last checkpoint of the final head
+                service.checkpoint()
             service.close()
 
     app = FastAPI(
