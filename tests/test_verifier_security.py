@@ -220,7 +220,7 @@ def _junk(api: Api, n: int, batch: int) -> list[dict[str, Any]]:
                 "landmark_id": landmark,
                 "device_id": uuid.uuid4().hex,
                 "session_id": uuid.uuid4().hex,
-            }  # fmt: skip
+            }
         )
     return out
 
