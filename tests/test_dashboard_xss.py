@@ -129,7 +129,12 @@ document.addEventListener('securitypolicyviolation',
 def _exercise(page: Any, url: str, admin: str) -> dict[str, Any]:
     dialogs: list[str] = []
     errors: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(d: Any) -> None:
+        dialogs.append(d.message)
+        d.dismiss()
+
+    page.on("dialog", on_dialog)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.add_init_script(CAPTURE_CSP)
     page.goto(f"{url}/dashboard/#token={admin}")
