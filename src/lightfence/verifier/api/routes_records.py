@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from lightfence.protocol.record import MeasurementRecord, RecordError
 from lightfence.verifier.api import jsonbody
 from lightfence.verifier.api.deps import ServiceDep, WriterDep
-from lightfence.verifier.api.responses import ERRORS, BatchOut, OutcomeOut
+from lightfence.verifier.api.responses import ERRORS, BatchOut, ErrorOut, OutcomeOut
 from lightfence.verifier.errors import BadInput, RateLimited
 
 router = APIRouter(tags=["records"])
@@ -50,7 +50,10 @@ def _parse(body: bytes, max_records: int) -> tuple[list[MeasurementRecord], bool
         **ERRORS,
         201: {"model": OutcomeOut, "description": "stored"},
         200: {"model": OutcomeOut | BatchOut, "description": "duplicate, or a batch result"},
-        422: {"model": OutcomeOut, "description": "malformed record, or rejected (reason kept)"},
+        422: {
+            "model": OutcomeOut | ErrorOut,
+            "description": "rejected (the outcome, reason kept), or a malformed record (error)",
+        },
     },
     openapi_extra={
         "requestBody": {

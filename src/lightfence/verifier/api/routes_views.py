@@ -42,7 +42,6 @@ def healthz() -> dict[str, str]:
     "/metrics",
     tags=["operations"],
     summary="Prometheus metrics (no token)",
-    response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 def metrics(service: ServiceDep) -> Response:
@@ -84,7 +83,6 @@ def list_alerts(
     "/alerts.csv",
     tags=["alerts"],
     summary="Alerts as CSV",
-    response_class=PlainTextResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "one alert a row"}},
 )
 def alerts_csv(
