@@ -185,3 +185,47 @@ def test_cli_checkpoint_and_verify(tmp_path: Path) -> None:
     assert broken.exit_code == 1 and "re-hashed" in broken.output
     missing = run(app, ["audit", "verify", "--db", url, "--checkpoint", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_rows_from_before_0004_get_a_baseline_and_are_checked_from_then_on(db_url: str) -> None:
+    from lightfence.verifier import db
+
+    old = db.Database(db_url)
+    db.upgrade(old, "0003")
+    with old.write_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO devices (id, operator, provider, trust_level, public_key, key_id, "
+                "attributes, policy, bound, checkin_interval_s, enrolled_ns, needs_verdict, "
+                "dirty_seq) VALUES ('d1', 'op', 'nvml', 'gpu_bound', :k, :i, '{\"a\": \"b\"}', "
+                "'in:DE', 'vacuum', 60, 1, false, 0)"
+            ),
+            {"k": "00" * 32, "i": "00" * 16},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO verdicts (device_id, kind, reason_code, reason, policy, bound, "
+                "as_of_ns, computed_ns, inputs) VALUES ('d1', 'UNVERIFIED', 1, 'old', 'in:DE', "
+                "'vacuum', 1, 2, '[{\"rtt_ms\": 1.5}]')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO rejections (received_ns, reason, detail, submitted_by, body) "
+                "VALUES (7, 'stale', 'old', 'x', '{}')"
+            )
+        )
+    db.upgrade(old)
+    with old.read() as s:
+        assert audit.verify_chain(s).ok, audit.verify_chain(s).problems
+        baseline = s.execute(
+            select(AuditRow).where(AuditRow.action == "state.baseline")
+        ).scalar_one()
+        assert '"devices","d1"' in baseline.payload
+        first, count = s.execute(text("SELECT first_received_ns, count FROM rejections")).one()
+        assert (first, count) == (7, 1)
+    with old.write_engine.begin() as conn:
+        conn.execute(text("UPDATE verdicts SET kind = 'VERIFIED'"))
+    with old.read() as s:
+        assert any("verdicts row" in p for p in audit.verify_chain(s).problems)
+    old.dispose()
