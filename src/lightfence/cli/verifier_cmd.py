@@ -59,6 +59,16 @@ def serve(
     checkpoint_webhook: Annotated[
         str | None, typer.Option(help="Also POST each signed checkpoint as JSON to this URL.")
     ] = None,
+    records_per_s: Annotated[
+        float, typer.Option(help="Per token: records/s sustained (burst 60 s worth); 0 = off.")
+    ] = 500.0,
+    rejections_per_s: Annotated[
+        float,
+        typer.Option(help="Per token: rejected records/s before its writes get 429; 0 = off."),
+    ] = 1.0,
+    write_requests_per_s: Annotated[
+        float, typer.Option(help="Per token: write requests/s sustained; 0 = off.")
+    ] = 20.0,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import os
@@ -79,9 +89,13 @@ def serve(
             signing_key_path=signing_key,
             checkpoint_path=checkpoints,
             checkpoint_webhook_url=checkpoint_webhook,
+            records_per_s=records_per_s,
+            records_burst=max(1000, int(60 * records_per_s)),
+            rejections_per_s=rejections_per_s,
+            write_requests_per_s=write_requests_per_s,
         )
         application = create_app(config)
-    except (DatabaseError, KeyFileError) as exc:
+    except (DatabaseError, KeyFileError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
