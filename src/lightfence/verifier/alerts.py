@@ -53,9 +53,11 @@ def raise_alert(
     device_id: str | None = None,
     landmark_id: str | None = None,
     count: int = 1,
+    count_repeats: bool = True,
 ) -> AlertRow | None:
-    """Add an alert unless the same one is still open (then count it there). Returns the new
-    row, or None."""
+    """Add an alert unless the same one is still open (then count it there, unless
+    `count_repeats` is off: a periodic sweep re-finding the same condition is no new
+    occurrence, and would rewrite every open row each pass). Returns the new row, or None."""
     same = [
         AlertRow.kind == kind.value,
         AlertRow.device_id.is_(None) if device_id is None else AlertRow.device_id == device_id,
@@ -68,6 +70,8 @@ def raise_alert(
             else AlertRow.landmark_id == landmark_id
         )
     open_id = session.execute(select(AlertRow.id).where(*same).limit(1)).scalar_one_or_none()
+    if open_id is not None and not count_repeats:
+        return None
     if open_id is not None:
         # Not audited one by one: the write that caused it is (a flood adds no audit rows).
         session.execute(
@@ -180,6 +184,7 @@ def sweep_missed_checkins(session: Session, now_ns: int) -> int:
                 f"{interval_s} s"
             ),
             now_ns=now_ns,
+            count_repeats=False,
         )
         raised += row is not None
     return raised
