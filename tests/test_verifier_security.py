@@ -39,6 +39,7 @@ class Api:
         self.admin = token(service, "admin", Role.ADMIN)
         self.acme = token(service, "acme-ops", Role.OPERATOR, "acme")
         self.globex = token(service, "globex-ops", Role.OPERATOR, "globex")
+        self.fra1 = token(service, "lm-fra1", Role.LANDMARK, "fra1")
 
     def h(self, secret: str) -> dict[str, str]:
         return {"authorization": f"Bearer {secret}"}
@@ -170,6 +171,11 @@ def test_other_tenants_devices_answer_404_never_403_or_409(api: Api) -> None:
         "/records", json=api.fleet.record("fra1", 0.5).to_json_dict(), headers=globex
     )
     assert r.status_code == 404 and "visible" in r.json()["detail"]
+    # ...answered exactly as a record of a device nobody enrolled (no rejection to tell apart).
+    nobody_rec = {**api.fleet.record("fra1", 0.5).to_json_dict(), "device_id": missing}
+    r2 = api.client.post("/records", json=nobody_rec, headers=globex)
+    assert r2.status_code == 404
+    assert r.json()["detail"].replace(dev, "X") == r2.json()["detail"].replace(missing, "X")
     # An alert about acme's device cannot be acknowledged (or probed) by globex.
     api.client.post(
         "/records",
@@ -208,12 +214,13 @@ def test_one_key_under_many_device_ids_is_refused_with_an_alert(api: Api) -> Non
     assert len(alerts) == 1 and alerts[0]["device_id"] == holder and alerts[0]["count"] == 20
 
 
-def _junk(api: Api, n: int, batch: int) -> list[dict[str, Any]]:
-    """Records that parse but name made-up devices and landmarks (what the red team sent)."""
+def _junk(api: Api, n: int, batch: int, *, made_up_landmarks: bool) -> list[dict[str, Any]]:
+    """Records that parse but name made-up devices (and, half of them, made-up landmarks):
+    what the red team sent."""
     base = api.fleet.record("fra1", 0.5).to_json_dict()
     out = []
     for i in range(n):
-        landmark = "fra1" if i % 2 else f"junk-{batch}-{i}"
+        landmark = "fra1" if i % 2 or not made_up_landmarks else f"junk-{batch}-{i}"
         out.append(
             {
                 **base,
@@ -227,14 +234,15 @@ def _junk(api: Api, n: int, batch: int) -> list[dict[str, Any]]:
 
 def test_junk_flood_grows_tables_by_rows_per_reason_not_per_record(api: Api) -> None:
     before = {m: api.count(m) for m in (RejectionRow, AlertRow, AuditRow)}
-    requests, per_request = 5, 50
+    requests, per_request = 6, 50
     for b in range(requests):
-        r = api.client.post(
-            "/records", json={"records": _junk(api, per_request, b)}, headers=api.h(api.acme)
-        )
+        # Any writer token: an admin's may name any landmark, a landmark's only its own.
+        who, made_up = (api.admin, True) if b % 2 else (api.fra1, False)
+        junk = _junk(api, per_request, b, made_up_landmarks=made_up)
+        r = api.client.post("/records", json={"records": junk}, headers=api.h(who))
         assert r.status_code == 200 and r.json()["rejected"] == per_request
-    rejections = api.count(RejectionRow) - before[RejectionRow]
-    assert rejections == 2  # (acme, unknown_landmark) and (acme, fra1, unknown_device)
+    # (admin, unknown_landmark), (admin, fra1, unknown_device), (lm-fra1, fra1, unknown_device)
+    assert api.count(RejectionRow) - before[RejectionRow] == 3
     assert api.count(AlertRow) - before[AlertRow] == 1  # one open rejected_evidence, no device
     # One audit entry per request (the rejections it counted) and one for the first alert.
     assert api.count(AuditRow) - before[AuditRow] <= requests + 1
@@ -242,6 +250,10 @@ def test_junk_flood_grows_tables_by_rows_per_reason_not_per_record(api: Api) -> 
     assert sum(r["count"] for r in rows) == requests * per_request
     (alert,) = api.client.get("/alerts", headers=api.h(api.admin)).json()
     assert alert["count"] == requests * per_request and alert["device_id"] is None
+    # An operator token cannot even get junk stored as rejections: not its devices, 404.
+    junk = _junk(api, 5, 99, made_up_landmarks=True)
+    r = api.client.post("/records", json={"records": junk}, headers=api.h(api.acme))
+    assert r.status_code == 404
     report = api.client.get("/audit/verify", headers=api.h(api.admin)).json()
     assert report["ok"], report
 
@@ -261,10 +273,10 @@ def tight(tmp_path: Any) -> Iterator[Api]:
 
 def test_write_budgets_answer_429_with_retry_after(tight: Api) -> None:
     api = tight
-    junk = _junk(api, 12, 0)
-    r = api.client.post("/records", json={"records": junk}, headers=api.h(api.acme))
+    junk = _junk(api, 12, 0, made_up_landmarks=False)
+    r = api.client.post("/records", json={"records": junk}, headers=api.h(api.fra1))
     assert r.status_code == 200 and r.json()["rejected"] == 12  # past the quota of 10
-    r = api.client.post("/records", json={"records": junk[:1]}, headers=api.h(api.acme))
+    r = api.client.post("/records", json={"records": junk[:1]}, headers=api.h(api.fra1))
     assert r.status_code == 429 and "rejected" in r.json()["detail"]
     assert int(r.headers["retry-after"]) >= 1
     # Another token is unaffected; its records budget (30) runs out first.

@@ -2,7 +2,7 @@
 
 Order of checks for one record (the first failure is the reason):
 1. permission (no write at all): a landmark token submits only its own records, an operator only
-   its own devices', an auditor nothing;
+   its own devices' (any other device, enrolled or not, answers 404), an auditor nothing;
 2. already stored (same signed bytes): acknowledged again, nothing written (idempotent);
 3. landmark known, active, and its registered key the one the record names;
 4. device enrolled; record made with its registered key and trust level (else, if the landmark
@@ -111,8 +111,10 @@ def _authorise(who: Principal, records: Sequence[MeasurementRecord], session: Se
             ).all()
         )
         for device_id in sorted(ids):
-            if device_id in owners and owners[device_id] != who.owner:
-                # Not 403: another operator's device answers as if it did not exist.
+            if owners.get(device_id) != who.owner:
+                # Another operator's device and a device nobody enrolled answer alike (404,
+                # nothing written): a rejection for one and not the other would confirm that
+                # the other operator's device exists.
                 raise NotFound(f"no device {device_id!r} visible to this token")
 
 
