@@ -229,3 +229,47 @@ def test_rows_from_before_0004_get_a_baseline_and_are_checked_from_then_on(db_ur
     with old.read() as s:
         assert any("verdicts row" in p for p in audit.verify_chain(s).problems)
     old.dispose()
+
+
+def test_the_service_exports_checkpoints_to_its_file_and_webhook(tmp_path: Path) -> None:
+    """The worker's checkpoints reach the file and the webhook (real HTTP on loopback); the
+    service writes a last one when it stops; an unmoved head is not checkpointed again."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from http_stub import stub_verifier
+    from lightfence.verifier.api.app import create_app
+    from lightfence.verifier.config import VerifierConfig
+
+    url = f"sqlite:///{tmp_path}/v.db"
+    make_fleet(url).service.close()
+    out = tmp_path / "cp.jsonl"
+    with stub_verifier(status=200) as (hook, received):
+        config = VerifierConfig(
+            db_url=url,
+            signing_key_path=str(tmp_path / "verifier.key"),
+            checkpoint_path=str(out),
+            checkpoint_webhook_url=f"{hook}/checkpoints",
+            checkpoint_interval_s=0.05,
+        )
+        app = create_app(config)  # with its background worker
+        with TestClient(app) as client:
+            deadline = time.monotonic() + 30
+            while not out.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.get("/healthz").status_code == 200
+            assert app.state.service.checkpoint() is None  # head unmoved: nothing new
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    docs = checkpoint.read_file(out)
+    assert len(docs) == 1 and docs[0]["seq"] > 0
+    assert received and received[0][0] == "/checkpoints"
+    assert received[0][2] == {"checkpoint": docs[0]}
+    from lightfence.verifier.service import Service
+
+    svc = Service(VerifierConfig(db_url=url))
+    with svc.read() as s:
+        assert checkpoint.check(s, docs).problems == []
+    svc.close()

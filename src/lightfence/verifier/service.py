@@ -7,6 +7,7 @@ log, new alerts always reach metrics and the webhook, and verdicts always come f
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -57,6 +58,7 @@ class Service:
             else None
         )
         self._checkpointed_seq = -1
+        self._checkpoint_lock = threading.Lock()  # the worker and a shutdown may overlap
 
     def close(self) -> None:
         for hook in (self.webhook, self.checkpoint_hook):
@@ -155,14 +157,15 @@ class Service:
             self.config.checkpoint_path is None and self.checkpoint_hook is None
         ):
             return None
-        with self.read() as session:
-            doc = checkpoint.make(session, self.signing_key, now_ns())
-        if doc is None or (doc["seq"] == self._checkpointed_seq and not force):
-            return None
-        if self.config.checkpoint_path is not None:
-            checkpoint.append_to_file(Path(self.config.checkpoint_path), doc)
-        if self.checkpoint_hook is not None:
-            self.checkpoint_hook.send(doc)
-        self._checkpointed_seq = doc["seq"]
+        with self._checkpoint_lock:
+            with self.read() as session:
+                doc = checkpoint.make(session, self.signing_key, now_ns())
+            if doc is None or (doc["seq"] == self._checkpointed_seq and not force):
+                return None
+            if self.config.checkpoint_path is not None:
+                checkpoint.append_to_file(Path(self.config.checkpoint_path), doc)
+            if self.checkpoint_hook is not None:
+                self.checkpoint_hook.send(doc)
+            self._checkpointed_seq = doc["seq"]
         log("audit.checkpoint", logging.INFO, seq=doc["seq"], head=doc["head_hash"])
         return doc
