@@ -67,6 +67,7 @@ def _put_landmark(service: ServiceDep, who: WriterDep, spec: registry.LandmarkSp
     summary="Register a landmark (admin)",
     response_model=LandmarkOut,
     status_code=201,
+    responses={200: {"model": LandmarkOut, "description": "the id existed: updated"}},
 )
 def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
     spec = registry.LandmarkSpec(
@@ -80,6 +81,7 @@ def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JS
     tags=["landmarks"],
     summary="Re-survey or re-key (admin)",
     response_model=LandmarkOut,
+    responses={201: {"model": LandmarkOut, "description": "the id was new: registered"}},
 )
 def update_landmark(
     landmark_id: str, body: LandmarkUpdate, service: ServiceDep, who: WriterDep
@@ -190,6 +192,7 @@ def _licence(body: LicenceIn, service: ServiceDep) -> registry.Licence:
     summary="Enrol a device with its licence",
     response_model=DeviceOut,
     status_code=201,
+    responses={200: {"model": DeviceOut, "description": "enrolled before with this licence"}},
 )
 def enrol(body: DeviceIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
     try:
