@@ -31,8 +31,11 @@ class SubmitError(OSError):
     @property
     def refused(self) -> bool:
         """A 4xx: the verifier refused the request itself (bad token, bad record); a retry of
-        the same request would be refused again."""
-        return self.status is not None and 400 <= self.status < 500
+        the same request would be refused again. Not 408 or 429 (a timeout, or the token's write
+        budget spent for now): those are retried like a network failure, later."""
+        return (
+            self.status is not None and 400 <= self.status < 500 and self.status not in (408, 429)
+        )
 
 
 TOKEN_ENV = "LIGHTFENCE_VERIFIER_TOKEN"
