@@ -229,3 +229,24 @@ def test_a_position_in_the_governed_region_is_never_refuted(
     lms = [destination(lat, lon, brg, dist) for brg, dist in offsets]
     v = decide(tight(lms, lat, lon), parse_policy(OUTSIDE), claimed=code)
     assert v.kind is not VerdictKind.REFUTED, f"{code} refuted at {lat}, {lon}"
+
+
+@pytest.mark.parametrize("code", ["DE", "SG", "FJ"])
+def test_in_sea_stays_within_12_nm_of_the_land(code: str) -> None:
+    """Every point of in+sea:CC lies on the land or within SEA_BUFFER_DEG of it (planar), which
+    is less than 12 nm on the sphere: the allowed region never errs larger."""
+    import shapely
+
+    region = parse_policy(f"in+sea:{code}").allowed
+    assert region is not None
+    land = countries_region((code,)).geometry
+    x0, y0, x1, y1 = region.geometry.bounds  # type: ignore[attr-defined]
+    # contains() reads longitudes in [-180, 180): what a buffer puts beyond the antimeridian is
+    # never inside (errs smaller), so the grid stays within it.
+    x0, x1 = max(x0, -180.0), min(x1, 179.9999)
+    xs, ys = np.meshgrid(np.linspace(x0, x1, 120), np.linspace(y0, y1, 120))
+    lon, lat = xs.ravel(), ys.ravel()
+    inside = region.contains(lat, lon)
+    dist_deg = shapely.distance(land, shapely.points(lon[inside], lat[inside]))
+    assert inside.any()
+    assert float(dist_deg.max()) <= SEA_BUFFER_DEG + 1e-9
