@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from lightfence.core.kinds import VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import (
+    Policy,
     PolicyError,
     claimed_region,
     countries_region,
@@ -28,7 +29,9 @@ from lightfence.geo.governed import (
     TERRITORIAL_SEA_KM,
     governed_parts,
 )
-from lightfence.geo.sphere import destination, geodesic_km
+from lightfence.geo.naturalearth import NE_BORDER_ERROR_KM
+from lightfence.geo.regions import Complement, Countries
+from lightfence.geo.sphere import destination, geodesic_km, unit_vectors
 from lightfence.units import C_VACUUM_KM_PER_MS, EARTH_MEAN_RADIUS_KM
 
 OUTSIDE = "outside:CN,HK,MO"
@@ -87,6 +90,9 @@ def test_bohai_sea_device_with_six_chinese_coastal_landmarks() -> None:
     ]
     lat, lon = 38.8, 120.0
     ms = tight(coast, lat, lon)
+    # The finding, reproduced with the land-only region that outside: used before.
+    land_only = Policy(text=OUTSIDE, allowed=Complement(Countries(["CN", "HK", "MO"])))
+    assert decide(ms, land_only).kind is VerdictKind.VERIFIED
     assert decide(ms, parse_policy(OUTSIDE)).kind is not VerdictKind.VERIFIED
     assert decide(ms, parse_policy(OUTSIDE), claimed="CN").kind is not VerdictKind.REFUTED
     assert claimed_region("CN").contains(np.array([lat]), np.array([lon]))[0]
@@ -95,6 +101,11 @@ def test_bohai_sea_device_with_six_chinese_coastal_landmarks() -> None:
 @pytest.mark.parametrize("place", sorted(ISLANDS))
 def test_islands_are_china_as_governed(place: str) -> None:
     lat, lon = ISLANDS[place]
+    # The finding: farther from Natural Earth's CN land than its 10 km error.
+    v = unit_vectors(np.array([lat]), np.array([lon])).reshape(-1, 3)
+    land_km = countries_region(("CN",)).boundary.distance_lower_bound_rad(v)[0]
+    assert land_km * EARTH_MEAN_RADIUS_KM > NE_BORDER_ERROR_KM
+    assert not countries_region(("CN",)).contains(np.array([lat]), np.array([lon]))[0]
     assert verdict(OUTSIDE, lat, lon).kind is not VerdictKind.VERIFIED
     assert verdict(OUTSIDE, lat, lon, claimed="CN").kind is not VerdictKind.REFUTED
 
@@ -218,3 +229,24 @@ def test_a_position_in_the_governed_region_is_never_refuted(
     lms = [destination(lat, lon, brg, dist) for brg, dist in offsets]
     v = decide(tight(lms, lat, lon), parse_policy(OUTSIDE), claimed=code)
     assert v.kind is not VerdictKind.REFUTED, f"{code} refuted at {lat}, {lon}"
+
+
+@pytest.mark.parametrize("code", ["DE", "SG", "FJ"])
+def test_in_sea_stays_within_12_nm_of_the_land(code: str) -> None:
+    """Every point of in+sea:CC lies on the land or within SEA_BUFFER_DEG of it (planar), which
+    is less than 12 nm on the sphere: the allowed region never errs larger."""
+    import shapely
+
+    region = parse_policy(f"in+sea:{code}").allowed
+    assert region is not None
+    land = countries_region((code,)).geometry
+    x0, y0, x1, y1 = region.geometry.bounds  # type: ignore[attr-defined]
+    # contains() reads longitudes in [-180, 180): what a buffer puts beyond the antimeridian is
+    # never inside (errs smaller), so the grid stays within it.
+    x0, x1 = max(x0, -180.0), min(x1, 179.9999)
+    xs, ys = np.meshgrid(np.linspace(x0, x1, 120), np.linspace(y0, y1, 120))
+    lon, lat = xs.ravel(), ys.ravel()
+    inside = region.contains(lat, lon)
+    dist_deg = shapely.distance(land, shapely.points(lon[inside], lat[inside]))
+    assert inside.any()
+    assert float(dist_deg.max()) <= SEA_BUFFER_DEG + 1e-9

@@ -52,7 +52,8 @@ LandmarksOpt = Annotated[
 PolicyOpt = Annotated[
     str,
     typer.Option(
-        "--policy", help="outside:CN,HK,MO | in:DE | within:LAT,LON,KM | in-declared-country"
+        "--policy",
+        help="outside:CN,HK,MO | in:DE | in+sea:DE | within:LAT,LON,KM | in-declared-country[+sea]",
     ),
 ]
 QuantileOpt = Annotated[

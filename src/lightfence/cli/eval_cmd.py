@@ -32,7 +32,10 @@ def eval_command(
         typer.Option(help="Directory whose landmark-to-landmark RTTs calibrate the estimate"),
     ] = None,
     policy: Annotated[
-        str, typer.Option(help="outside:CC,.. | in:CC,.. | within:LAT,LON,KM | in-declared-country")
+        str,
+        typer.Option(
+            help="outside:CC,.. | in[+sea]:CC,.. | within:LAT,LON,KM | in-declared-country[+sea]"
+        ),
     ] = "outside:CN,HK,MO",
     bound: Annotated[Bound, typer.Option(help="Speed bound: vacuum (default) or fibre")] = (
         Bound.VACUUM

@@ -67,7 +67,7 @@ _PARTS = "governed/parts.geojson.gz"
 @cache
 def governed_parts() -> dict[str, tuple[Any, ...]]:
     """The shipped pieces (lon/lat shapely geometries) per country code."""
-    ref = resources.files("lightfence.data").joinpath(_PARTS)
+    ref = resources.files("lightfence").joinpath("data", *_PARTS.split("/"))
     with resources.as_file(ref) as path, gzip.open(path, "rt", encoding="utf-8") as f:
         doc = json.load(f)
     out: dict[str, list[Any]] = {}
