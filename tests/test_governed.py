@@ -23,6 +23,7 @@ from lightfence.core.policy import (
     parse_policy,
 )
 from lightfence.core.verdict import Verdict, decide
+from lightfence.geo.conformal import model_vectors
 from lightfence.geo.governed import (
     GOVERNED_ERROR_KM,
     SEA_BUFFER_DEG,
@@ -73,9 +74,33 @@ ISLANDS = {
 def test_territorial_sea_margin_is_12_nautical_miles() -> None:
     assert abs(TERRITORIAL_SEA_KM - 22.224) < 1e-9
     assert claimed_region("CN").data_error_km == pytest.approx(GOVERNED_ERROR_KM)
-    assert governed_region(("CN", "HK", "MO")).data_error_km == pytest.approx(32.224)
-    # The sea opt-in's lon/lat radius never reaches beyond 12 nm on the sphere.
-    assert np.radians(SEA_BUFFER_DEG) * EARTH_MEAN_RADIUS_KM < TERRITORIAL_SEA_KM
+    # A restricted set carries its sea as a polygon: land borders keep the land's 10 km only.
+    restricted = governed_region(("CN", "HK", "MO"))
+    assert restricted.data_error_km == pytest.approx(10.0) and not restricted.sea_as_margin
+    # Beyond SEA_PIECE_MAX_LAT_DEG (or across the antimeridian) the sea stays a margin.
+    assert governed_region(("RU",)).sea_as_margin
+    # The sea opt-in's lon/lat radius never reaches beyond 12 nm on the ellipsoid (a degree of
+    # latitude is at most 111.70 km).
+    assert SEA_BUFFER_DEG * 111.70 < TERRITORIAL_SEA_KM
+
+
+def test_restricted_sea_piece_covers_12_nm_and_spares_land_borders() -> None:
+    """Points 12 nm (WGS84) off China's coast are restricted; a point in Vietnam 15 km from the
+    Chinese land border is not within the region's error (10 km) of it."""
+    restricted = governed_region(("CN", "HK", "MO"))
+    rng = np.random.default_rng(5)
+    coast = [(25.0, 119.55), (30.7, 122.2), (21.5, 109.5), (38.9, 121.9), (35.3, 119.6)]
+    for lat, lon in coast:
+        for bearing in rng.uniform(0, 360, 12):
+            plat, plon = destination(lat, lon, float(bearing), TERRITORIAL_SEA_KM - 0.01)
+            # A point within 12 nm of a coast point of CN must be in the region or within its
+            # error of it: the engine's only promise.
+            near = restricted.boundary.distance_lower_bound_rad(model_vectors(plat, plon)[None])
+            inside = restricted.contains(np.array([plat]), np.array([plon]))[0]
+            assert inside or float(near[0]) * 6371.0 <= restricted.data_error_km + 1.0
+    vn = model_vectors(22.62, 106.35)[None]  # Cao Bang province, about 15 km from the border
+    assert not restricted.contains(np.array([22.62]), np.array([106.35]))[0]
+    assert float(restricted.boundary.distance_lower_bound_rad(vn)[0]) * 6371.0 > 10.0
 
 
 def test_bohai_sea_device_with_six_chinese_coastal_landmarks() -> None:

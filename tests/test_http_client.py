@@ -23,7 +23,9 @@ def test_post_json_sends_token_and_body() -> None:
     assert received == [("/records", "Bearer tok", {"records": [1]})]
 
 
-@pytest.mark.parametrize(("status", "refused"), [(401, True), (422, True), (429, False), (408, False), (503, False)])
+@pytest.mark.parametrize(
+    ("status", "refused"), [(401, True), (422, True), (429, False), (408, False), (503, False)]
+)
 def test_error_statuses_are_submit_errors(status: int, refused: bool) -> None:
     with stub_verifier(201, failures=[status]) as (url, _), pytest.raises(SubmitError) as info:
         post_json(url + "/records", {})

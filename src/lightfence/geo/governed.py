@@ -5,11 +5,15 @@ mapped coast: internal waters, the 12-nautical-mile territorial sea, small islan
 areas it claims or controls. Two regions are built on them here (docs/regions.md):
 
 - `Governed`: land, plus the shipped pieces in data/governed (GSHHG islands, internal waters by a
-  closing of land and islands, Natural Earth disputed areas, boxes around island groups), with
-  `data_error_km` = the land's error + 12 nm. The engine grows caps by `data_error_km`, so the
-  territorial sea is exact on the sphere ("F meets land grown by d" = "F grown by d meets land").
-  Used for restricted sets (`outside:`) and for every declared country (REFUTED). Both may only
-  err larger, and every approximation here does.
+  closing of land and islands, Natural Earth disputed areas, boxes around island groups), plus
+  the territorial sea. For a restricted set (`outside:`) the sea is a polygon: everything within
+  a lon/lat radius that covers 12 nm at every latitude of the country, less other countries'
+  land, so a land border keeps the land's own 10 km error and no more (`territorial_sea`). Where
+  a lon/lat buffer cannot be trusted (beyond SEA_PIECE_MAX_LAT_DEG, across the antimeridian),
+  and for every declared country (REFUTED; built for each code on first use, so it stays cheap),
+  the sea is a margin instead: `data_error_km` = the land's error + 12 nm, exact on the sphere
+  ("F comes within d of the land" = "F grown by d meets the land") but 22 km too wide on land
+  borders. Both may only err larger, and every approximation here does.
 - `LandAndSea`: an *allowed* region with the territorial sea opt-in (`in+sea:`). Growing does
   not work there (the engine can only shrink an allowed region), so it is a real polygon: land
   buffered by a lon/lat radius whose true length never exceeds 12 nm, minus everything within
@@ -44,11 +48,25 @@ TERRITORIAL_SEA_KM = 12 * NAUTICAL_MILE_KM
 GOVERNED_ERROR_KM = NE_BORDER_ERROR_KM + TERRITORIAL_SEA_KM
 """The margin of a governed region: the land data's error plus the territorial sea."""
 
-SEA_BUFFER_DEG = 0.1995
+SEA_BUFFER_DEG = 0.1985
 """Lon/lat buffer radius of `in+sea:`. A planar lon/lat step of d degrees is at most
-R * d * pi / 180 km long on the sphere (cos(lat) <= 1 shrinks only the east-west part), so this
-buffer never reaches more than 22.18 km (< 12 nm) from the land; it reaches 22.18 * cos(lat) km
-east-west."""
+111.70 * d km long on the WGS84 ellipsoid (a degree of latitude is longest at the poles,
+111.69 km; cos(lat) <= 1 shrinks only the east-west part), so this buffer never reaches more
+than 22.17 km (< 12 nm) from the land; it reaches about 22.1 * cos(lat) km east-west."""
+
+LAT_DEG_KM_MIN = 110.574
+"""The shortest degree of latitude on WGS84 (at the equator: M = 6335.44 km)."""
+
+LON_DEG_KM_AT_EQUATOR = 111.320
+"""A degree of longitude at the equator; at latitude phi it is at least this times cos(phi)."""
+
+SEA_PIECE_MAX_LAT_DEG = 70.0
+"""Restricted regions reaching beyond this latitude keep the territorial sea as a margin: a
+lon/lat buffer that covers 12 nm there is several times too wide in latitude."""
+
+BUFFER_CHORD_FACTOR = 1.0 / math.cos(math.pi / 32) * 1.001
+"""shapely draws a buffer's round joins as chords (8 per quarter circle), which cut up to
+1 - cos(pi/32) inside the true radius: the radius is grown by that much to cover it."""
 
 CLAIMS_INCLUDE: dict[str, tuple[str, ...]] = {"CN": ("TW",)}
 """Declared countries whose claimed region also holds another region (docs/regions.md, Taiwan):
@@ -78,11 +96,43 @@ def governed_parts() -> dict[str, tuple[Any, ...]]:
     return {code: tuple(geoms) for code, geoms in out.items()}
 
 
+def territorial_sea(own: Any, own_codes: Iterable[str]) -> Any | None:
+    """A polygon holding every point within 12 nm (on WGS84) of `own` that is not another
+    country's land, or None where a lon/lat buffer cannot be trusted (SEA_PIECE_MAX_LAT_DEG, the
+    antimeridian).
+
+    A path of s km moves at most s / LAT_DEG_KM_MIN degrees of latitude and
+    s / (LON_DEG_KM_AT_EQUATOR cos(lat)) of longitude per km, so its lon/lat image is at most
+    s / min(those) long: a planar buffer of 12 nm over that least km-per-degree (at the highest
+    latitude the buffer reaches) covers the whole territorial sea, ignoring equidistance (which
+    only over-restricts). Other countries' land is cut out: their coast is as good as the land
+    data, and the region's own 10 km error covers that.
+    """
+    x0, y0, x1, y1 = own.bounds
+    lat_max = max(abs(y0), abs(y1)) + 1.0
+    if lat_max > SEA_PIECE_MAX_LAT_DEG or x0 <= -179.0 or x1 >= 179.0:
+        return None
+    km_per_deg = min(LAT_DEG_KM_MIN, LON_DEG_KM_AT_EQUATOR * math.cos(math.radians(lat_max)))
+    radius_deg = TERRITORIAL_SEA_KM / km_per_deg * BUFFER_CHORD_FACTOR
+    grown = shapely.buffer(own, radius_deg, quad_segs=8)
+    area = box(*grown.bounds)
+    skip = set(own_codes)
+    others = [
+        c.geometry
+        for code, c in countries().items()
+        if code not in skip and c.geometry.intersects(area)
+    ]
+    if others:
+        grown = shapely.difference(grown, shapely.union_all(others))
+    return grown
+
+
 class Governed(Countries):
     """Countries as governed: land, islands, internal waters, disputed areas, territorial sea.
 
-    The territorial sea is not in the polygons: it is part of `data_error_km`, which the engine
-    adds to every cap. `contains` therefore answers for land and the shipped pieces only.
+    For a restricted set the territorial sea is a polygon piece (`territorial_sea`); for a
+    declared country, or where that cannot be built, it is part of `data_error_km`, which the
+    engine adds around the region. `contains` answers for land and pieces only.
     """
 
     def __init__(self, codes: Iterable[str], purpose: Purpose = "restricted") -> None:
@@ -102,7 +152,16 @@ class Governed(Countries):
             extras.extend(parts.get(code, ()))
         # Pieces overlap (an island near two countries, a box over islands): they are kept
         # apart in a tree, not unioned (a union of thousands of pieces costs seconds per code).
-        self._pieces = np.array(list(dict.fromkeys(extras)), dtype=object)
+        unique = list(dict.fromkeys(extras))
+        self.sea_as_margin = True
+        """Whether the territorial sea is in `data_error_km` rather than a piece."""
+        if purpose == "restricted":
+            sea = territorial_sea(shapely.union_all([self._land, *unique]), extra_codes)
+            if sea is not None and not sea.is_empty:
+                unique.append(sea)
+                self.sea_as_margin = False
+                self.data_error_km = NE_BORDER_ERROR_KM
+        self._pieces = np.array(unique, dtype=object)
         self._tree = shapely.STRtree(self._pieces)
 
     def contains(self, lat_deg: Float64Array, lon_deg: Float64Array) -> NDArray[np.bool_]:
