@@ -15,7 +15,7 @@ from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import PolicyError
-from lightfence.core.robust import Liars, check_liars
+from lightfence.core.robust import DEFAULT_LIARS, Liars, check_liars
 from lightfence.core.verdict import Verdict, VerdictKind
 from lightfence.evidence.bundle import BundleCheck, BundleError, check_bundle, load_bundle
 from lightfence.evidence.verdict import bundle_verdict, stated_liars
@@ -66,7 +66,7 @@ def verify(
     except (RegistryError, BundleError) as exc:
         raise fail(str(exc)) from None
     try:
-        default: Liars = "auto" if stated is None else stated
+        default: Liars = DEFAULT_LIARS if stated is None else stated
         setting: Liars = check_liars(liars) if liars is not None else default
     except ValueError as exc:
         raise fail(f"bad --liars: {exc}") from None

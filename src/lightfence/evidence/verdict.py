@@ -8,7 +8,13 @@ import numpy as np
 
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
-from lightfence.core.robust import Liars, check_liars, landmark_groups, liars_per_device
+from lightfence.core.robust import (
+    DEFAULT_LIARS,
+    Liars,
+    check_liars,
+    landmark_groups,
+    liars_per_device,
+)
 from lightfence.core.verdict import Verdict, decide
 from lightfence.evidence.bundle import BundleCheck, BundleError, accepted_min_rtts
 from lightfence.units import Bound
@@ -19,7 +25,7 @@ def bundle_verdict(
     policy_text: str,
     bound: Bound = Bound.VACUUM,
     claimed: str | None = None,
-    liars: Liars | str = "auto",
+    liars: Liars | str = DEFAULT_LIARS,
 ) -> Verdict:
     """The verdict from the accepted records only. Rejected records never reach the core.
 

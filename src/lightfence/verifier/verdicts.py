@@ -31,6 +31,7 @@ from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
+from lightfence.core.robust import DEFAULT_LIARS
 from lightfence.core.verdict import Verdict, decide, reason_text
 from lightfence.units import Bound, max_distance_km
 from lightfence.verifier import alerts, audit
@@ -322,5 +323,5 @@ def verdict_of(row: VerdictRow) -> Verdict | None:
     """
     if not row.inputs:
         return None
-    policy = parse_policy(row.policy, row.bound, row.liars or "auto")
+    policy = parse_policy(row.policy, row.bound, row.liars or DEFAULT_LIARS)
     return decide(measurements_of(row.inputs), policy, row.claimed)
