@@ -32,7 +32,6 @@ import numpy as np
 
 from lightfence.core.bestline import Bestline, BestlineCalibration
 from lightfence.core.estimate import (
-    DEFAULT_SETTINGS,
     Estimate,
     EstimateSettings,
     cbg_plain_centroid,
@@ -47,17 +46,26 @@ OUTER_FOLDS = 5
 FOLD_SEED = 20261206
 """Fixed seed of the group-to-fold shuffle, so a run is reproducible."""
 
+_WIDER = (0.0, 0.2, 0.4)
 CANDIDATES: tuple[EstimateSettings, ...] = (
-    DEFAULT_SETTINGS,
-    EstimateSettings(plain_above_ms=20.0),
-    EstimateSettings(level_steps=(0.0, 0.2, 0.4)),
-    EstimateSettings(level_steps=(0.0, 0.2, 0.4), land_above_km=1000.0),
-    EstimateSettings(level_steps=(0.0, 0.2, 0.4), plain_above_ms=20.0),
-    EstimateSettings(level_steps=(0.0, 0.2, 0.4), plain_above_ms=20.0, land_above_km=1000.0),
+    EstimateSettings(level_steps=(0.0, 0.1, 0.2)),
+    EstimateSettings(level_steps=_WIDER),
+    EstimateSettings(level_steps=_WIDER, land_above_km=2000.0),
+    EstimateSettings(level_steps=_WIDER, plain_above_ms=20.0, land_above_km=2000.0),
+    EstimateSettings(level_steps=(0.0, 0.1, 0.2), plain_above_ms=30.0, land_above_km=2000.0),
+    EstimateSettings(level_steps=_WIDER, plain_above_ms=30.0, land_above_km=2000.0),
+    EstimateSettings(level_steps=(0.0, 0.1, 0.2), plain_above_ms=40.0, land_above_km=2000.0),
+    EstimateSettings(level_steps=_WIDER, plain_above_ms=40.0, land_above_km=2000.0),
 )
-"""Candidates the CV chooses among: the hedge's level averaging (CBG's centroid over one or more
-levels), a land prior for wide regions (Octant's geographic constraints), plain 2/3 c caps far
-from every landmark, and a shortest-ping answer next to one."""
+"""Candidates the CV chooses among: CBG's centroid averaged over levels up to 0.2 (the estimate
+before issue 21) or 0.4 of the way to the fibre caps; a land prior for regions whose smallest cap
+is at least 2,000 km wide (Octant's geographic constraints); and plain 2/3 c caps instead of
+bestlines when even the nearest landmark is 20, 30 or 40 ms away (a landmark's calibration is
+fitted mostly on nearer pairs and says little that far out). Ruled out on the way (in-sample
+leave-one-site-out, docs/physics.md): a land prior for every region, snapping to the nearest
+data-centre city or landmark, a Spotter-style likelihood over all landmarks, GeoPing-style
+nearest neighbours in delay space, and a shortest-ping answer next to a landmark (a no-op: below
+2 ms every method lands in the same city)."""
 
 Progress = Callable[[int, int], None]
 Rows = list[tuple[str, str, float, float]]
