@@ -2,10 +2,17 @@
 
 Text forms, as used on the command line and in the verifier's licences:
 
-    outside:CN,HK,MO          anywhere except these countries (sea included)
+    outside:CN,HK,MO          anywhere except these countries as governed: their land,
+                              internal waters, 12 nm territorial sea, islands and disputed
+                              areas they claim or control (geo.governed, docs/regions.md)
     in:DE  /  in:DE,FR        inside these countries' land
+    in+sea:DE                 inside these countries' land or territorial sea (opt-in)
     within:LAT,LON,RADIUS_KM  within a distance of a licensed site
-    in-declared-country       inside whatever country the device declares
+    in-declared-country       inside the land of whatever country the device declares
+    in-declared-country+sea   the same, or in that country's territorial sea
+
+A declared country is always judged as governed (claimed_region): REFUTED never fires for a
+device in its declared country's waters, on its islands or in areas it claims.
 
 Every policy also says how many lying landmarks a verdict must survive (`liars`): a count, or
 "auto" (the default: 1 for a device measured by at least 4 landmarks, 0 below; core.robust).
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from lightfence.core.robust import DEFAULT_LIARS, Liars, check_liars
+from lightfence.geo.governed import Governed, LandAndSea
 from lightfence.geo.regions import Complement, Countries, Disc, Region
 from lightfence.units import Bound
 
@@ -32,8 +40,20 @@ def countries_region(codes: tuple[str, ...]) -> Countries:
 
 
 @cache
+def governed_region(codes: tuple[str, ...], purpose: str = "restricted") -> Governed:
+    """One shared Governed object per set of codes and purpose (restricted set or claim)."""
+    return Governed(codes, "claim" if purpose == "claim" else "restricted")
+
+
+@cache
+def sea_region(codes: tuple[str, ...]) -> LandAndSea:
+    """One shared land-and-territorial-sea region per set of codes (`in+sea:`)."""
+    return LandAndSea(codes)
+
+
+@cache
 def _outside(codes: tuple[str, ...]) -> Region:
-    return Complement(countries_region(codes))
+    return Complement(governed_region(codes))
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,8 @@ class Policy:
     bound: Bound = Bound.VACUUM
     liars: Liars = DEFAULT_LIARS
     """Lying landmarks each verdict must survive: a count, or 'auto' (see core.robust)."""
+    sea: bool = False
+    """in-declared-country+sea: the declared country's territorial sea is allowed too."""
 
     @property
     def in_declared_country(self) -> bool:
@@ -58,14 +80,16 @@ class Policy:
             return self.allowed
         if not claimed:
             raise PolicyError("policy in-declared-country needs the device's declared country")
-        return claimed_region(claimed)
+        code = (claimed.strip().upper(),)
+        return sea_region(code) if self.sea else countries_region(code)
 
     def describe(self) -> str:
         return f"{self.text} (bound: {self.bound.value}, liars: {self.liars})"
 
 
-def claimed_region(code: str) -> Countries:
-    return countries_region((code.strip().upper(),))
+def claimed_region(code: str) -> Governed:
+    """The region a declared country is judged by for REFUTED: the country as governed."""
+    return governed_region((code.strip().upper(),), "claim")
 
 
 def _codes(text: str) -> tuple[str, ...]:
@@ -88,8 +112,9 @@ def parse_policy(
     kind, _, arg = raw.partition(":")
     kind = kind.strip().lower()
     try:
-        if kind == "in-declared-country" and not arg:
-            return Policy(text="in-declared-country", allowed=None, bound=bound, liars=f)
+        if kind in ("in-declared-country", "in-declared-country+sea") and not arg:
+            sea = kind.endswith("+sea")
+            return Policy(text=kind, allowed=None, bound=bound, liars=f, sea=sea)
         if kind == "outside":
             codes = _codes(arg)
             return Policy(
@@ -102,6 +127,11 @@ def parse_policy(
                 allowed=countries_region(codes),
                 bound=bound,
                 liars=f,
+            )
+        if kind == "in+sea":
+            codes = _codes(arg)
+            return Policy(
+                text=f"in+sea:{','.join(codes)}", allowed=sea_region(codes), bound=bound, liars=f
             )
         if kind == "within":
             parts = [p.strip() for p in arg.split(",")]
@@ -119,6 +149,6 @@ def parse_policy(
     except ValueError as exc:
         raise PolicyError(f"policy {text!r}: {exc}") from exc
     raise PolicyError(
-        f"unknown policy {text!r}: use outside:CC,..., in:CC,..., within:LAT,LON,RADIUS_KM "
-        "or in-declared-country"
+        f"unknown policy {text!r}: use outside:CC,..., in:CC,..., in+sea:CC,..., "
+        "within:LAT,LON,RADIUS_KM, in-declared-country or in-declared-country+sea"
     )

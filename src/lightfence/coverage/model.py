@@ -158,7 +158,7 @@ def verified(
         group_policy = policy
         if code is not None:
             group_policy = Policy(
-                text=f"in:{code}",
+                text=f"{'in+sea' if policy.sea else 'in'}:{code}",
                 allowed=policy.allowed_for(code),
                 bound=policy.bound,
                 liars=policy.liars,

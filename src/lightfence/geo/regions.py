@@ -84,7 +84,10 @@ def _normalise_lon(lon_deg: Float64Array) -> Float64Array:
 
 
 class Countries(Region):
-    """The union of one or more countries (Natural Earth 1:10m admin-0 land polygons)."""
+    """The union of one or more countries (Natural Earth 1:10m admin-0 land polygons).
+
+    Land only: the allowed region of `in:`. Restricted sets and declared countries use
+    geo.governed.Governed (land, waters, islands, disputed areas, territorial sea)."""
 
     def __init__(self, codes: Iterable[str]) -> None:
         found = [country(code) for code in codes]
@@ -94,8 +97,9 @@ class Countries(Region):
         self.name = ",".join(self.codes)
         self.data_error_km = NE_BORDER_ERROR_KM
         geoms = [c.geometry for c in found]
-        self._geometry = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        shapely.prepare(self._geometry)
+        self._land = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+        shapely.prepare(self._land)
+        self._geometry = self._land
 
     def contains(self, lat_deg: Float64Array, lon_deg: Float64Array) -> NDArray[np.bool_]:
         lat = np.asarray(lat_deg, dtype=np.float64)
@@ -104,12 +108,7 @@ class Countries(Region):
 
     @cached_property
     def boundary(self) -> BoundaryIndex:
-        rings: list[tuple[Float64Array, Float64Array]] = []
-        for poly in getattr(self._geometry, "geoms", [self._geometry]):
-            for ring in [poly.exterior, *poly.interiors]:
-                xy = np.asarray(ring.coords, dtype=np.float64)
-                rings.append((xy[:, 0], xy[:, 1]))
-        return BoundaryIndex.from_rings(rings)
+        return BoundaryIndex.from_rings(polygon_rings(self._geometry))
 
     @property
     def geometry(self) -> Any:
@@ -117,6 +116,21 @@ class Countries(Region):
 
     def to_geojson(self) -> dict[str, Any]:
         return dict(shapely.geometry.mapping(self._geometry))
+
+
+def polygon_rings(geom: Any) -> list[tuple[Float64Array, Float64Array]]:
+    """Every ring (exteriors and holes) of a (Multi)Polygon or collection, as lon, lat arrays."""
+    rings: list[tuple[Float64Array, Float64Array]] = []
+    for poly in getattr(geom, "geoms", [geom]):
+        if poly.is_empty:
+            continue
+        if not hasattr(poly, "exterior"):
+            rings.extend(polygon_rings(poly))  # a nested collection
+            continue
+        for ring in [poly.exterior, *poly.interiors]:
+            xy = np.asarray(ring.coords, dtype=np.float64)
+            rings.append((xy[:, 0], xy[:, 1]))
+    return rings
 
 
 class Complement(Region):
