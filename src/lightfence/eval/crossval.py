@@ -285,3 +285,21 @@ def nested_cv(
         choices.append(FoldChoice(f, len(test), chosen, inner))
         members.append([t.id for t in test])
     return CrossValidation(estimates, plain, used, choices, members, k, len(candidates))
+
+
+def main() -> None:
+    """Print the setting the inner procedure chooses on all shipped targets (DEFAULT_SETTINGS)."""
+    from lightfence.eval.estimates import calibration_rows, target_measurements
+    from lightfence.rttdata import load_dataset
+
+    data = load_dataset()
+    targets = [
+        Target(t, data.hosts[t].lat, data.hosts[t].lon, "", target_measurements(data, t))
+        for t in data.target_ids
+    ]
+    chosen, inner = select(targets, Calibrations(calibration_rows(data)), CANDIDATES)
+    print(f"{chosen!r}\ninner score {inner:.4f}")
+
+
+if __name__ == "__main__":
+    main()
