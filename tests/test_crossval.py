@@ -137,3 +137,34 @@ def test_one_candidate_needs_no_selection_and_bad_fold_counts_are_refused(small:
 def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         EstimateSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_display_default_is_one_of_the_cv_candidates() -> None:
+    from lightfence.eval.crossval import CANDIDATES
+
+    assert DEFAULT_SETTINGS in CANDIDATES
+    assert len(set(CANDIDATES)) == len(CANDIDATES)
+
+
+def test_the_land_prior_pulls_a_sea_spanning_region_ashore() -> None:
+    import numpy as np
+
+    from lightfence.core.estimate import _land_only
+    from lightfence.core.landprior import on_land
+    from lightfence.geo.sphere import unit_vectors
+
+    # Paris and Nairobi on land; mid-Atlantic and the Pacific off Chile at sea; lon 360-wrapped.
+    lat = np.array([48.86, -1.29, 30.0, -40.0, 48.86])
+    lon = np.array([2.35, 36.82, -40.0, -100.0, 362.35])
+    assert on_land(lat, lon).tolist() == [True, True, False, False, True]
+    # A landmark in Lisbon 30 ms away: a 3,000 km cap, its western half Atlantic. Without the
+    # prior the centroid is the landmark; with it, the region's land (Europe, North Africa)
+    # pulls the estimate east. And the filter keeps land points only, or all when none is land.
+    ms = [Measurement(Landmark("lisbon", 38.72, -9.14), 30.0)]
+    with_land = estimate_position(ms, {}, EstimateSettings(land_above_km=2000.0))
+    without = estimate_position(ms, {}, EstimateSettings())
+    assert abs(without.lon - -9.14) < 1.0
+    assert with_land.lon > without.lon + 5.0
+    sea = unit_vectors(np.array([30.0, -40.0]), np.array([-40.0, -100.0]))
+    both = unit_vectors(np.array([30.0, 48.86]), np.array([-40.0, 2.35]))
+    assert len(_land_only(sea)) == 2 and len(_land_only(both)) == 1
