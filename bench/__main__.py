@@ -14,6 +14,7 @@ import time
 
 BENCHMARKS = [
     "verdicts",  # issue 2: verdicts/s/core, fast and precise paths, vs a naive shapely baseline
+    "regions",  # issue 15: outside:CN,HK,MO as governed vs the land-only region, same run
     "protocol_timing",  # issue 3: landmark RTT overhead vs a bare kernel-timestamped echo
     "protocol_throughput",  # issue 3: challenge rounds/s per landmark core, signatures on
     "datagram_soak",  # issue 3: a million hostile datagrams, no crash, bounded memory

@@ -49,6 +49,12 @@ SIMPLIFY_DEG = 0.02
 
 ROUND_DECIMALS = 5
 
+PRIORITY = ["CN", "HK", "MO", "TW", "KP", "KR", "JP", "VN", "PH", "MY", "BN", "IN", "RU", "DE"]
+"""Countries closed first (restricted sets in use, their neighbours, the docs' examples)."""
+
+NO_CLOSING = {"AQ"}
+"""Antarctica: ice shelves, no baselines; not closed."""
+
 # Natural Earth disputed-area features (by their index in the input file, checked by bbox):
 # name, the country that administers it, the countries that claim it.
 DISPUTED: list[tuple[int, tuple[float, float, float, float], str, tuple[str, ...]]] = [
@@ -182,25 +188,6 @@ def main() -> None:
             kept_by_code.setdefault(c, []).append(hulls[i])
     print(f"islands kept: {len(owners_of)}, {time.time() - t0:.0f} s", flush=True)
 
-    # 2. Internal waters: closing (dilate, fill holes, erode) of land + islands, minus what the
-    #    land's data error already covers.
-    for c in codes:
-        if c == "AQ":
-            continue  # ice shelves and no straight baselines: not closed
-        base = shapely.union_all([land[c], *kept_by_code.get(c, [])])
-        s = shapely.simplify(base, SIMPLIFY_DEG)
-        closed = shapely.buffer(
-            fill_holes(shapely.buffer(s, CLOSING_DEG, quad_segs=2)), -CLOSING_DEG, quad_segs=2
-        )
-        extra = shapely.difference(closed, shapely.buffer(base, COVERED_DEG, quad_segs=4))
-        parts = [p for p in getattr(extra, "geoms", [extra]) if p.area > 1e-4]
-        if parts:
-            # Simplified, then grown by the tolerance: still contains the unsimplified piece.
-            g = shapely.buffer(shapely.simplify(shapely.union_all(parts), 0.01), 0.01, quad_segs=2)
-            emit(g, (c,), "internal-waters", "closing of land and islands")
-        print(f"  closing {c}: {len(parts)} pieces, {time.time() - t0:.0f} s", flush=True)
-    print(f"closings done, {time.time() - t0:.0f} s", flush=True)
-
     # 3. Disputed areas (Natural Earth) and boxes.
     disputed = json.loads(args.disputed.read_text())["features"]
     for idx, bbox, name, owners in DISPUTED:
@@ -215,13 +202,53 @@ def main() -> None:
             b = shapely.difference(b, shapely.union_all(others))
         emit(b, owners, "box", name)
 
+    closed_codes: list[str] = []
+    write(features, closed_codes)
+
+    # 2. Internal waters: closing (dilate, fill holes, erode) of land + islands, minus what the
+    #    land's data error already covers. Written out every few countries: the whole world
+    #    takes long, and the countries named first matter most.
+    first = [c for c in PRIORITY if c in codes]
+    order = first + sorted(
+        (c for c in codes if c not in first), key=lambda c: len(kept_by_code.get(c, []))
+    )
+    land_tree = shapely.STRtree(all_land)
+    for n, c in enumerate(order):
+        if c in NO_CLOSING:
+            continue
+        started = time.time()
+        base = shapely.union_all([land[c], *kept_by_code.get(c, [])])
+        s = shapely.simplify(base, SIMPLIFY_DEG)
+        grown = shapely.union_all(
+            shapely.buffer(
+                np.array(getattr(s, "geoms", [s]), dtype=object), CLOSING_DEG, quad_segs=2
+            )
+        )
+        closed = shapely.buffer(fill_holes(grown), -CLOSING_DEG, quad_segs=2)
+        extra = shapely.difference(closed, shapely.buffer(base, COVERED_DEG, quad_segs=4))
+        # Waters only: a closing also fills notches of a land border with the neighbour's land.
+        others = [all_land[j] for j in land_tree.query(extra) if land_codes[j] != c]
+        if others:
+            extra = shapely.difference(extra, shapely.union_all(others))
+        parts = [p for p in getattr(extra, "geoms", [extra]) if p.area > 1e-4]
+        if parts:
+            # Simplified, then grown by the tolerance: still contains the unsimplified piece.
+            g = shapely.buffer(shapely.simplify(shapely.union_all(parts), 0.01), 0.01, quad_segs=2)
+            emit(g, (c,), "internal-waters", "closing of land and islands")
+        closed_codes.append(c)
+        print(f"  closing {c}: {len(parts)} pieces, {time.time() - started:.0f} s", flush=True)
+        if n % 10 == 9:
+            write(features, closed_codes)
+    write(features, closed_codes)
+    print(f"closings done, {time.time() - t0:.0f} s", flush=True)
+
+
+def write(features: list[dict[str, Any]], closed: list[str]) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"type": "FeatureCollection", "features": features}
+    doc = {"type": "FeatureCollection", "closed": sorted(closed), "features": features}
     with gzip.open(OUT, "wt", encoding="utf-8") as f:
         json.dump(doc, f, separators=(",", ":"))
-    print(
-        f"{len(features)} features -> {OUT} ({OUT.stat().st_size} bytes), {time.time() - t0:.0f} s"
-    )
+    print(f"{len(features)} features -> {OUT} ({OUT.stat().st_size} bytes)", flush=True)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,8 @@ def main() -> None:
             f"margin: 12 nm territorial sea + 10 km data error = {GOVERNED_ERROR_KM:.1f} km",
             "Taiwan: not restricted, part of a declared CN (claims only)",
         ],
-        loc="lower right",
-        fontsize=8,
+        loc="lower left",
+        fontsize=7,
     )
 
     box2 = shapely.box(5.5, 52.8, 10.5, 55.6)

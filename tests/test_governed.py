@@ -174,7 +174,7 @@ def test_in_sea_never_crosses_towards_a_neighbour() -> None:
 
 
 def test_policy_texts() -> None:
-    for text in (OUTSIDE, "in:DE", "in:DE,FR", "within:50.1,8.6,100", "in-declared-country"):
+    for text in (OUTSIDE, "in:DE", "in:DE,FR", "within:50.1,8.6,100.0", "in-declared-country"):
         assert parse_policy(text).text == text
     sea = parse_policy("in+sea:fr,de")
     assert sea.text == "in+sea:DE,FR"

@@ -69,13 +69,14 @@ def test_k_liars_never_verify_under_f_at_least_k(
 
 
 def test_one_liar_near_the_pose_fools_the_plain_engine() -> None:
+    # A Shanghai device posing as Taipei (a Hong Kong pose lies within China's 12 nm margin).
     offs = [(0.0, 3.0, 1.5), (90.0, 400.0, 1.5), (200.0, 700.0, 1.5), (300.0, 900.0, 2.0)]
     plain = parse_policy("outside:CN", liars=0)
-    fooled = decide_batch(relayed_table(DEVICES[0], POSES[0], offs, 1), plain)
+    fooled = decide_batch(relayed_table(DEVICES[2], POSES[2], offs, 1), plain)
     assert fooled.kind[0] == VerdictKind.VERIFIED.code
-    honest = decide_batch(relayed_table(DEVICES[0], POSES[0], offs, 0), plain)
+    honest = decide_batch(relayed_table(DEVICES[2], POSES[2], offs, 0), plain)
     assert honest.kind[0] != VerdictKind.VERIFIED.code
-    robust = decide_batch(relayed_table(DEVICES[0], POSES[0], offs, 1), parse_policy("outside:CN"))
+    robust = decide_batch(relayed_table(DEVICES[2], POSES[2], offs, 1), parse_policy("outside:CN"))
     assert robust.tolerated_liars[0] == 1
     assert robust.kind[0] != VerdictKind.VERIFIED.code
 

@@ -151,20 +151,22 @@ def test_auto_survives_one_liar_among_four_or_more(
         assert policy.allowed.contains(np.array([lat]), np.array([lon]))[0]
 
 
-# Shenzhen, 5 km north of the Hong Kong border; honest landmarks in Hong Kong and Shenzhen.
-SHENZHEN = (22.56, 114.10)
-HK_SITE = (22.30, 114.17)
+# Erenhot (CN), at the Mongolian border; honest landmarks around it. The liar sits in Mongolia,
+# 84 km away and 51 km from China (beyond its 12 nm + 10 km margin; all of Hong Kong lies
+# within that margin, docs/regions.md, so a liar there can no longer fake "outside CN").
+ERENHOT = (43.65, 111.98)
+MONGOLIA_SITE = (43.90, 111.00)
 
 
-def _shenzhen_attack(duplicate_liar: bool) -> list[Measurement]:
-    lat, lon = SHENZHEN
-    spots = [(22.32, 114.17), (22.28, 114.20), (22.38, 114.12), (22.45, 114.03)]
+def _border_attack(duplicate_liar: bool) -> list[Measurement]:
+    lat, lon = ERENHOT
+    spots = [(43.70, 111.90), (43.60, 112.05), (43.75, 112.10), (43.80, 111.85)]
     out = [
-        Measurement(Landmark(f"h{i}", *p), true_rtt_ms(Landmark("x", *p), lat, lon) + 0.3)
+        Measurement(Landmark(f"h{i}", *p), true_rtt_ms(Landmark("x", *p), lat, lon) + 0.8)
         for i, p in enumerate(spots)
     ]
-    # The liar sits in Hong Kong and claims the device is within 3 km of it.
-    bad = Landmark("liar", *HK_SITE)
+    # The liar sits in Mongolia and claims the device is within 3 km of it.
+    bad = Landmark("liar", *MONGOLIA_SITE)
     rtt = 2.0 * 3.0 / C_VACUUM_KM_PER_MS
     out.append(Measurement(bad, rtt))
     if duplicate_liar:
@@ -175,7 +177,7 @@ def _shenzhen_attack(duplicate_liar: bool) -> list[Measurement]:
 @pytest.mark.parametrize("duplicate", [False, True])
 def test_one_liar_fools_the_plain_engine_but_not_f1(duplicate: bool) -> None:
     policy_plain = parse_policy("outside:CN", liars=0)
-    measurements = _shenzhen_attack(duplicate)
+    measurements = _border_attack(duplicate)
     assert decide(measurements, policy_plain).kind is VerdictKind.VERIFIED  # the attack works
     robust = decide(measurements, parse_policy("outside:CN", liars=1))
     assert robust.kind is not VerdictKind.VERIFIED

@@ -55,6 +55,10 @@ CLAIMS_INCLUDE: dict[str, tuple[str, ...]] = {"CN": ("TW",)}
 a device declaring CN in Taiwan is not REFUTED. Restricted sets do not follow this (`outside:CN`
 does not restrict Taiwan; export-control rules list Taiwan separately)."""
 
+SHARED_NEAREST_FACTOR = 2.0
+"""`in+sea:` treats an island shared with a neighbour as the target's own (no keep-out around
+it) only if the neighbour's land is at least this many times farther away than the target's."""
+
 Purpose = Literal["restricted", "claim"]
 
 _PARTS = "governed/parts.geojson.gz"
@@ -142,19 +146,27 @@ class Governed(Countries):
         return dict(shapely.geometry.mapping(self.geometry))
 
 
-def _others_near(codes: tuple[str, ...], area: Any) -> list[Any]:
-    """Land and shipped pieces of every other country that touch `area`."""
+def _others_near(codes: tuple[str, ...], land: Any, area: Any) -> list[Any]:
+    """Land and shipped pieces of every other country that touch `area`.
+
+    A piece shared with the target (an island attributed by proximity to several countries)
+    counts as another country's unless it is at most half as far from the target's land as
+    from every other owner's land (SHARED_NEAREST_FACTOR)."""
     table = countries()
     parts = governed_parts()
     out = [c.geometry for code, c in table.items() if code not in codes]
+    own = {id(g) for code in codes for g in parts.get(code, ())}
     for code, geoms in parts.items():
         if code not in codes:
-            out.extend(geoms)
-    # Pieces shared with another country (an island near two coasts) count as the other's too.
+            out.extend(g for g in geoms if id(g) not in own)
     for code in codes:
         for geom in parts.get(code, ()):
-            owners = _owners().get(id(geom), ())
-            if any(o not in codes for o in owners):
+            owners = [o for o in _owners().get(id(geom), ()) if o not in codes]
+            if not owners or not geom.intersects(area):
+                continue
+            d_target = shapely.distance(geom, land)
+            d_other = min(shapely.distance(geom, table[o].geometry) for o in owners)
+            if d_target * SHARED_NEAREST_FACTOR > d_other:
                 out.append(geom)
     return [g for g in out if g.intersects(area)]
 
@@ -189,7 +201,7 @@ class LandAndSea(Countries):
             math.radians(lat_max)
         )
         area = box(x0 - other_deg, y0 - other_deg, x1 + other_deg, y1 + other_deg)
-        others = _others_near(self.codes, area)
+        others = _others_near(self.codes, land, area)
         sea = grown
         if others:
             keep_out = shapely.buffer(shapely.union_all(others), other_deg * 1.01, quad_segs=8)

