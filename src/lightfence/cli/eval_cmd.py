@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lightfence.cli.app import app
 from lightfence.core.policy import PolicyError, parse_policy
-from lightfence.core.robust import DEFAULT_LIARS
+from lightfence.core.robust import DEFAULT_LIARS, check_liars
 from lightfence.eval.crossval import OUTER_FOLDS
 from lightfence.rttdata import DatasetError
 from lightfence.units import Bound
@@ -67,6 +67,10 @@ def eval_command(
     from the outer folds) on real measured RTTs."""
     from lightfence.eval.run import run_eval
 
+    try:
+        check_liars(liars)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--liars") from exc
     try:
         pol = parse_policy(policy, bound, liars)
     except PolicyError as exc:

@@ -24,6 +24,7 @@ inner errors (the issue's two targets, each relative to the baseline on the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 
 from lightfence.core.bestline import Bestline, BestlineCalibration
 from lightfence.core.estimate import (
+    DEFAULT_SETTINGS,
     Estimate,
     EstimateSettings,
     cbg_plain_centroid,
@@ -190,7 +192,8 @@ class CrossValidation:
                     "fold": f.fold,
                     "targets": f.targets,
                     "settings": f.chosen.describe(),
-                    "inner_score": round(f.inner_score, 4),
+                    # None where nothing could be scored (JSON has no NaN).
+                    "inner_score": None if math.isnan(f.inner_score) else round(f.inner_score, 4),
                 }
                 for f in self.folds
             ],
@@ -215,8 +218,9 @@ def select(
     tick: Callable[[], None] = lambda: None,
 ) -> tuple[EstimateSettings, float]:
     """The candidate with the best pooled leave-one-site-out score over `train`; the hosts in
-    `base` (the outer fold) take no part at all. The first candidate when nothing could be
-    scored or there is only one."""
+    `base` (the outer fold) take no part at all. When nothing could be scored, the display
+    default (if it is a candidate, else the first)."""
+    fallback = DEFAULT_SETTINGS if DEFAULT_SETTINGS in candidates else candidates[0]
     if len(candidates) == 1:
         return candidates[0], float("nan")
     _, site = _sites(train)
@@ -233,7 +237,7 @@ def select(
             errors[c].append(_error_km(t, estimate_position(measurements, lines, settings)))
         cbg.append(_error_km(t, cbg_plain_centroid(measurements)))
     if not cbg:
-        return candidates[0], float("nan")
+        return fallback, float("nan")
     scores = [score(e, cbg) for e in errors]
     best = int(np.argmin(scores))
     return candidates[best], scores[best]
