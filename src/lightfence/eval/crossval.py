@@ -63,11 +63,11 @@ CANDIDATES: tuple[EstimateSettings, ...] = (
 before issue 21) or 0.4 of the way to the fibre caps; a land prior for regions whose smallest cap
 is at least 2,000 km wide (Octant's geographic constraints); and plain 2/3 c caps instead of
 bestlines when even the nearest landmark is 20, 30 or 40 ms away (a landmark's calibration is
-fitted mostly on nearer pairs and says little that far out). Ruled out on the way (in-sample
-leave-one-site-out, docs/physics.md): a land prior for every region, snapping to the nearest
-data-centre city or landmark, a Spotter-style likelihood over all landmarks, GeoPing-style
-nearest neighbours in delay space, and a shortest-ping answer next to a landmark (a no-op: below
-2 ms every method lands in the same city)."""
+fitted mostly on nearer pairs and says little that far out). Ruled out on the way by quick
+in-sample leave-one-out runs (docs/physics.md): a land prior for every region, snapping to the
+nearest data-centre city or landmark, a Spotter-style likelihood over all landmarks,
+GeoPing-style nearest neighbours in delay space, and a shortest-ping answer next to a landmark (a
+no-op: below 2 ms every method lands in the same city)."""
 
 Progress = Callable[[int, int], None]
 Rows = list[tuple[str, str, float, float]]
