@@ -106,9 +106,18 @@ def _measured(data: Path, landmarks: Places, pol: Policy) -> dict[str, Any]:
         dataset = load_dataset(data)
     except DatasetError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from None
+    matched = set(landmarks.names) & set(dataset.landmark_ids)
+    if not matched:
+        console.print(
+            f"warning: no landmark id of the --landmarks file is a landmark of {data}: "
+            "every measured target has no landmark",
+            markup=False,
+            soft_wrap=True,
+        )
     ok, total, tolerated = measured_verified(dataset, pol, set(landmarks.names))
     return {
         "data": str(data),
+        "landmarks_matched": len(matched),
         "targets": total,
         "verified": ok,
         "verified_share": round(ok / total, 4) if total else 0.0,
