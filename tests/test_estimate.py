@@ -175,7 +175,8 @@ def test_estimate_stays_inside_every_fibre_cap(
         measurements.append(Measurement(Landmark(f"L{i}", lm_lat, lm_lon), rtt))
         lines[f"L{i}"] = Bestline(f"L{i}", slope, 1.0)
     est = estimate_position(measurements, lines)
-    assert est.method in ("cbg-bestline", "cbg-bestline-grown")
+    # cbg-plain: the nearest landmark is beyond DEFAULT_SETTINGS.plain_above_ms.
+    assert est.method in ("cbg-bestline", "cbg-bestline-grown", "cbg-plain")
     for m in measurements:
         cap_km = max_distance_km(m.rtt_ms, Bound.FIBRE)
         # Sampled regions: allow a sliver of sampling error at the rim.

@@ -22,12 +22,13 @@ def test_a_target_is_never_its_own_landmark_nor_in_its_calibration() -> None:
 
 
 @pytest.mark.slow
-def test_estimate_median_is_at_most_three_quarters_of_plain_cbg() -> None:
+def test_out_of_sample_estimate_beats_plain_cbg_at_the_median_and_the_p90() -> None:
+    """Issue 21's acceptance, on outer folds of the nested CV (a few minutes of CPU)."""
     result = evaluate_estimates(load_dataset())
     assert result["targets"] == 149
     assert result["skipped"] == []
     assert result["estimate_median_km"] <= 0.75 * result["baseline_cbg_median_km"]
-    # Plain CBG beats shortest ping on this data, and the documented shortest-ping figure holds.
-    assert result["baseline_shortest_ping_median_km"] == pytest.approx(321.0, abs=2.0)
+    assert result["estimate_p90_km"] <= result["baseline_cbg_p90_km"]
     ids = [row["id"] for row in result["per_target"]]
     assert len(set(ids)) == 149
+    assert len(result["estimate_cv"]["chosen"]) == 5

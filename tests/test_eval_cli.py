@@ -24,6 +24,8 @@ def test_eval_on_shipped_data_meets_the_targets(tmp_path: Path) -> None:
     assert summary["relay_trials"] > 0
     assert summary["relay_false_verified"] == 0
     assert summary["estimate_median_km"] <= 0.75 * summary["baseline_cbg_median_km"]
+    assert summary["estimate_p90_km"] <= summary["baseline_cbg_p90_km"]
+    assert summary["liars"] == "auto" and sum(summary["tolerated_liars"].values()) == 149
     assert sum(summary["verdicts"].values()) == 149
     assert {"id", "country", "verdict", "estimate_lat", "estimate_lon", "error_km"} <= set(
         summary["per_target"][0]

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lightfence.core.policy import Policy, PolicyError, parse_policy
+from lightfence.core.robust import AUTO_LIARS_MIN_LANDMARKS, DEFAULT_LIARS, check_liars
 from lightfence.coverage.grid import DEFAULT_RESOLUTION, MAX_RESOLUTION, Grid, land_grid
 from lightfence.coverage.inputs import (
     InputError,
@@ -67,6 +68,14 @@ ResolutionOpt = Annotated[
 ]
 KOpt = Annotated[int, typer.Option("--k", min=1, help="Nearest landmarks modelled per point.")]
 BoundOpt = Annotated[Bound, typer.Option("--bound", help="Speed bound of the verdicts.")]
+LiarsOpt = Annotated[
+    str,
+    typer.Option(
+        "--liars",
+        help="Lying landmarks each verdict must survive: a count, or 'auto' (the verifier's "
+        "default: 1 with at least 4 landmarks, else 0).",
+    ),
+]
 
 
 def _load(what: str, reader: Any, path: Path) -> Places:
@@ -77,13 +86,52 @@ def _load(what: str, reader: Any, path: Path) -> Places:
     return places
 
 
-def _policy(text: str, bound: Bound) -> Policy:
+def _policy(text: str, bound: Bound, liars: str) -> Policy:
     try:
-        # Coverage plans assume verifiability only grows with landmarks, which holds for a fixed
-        # f but not for liars='auto' (its f steps from 0 to 1 at the 4th landmark): plan at f = 0.
-        return parse_policy(text, bound, liars=0)
+        check_liars(liars)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--liars") from None
+    try:
+        # The verifier's own rule by default: a plan at f = 0 would promise VERIFIED verdicts
+        # that a deployment tolerating one liar does not give.
+        return parse_policy(text, bound, liars)
     except (PolicyError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
+
+
+def _measured(data: Path, landmarks: Places, pol: Policy) -> dict[str, Any]:
+    """The data set's targets on their measured RTTs from these landmarks (matched by id): the
+    figure `lightfence eval` gives for the same data, landmarks and policy."""
+    from lightfence.eval.verdicts import measured_verified
+    from lightfence.rttdata import DatasetError, load_dataset
+
+    try:
+        dataset = load_dataset(data)
+    except DatasetError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    matched = set(landmarks.names) & set(dataset.landmark_ids)
+    if not matched:
+        console.print(
+            f"warning: no landmark id of the --landmarks file is a landmark of {data}: "
+            "every measured target has no landmark",
+            markup=False,
+            soft_wrap=True,
+        )
+    ok, total, tolerated = measured_verified(dataset, pol, set(landmarks.names))
+    return {
+        "data": str(data),
+        "landmarks_matched": len(matched),
+        "targets": total,
+        "verified": ok,
+        "verified_share": round(ok / total, 4) if total else 0.0,
+        "tolerated_liars": {str(f): tolerated.count(f) for f in sorted(set(tolerated))},
+    }
+
+
+def _liars_note(pol: Policy) -> str:
+    if pol.liars == "auto":
+        return f"f = 1 with at least {AUTO_LIARS_MIN_LANDMARKS} landmarks, else 0"
+    return f"f = {pol.liars}"
 
 
 def _progress() -> Progress:
@@ -162,9 +210,18 @@ def coverage(
     resolution: ResolutionOpt = DEFAULT_RESOLUTION,
     k: KOpt = DEFAULT_K,
     bound: BoundOpt = Bound.VACUUM,
+    liars: LiarsOpt = str(DEFAULT_LIARS),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Also judge this rtt-public-style data set's targets on their measured RTTs "
+            "(the figure `lightfence eval` gives).",
+        ),
+    ] = None,
 ) -> None:
     """Map where an honest device would be VERIFIED with these landmarks, and with what slack."""
-    pol = _policy(policy, bound)
+    pol = _policy(policy, bound, liars)
     lms = _load("landmarks", read_landmarks, landmarks)
     site_list = _load("sites", read_sites, sites) if sites else shipped_datacentre_cities()
     label = f"sites of {sites.name}" if sites else "listed data-centre cities"
@@ -177,13 +234,28 @@ def coverage(
         hosts = shipped_hosts()
         hosts_ok = _points_ok(hosts, lms, pol, inflation, k, SAME_HOST_KM)
     summary = summarise(grid, cov, site_list, sites_ok, hosts_ok, label)
-    meta = {"policy": pol.describe(), "landmarks": len(lms), "summary": summary.to_dict()}
+    meta: dict[str, Any] = {
+        "policy": pol.describe(),
+        "liars": pol.liars,
+        "landmarks": len(lms),
+        "summary": summary.to_dict(),
+    }
+    if data is not None:
+        with console.status("measured targets"):
+            meta["measured"] = _measured(data, lms, pol)
     title = f"{pol.describe()}: {len(lms)} landmarks, network quantile {inflation:g}"
     with console.status("writing the map"):
         _write_map(out, "coverage", grid, cov, meta, title, lms)
         (out / "summary.json").write_text(json.dumps(meta, indent=2) + "\n")
+    typer.echo(f"lying landmarks tolerated: {pol.liars} ({_liars_note(pol)})")
     for line in summary.lines():
         typer.echo(line)
+    if "measured" in meta:
+        m = meta["measured"]
+        typer.echo(
+            f"targets of {data} VERIFIED on their measured RTTs: {m['verified']} of "
+            f"{m['targets']} ({m['verified_share']:.1%})"
+        )
     typer.echo(f"wrote {out / 'coverage.geojson'}, {out / 'coverage.png'}, {out / 'summary.json'}")
 
 
@@ -203,9 +275,10 @@ def plan_cmd(
     resolution: ResolutionOpt = DEFAULT_RESOLUTION,
     k: KOpt = DEFAULT_K,
     bound: BoundOpt = Bound.VACUUM,
+    liars: LiarsOpt = str(DEFAULT_LIARS),
 ) -> None:
     """Choose new landmark positions that make the most GPUs verifiable, greedily."""
-    pol = _policy(policy, bound)
+    pol = _policy(policy, bound, liars)
     lms = _load("landmarks", read_landmarks, landmarks)
     site_list = _load("sites", read_sites, sites)
     cands = _load("candidates", read_candidates, candidates) if candidates else None
@@ -234,11 +307,13 @@ def plan_cmd(
     before = float(site_list.gpus[result.before].sum())
     after = float(site_list.gpus[result.after].sum())
     Console().print(table)
+    typer.echo(f"lying landmarks tolerated: {pol.liars} ({_liars_note(pol)})")
     typer.echo(f"GPUs verifiable: before {before:g} of {total:g}, after {after:g}")
     if result.stopped_early:
         typer.echo(f"stopped after {len(result.steps)} steps: no candidate adds a verifiable site")
     report = {
         "policy": pol.describe(),
+        "liars": pol.liars,
         "quantile": inflation,
         "gpus_total": total,
         "gpus_before": before,

@@ -22,7 +22,7 @@ from lightfence.core.freshness import (
 )
 from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import PolicyError
-from lightfence.core.robust import Liars, check_liars
+from lightfence.core.robust import DEFAULT_LIARS, Liars, check_liars
 from lightfence.core.verdict import Verdict, VerdictKind
 from lightfence.evidence.bundle import (
     DEFAULT_MAX_BUNDLE_BYTES,
@@ -81,7 +81,7 @@ def verify(
             help="Lying landmarks tolerated: a count or 'auto' (the verifier's default). A "
             "policy stated inside the bundle is unsigned: shown, never used."
         ),
-    ] = "auto",
+    ] = str(DEFAULT_LIARS),
     max_age_hours: Annotated[
         float, typer.Option(help="Reject records measured longer ago than this.")
     ] = MAX_RECORD_AGE_S / 3600,

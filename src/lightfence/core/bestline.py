@@ -17,7 +17,7 @@ Used only for the display estimate, never for a verdict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,16 +140,20 @@ class BestlineCalibration:
     def landmark_ids(self) -> tuple[str, ...]:
         return tuple(self._points)
 
-    def bestlines(self, exclude: str | None = None) -> dict[str, Bestline]:
-        """Bestline per landmark, fitted without any calibration row involving `exclude`."""
+    def bestlines(self, exclude: str | Collection[str] | None = None) -> dict[str, Bestline]:
+        """Bestline per landmark, fitted without any calibration row involving `exclude` (one
+        host id, or several: a site's hosts)."""
+        excluded: Collection[str] = (
+            () if exclude is None else {exclude} if isinstance(exclude, str) else exclude
+        )
         lines: dict[str, Bestline] = {}
         for landmark_id, p in self._points.items():
-            if landmark_id == exclude:
+            if landmark_id in excluded:
                 continue
-            if exclude is None or exclude not in p.others:
+            if not any(e in p.others for e in excluded):
                 lines[landmark_id] = p.full
                 continue
-            keep = np.array([other != exclude for other in p.others])
+            keep = np.array([other not in excluded for other in p.others])
             if not np.any(keep):
                 continue  # no calibration left: the estimate falls back to the baseline
             mean_x = float(np.mean(p.x[keep]))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from lightfence.core.robust import Liars, check_liars
+from lightfence.core.robust import DEFAULT_LIARS, Liars, check_liars
 from lightfence.geo.governed import Governed, LandAndSea
 from lightfence.geo.regions import Complement, Countries, Disc, Region
 from lightfence.units import Bound
@@ -65,7 +65,7 @@ class Policy:
     allowed: Region | None
     """The allowed region A; None means 'the country the device declares'."""
     bound: Bound = Bound.VACUUM
-    liars: Liars = "auto"
+    liars: Liars = DEFAULT_LIARS
     """Lying landmarks each verdict must survive: a count, or 'auto' (see core.robust)."""
     sea: bool = False
     """in-declared-country+sea: the declared country's territorial sea is allowed too."""
@@ -100,7 +100,7 @@ def _codes(text: str) -> tuple[str, ...]:
 
 
 def parse_policy(
-    text: str, bound: Bound | str = Bound.VACUUM, liars: Liars | str = "auto"
+    text: str, bound: Bound | str = Bound.VACUUM, liars: Liars | str = DEFAULT_LIARS
 ) -> Policy:
     """Parse a policy text (see the module docstring). Raises PolicyError with what to fix."""
     bound = Bound(bound)

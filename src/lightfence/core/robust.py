@@ -37,6 +37,10 @@ AUTO_LIARS_MIN_LANDMARKS = 4
 
 Liars = int | Literal["auto"]
 
+DEFAULT_LIARS: Liars = "auto"
+"""The one default liar rule, shared by the verifier, `verify`, `eval`, `coverage`, `plan` and
+every Policy: what planning assumes is what a deployment will verify with."""
+
 
 def check_liars(liars: object) -> Liars:
     """A tolerated-liar setting: a count >= 0 or 'auto'. Raises ValueError with what to write."""

@@ -72,6 +72,16 @@ def judge(
     claim: Callable[[Case], str | None],
 ) -> list[VerdictKind]:
     """Verdicts for all cases in one batch call."""
+    return judge_with_f(cases, policy, landmark_error_km, claim)[0]
+
+
+def judge_with_f(
+    cases: Sequence[Case],
+    policy: Policy,
+    landmark_error_km: float,
+    claim: Callable[[Case], str | None],
+) -> tuple[list[VerdictKind], list[int]]:
+    """Verdicts for all cases in one batch call, and the f each one tolerated."""
     counts = np.array([len(c.landmarks) for c in cases], dtype=np.int64)
     start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     hosts = [h for c in cases for h in c.landmarks]
@@ -85,7 +95,38 @@ def judge(
         position_error_km=np.full(n, landmark_error_km),
     )
     result = decide_batch(table, policy, [claim(c) for c in cases])
-    return [VerdictKind.from_code(int(k)) for k in result.kind]
+    kinds = [VerdictKind.from_code(int(k)) for k in result.kind]
+    return kinds, [int(f) for f in result.tolerated_liars]
+
+
+def measured_verified(
+    data: Dataset,
+    policy: Policy,
+    landmark_ids: set[str] | None = None,
+    landmark_error_km: float = 0.0,
+) -> tuple[int, int, list[int]]:
+    """(VERIFIED, targets, f per target) of the data's targets on their measured RTTs, each
+    measured by the landmarks in `landmark_ids` (default: all), itself left out: the honest
+    verdicts of `lightfence eval`, which coverage reports next to its model."""
+    cases = honest_cases(data)
+    if landmark_ids is not None:
+        cases = [
+            Case(
+                c.target,
+                c.truth,
+                tuple(h for h in c.landmarks if h.id in landmark_ids),
+                tuple(
+                    r for h, r in zip(c.landmarks, c.rtts_ms, strict=True) if h.id in landmark_ids
+                ),
+            )
+            for c in cases
+        ]
+    if not cases:
+        return 0, 0, []
+    kinds, tolerated = judge_with_f(
+        cases, policy, landmark_error_km, lambda c: c.target.country_iso2
+    )
+    return sum(k is VerdictKind.VERIFIED for k in kinds), len(cases), tolerated
 
 
 def truly_allowed(case: Case, policy: Policy) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightfence.core.freshness import MAX_DEVICE_SPEED_KM_PER_H, VERDICT_WINDOW_S
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
-from lightfence.core.robust import Liars
+from lightfence.core.robust import DEFAULT_LIARS, Liars
 from lightfence.core.verdict import Verdict, decide
 from lightfence.evidence.bundle import BundleCheck
 from lightfence.units import Bound
@@ -16,7 +16,7 @@ def bundle_verdict(
     policy_text: str,
     bound: Bound = Bound.VACUUM,
     claimed: str | None = None,
-    liars: Liars | str = "auto",
+    liars: Liars | str = DEFAULT_LIARS,
     window_s: float = VERDICT_WINDOW_S,
     speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
 ) -> Verdict:

@@ -11,7 +11,7 @@ from lightfence.core.freshness import (
     MAX_RECORD_AGE_S,
     VERDICT_WINDOW_S,
 )
-from lightfence.core.robust import check_liars
+from lightfence.core.robust import DEFAULT_LIARS, check_liars
 
 DEFAULT_DB_URL = "sqlite:///lightfence-verifier.db"
 DB_URL_ENV = "LIGHTFENCE_DB_URL"
@@ -50,7 +50,7 @@ class VerifierConfig:
     one the service still runs, and the token endpoint answers 503 saying how to add it."""
     token_ttl_s: float = 300.0
     """Lifetime of a verdict token: a verdict that flips reaches every gate within this."""
-    liars: int | str = "auto"
+    liars: int | str = DEFAULT_LIARS
     """Lying landmarks every verdict must survive (core.robust): a count, or 'auto' (1 for a
     device measured by at least 4 landmarks, 0 below)."""
     write_requests_per_s: float = 20.0

@@ -32,6 +32,7 @@ from lightfence.core.freshness import WindowRecord, verdict_inputs
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
+from lightfence.core.robust import DEFAULT_LIARS
 from lightfence.core.verdict import Verdict, decide, reason_text
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit, statehash
@@ -373,6 +374,6 @@ def verdict_of(row: VerdictRow) -> Verdict | None:
     """
     if not row.inputs:
         return None
-    policy = parse_policy(row.policy, row.bound, row.liars or "auto")
+    policy = parse_policy(row.policy, row.bound, row.liars or DEFAULT_LIARS)
     inputs = [VerdictInput.from_json_dict(i) for i in row.inputs]
     return decide(measurements_of(inputs), policy, row.claimed)

@@ -120,7 +120,8 @@ async function openDevice(id, zoom = true) {
   const historyRows = hist.verdicts.map((v) => el("tr", {},
     el("td", {}, swatch(v.verdict)), el("td", {}, v.verdict),
     el("td", { className: "muted" }, v.computed_at), el("td", {}, v.reason),
-    el("td", { className: "muted" }, `f=${v.tolerated_liars}`)));
+    el("td", { className: "muted", title: "lying landmarks tolerated: f, from the rule in brackets" },
+      `f=${v.tolerated_liars} (liars: ${v.liars ?? "auto"})`)));
   const latest = hist.verdicts[0];
   const evidence = latest
     ? el("button", { id: "evidence", onclick: () => api.download(`devices/${enc(id)}/evidence`,
