@@ -69,8 +69,10 @@ def eval_command(
         Path | None, typer.Option(help="Write a Markdown report with plots to this directory")
     ] = None,
 ) -> None:
-    """Evaluate verdicts (leave-one-out) and position estimates (nested cross-validation, errors
-    from the outer folds) on real measured RTTs."""
+    """Evaluate verdicts and position estimates on real measured RTTs (leave-one-out).
+
+    Verdicts leave each target out of the landmarks; estimates are chosen by nested
+    cross-validation, and their errors come from the outer folds only."""
     if report is not None:
         require("eval", "lightfence eval --report")  # before minutes of work, not after
     from lightfence.eval.run import run_eval
