@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightfence.attestation import Appraisal, AppraisalPolicy
 from lightfence.crypto.keys import key_id
+from lightfence.evidence.calibration import NO_CALIBRATION, Calibration
 from lightfence.identity.device import DeviceIdentity
 from lightfence.model.registry import LandmarkEntry, RegistryError, parse_registry, registry_json
 from lightfence.model.trust import TrustLevel
+from lightfence.protocol.gpu_round import (
+    GpuEvidence,
+    GpuRoundError,
+    GpuRoundRecord,
+    verify_gpu_round,
+)
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 
 BUNDLE_FORMAT = "lightfence-evidence"
@@ -50,9 +58,11 @@ class EvidenceBundle:
     records: tuple[MeasurementRecord, ...]
     landmarks: tuple[LandmarkEntry, ...] = ()
     created_at_unix_ns: int = 0
+    gpu_rounds: tuple[tuple[GpuRoundRecord, GpuEvidence], ...] = ()
+    """GPU-signed rounds (docs/trust.md) with the report and chain each one timed."""
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
             "created_at_unix_ns": self.created_at_unix_ns,
@@ -60,6 +70,12 @@ class EvidenceBundle:
             "landmarks": registry_json(self.landmarks)["landmarks"],
             "records": [r.to_json_dict() for r in self.records],
         }
+        if self.gpu_rounds:  # absent, not empty, in key-only bundles: they stay as they were
+            out["gpu_rounds"] = [
+                {"record": r.to_json_dict(), "evidence": e.to_json_dict()}
+                for r, e in self.gpu_rounds
+            ]
+        return out
 
     @classmethod
     def from_json_dict(cls, d: object) -> EvidenceBundle:
@@ -77,13 +93,30 @@ class EvidenceBundle:
             created = d.get("created_at_unix_ns", 0)
             if not isinstance(created, int):
                 raise BundleError("created_at_unix_ns must be an integer")
+            gpu_rounds = _gpu_rounds_from_json(d.get("gpu_rounds", []))
         except KeyError as exc:
             raise BundleError(f"bundle is missing {exc}") from None
         except (RecordError, RegistryError, ValueError) as exc:
             if isinstance(exc, BundleError):
                 raise
             raise BundleError(f"malformed bundle: {exc}") from None
-        return cls(device, records, landmarks, created)
+        return cls(device, records, landmarks, created, gpu_rounds)
+
+
+def _gpu_rounds_from_json(raw: object) -> tuple[tuple[GpuRoundRecord, GpuEvidence], ...]:
+    if not isinstance(raw, list):
+        raise BundleError("gpu_rounds must be a list")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping) or set(item) != {"record", "evidence"}:
+            raise BundleError(f"gpu_rounds[{i}] must be {{'record': ..., 'evidence': ...}}")
+        out.append(
+            (
+                GpuRoundRecord.from_json_dict(item["record"]),
+                GpuEvidence.from_json_dict(item["evidence"]),
+            )
+        )
+    return tuple(out)
 
 
 def save_bundle(bundle: EvidenceBundle, path: Path) -> None:
@@ -121,10 +154,23 @@ class BundleCheck:
     """Records that passed every check, with the trusted registry entry of their landmark."""
     rejected: tuple[RejectedRecord, ...]
     notes: tuple[str, ...] = field(default=())
+    gpu_accepted: tuple[AcceptedGpuRound, ...] = ()
+    gpu_rejected: tuple[RejectedRecord, ...] = ()
 
     @property
     def all_valid(self) -> bool:
-        return not self.rejected
+        return not self.rejected and not self.gpu_rejected
+
+
+@dataclass(frozen=True)
+class AcceptedGpuRound:
+    """A GPU round that passed the landmark-signature check and a fresh appraisal."""
+
+    record: GpuRoundRecord
+    entry: LandmarkEntry
+    appraisal: Appraisal
+    floor_ms: float
+    """S_floor from a trusted calibration for this GPU model and firmware; 0 without one."""
 
 
 def check_bundle(
@@ -133,8 +179,15 @@ def check_bundle(
     *,
     now_unix_ns: int,
     max_age_s: float | None = None,
+    gpu_policy: AppraisalPolicy | None = None,
+    calibration: Calibration = NO_CALIBRATION,
+    enrolled_gpu_id: str | None = None,
 ) -> BundleCheck:
-    """Re-check every record of `bundle` against the `trusted` landmark registry."""
+    """Re-check every record of `bundle` against the `trusted` landmark registry.
+
+    GPU rounds are appraised again under `gpu_policy` (NVIDIA's root, or a test root); without
+    one they are all rejected, never trusted on the landmark's word alone.
+    """
     device = bundle.device
     notes: list[str] = [
         f"identity trust level: {device.trust_level} ({TRUST_NOTES[device.trust_level]})"
@@ -159,7 +212,83 @@ def check_bundle(
         else:
             seen_sessions.add((rec.landmark_id, rec.session_id))
             accepted.append((rec, trusted[rec.landmark_id]))
-    return BundleCheck(device, tuple(accepted), tuple(rejected), tuple(notes))
+    gpu_ok, gpu_bad = _check_gpu_rounds(
+        bundle, trusted, now_unix_ns, max_age_s, gpu_policy, calibration, enrolled_gpu_id, notes
+    )
+    return BundleCheck(
+        device, tuple(accepted), tuple(rejected), tuple(notes), tuple(gpu_ok), tuple(gpu_bad)
+    )
+
+
+def _check_gpu_rounds(
+    bundle: EvidenceBundle,
+    trusted: Mapping[str, LandmarkEntry],
+    now_unix_ns: int,
+    max_age_s: float | None,
+    policy: AppraisalPolicy | None,
+    calibration: Calibration,
+    enrolled_gpu_id: str | None,
+    notes: list[str],
+) -> tuple[list[AcceptedGpuRound], list[RejectedRecord]]:
+    ok: list[AcceptedGpuRound] = []
+    bad: list[RejectedRecord] = []
+    seen: set[tuple[str, bytes, int]] = set()
+    gpu_ids: set[str] = set()
+    for i, (rec, evidence) in enumerate(bundle.gpu_rounds):
+        why, appraisal = _gpu_round_problem(
+            rec, evidence, bundle.device, trusted, now_unix_ns, max_age_s, policy, seen
+        )
+        if why is None and enrolled_gpu_id is not None and rec.gpu_id != enrolled_gpu_id:
+            why = f"GPU {rec.gpu_id} is not the enrolled GPU {enrolled_gpu_id} (GPU swapped?)"
+        if why is not None or appraisal is None or appraisal.gpu is None:
+            bad.append(RejectedRecord(i, rec.landmark_id, f"GPU round: {why}"))
+            continue
+        seen.add((rec.landmark_id, rec.session_id, rec.round_no))
+        gpu_ids.add(rec.gpu_id)
+        floor = calibration.floor_ms(appraisal.gpu.hwmodel, appraisal.vbios_version)
+        if floor >= rec.rtt_ms:
+            notes.append(
+                f"GPU round {i}: RTT {rec.rtt_ms:.3f} ms is not above the calibrated S_floor "
+                f"{floor:.3f} ms; floor ignored (S_floor 0) and the calibration is suspect"
+            )
+            floor = 0.0
+        ok.append(AcceptedGpuRound(rec, trusted[rec.landmark_id], appraisal, floor))
+    if len(gpu_ids) > 1:
+        notes.append(f"GPU rounds name {len(gpu_ids)} different GPUs: {sorted(gpu_ids)}")
+    if ok:
+        a = ok[0].appraisal
+        notes.append(f"GPU evidence: revocation {a.revocation}; root {a.root_fingerprint[:16]}")
+    return ok, bad
+
+
+def _gpu_round_problem(
+    rec: GpuRoundRecord,
+    evidence: GpuEvidence,
+    device: DeviceIdentity,
+    trusted: Mapping[str, LandmarkEntry],
+    now_unix_ns: int,
+    max_age_s: float | None,
+    policy: AppraisalPolicy | None,
+    seen: set[tuple[str, bytes, int]],
+) -> tuple[str | None, Appraisal | None]:
+    entry = trusted.get(rec.landmark_id)
+    if entry is None:
+        return f"unknown landmark {rec.landmark_id!r} (not in the trusted registry)", None
+    if rec.device_id != device.device_id:
+        return f"round is for device {rec.device_id}, the bundle's is {device.device_id}", None
+    if policy is None:
+        return "no GPU root configured to appraise the evidence", None
+    try:
+        appraisal = verify_gpu_round(rec, evidence, entry.public_key, policy, now_unix_ns / 1e9)
+    except GpuRoundError as exc:
+        return str(exc), None
+    if (rec.landmark_id, rec.session_id, rec.round_no) in seen:
+        return "duplicate round (same landmark, session and round): replayed", None
+    if rec.measured_at_unix_ns > now_unix_ns + MAX_FUTURE_SKEW_NS:
+        return "round is dated in the future", None
+    if max_age_s is not None and now_unix_ns - rec.measured_at_unix_ns > max_age_s * 1e9:
+        return f"stale: older than the {max_age_s / 3600:g} h allowed", None
+    return None, appraisal
 
 
 def _record_problem(
@@ -196,3 +325,17 @@ def _record_problem(
 def accepted_min_rtts(check: BundleCheck) -> Sequence[tuple[LandmarkEntry, float]]:
     """(landmark, min RTT in ms) of every accepted record: what a verdict is computed from."""
     return [(entry, rec.min_rtt_ms) for rec, entry in check.accepted]
+
+
+def accepted_gpu_rtts(check: BundleCheck) -> Sequence[tuple[LandmarkEntry, float, float]]:
+    """(landmark, min RTT ms, S_floor ms) per landmark over accepted GPU rounds.
+
+    Per landmark, the round with the least RTT - S_floor: the tightest cap it proves.
+    """
+    best: dict[str, tuple[LandmarkEntry, float, float]] = {}
+    for g in check.gpu_accepted:
+        lid = g.record.landmark_id
+        cur = best.get(lid)
+        if cur is None or g.record.rtt_ms - g.floor_ms < cur[1] - cur[2]:
+            best[lid] = (g.entry, g.record.rtt_ms, g.floor_ms)
+    return list(best.values())

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from lightfence.attestation import Appraisal, AppraisalPolicy
 from lightfence.attestation.certs import FWID_OIDS
 from lightfence.attestation.spdm import (
     OPAQUE_DRIVER_VERSION,
@@ -29,6 +30,9 @@ from lightfence.attestation.spdm import (
     Measurement,
     build_report,
 )
+from lightfence.crypto.keys import SigningKey
+from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord, gpu_nonce, issue_gpu_round
+from lightfence.protocol.record import TimestampSource
 
 _NOT_BEFORE = datetime(2020, 1, 1, tzinfo=UTC)
 _NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -159,3 +163,51 @@ class GpuStandIn:
         der = self._alias_key.sign(signed, ec.ECDSA(hashes.SHA384()))
         r, s = decode_dss_signature(der)
         return signed + r.to_bytes(48, "big") + s.to_bytes(48, "big")
+
+
+@dataclass(frozen=True)
+class EmulatedGpuRound:
+    record: GpuRoundRecord | None
+    evidence: GpuEvidence
+    appraisal: Appraisal
+    signing_ms: float
+
+
+def emulate_gpu_round(
+    *,
+    landmark_id: str,
+    landmark_key: SigningKey,
+    device_id: str,
+    gpu: GpuStandIn,
+    path_rtt_ms: float,
+    policy: AppraisalPolicy,
+    rng: random.Random,
+    utc_ns: int,
+    session_id: bytes | None = None,
+    round_no: int = 0,
+) -> EmulatedGpuRound:
+    """One GPU round as a landmark would time it: RTT = path RTT + the GPU's signing time.
+
+    Emulation stands in for the network and the GPU only; the nonce derivation, the report's
+    signature, the landmark's appraisal and its signed record are the real code.
+    """
+    session = session_id if session_id is not None else rng.randbytes(16)
+    nonce = rng.randbytes(32)
+    report = gpu.report(gpu_nonce(nonce, landmark_id, device_id, session, round_no), rng)
+    evidence = GpuEvidence(report, gpu.chain_der)
+    signing_ms = gpu.signing_time.draw_ms(rng)
+    rtt_ns = max(1, round((path_rtt_ms + signing_ms) * 1e6))
+    record, appraisal = issue_gpu_round(
+        landmark_id=landmark_id,
+        landmark_key=landmark_key,
+        device_id=device_id,
+        session_id=session,
+        round_no=round_no,
+        nonce=nonce,
+        rtt_ns=rtt_ns,
+        timestamp_source=TimestampSource.KERNEL,
+        evidence=evidence,
+        policy=policy,
+        utc_ns=utc_ns,
+    )
+    return EmulatedGpuRound(record, evidence, appraisal, signing_ms)
