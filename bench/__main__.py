@@ -17,6 +17,7 @@ BENCHMARKS = [
     "protocol_timing",  # issue 3: landmark RTT overhead vs a bare kernel-timestamped echo
     "protocol_throughput",  # issue 3: challenge rounds/s per landmark core, signatures on
     "datagram_soak",  # issue 3: a million hostile datagrams, no crash, bounded memory
+    "landmark_flood",  # issue 17: spoofed HELLO flood and amplification, vs main
     "verifier_ingest",  # issue 4: records/s on SQLite (and PostgreSQL with --pg), recompute rate
     "emulation",  # issue 5: the emulated geography's own added delay
     "coverage",  # issue 7: global coverage map and planner step

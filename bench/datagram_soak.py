@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import random
 import socket
@@ -36,7 +37,7 @@ def hostile(rng: random.Random, seen: list[bytes]) -> bytes:
     if kind == 0:
         return rng.randbytes(rng.randrange(0, 1400))
     if kind == 1:  # right framing, wrong everything else
-        return b"LF\x01" + bytes([rng.randrange(0, 9)]) + rng.randbytes(rng.randrange(0, 120))
+        return b"LF\x02" + bytes([rng.randrange(0, 9)]) + rng.randbytes(rng.randrange(0, 120))
     if kind == 2:  # a response for a session that does not exist
         return m.encode(m.Response(rng.randbytes(16), rng.randrange(64), rng.randbytes(64)))
     if kind == 3:  # another protocol version
@@ -54,14 +55,25 @@ def hostile(rng: random.Random, seen: list[bytes]) -> bytes:
     return rng.randbytes(85)  # the size of a response, random content
 
 
-def forge_answers(sock: socket.socket, rng: random.Random, seen: list[bytes]) -> int:
-    """Answer every challenge that came back with a forged signature. Returns how many."""
+def forge_answers(
+    sock: socket.socket, rng: random.Random, seen: list[bytes], hellos: dict[bytes, m.Hello]
+) -> int:
+    """Echo the cookie of every RETRY for one of `hellos` (the soak's socket receives at its
+    address, so its sessions open), and answer every challenge that came back with a forged
+    signature. Returns how many answers were forged."""
     forged = 0
     while True:
         try:
             data, addr = sock.recvfrom(2048)
         except BlockingIOError:
             return forged
+        if len(data) > 3 and data[3] == m.MessageType.RETRY:
+            retry = m.decode(data)
+            assert isinstance(retry, m.Retry)
+            hello = hellos.pop(retry.hello_id, None)
+            if hello is not None:
+                sock.sendto(m.encode(dataclasses.replace(hello, cookie=retry.cookie)), addr)
+            continue
         if len(data) == m.CHALLENGE_LEN and data[:4] == m.header(m.MessageType.CHALLENGE):
             resp = data[:4].replace(b"\x03", b"\x04") + data[4:21] + rng.randbytes(64)
             sock.sendto(resp, addr)
@@ -86,6 +98,7 @@ async def soak(total: int) -> dict[str, object]:
     sock.setblocking(False)
     target = lm.entry.host_port()
     seen: list[bytes] = []
+    hellos: dict[bytes, m.Hello] = {}
     sent = forged = genuine = 0
     rss_start = lm.rss_kib()
     t0 = time.monotonic()
@@ -103,9 +116,12 @@ async def soak(total: int) -> dict[str, object]:
         hello = m.Hello(
             os.urandom(8), rng.randbytes(16).hex(), rng.randbytes(32), TrustLevel.SOFTWARE, 10
         )
+        hellos[hello.hello_id] = hello
         sock.sendto(m.encode(hello), target)
-        await asyncio.sleep(0.002)  # let the landmark drain its queue and send challenges
-        forged += forge_answers(sock, rng, seen)
+        await asyncio.sleep(0.002)  # let the landmark drain its queue and send a RETRY
+        forged += forge_answers(sock, rng, seen, hellos)
+        await asyncio.sleep(0.002)  # ... and the challenges, once the cookie is back
+        forged += forge_answers(sock, rng, seen, hellos)
         if sent // BATCH % 50 == 0:
             result = await measure_landmark(lm.entry, dev, ident, 10, retry)
             genuine += 1

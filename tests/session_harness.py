@@ -9,9 +9,10 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lightfence.identity.device import software_identity
+from lightfence.protocol import messages as m
 from lightfence.protocol.agent_session import AgentSession
 from lightfence.protocol.landmark_session import Addr, LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import MeasurementRecord
@@ -65,13 +66,36 @@ def make_pair(
     return lm, agent
 
 
+def hello_with_cookie(
+    lm: LandmarkEndpoint, agent: AgentSession, addr: Addr = AGENT_ADDR, now_ns: int = 0
+) -> bytes:
+    """Start `agent`, pass its first HELLO to `lm` and the RETRY back: the HELLO with the
+    cookie, which opens a session when `lm` receives it from `addr` (not yet delivered)."""
+    lm.receive_datagram(agent.start(), addr, now_ns)
+    (retry,) = lm.datagrams_to_send()
+    assert retry.addr == addr
+    (hello,) = agent.receive_datagram(retry.data)
+    return hello
+
+
+def with_cookie(lm: LandmarkEndpoint, hello: bytes, addr: Addr, now_ns: int = 0) -> bytes:
+    """`hello` (a first HELLO's bytes) again with the cookie `lm` gives `addr` for it."""
+    lm.receive_datagram(hello, addr, now_ns)
+    (retry,) = lm.datagrams_to_send()
+    msg, first = m.decode(retry.data), m.decode(hello)
+    assert isinstance(msg, m.Retry) and isinstance(first, m.Hello)
+    return m.encode(replace(first, cookie=msg.cookie))
+
+
 def run_session(
     lm: LandmarkEndpoint, agent: AgentSession, wire: Wire | None = None, now_ns: int = 10**9
 ) -> tuple[MeasurementRecord | None, int]:
     """Run one session to its end; return the issued record (or None) and the final clock."""
     w = wire or Wire()
     now = now_ns
-    lm.receive_datagram(agent.start(), AGENT_ADDR, now)
+    hello = hello_with_cookie(lm, agent, AGENT_ADDR, now)
+    now += 2 * w.one_way_ns
+    lm.receive_datagram(hello, AGENT_ADDR, now)
     issued: MeasurementRecord | None = None
     pending: deque[bytes] = deque()
     for _ in range(10_000):

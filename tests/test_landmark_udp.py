@@ -92,7 +92,7 @@ def test_noise_at_a_serving_landmark_is_counted_and_measuring_still_works(batche
             noise = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             for i in range(300):
                 noise.sendto(bytes([i % 256]) * (i % 97) + b"LF", server.address)
-            noise.sendto(b"LF\x01\x04" + bytes(81), server.address)  # response, no session
+            noise.sendto(b"LF\x02\x04" + bytes(81), server.address)  # response, no session
             noise.sendto(b"x" * 1500, server.address)
             noise.close()
             result = await measure_landmark(entry, DEVICE, IDENTITY, 5, FAST)

@@ -22,10 +22,16 @@ valid_hellos = st.builds(
     st.binary(min_size=32, max_size=32),
     st.sampled_from(list(TrustLevel)),
     st.integers(1, 64),
+    st.one_of(st.just(b""), st.binary(min_size=1, max_size=m.MAX_COOKIE_BYTES)),
 )
 
 messages = st.one_of(
     valid_hellos,
+    st.builds(
+        m.Retry,
+        st.binary(min_size=8, max_size=8),
+        st.binary(min_size=1, max_size=m.MAX_COOKIE_BYTES),
+    ),
     st.builds(
         m.SessionAccept,
         st.binary(min_size=8, max_size=8),
@@ -92,11 +98,11 @@ def test_mutated_messages_raise_only_decode_errors(msg: m.Message, data: st.Data
 
 def test_other_versions_and_oversized_datagrams_are_named() -> None:
     raw = bytearray(m.encode(m.Challenge(b"s" * 16, 0, b"n" * 32)))
-    raw[2] = 2
+    raw[2] = 1
     with pytest.raises(m.UnsupportedVersion):
         m.decode(bytes(raw))
     with pytest.raises(DecodeError, match="exceeds"):
-        m.decode(b"LF\x01\x03" + bytes(2000))
+        m.decode(b"LF\x02\x03" + bytes(2000))
 
 
 def test_building_an_invalid_message_is_a_local_error() -> None:
@@ -127,6 +133,7 @@ def reference_decode_hello(data: bytes) -> m.Hello:
             device_public_key=r.fixed(PUBLIC_KEY_LEN),
             trust_level=TrustLevel(r.text()),
             rounds=r.u8(),
+            cookie=r.fixed(r.u8()),
         )
     except DecodeError:
         raise
@@ -158,7 +165,17 @@ near_miss_trust = st.one_of(
     st.sampled_from([t.value.upper().encode() for t in TrustLevel]),
     st.binary(max_size=255),
 )
-HELLO_DEFECTS = ("none", "trust", "rounds", "size", "padding_length", "padding", "trailing", "cut")
+HELLO_DEFECTS = (
+    "none",
+    "trust",
+    "rounds",
+    "cookie",
+    "size",
+    "padding_length",
+    "padding",
+    "trailing",
+    "cut",
+)
 
 
 @st.composite
@@ -169,6 +186,9 @@ def hello_like(draw: st.DrawFn) -> bytes:
     if defect == "trust":
         trust = draw(near_miss_trust)
     rounds = draw(st.integers(0, 255) if defect == "rounds" else st.integers(1, 64))
+    cookie_len = draw(
+        st.integers(0, 255) if defect == "cookie" else st.integers(0, m.MAX_COOKIE_BYTES)
+    )
     size = draw(st.integers(m.HELLO_MIN_BYTES, m.MAX_DATAGRAM_BYTES))
     if defect == "size":
         size = draw(
@@ -184,6 +204,8 @@ def hello_like(draw: st.DrawFn) -> bytes:
         + bytes((len(trust),))
         + trust
         + bytes((rounds,))
+        + bytes((cookie_len,))
+        + draw(st.binary(min_size=cookie_len, max_size=cookie_len))
     )
     padding = bytearray(max(0, size - len(head) - 2))
     padding_length = len(padding)
@@ -231,9 +253,9 @@ def test_hello_decoder_edge_cases() -> None:
     raw = m.encode(hello)
     assert len(raw) == m.HELLO_MIN_BYTES
     rounds_at = 4 + 8 + 16 + 32 + 1 + len("gpu-bound")
-    padding_at = rounds_at + 3
+    padding_at = rounds_at + 4
 
-    def padded_to(size: int, head: bytes = raw[: rounds_at + 1]) -> bytes:
+    def padded_to(size: int, head: bytes = raw[: rounds_at + 2]) -> bytes:
         return head + (size - padding_at).to_bytes(2, "big") + bytes(size - padding_at)
 
     assert padded_to(m.HELLO_MIN_BYTES) == raw
@@ -247,7 +269,8 @@ def test_hello_decoder_edge_cases() -> None:
         raw[:rounds_at] + b"\x00" + raw[rounds_at + 1 :],  # rounds 0
         raw[:rounds_at] + b"\x41" + raw[rounds_at + 1 :],  # rounds 65
         raw[:-1] + b"\x01",  # non-zero padding
-        padded_to(m.HELLO_MIN_BYTES, raw[:61] + b"GPU-BOUND" + raw[rounds_at : rounds_at + 1]),
+        padded_to(m.HELLO_MIN_BYTES, raw[:61] + b"GPU-BOUND" + raw[rounds_at : rounds_at + 2]),
+        raw[: rounds_at + 1] + b"\x41" + raw[rounds_at + 2 :],  # cookie longer than the rest
         HELLO_HEADER + bytes(m.HELLO_MIN_BYTES - 4),  # empty trust level
     ]
     decoded = []

@@ -18,8 +18,10 @@ from session_harness import (
     DEVICE_KEY,
     LANDMARK_KEY,
     Wire,
+    hello_with_cookie,
     make_pair,
     run_session,
+    with_cookie,
 )
 
 
@@ -178,7 +180,7 @@ def test_record_fastest_round_is_signed_by_the_device() -> None:
 def test_agent_refuses_a_landmark_with_an_unexpected_key() -> None:
     lm, agent = make_pair(rounds=2)
     agent.landmark_public_key = DEVICE_KEY.public_bytes
-    lm.receive_datagram(agent.start(), AGENT_ADDR, 0)
+    lm.receive_datagram(hello_with_cookie(lm, agent), AGENT_ADDR, 0)
     for out in lm.datagrams_to_send():
         agent.receive_datagram(out.data)
     assert agent.state is AgentState.FAILED
@@ -189,12 +191,15 @@ def test_rate_limit_and_session_bound_hold() -> None:
     cfg = LandmarkConfig("fra1", max_sessions=5, hello_rate_per_s=1.0, hello_burst=3)
     lm, agent = make_pair(config=cfg)
     hello = agent.start()
-    for i in range(10):
-        lm.receive_datagram(hello, ("10.0.0.1", 1000 + i), 0)
+    one_source = [("10.0.0.1", 1000 + i) for i in range(10)]
+    many_sources = [(f"10.0.1.{i}", 1000) for i in range(10)]
+    cookied = {addr: with_cookie(lm, hello, addr) for addr in one_source + many_sources}
+    for addr in one_source:
+        lm.receive_datagram(cookied[addr], addr, 0)
     assert lm.active_sessions == 3
     assert lm.stats.rejected["rate_limited"] == 7
-    for i in range(10):
-        lm.receive_datagram(hello, (f"10.0.1.{i}", 1000), 0)
+    for addr in many_sources:
+        lm.receive_datagram(cookied[addr], addr, 0)
     assert lm.active_sessions == 5
     assert lm.stats.rejected["busy"] == 8
     replies = [m.decode(o.data) for o in lm.datagrams_to_send()]
@@ -203,7 +208,7 @@ def test_rate_limit_and_session_bound_hold() -> None:
 
 def test_sessions_that_are_never_sent_expire() -> None:
     lm, agent = make_pair(rounds=3)
-    lm.receive_datagram(agent.start(), AGENT_ADDR, 0)
+    lm.receive_datagram(hello_with_cookie(lm, agent), AGENT_ADDR, 0)
     lm.datagrams_to_send()  # dropped on the floor: no on_sent, no timer per round
     timer = lm.get_timer()
     assert timer is not None
@@ -222,8 +227,8 @@ def test_issue_record_misuse_is_a_loud_local_error() -> None:
 
 junk = st.one_of(
     st.binary(max_size=300),
-    st.binary(max_size=100).map(lambda b: b"LF\x01\x04" + b),
-    st.binary(max_size=100).map(lambda b: b"LF\x01\x01" + b),
+    st.binary(max_size=100).map(lambda b: b"LF\x02\x04" + b),
+    st.binary(max_size=100).map(lambda b: b"LF\x02\x01" + b),
     st.binary(min_size=1300, max_size=1400),
 )
 
@@ -256,7 +261,7 @@ def test_noise_never_crashes_and_never_yields_an_unsigned_measurement(
 def test_agent_ignores_noise() -> None:
     _, agent = make_pair()
     agent.start()
-    for junk_dgram in (b"", b"LF\x01\x03" + bytes(49), b"\x00" * 70):
+    for junk_dgram in (b"", b"LF\x02\x03" + bytes(49), b"\x00" * 70):
         assert agent.receive_datagram(junk_dgram) == []
     assert agent.state is AgentState.WAITING_SESSION
     assert sum(agent.rejected.values()) == 3
@@ -264,7 +269,7 @@ def test_agent_ignores_noise() -> None:
 
 def test_fast_answer_path_matches_the_reference_encoding() -> None:
     lm, agent = make_pair(rounds=3)
-    lm.receive_datagram(agent.start(), AGENT_ADDR, 0)
+    lm.receive_datagram(hello_with_cookie(lm, agent), AGENT_ADDR, 0)
     accept, challenge = (o.data for o in lm.datagrams_to_send())
     agent.receive_datagram(accept)
     (answer,) = agent.receive_datagram(challenge)
@@ -280,11 +285,11 @@ def test_fast_answer_path_matches_the_reference_encoding() -> None:
 
 def test_landmark_fast_paths_agree_with_the_message_codec() -> None:
     lm, agent = make_pair(rounds=3)
-    lm.receive_datagram(agent.start(), AGENT_ADDR, 0)
+    lm.receive_datagram(hello_with_cookie(lm, agent), AGENT_ADDR, 0)
     _, challenge = (o.data for o in lm.datagrams_to_send())
     assert m.encode(m.decode(challenge)) == challenge
     sid = challenge[4:20]
-    bad_round = b"LF\x01\x04" + sid + bytes([200]) + bytes(64)
+    bad_round = b"LF\x02\x04" + sid + bytes([200]) + bytes(64)
     lm.receive_datagram(bad_round, AGENT_ADDR, 1)
     with pytest.raises(DecodeError):  # the codec refuses the same datagram
         m.decode(bad_round)
@@ -292,14 +297,19 @@ def test_landmark_fast_paths_agree_with_the_message_codec() -> None:
 
 
 def test_a_hello_can_never_be_amplified() -> None:
-    # Longest landmark id: the SESSION and first CHALLENGE together stay below the HELLO.
+    # Longest landmark id: before the cookie one RETRY, after it the SESSION and first
+    # CHALLENGE, each time fewer bytes than the HELLO that asked.
     cfg = LandmarkConfig("L" * 255, max_rounds=64)
     lm, agent = make_pair(rounds=64, config=cfg)
     hello = agent.start()
     lm.receive_datagram(hello, AGENT_ADDR, 0)
+    (retry,) = lm.datagrams_to_send()
+    assert len(retry.data) <= len(hello) == m.HELLO_MIN_BYTES
+    (second,) = agent.receive_datagram(retry.data)
+    lm.receive_datagram(second, AGENT_ADDR, 0)
     replies = lm.datagrams_to_send()
     assert len(replies) == 2
-    assert sum(len(o.data) for o in replies) <= len(hello) == m.HELLO_MIN_BYTES
+    assert sum(len(o.data) for o in replies) <= len(second) == m.HELLO_MIN_BYTES
     lm.receive_datagram(hello[:-1], AGENT_ADDR, 0)  # unpadded
     lm.receive_datagram(hello[:-1] + b"\x01", AGENT_ADDR, 0)  # non-zero padding
     assert lm.stats.rejected["malformed"] == 2

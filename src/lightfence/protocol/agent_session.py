@@ -1,7 +1,8 @@
 """The device's side of one session with one landmark, as a pure state machine.
 
 `start` gives the HELLO datagram; `receive_datagram` takes each datagram from the landmark and
-returns what to send back (the signed answer to a challenge, at once). The device never times
+returns what to send back (the HELLO again with the landmark's retry cookie, which proves the
+device receives at its address; the signed answer to a challenge, at once). The device never times
 anything: RTT is measured on the landmark's clock only. The agent checks the landmark is the
 one it expected (its key id) and that the final record verifies before accepting it.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from lightfence.crypto.keys import SigningKey, key_id
@@ -22,6 +23,9 @@ from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 from lightfence.protocol.wire import DecodeError
 
 _PREFIX_LEN = m.HEADER_LEN + 16
+MAX_RETRIES = 3
+"""RETRYs answered per session: one is the protocol; a few more cover a cookie that expired or
+a landmark that restarted in between; beyond that the landmark is not accepting ours."""
 
 
 class AgentState(StrEnum):
@@ -84,6 +88,8 @@ class AgentSession:
     """Set when the landmark refused the session or issued no record."""
     rejected: Counter[str] = field(default_factory=Counter)
     _hello_id: bytes = b""
+    _hello: m.Hello | None = None
+    retries: int = 0
     _session_id: bytes = b""
     _rounds_served: int = 0
     _answered: set[int] = field(default_factory=set)
@@ -102,14 +108,14 @@ class AgentSession:
             raise AgentProtocolError(f"start() in state {self.state}")
         self._hello_id = self.rng(m.HELLO_ID_LEN)
         self.state = AgentState.WAITING_SESSION
-        hello = m.Hello(
+        self._hello = m.Hello(
             self._hello_id,
             self.identity.device_id,
             self.identity.public_key,
             self.identity.trust_level,
             self.rounds,
         )
-        return m.encode(hello)
+        return m.encode(self._hello)
 
     @property
     def retryable(self) -> bool:
@@ -146,6 +152,8 @@ class AgentSession:
                 self._on_record(msg)
             case m.Reject():
                 self._on_reject(msg)
+            case m.Retry():
+                return self._on_retry(msg)
             case _:
                 self.rejected["unexpected_type"] += 1
         return []
@@ -171,6 +179,20 @@ class AgentSession:
             self.landmark_id, self.identity.device_id, msg.session_id
         )
         self.state = AgentState.MEASURING
+
+    def _on_retry(self, msg: m.Retry) -> list[bytes]:
+        if (
+            self.state is not AgentState.WAITING_SESSION
+            or msg.hello_id != self._hello_id
+            or self._hello is None
+        ):
+            self.rejected["unexpected_retry"] += 1
+            return []
+        if self.retries >= MAX_RETRIES:
+            self._fail(f"landmark {self.landmark_id} asked for its cookie {self.retries + 1} times")
+            return []
+        self.retries += 1
+        return [m.encode(replace(self._hello, cookie=msg.cookie))]
 
     def _on_challenge(self, msg: m.Challenge) -> list[bytes]:
         if self.state is not AgentState.MEASURING or msg.session_id != self._session_id:

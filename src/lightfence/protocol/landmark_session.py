@@ -5,6 +5,10 @@ it when each challenge left, and calls `handle_timer` at `get_timer()`. All time
 in one monotonic nanosecond domain chosen by the adapter; how a round's RTT is made from them
 (and why it is never shorter than the signal's real round trip) is protocol.round_timing.
 
+A HELLO opens a session only with a valid retry cookie (protocol.cookie): before that the
+landmark keeps nothing and answers with one RETRY, shorter than the HELLO. A session whose peer
+answers nothing ends when one more challenge would send it more bytes than it sent.
+
 Signatures are checked only when a session is finished (`issue_record`), off the timing path.
 A datagram that is malformed, for another session, from the wrong source, for a stale, future
 or duplicate round, is dropped and counted in `stats.rejected`; nothing from the network raises.
@@ -28,6 +32,7 @@ from lightfence.protocol.challenge import (
     SESSION_ID_LEN,
     challenge_middle,
 )
+from lightfence.protocol.cookie import CookieCheck, RetryCookies
 from lightfence.protocol.landmark_types import (
     Addr,
     LandmarkConfig,
@@ -79,6 +84,9 @@ class _Session:
     rounds: int
     challenge_prefix: bytes
     """Header and session id: the start of every challenge of this session."""
+    hello_bytes: int = 0
+    """Size of the HELLO that opened it: with the answers, what the peer has sent."""
+    accept_bytes: int = 0
     log: list[_Round] = field(default_factory=list)
     current: int = -1
     """Number of the round in progress (the last in `log`)."""
@@ -126,6 +134,7 @@ class LandmarkEndpoint:
         self._hellos = SourceRateLimiter(
             config.hello_rate_per_s, config.hello_burst, config.max_tracked_sources
         )
+        self._cookies = RetryCookies(self._rng)
         self._accepting = True
 
     def stop_accepting(self) -> None:
@@ -160,6 +169,9 @@ class LandmarkEndpoint:
             msg = m.decode(data)
         except m.UnsupportedVersion:
             self._reject(Rejection.UNSUPPORTED_VERSION)
+            reply = m.encode_version_reject(data)
+            if reply is not None:  # an agent of version 1: tell it, in fewer bytes than it sent
+                self._out.append(Outgoing(reply, addr))
             return
         except DecodeError:
             self._reject(Rejection.MALFORMED)
@@ -167,7 +179,7 @@ class LandmarkEndpoint:
         if isinstance(msg, m.Response):  # only reached for responses the fast path did not take
             self._on_response(msg.session_id, msg.round_no, msg.signature, addr, now_ns, kernel_rx)
         elif isinstance(msg, m.Hello):
-            self._on_hello(msg, addr, now_ns)
+            self._on_hello(msg, len(data), addr, now_ns)
         else:
             self._reject(Rejection.UNEXPECTED_TYPE)
 
@@ -215,6 +227,10 @@ class LandmarkEndpoint:
                 self._arm(s, s.deadline_ns)  # the entry was for an earlier round: move it on
                 continue
             self.stats.rounds_lost += 1
+            if len(s.log) < s.rounds and not self._peer_paid_for(s, m.CHALLENGE_LEN):
+                self.stats.silent_sessions_ended += 1
+                self._finish(s)
+                continue
             self._advance(s)
 
     # --- output --------------------------------------------------------------------------
@@ -286,8 +302,11 @@ class LandmarkEndpoint:
         rtts = [rtt for rtt, i, _, _ in timed if i not in forged]
         if best is None:
             self.stats.sessions_without_record += 1
-            reject = m.Reject(s.session_id, m.RejectCode.NO_VALID_ROUNDS, "no valid answer")
-            self._out.append(Outgoing(m.encode(reject), s.addr))
+            reject = m.encode(
+                m.Reject(s.session_id, m.RejectCode.NO_VALID_ROUNDS, "no valid answer")
+            )
+            if self._peer_paid_for(s, len(reject)):  # never more than a silent peer sent
+                self._out.append(Outgoing(reject, s.addr))
             return None
         rtt, fastest, rnd, source = best
         assert rnd.signature is not None
@@ -321,16 +340,39 @@ class LandmarkEndpoint:
     def _reject(self, why: Rejection) -> None:
         self.stats.rejected[why.value] += 1
 
-    def _on_hello(self, hello: m.Hello, addr: Addr, now_ns: int) -> None:
+    def _on_hello(self, hello: m.Hello, size: int, addr: Addr, now_ns: int) -> None:
+        # Until the cookie checks, the source address is only a claim: keep nothing, answer
+        # with at most one datagram shorter than the HELLO (a RETRY, or BUSY when shutting down).
+        if not self._accepting:
+            self._reject(Rejection.BUSY)
+            reply = m.Reject(hello.hello_id, m.RejectCode.BUSY, "landmark shutting down")
+            self._out.append(Outgoing(m.encode(reply), addr))
+            return
+        fields = hello.cookie_fields()
+        if hello.cookie:
+            verdict = self._cookies.check(hello.cookie, addr, fields, now_ns)
+            if verdict is not CookieCheck.VALID:
+                self._reject(
+                    Rejection.EXPIRED_COOKIE
+                    if verdict is CookieCheck.EXPIRED
+                    else Rejection.BAD_COOKIE
+                )
+        else:
+            verdict = None
+        if verdict is not CookieCheck.VALID:
+            self.stats.retries_sent += 1
+            cookie = self._cookies.issue(addr, fields, now_ns)
+            self._out.append(Outgoing(m.encode_retry(hello.hello_id, cookie), addr))
+            return
+        # The peer receives at `addr`: per-source limits now count real sources.
         if not self._hellos.allow(addr[0], now_ns):
             self._reject(Rejection.RATE_LIMITED)
             reply = m.Reject(hello.hello_id, m.RejectCode.RATE_LIMITED, "too many sessions")
             self._out.append(Outgoing(m.encode(reply), addr))
             return
-        if len(self._sessions) >= self.config.max_sessions or not self._accepting:
+        if len(self._sessions) >= self.config.max_sessions:
             self._reject(Rejection.BUSY)
-            why = "landmark busy" if self._accepting else "landmark shutting down"
-            reply = m.Reject(hello.hello_id, m.RejectCode.BUSY, why)
+            reply = m.Reject(hello.hello_id, m.RejectCode.BUSY, "landmark busy")
             self._out.append(Outgoing(m.encode(reply), addr))
             return
         session_id = self._fresh_session_id()
@@ -342,6 +384,7 @@ class LandmarkEndpoint:
             trust_level=hello.trust_level,
             rounds=min(hello.rounds, self.config.max_rounds),
             challenge_prefix=_CHALLENGE_HEADER + session_id,
+            hello_bytes=size,
         )
         self._sessions[s.session_id] = s
         self.stats.sessions_opened += 1
@@ -350,8 +393,19 @@ class LandmarkEndpoint:
         accept = m.encode_session_accept(
             hello.hello_id, s.session_id, self.config.landmark_id, self.key_id, s.rounds
         )
+        s.accept_bytes = len(accept)
         self._out.append(Outgoing(accept, addr))
         self._next_challenge(s)
+
+    @staticmethod
+    def _peer_paid_for(s: _Session, more_bytes: int) -> bool:
+        """Whether sending `more_bytes` more keeps what the session sent within what its peer
+        sent (its HELLO and answers). Only asked when a round is lost or no record comes, off
+        the timed path: a peer that answers gets its next challenge at once, unasked."""
+        answered = sum(1 for rnd in s.log if rnd.signature is not None)
+        sent_in = s.hello_bytes + answered * m.RESPONSE_LEN
+        sent_out = s.accept_bytes + len(s.log) * m.CHALLENGE_LEN
+        return sent_out + more_bytes <= sent_in
 
     def _fresh_session_id(self) -> bytes:
         while True:

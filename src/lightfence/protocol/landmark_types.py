@@ -23,6 +23,9 @@ class Rejection(StrEnum):
     STALE_ROUND = "stale_round"
     FUTURE_ROUND = "future_round"
     DUPLICATE_ROUND = "duplicate_round"
+    BAD_COOKIE = "bad_cookie"
+    """A HELLO whose cookie is forged, for another address, port or HELLO, or unknown here."""
+    EXPIRED_COOKIE = "expired_cookie"
     RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     BAD_SIGNATURE = "bad_signature"
@@ -67,4 +70,9 @@ class LandmarkStats:
     records_kernel_timed: int = 0
     records_monotonic_timed: int = 0
     sessions_expired: int = 0
+    retries_sent: int = 0
+    """RETRYs sent: one per HELLO without a valid cookie (no state kept for any of them)."""
+    silent_sessions_ended: int = 0
+    """Sessions ended early because one more challenge would have sent the peer more bytes than
+    it sent (a peer that answers nothing gets no more than its HELLO's size)."""
     rejected: Counter[str] = field(default_factory=Counter)

@@ -1,4 +1,4 @@
-"""Wire messages of the timed challenge protocol (version 1).
+"""Wire messages of the timed challenge protocol (version 2).
 
 Every datagram starts with a 4-byte header: magic `LF`, the protocol version, the message type.
 Fields are fixed-size or length-prefixed (see docs/protocol.md); `decode` consumes exactly the
@@ -20,7 +20,9 @@ from lightfence.protocol.record import MAX_ROUNDS
 from lightfence.protocol.wire import DecodeError, Reader, Writer
 
 MAGIC = b"LF"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Version 2 added the retry cookie (RETRY, and the cookie field of HELLO): version 1 HELLOs
+are answered with one short version-1 REJECT saying so (`encode_version_reject`)."""
 HELLO_ID_LEN = 8
 MAX_DATAGRAM_BYTES = 1200
 """No valid message is longer; anything longer is rejected before decoding (and fits any MTU)."""
@@ -28,7 +30,10 @@ MAX_DETAIL_BYTES = 120
 HEADER_LEN = 4
 HELLO_MIN_BYTES = 360
 """A HELLO is padded to at least this: more than the SESSION plus first CHALLENGE it triggers
-(at most 46 + 255 + 53 = 354 bytes), so a spoofed HELLO cannot amplify traffic to its victim."""
+(at most 46 + 255 + 53 = 354 bytes) once its cookie checks, and more than any RETRY or REJECT,
+so a spoofed HELLO cannot amplify traffic to its victim."""
+MAX_COOKIE_BYTES = 64
+"""Longest cookie a HELLO may echo (a landmark's are protocol.cookie.COOKIE_LEN bytes)."""
 CHALLENGE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + NONCE_LEN
 RESPONSE_LEN = HEADER_LEN + SESSION_ID_LEN + 1 + SIGNATURE_LEN
 
@@ -40,6 +45,7 @@ class MessageType(IntEnum):
     RESPONSE = 4
     RECORD = 5
     REJECT = 6
+    RETRY = 7
 
 
 class RejectCode(IntEnum):
@@ -76,6 +82,8 @@ class Hello:
     trust_level: TrustLevel
     rounds: int
     """Rounds the agent asks for; the landmark may serve fewer, never more."""
+    cookie: bytes = b""
+    """Empty in the first HELLO; the RETRY's cookie, echoed, in the second."""
 
     def __post_init__(self) -> None:
         _check_len("hello_id", self.hello_id, HELLO_ID_LEN)
@@ -84,6 +92,36 @@ class Hello:
         if type(self.trust_level) is not TrustLevel:  # a member is one: skip the enum lookup
             TrustLevel(self.trust_level)
         _check_rounds(self.rounds)
+        if len(self.cookie) > MAX_COOKIE_BYTES:
+            raise ValueError(f"cookie longer than {MAX_COOKIE_BYTES} bytes")
+
+    def cookie_fields(self) -> bytes:
+        """The bytes a retry cookie is bound to: every field but the cookie, as on the wire."""
+        trust = self.trust_level.value.encode()
+        return b"".join(
+            (
+                self.hello_id,
+                bytes.fromhex(self.device_id),
+                self.device_public_key,
+                _U8[len(trust)],
+                trust,
+                _U8[self.rounds],
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Landmark -> agent: prove you receive at your address; send the HELLO again with this
+    cookie. Stateless on the landmark's side, and shorter than any HELLO."""
+
+    hello_id: bytes
+    cookie: bytes
+
+    def __post_init__(self) -> None:
+        _check_len("hello_id", self.hello_id, HELLO_ID_LEN)
+        if not 1 <= len(self.cookie) <= MAX_COOKIE_BYTES:
+            raise ValueError(f"cookie must be 1 to {MAX_COOKIE_BYTES} bytes")
 
 
 @dataclass(frozen=True)
@@ -165,7 +203,7 @@ class Reject:
             raise ValueError(f"detail longer than {MAX_DETAIL_BYTES} bytes")
 
 
-Message = Hello | SessionAccept | Challenge | Response | RecordMessage | Reject
+Message = Hello | SessionAccept | Challenge | Response | RecordMessage | Reject | Retry
 
 
 def _header(t: MessageType) -> Writer:
@@ -178,6 +216,7 @@ def header(t: MessageType) -> bytes:
 
 
 _HELLO_HEADER = header(MessageType.HELLO)
+_RETRY_HEADER = header(MessageType.RETRY)
 _SESSION_HEADER = header(MessageType.SESSION)
 _RECORD_HEADER = header(MessageType.RECORD)
 _HELLO_DEVICE_AT = HEADER_LEN + HELLO_ID_LEN
@@ -199,6 +238,8 @@ def encode(msg: Message) -> bytes:
                 .fixed(msg.device_public_key, PUBLIC_KEY_LEN)
                 .text(msg.trust_level.value)
                 .u8(msg.rounds)
+                .u8(len(msg.cookie))
+                .fixed(msg.cookie, len(msg.cookie))
             )
             unpadded = len(w.getvalue()) + 2
             pad = max(0, HELLO_MIN_BYTES - unpadded)
@@ -232,7 +273,42 @@ def encode(msg: Message) -> bytes:
         case Reject():
             w = _header(MessageType.REJECT).u8(len(msg.ref)).fixed(msg.ref, len(msg.ref))
             w.u8(msg.code).text(msg.detail)
+        case Retry():
+            w = _header(MessageType.RETRY).fixed(msg.hello_id, HELLO_ID_LEN)
+            w.u8(len(msg.cookie)).fixed(msg.cookie, len(msg.cookie))
     return w.getvalue()
+
+
+def encode_retry(hello_id: bytes, cookie: bytes) -> bytes:
+    """encode(Retry(hello_id, cookie)) for a landmark's own hello_id and cookie (already of the
+    right sizes), without building the message: one is sent per cookieless HELLO."""
+    return b"".join((_RETRY_HEADER, hello_id, _U8[len(cookie)], cookie))
+
+
+_V1_HELLO_HEADER = MAGIC + bytes((1, MessageType.HELLO))
+_V1_REJECT_HEADER = MAGIC + bytes((1, MessageType.REJECT))
+VERSION_REJECT_DETAIL = f"protocol version {PROTOCOL_VERSION} required"
+
+
+def encode_version_reject(data: bytes) -> bytes | None:
+    """For a datagram that is a version-1 HELLO (by header and size), the version-1 REJECT
+    (BAD_REQUEST) that tells its agent to upgrade; None for anything else. Stateless, and at
+    most 42 bytes against the HELLO's 360 or more."""
+    if data[:HEADER_LEN] != _V1_HELLO_HEADER or not (
+        HELLO_MIN_BYTES <= len(data) <= MAX_DATAGRAM_BYTES
+    ):
+        return None
+    detail = VERSION_REJECT_DETAIL.encode()
+    return b"".join(
+        (
+            _V1_REJECT_HEADER,
+            _U8[HELLO_ID_LEN],
+            data[HEADER_LEN : HEADER_LEN + HELLO_ID_LEN],
+            _U8[RejectCode.BAD_REQUEST],
+            _U8[len(detail)],
+            detail,
+        )
+    )
 
 
 def encode_session_accept(
@@ -296,13 +372,15 @@ def decode(data: bytes) -> Message:
 
 
 def _decode_hello(data: bytes) -> Hello:
-    """decode() of a datagram with a version-1 HELLO header, by offsets instead of a Reader.
+    """decode() of a datagram with a HELLO header, by offsets instead of a Reader.
 
-    The landmark decodes one per session. Everything before the trust level is fixed-size, and
-    the minimum length covers every offset up to the padding (at most 60 + 1 + 255 + 3), so
-    the fields are slices of bytes known to be there. Hello checks the fields as for any other
-    message; this checks the framing. Accepts exactly what the field-by-field reading of
-    docs/protocol.md accepts (tests/test_messages.py compares the two on arbitrary bytes).
+    The landmark decodes one or two per session, and every HELLO of a flood. Everything before
+    the trust level is fixed-size, and the minimum length covers every offset up to the cookie
+    length (at most 60 + 1 + 255 + 2), so those fields are slices of bytes known to be there;
+    the cookie and padding lengths are checked against the datagram's size. Hello checks the
+    fields as for any other message; this checks the framing. Accepts exactly what the
+    field-by-field reading of docs/protocol.md accepts (tests/test_messages.py compares the two
+    on arbitrary bytes).
     """
     size = len(data)
     if size > MAX_DATAGRAM_BYTES:
@@ -313,9 +391,13 @@ def _decode_hello(data: bytes) -> Hello:
     trust_level = _TRUST_BY_UTF8.get(data[_HELLO_TRUST_AT + 1 : trust_end])
     if trust_level is None:
         raise DecodeError("invalid field: unknown trust level")
-    padding_at = trust_end + 3
+    cookie_at = trust_end + 2
+    cookie_end = cookie_at + data[trust_end + 1]
+    padding_at = cookie_end + 2
+    if padding_at > size:
+        raise DecodeError("truncated hello")
     padding_len = size - padding_at
-    if int.from_bytes(data[trust_end + 1 : padding_at], "big") != padding_len:
+    if int.from_bytes(data[cookie_end:padding_at], "big") != padding_len:
         raise DecodeError("hello padding length does not match the datagram")
     if data.count(0, padding_at) != padding_len:
         raise DecodeError("hello padding must be zero bytes")
@@ -323,7 +405,14 @@ def _decode_hello(data: bytes) -> Hello:
     device_id = data[_HELLO_DEVICE_AT:_HELLO_KEY_AT].hex()
     device_public_key = data[_HELLO_KEY_AT:_HELLO_TRUST_AT]
     try:
-        return Hello(hello_id, device_id, device_public_key, trust_level, data[trust_end])
+        return Hello(
+            hello_id,
+            device_id,
+            device_public_key,
+            trust_level,
+            data[trust_end],
+            data[cookie_at:cookie_end],
+        )
     except ValueError as exc:
         raise DecodeError(f"invalid field: {exc}") from None
 
@@ -347,4 +436,7 @@ def _decode_body(kind: int, r: Reader) -> Message:
     if kind == MessageType.REJECT:
         ref = r.fixed(r.u8())
         return Reject(ref, RejectCode(r.u8()), r.text())
+    if kind == MessageType.RETRY:
+        hello_id = r.fixed(HELLO_ID_LEN)
+        return Retry(hello_id, r.fixed(r.u8()))
     raise DecodeError(f"unknown message type {kind}")
