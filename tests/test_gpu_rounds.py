@@ -279,3 +279,34 @@ def test_gpu_verdict_never_verified_when_gpu_outside(
     v = device_verdict(check, _POLICY_TEXT, required=Locates.GPU)
     assert v.gpu is not None and v.gpu.kind is not VerdictKind.VERIFIED
     assert v.kind is not VerdictKind.VERIFIED and v.locates is Locates.GPU
+
+
+def test_verify_cli_rechecks_gpu_rounds_offline(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from lightfence.cli import main as _register  # noqa: F401  (imports every command module)
+    from lightfence.cli.app import app
+    from lightfence.model.registry import registry_json
+
+    save_bundle(_bundle(SINGAPORE_DC, SHENZHEN), tmp_path / "b.json")
+    (tmp_path / "lm.json").write_text(json.dumps(registry_json(ENTRIES.values())))
+    (tmp_path / "root.pem").write_bytes(ROOT.pem())
+    base = ["verify", str(tmp_path / "b.json"), "--landmark-keys", str(tmp_path / "lm.json")]
+    base += ["--policy", "outside:CN,HK,MO", "--json"]
+    result = CliRunner().invoke(app, [*base, "--gpu-root", str(tmp_path / "root.pem")])
+    out = json.loads(result.output)
+    assert result.exit_code == 1
+    assert out["verdict"]["verdict"] == "VERIFIED" and out["verdict"]["locates"] == "key"
+    dv = out["device_verdict"]
+    assert dv["verdict"] == "INCONSISTENT" and dv["locates"] == "gpu"
+    assert dv["alerts"] == ["key-gpu-mismatch"] and len(out["gpu_accepted"]) == 5
+    # With NVIDIA's root (the default) the stand-in's rounds are rejected, with the reason.
+    result = CliRunner().invoke(app, [*base, "--require", "gpu"])
+    out = json.loads(result.output)
+    assert result.exit_code == 1 and not out["gpu_accepted"]
+    assert "certificate chain" in out["gpu_rejected"][0]["reason"]
+    assert out["device_verdict"]["verdict"] == "UNVERIFIED"
+    result = CliRunner().invoke(app, [*base, "--gpu-root", str(tmp_path / "absent.pem")])
+    assert result.exit_code == 2 and "cannot read root file" in result.output
