@@ -30,6 +30,9 @@ def verdict_dict(row: VerdictRow, *, geojson: bool = False) -> dict[str, Any]:
         "id": row.id,
         "device_id": row.device_id,
         "verdict": row.kind,
+        # Stored verdicts come from key rounds: the service does not ingest GPU rounds yet
+        # (docs/trust.md); `lightfence verify` computes gpu verdicts from bundles.
+        "locates": "key",
         "reason": row.reason,
         "policy": row.policy,
         "bound": row.bound,

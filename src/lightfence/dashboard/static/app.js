@@ -67,6 +67,7 @@ function renderDevices(rows) {
       el("td", {}, device.attributes.host || device.device_id.slice(0, 12)),
       el("td", {}, device.licence.declared_country || "-"),
       el("td", { className: "verdict" }, s),
+      el("td", { className: "locates" }, device.latest_verdict?.locates || "-"),
       el("td", {}, device.operator));
     tr.dataset.deviceId = device.device_id;
     tr.dataset.verdict = s;
