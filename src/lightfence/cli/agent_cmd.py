@@ -106,6 +106,13 @@ def measure(
     identity: IdentityOpt = "software",
     gpu_index: GpuOpt = 0,
     attest: AttestOpt = "none",
+    gpu_rounds: Annotated[
+        str,
+        typer.Option(
+            help="auto: look for a GPU signer (NVML in CC mode, or nvattest) for GPU-signed "
+            "rounds and say why not; off: key rounds only (docs/trust.md)."
+        ),
+    ] = "auto",
 ) -> None:
     """Measure all landmarks concurrently and write a signed evidence bundle."""
     if not 1 <= rounds <= MAX_ROUNDS:
@@ -127,9 +134,13 @@ def measure(
         token = read_token(token_file) if submit else None
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if gpu_rounds not in ("auto", "off"):
+        raise fail("--gpu-rounds must be auto or off")
     signing_key, ident = _identity(key, identity, gpu_index, attest)
     console = Console(stderr=True)
     console.print(f"device {ident.device_id} (identity: {ident.trust_level})")
+    if gpu_rounds == "auto":
+        console.print(gpu_rounds_status(gpu_index))
     retry = RetryPolicy(attempts=attempts, attempt_timeout_s=timeout)
     # A challenge's thread must get the interpreter at once when it wakes, not after the
     # progress display's 5 ms default time slice: a late answer only widens the cap, but why.
@@ -187,3 +198,19 @@ def _print_results(console: Console, results: list[LandmarkResult]) -> None:
         else:
             table.add_row(r.landmark_id, "-", "-", "-", str(r.attempts), r.error or "failed")
     console.print(table)
+
+
+def gpu_rounds_status(gpu_index: int) -> str:
+    """One line: whether this host can make GPU-signed rounds, and exactly why not."""
+    from lightfence.identity.gpu_signer import probe_gpu_signer
+
+    signer, name, why = probe_gpu_signer(gpu_index)
+    if signer is None:
+        return (
+            "GPU rounds: unavailable (" + "; ".join(why) + "): key rounds only, verdicts "
+            "locate the key (docs/trust.md)"
+        )
+    return (
+        f"GPU rounds: the GPU can sign through {name}, but landmarks do not serve GPU rounds "
+        "over the network yet: key rounds only, verdicts locate the key"
+    )
