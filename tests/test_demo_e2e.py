@@ -50,6 +50,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         check_relayed_host_is_not_verified(world)
         check_cloned_key_rejected_with_alert(world)
         check_silent_host_raises_missed_checkin(world)
+        check_moved_key_caught_by_gpu_rounds(world)
         check_operator_token_sees_only_its_devices(world)
         check_evidence_download_checks_offline(world)
         if not Path(CHROMIUM).exists():
@@ -103,6 +104,17 @@ def check_silent_host_raises_missed_checkin(world: World) -> None:
         assert r.verdict == "NO CHECK-IN"
 
 
+def check_moved_key_caught_by_gpu_rounds(world: World) -> None:
+    """The hole shown honestly: the key verdict (locates key) is VERIFIED; the GPU's is not."""
+    _, reports = world
+    for r in by_scenario(reports, Scenario.MOVED_KEY):
+        assert r.by_locates is not None and r.by_locates["key"] == "VERIFIED", r
+        assert r.by_locates["gpu"] != "VERIFIED"
+        assert (r.verdict, r.locates) == ("INCONSISTENT", "gpu")
+        assert "key-gpu-mismatch" in r.alerts
+    assert all(r.locates in ("key", "gpu") for r in reports)
+
+
 def check_operator_token_sees_only_its_devices(world: World) -> None:
     w, _ = world
     mine = {d.device_id for d in w.fleet if d.spec.operator == "acme-cloud"}
@@ -128,7 +140,9 @@ def check_evidence_download_checks_offline(world: World) -> None:
 def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     w, reports = world
-    expected = {r.name: r.verdict for r in reports}
+    # The dashboard shows the verifier's verdicts, which come from key rounds (the service does
+    # not ingest GPU rounds yet): for a device with GPU rounds, its key verdict.
+    expected = {r.name: r.by_locates["key"] if r.by_locates else r.verdict for r in reports}
     shot = tmp_path / "dashboard.png"
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -77,8 +77,10 @@ class SpdmReport:
     def vbios_version(self) -> str:
         """As NVIDIA formats it: the little-endian value's upper half, then a byte of the lower."""
         raw = self.opaque_field(OPAQUE_VBIOS_VERSION)
-        if not raw:
-            return ""
+        return "" if not raw else self.format_vbios(raw)
+
+    @staticmethod
+    def format_vbios(raw: bytes) -> str:
         h = raw[::-1].hex()
         half = len(h) // 2
         temp = h[half:] + h[half - 2 : half]

@@ -7,15 +7,16 @@ truth the verifier was never told.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
 from lightfence.agent.measure import LandmarkResult
 from lightfence.core.estimate import Bestline, BestlineCalibration, estimate_position
 from lightfence.core.measurement import Landmark, Measurement
+from lightfence.demo.gpu import GpuRound
 from lightfence.demo.scenario import LANDMARKS, Scenario
-from lightfence.demo.world import DemoWorld
+from lightfence.demo.world import DemoWorld, FleetDevice
 from lightfence.eval.estimates import calibration_rows
 from lightfence.rttdata import load_dataset
 
@@ -33,6 +34,10 @@ class DeviceReport:
     reason: str
     estimate: str
     alerts: tuple[str, ...]
+    locates: str = "key"
+    """What `verdict` locates: `key` (the verifier's verdict from key rounds) or `gpu`."""
+    by_locates: dict[str, str] | None = None
+    """With GPU-signed rounds: the key verdict and the gpu verdict side by side."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +46,8 @@ class DeviceReport:
             "scenario": self.scenario,
             "claim": self.claim,
             "verdict": self.verdict,
+            "locates": self.locates,
+            "verdicts_by_locates": self.by_locates,
             "reason": self.reason,
             "estimate": self.estimate,
             "alerts": list(self.alerts),
@@ -111,16 +118,38 @@ def device_reports(world: DemoWorld) -> list[DeviceReport]:
             verdict, reason, estimate = "NO CHECK-IN", missed[0]["message"], "-"
         else:
             verdict, reason, estimate = "PENDING", "no verdict yet", "-"
-        out.append(
-            DeviceReport(
-                id=dev.device_id,
-                name=dev.spec.name,
-                scenario=dev.spec.scenario.value,
-                claim=dev.spec.claim,
-                verdict=verdict,
-                reason=reason,
-                estimate=estimate,
-                alerts=kinds,
-            )
+        report = DeviceReport(
+            id=dev.device_id,
+            name=dev.spec.name,
+            scenario=dev.spec.scenario.value,
+            claim=dev.spec.claim,
+            verdict=verdict,
+            reason=reason,
+            estimate=estimate,
+            alerts=kinds,
         )
+        gpu_rounds = world.gpu_rounds.get(dev.spec.name)
+        if gpu_rounds:
+            report = _with_gpu_rounds(world, dev, report, gpu_rounds)
+        out.append(report)
     return out
+
+
+def _with_gpu_rounds(
+    world: DemoWorld, dev: FleetDevice, report: DeviceReport, gpu_rounds: list[GpuRound]
+) -> DeviceReport:
+    """The device verdict from the verifier's key rounds and the GPU-signed rounds together."""
+    dv = world.gpus.verdict(
+        dev, world.key_records.get(dev.spec.name, []), gpu_rounds, world.landmarks
+    )
+    by_locates = {"key": report.verdict}  # the verifier's verdict, from key rounds
+    if dv.gpu is not None:
+        by_locates["gpu"] = dv.gpu.kind.value
+    return replace(
+        report,
+        verdict=dv.kind.value,
+        locates=dv.locates.value,
+        reason=dv.reason,
+        alerts=tuple(sorted({*report.alerts, *dv.alerts})),
+        by_locates=by_locates,
+    )

@@ -21,6 +21,7 @@ import httpx
 
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
 from lightfence.crypto.keys import SigningKey
+from lightfence.demo.gpu import DemoGpus, GpuRound
 from lightfence.demo.scenario import (
     DEMO_POLICY,
     FLEET,
@@ -38,6 +39,7 @@ from lightfence.landmark.server import LandmarkServer
 from lightfence.model.registry import LandmarkEntry
 from lightfence.model.trust import TrustLevel
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
+from lightfence.protocol.record import MeasurementRecord
 from lightfence.rttdata import Dataset, load_dataset
 from lightfence.sim.emulate import RelayProcess, Site, path_rtt_ms, site_of
 from lightfence.verifier.auth import Role, create_token
@@ -120,6 +122,10 @@ class DemoWorld:
         self.http: httpx.Client | None = None
         self.base_url = ""
         self._log_levels: dict[str, int] = {}
+        self.gpus = DemoGpus(self.dataset)
+        self.gpu_rounds: dict[str, list[GpuRound]] = {}
+        """GPU-signed rounds per device name (devices whose spec has a `gpu_at`)."""
+        self.key_records: dict[str, list[MeasurementRecord]] = {}
 
     def __enter__(self) -> DemoWorld:
         try:
@@ -259,7 +265,11 @@ class DemoWorld:
 
     def path_rtt_ms(self, spec: DeviceSpec, lm: RunningLandmark) -> float:
         """The emulated RTT between a device and a landmark (through the relay, if any)."""
-        device = site_of(self.dataset, spec.host_id)
+        device = (
+            site_of(self.dataset, spec.host_id)
+            if spec.key_at is None
+            else Site(spec.key_at[0], spec.key_at[1], None)
+        )
         landmark = site_of(self.dataset, lm.site.host_id)
         if spec.relay_via is None:
             return path_rtt_ms(self.dataset, device, landmark)
@@ -313,7 +323,12 @@ class DemoWorld:
         finally:
             sys.setswitchinterval(previous)
         measured = [d for d in self.fleet if d.entries]
-        return {d.spec.name: r for d, r in zip(measured, results, strict=True)}
+        by_name = {d.spec.name: r for d, r in zip(measured, results, strict=True)}
+        for d in measured:
+            self.key_records[d.spec.name] = [r.record for r in by_name[d.spec.name] if r.record]
+            if d.spec.gpu_at is not None:
+                self.gpu_rounds[d.spec.name] = self.gpus.rounds(d, self.landmarks)
+        return by_name
 
     # --- stop ----------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from lightfence.attestation.spdm import (
     OPAQUE_FWID,
     OPAQUE_VBIOS_VERSION,
     Measurement,
+    SpdmReport,
     build_report,
 )
 from lightfence.crypto.keys import SigningKey
@@ -150,6 +151,11 @@ class GpuStandIn:
         self._measurements = tuple(
             Measurement(i, 1, hashlib.sha384(b"block %d" % i).digest()) for i in range(1, 9)
         )
+
+    @property
+    def vbios_version(self) -> str:
+        """As the appraisal reports it (NVIDIA's format)."""
+        return SpdmReport.format_vbios(self.vbios_bytes)
 
     def report(self, nonce: bytes, rng: random.Random | None = None) -> bytes:
         """A signed report over `nonce` (request + response + 96-byte signature)."""
