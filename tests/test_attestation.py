@@ -18,7 +18,7 @@ from lightfence.attestation import (
     load_roots,
     pem_chain_to_der,
 )
-from lightfence.attestation.certs import ChainError, split_der
+from lightfence.attestation.certs import ChainCache, ChainError, split_der
 from lightfence.attestation.spdm import MAX_REPORT_BYTES
 from lightfence.sim.gpu import GpuStandIn, GpuTestRoot
 
@@ -137,3 +137,21 @@ def test_wrong_algorithm_is_rejected() -> None:
     nonce = bytes(32)
     a = appraise(gpu.report(nonce), gpu.chain_der, nonce, AppraisalPolicy((root.cert,)), NOW)
     assert not a.ok and "ECDSA/SHA-384" in a.reason
+
+
+def test_chain_cache_reuses_only_valid_chains_inside_their_window() -> None:
+    cache = ChainCache(max_entries=2)
+    policy = AppraisalPolicy(POLICY.roots, chain_cache=cache)
+    first = appraise(REPORT, CHAIN, NONCE, policy, NOW)
+    second = appraise(REPORT, CHAIN, NONCE, policy, NOW)
+    assert first == second and first.ok and cache.hits == 1
+    # A corrupt report still fails on its own signature with a cached chain.
+    bad = bytearray(REPORT)
+    bad[-1] ^= 1
+    assert "signature" in appraise(bytes(bad), CHAIN, NONCE, policy, NOW).reason
+    # Outside the validity window the cache is not used, and the chain fails again.
+    assert "validity" in appraise(REPORT, CHAIN, NONCE, policy, 0.0).reason
+    # A bad chain is never cached; another root set is another entry.
+    assert not appraise(REPORT, CHAIN[:-1], NONCE, policy, NOW).ok
+    other = AppraisalPolicy((GpuTestRoot.create().cert,), chain_cache=cache)
+    assert not appraise(REPORT, CHAIN, NONCE, other, NOW).ok

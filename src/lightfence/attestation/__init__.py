@@ -12,6 +12,7 @@ from lightfence.attestation.appraise import (
 )
 from lightfence.attestation.certs import (
     DEFAULT_ROOT_PATH,
+    ChainCache,
     ChainError,
     GpuIdentity,
     load_roots,
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_ROOT_PATH",
     "Appraisal",
     "AppraisalPolicy",
+    "ChainCache",
     "ChainError",
     "GpuIdentity",
     "Revocation",

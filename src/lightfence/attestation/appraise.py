@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from lightfence.attestation.certs import (
+    ChainCache,
     ChainError,
     GpuIdentity,
     fingerprint,
@@ -56,6 +57,8 @@ class AppraisalPolicy:
     roots: tuple[x509.Certificate, ...]
     """Trusted NVIDIA device roots (certs.load_roots)."""
     revocation: Revocation = Revocation.SKIP
+    chain_cache: ChainCache | None = field(default=None, compare=False)
+    """Checked chains to reuse (a verifier appraising many rounds); None checks every time."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,10 @@ def appraise(
             nonce=parsed.request_nonce,
         )
     try:
-        leaf, gpu, anchor = verify_chain(chain_der, policy.roots, now_unix_s)
+        if policy.chain_cache is not None:
+            leaf, gpu, anchor = policy.chain_cache.verify(chain_der, policy.roots, now_unix_s)
+        else:
+            leaf, gpu, anchor = verify_chain(chain_der, policy.roots, now_unix_s)
     except ChainError as exc:
         return reject(f"certificate chain: {exc}", nonce=parsed.request_nonce)
     if not _signature_ok(leaf, parsed.signed_bytes, parsed.signature):
@@ -148,6 +154,10 @@ def appraise(
     )
 
 
-def default_policy(roots: Sequence[x509.Certificate] | None = None) -> AppraisalPolicy:
+def default_policy(
+    roots: Sequence[x509.Certificate] | None = None, chain_cache: ChainCache | None = None
+) -> AppraisalPolicy:
     """NVIDIA's vendored device root, revocation skipped."""
-    return AppraisalPolicy(roots=tuple(roots) if roots is not None else load_roots())
+    return AppraisalPolicy(
+        roots=tuple(roots) if roots is not None else load_roots(), chain_cache=chain_cache
+    )

@@ -16,6 +16,7 @@ and path lengths (NVIDIA's chains carry none that bind).
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,3 +217,43 @@ def _verify_chain(
         fwid=_fwid(leaf),
     )
     return leaf, identity, anchor
+
+
+class ChainCache:
+    """Chains already checked, so a verifier seeing many rounds from one GPU checks its chain
+    once (four P-384 signatures: most of an appraisal's cost, docs/benchmarks.md).
+
+    Keyed by SHA-256 of the chain bytes and of the configured roots. Only successes are kept.
+    The one time-dependent part of the check is validity, so an entry is used only while `now`
+    lies inside every certificate's window (the latest not-before to the earliest not-after);
+    outside it the chain is checked again, and fails. Bounded: least recently used dropped.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[
+            bytes, tuple[x509.Certificate, GpuIdentity, x509.Certificate, datetime, datetime]
+        ] = OrderedDict()
+        self.hits = 0
+
+    def verify(
+        self, chain_der: bytes, roots: Sequence[x509.Certificate], now_unix_s: float
+    ) -> tuple[x509.Certificate, GpuIdentity, x509.Certificate]:
+        h = hashlib.sha256(chain_der)
+        for r in roots:
+            h.update(hashlib.sha256(r.public_bytes(serialization.Encoding.DER)).digest())
+        key = h.digest()
+        now = datetime.fromtimestamp(now_unix_s, UTC)
+        hit = self._entries.get(key)
+        if hit is not None and hit[3] <= now <= hit[4]:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return hit[0], hit[1], hit[2]
+        leaf, identity, anchor = verify_chain(chain_der, roots, now_unix_s)
+        certs = [x509.load_der_x509_certificate(p) for p in split_der(chain_der)] + [anchor]
+        not_before = max(c.not_valid_before_utc for c in certs)
+        not_after = min(c.not_valid_after_utc for c in certs)
+        self._entries[key] = (leaf, identity, anchor, not_before, not_after)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return leaf, identity, anchor

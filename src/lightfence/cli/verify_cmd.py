@@ -11,7 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lightfence.attestation import AppraisalPolicy, ChainError, Revocation, load_roots
+from lightfence.attestation import (
+    AppraisalPolicy,
+    ChainCache,
+    ChainError,
+    Revocation,
+    load_roots,
+)
 from lightfence.attestation.certs import DEFAULT_ROOT_PATH
 from lightfence.cli.app import app
 from lightfence.cli.errors import fail
@@ -105,7 +111,7 @@ def verify(
         typer.echo(f"note: recomputing with liars={setting}; the bundle states {stated}", err=True)
     max_age_s = None if max_age_hours is None else max_age_hours * 3600.0
     try:
-        gpu_policy = AppraisalPolicy(load_roots(gpu_root), revocation)
+        gpu_policy = AppraisalPolicy(load_roots(gpu_root), revocation, ChainCache())
         keys = {parse_public_key_hex(k) for k in calibration_key or []}
         cal = NO_CALIBRATION if calibration is None else load_calibration(calibration, keys)
     except (ChainError, CalibrationError, ValueError) as exc:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from lightfence.attestation import AppraisalPolicy
+from lightfence.attestation import AppraisalPolicy, ChainCache
 from lightfence.crypto.keys import SigningKey
 from lightfence.demo.scenario import DEMO_POLICY
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
@@ -40,7 +40,7 @@ class DemoGpus:
     def __init__(self, dataset: Dataset, seed: int = 16) -> None:
         self.dataset = dataset
         self.root = GpuTestRoot.create()
-        self.policy = AppraisalPolicy((self.root.cert,))
+        self.policy = AppraisalPolicy((self.root.cert,), chain_cache=ChainCache())
         self.rng = random.Random(seed)
         self._gpus: dict[str, GpuStandIn] = {}
         # A signed S_floor for the stand-in's model and firmware, as scripts/gpu_check.py would
