@@ -310,3 +310,29 @@ def test_verify_cli_rechecks_gpu_rounds_offline(tmp_path: Path) -> None:
     assert out["device_verdict"]["verdict"] == "UNVERIFIED"
     result = CliRunner().invoke(app, [*base, "--gpu-root", str(tmp_path / "absent.pem")])
     assert result.exit_code == 2 and "cannot read root file" in result.output
+
+
+def test_attested_identity_evidence_is_appraised_not_only_bound() -> None:
+    import base64
+
+    from lightfence.attestation.certs import split_der
+    from lightfence.identity.device import Attestation, DeviceIdentity, attestation_nonce
+    from lightfence.model.trust import TrustLevel
+
+    nonce = attestation_nonce(DEV.public_bytes)
+    report = GPU.report(nonce)
+    pem = b"".join(
+        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+        for der in split_der(GPU.chain_der)
+    )
+    att = Attestation("nvml-cc", nonce, len(report).to_bytes(4, "big") + report + pem)
+    ident = DeviceIdentity("software", TrustLevel.ATTESTED, DEV.public_bytes, {}, att)
+    b = EvidenceBundle(ident, (), tuple(ENTRIES.values()), NOW)
+    notes = check_bundle(b, ENTRIES, now_unix_ns=NOW, gpu_policy=POLICY).notes
+    assert any("attestation evidence valid: GPU" in n and "locates nothing" in n for n in notes)
+    notes = check_bundle(b, ENTRIES, now_unix_ns=NOW, gpu_policy=default_policy()).notes
+    assert any("attestation evidence rejected: certificate chain" in n for n in notes)
+    # Evidence over another nonce (bound to no key) is caught by the binding check first.
+    other = Attestation("nvml-cc", bytes(32), att.evidence)
+    with pytest.raises(ValueError, match="binding the key"):
+        DeviceIdentity("software", TrustLevel.ATTESTED, DEV.public_bytes, {}, other)

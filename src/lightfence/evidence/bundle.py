@@ -14,6 +14,8 @@ check is rejected with its reason, and never reaches a verdict.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightfence.attestation import Appraisal, AppraisalPolicy
+from lightfence.attestation import Appraisal, AppraisalPolicy, appraise, pem_chain_to_der
 from lightfence.crypto.keys import key_id
 from lightfence.evidence.calibration import NO_CALIBRATION, Calibration
-from lightfence.identity.device import DeviceIdentity
+from lightfence.identity.device import Attestation, DeviceIdentity
 from lightfence.model.registry import LandmarkEntry, RegistryError, parse_registry, registry_json
 from lightfence.model.trust import TrustLevel
 from lightfence.protocol.gpu_round import (
@@ -43,8 +45,8 @@ MAX_FUTURE_SKEW_NS = 300 * 1_000_000_000
 TRUST_NOTES = {
     TrustLevel.SOFTWARE: "software key file: can be copied; a copy near a landmark fakes location",
     TrustLevel.GPU_BOUND: "key file bound to the GPU's identity: names the GPU, key still copyable",
-    TrustLevel.ATTESTED: "key bound to the GPU by hardware attestation (evidence to be appraised "
-    "by NVIDIA's verifier; lightfence checks the key binding only)",
+    TrustLevel.ATTESTED: "key bound to a GPU by hardware attestation once (evidence appraised "
+    "when a GPU root is configured); the key file can still be moved: only GPU rounds locate a GPU",
 }
 
 
@@ -194,6 +196,8 @@ def check_bundle(
     ]
     if device.attestation is not None and not device.attestation.binds(device.public_key):
         notes.append("attestation evidence does not bind the device key: ignored")
+    elif device.attestation is not None and gpu_policy is not None:
+        notes.append(attestation_note(device.attestation, gpu_policy, now_unix_ns / 1e9))
     for entry in bundle.landmarks:
         mine = trusted.get(entry.id)
         if mine is not None and (mine.public_key, mine.latitude, mine.longitude) != (
@@ -218,6 +222,27 @@ def check_bundle(
     return BundleCheck(
         device, tuple(accepted), tuple(rejected), tuple(notes), tuple(gpu_ok), tuple(gpu_bad)
     )
+
+
+def attestation_note(att: Attestation, policy: AppraisalPolicy, now_unix_s: float) -> str:
+    """Appraise the identity's attestation evidence (NVIDIA's chain and signature, not only its
+    nonce binding). It shows a genuine GPU bound the key once; it locates nothing."""
+    try:
+        if att.kind == "nvml-cc":
+            n = int.from_bytes(att.evidence[:4], "big")
+            report, chain = att.evidence[4 : 4 + n], pem_chain_to_der(att.evidence[4 + n :])
+        elif att.kind == "nvattest":
+            item = json.loads(att.evidence)["evidences"][0]
+            report = base64.b64decode(item["evidence"], validate=True)
+            chain = pem_chain_to_der(base64.b64decode(item["certificate"], validate=True))
+        else:
+            return f"attestation evidence of unknown kind {att.kind!r}: not appraised"
+    except (ValueError, KeyError, IndexError, TypeError, binascii.Error) as exc:
+        return f"attestation evidence unreadable ({exc}): not appraised"
+    a = appraise(report, chain, att.nonce, policy, now_unix_s)
+    if not a.ok:
+        return f"attestation evidence rejected: {a.reason}"
+    return f"attestation evidence {a.summary()} (binds the key to this GPU once; locates nothing)"
 
 
 def _check_gpu_rounds(
