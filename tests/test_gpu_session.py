@@ -135,3 +135,36 @@ def test_garbage_and_spoofed_hellos_are_counted_not_raised() -> None:
     assert len(retry.data) < len(hello)  # no amplification before the cookie
     assert lm.get_timer() is None  # nothing kept for a cookieless HELLO
     assert sum(lm.stats.rejected.values()) == 5
+
+
+def test_gpu_rounds_over_real_udp_sockets() -> None:
+    """The asyncio landmark adapter and the agent's blocking runner on 127.0.0.1."""
+    import asyncio
+    import threading
+    import time
+
+    from lightfence.agent.gpu_measure import run_gpu_session
+    from lightfence.identity.gpu_signer import GpuReport
+    from lightfence.landmark.gpu_server import serve_gpu_rounds
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    endpoint = GpuLandmarkEndpoint("sin", LM, POLICY)
+    transport, proto = asyncio.run_coroutine_threadsafe(
+        serve_gpu_rounds(endpoint, "127.0.0.1", 0), loop
+    ).result(10)
+    port = transport.get_extra_info("sockname")[1]
+
+    def signer(nonce: bytes) -> GpuReport:
+        time.sleep(0.005)  # the GPU takes its time; the landmark's RTT must include it
+        return GpuReport(GPU.report(nonce), GPU.chain_der)
+
+    try:
+        result = run_gpu_session("127.0.0.1", port, "sin", DEVICE, signer, rounds=3)
+    finally:
+        loop.call_soon_threadsafe(proto.close)
+        loop.call_soon_threadsafe(loop.stop)
+    assert result.record is not None and result.evidence is not None, result.error
+    assert result.record.rtt_ns >= 5 * MS
+    now_s = result.record.measured_at_unix_ns / 1e9
+    assert verify_gpu_round(result.record, result.evidence, LM.public_bytes, POLICY, now_s).ok
