@@ -168,3 +168,35 @@ def test_gpu_rounds_over_real_udp_sockets() -> None:
     assert result.record.rtt_ns >= 5 * MS
     now_s = result.record.measured_at_unix_ns / 1e9
     assert verify_gpu_round(result.record, result.evidence, LM.public_bytes, POLICY, now_s).ok
+
+
+def test_config_and_registry_carry_the_gpu_address(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from lightfence.landmark.config import ConfigError, parse_config
+    from lightfence.model.registry import LandmarkEntry
+
+    base = {
+        "landmark": {
+            "id": "sin",
+            "latitude": 1.29,
+            "longitude": 103.85,
+            "key_file": "k",
+            "listen": "127.0.0.1:7800",
+        },
+        "gpu": {"listen": "127.0.0.1:7801", "root_file": "root.pem"},
+    }
+    cfg = parse_config(base, Path("/etc/lf"))
+    assert cfg.gpu_listen == ("127.0.0.1", 7801) and cfg.gpu_root_file == Path("/etc/lf/root.pem")
+    entry = cfg.registry_entry(LM.public_bytes)
+    assert entry.gpu_address == "127.0.0.1:7801"
+    assert LandmarkEntry.from_json_dict(entry.to_json_dict()) == entry
+    no_gpu = {"landmark": base["landmark"]}
+    assert parse_config(no_gpu, Path(".")).registry_entry(LM.public_bytes).gpu_address is None
+    bad = {**base, "gpu": {"listen": "nowhere"}}
+    try:
+        parse_config(bad, Path("."))
+    except ConfigError as exc:
+        assert "[gpu] listen" in str(exc)
+    else:
+        raise AssertionError("a bad [gpu] listen must be refused")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from lightfence.agent.gpu_measure import GpuRoundResult
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
 from lightfence.cli.app import app
 from lightfence.cli.errors import fail
@@ -30,7 +31,8 @@ from lightfence.identity.device import (
     nvattest_hook,
     nvml_cc_attestation_hook,
 )
-from lightfence.model.registry import RegistryError, load_registry
+from lightfence.identity.gpu_signer import GpuSigner
+from lightfence.model.registry import LandmarkEntry, RegistryError, load_registry
 from lightfence.protocol.record import MAX_ROUNDS
 
 agent_app = typer.Typer(help="The device agent: measure against landmarks, collect evidence.")
@@ -139,8 +141,10 @@ def measure(
     signing_key, ident = _identity(key, identity, gpu_index, attest)
     console = Console(stderr=True)
     console.print(f"device {ident.device_id} (identity: {ident.trust_level})")
+    gpu_signer = None
     if gpu_rounds == "auto":
-        console.print(gpu_rounds_status(gpu_index))
+        gpu_signer, gpu_line = gpu_rounds_status(gpu_index, entries)
+        console.print(gpu_line)
     retry = RetryPolicy(attempts=attempts, attempt_timeout_s=timeout)
     # A challenge's thread must get the interpreter at once when it wakes, not after the
     # progress display's 5 ms default time slice: a late answer only widens the cap, but why.
@@ -163,7 +167,15 @@ def measure(
         results = asyncio.run(measure_all(entries, signing_key, ident, rounds, retry, progress))
     _print_results(console, results)
     records = tuple(r.record for r in results if r.record is not None)
-    bundle = EvidenceBundle(ident, records, tuple(entries), time.time_ns())
+    gpu_results = [] if gpu_signer is None else measure_gpu_all(entries, ident, gpu_signer)
+    for g in gpu_results:
+        status = "ok" if g.record else f"failed: {g.error}"
+        rtt = f", RTT {g.record.rtt_ms:.3f} ms (GPU signing included)" if g.record else ""
+        console.print(f"GPU round {g.landmark_id}: {status}{rtt}")
+    gpu_pairs = tuple(
+        (g.record, g.evidence) for g in gpu_results if g.record is not None and g.evidence
+    )
+    bundle = EvidenceBundle(ident, records, tuple(entries), time.time_ns(), gpu_pairs)
     try:
         save_bundle(bundle, out)
     except OSError as exc:
@@ -200,17 +212,36 @@ def _print_results(console: Console, results: list[LandmarkResult]) -> None:
     console.print(table)
 
 
-def gpu_rounds_status(gpu_index: int) -> str:
-    """One line: whether this host can make GPU-signed rounds, and exactly why not."""
+def gpu_rounds_status(gpu_index: int, entries: list[LandmarkEntry]) -> tuple[GpuSigner | None, str]:
+    """The GPU signer to use (or None), and one line saying so, or exactly why not."""
     from lightfence.identity.gpu_signer import probe_gpu_signer
 
     signer, name, why = probe_gpu_signer(gpu_index)
     if signer is None:
-        return (
+        return None, (
             "GPU rounds: unavailable (" + "; ".join(why) + "): key rounds only, verdicts "
             "locate the key (docs/trust.md)"
         )
-    return (
-        f"GPU rounds: the GPU can sign through {name}, but landmarks do not serve GPU rounds "
-        "over the network yet: key rounds only, verdicts locate the key"
-    )
+    serving = [e.id for e in entries if e.gpu_address]
+    if not serving:
+        return None, (
+            f"GPU rounds: the GPU can sign through {name}, but no landmark in the registry "
+            "lists a gpu_address: key rounds only, verdicts locate the key"
+        )
+    return signer, f"GPU rounds: signing through {name} with {len(serving)} landmark(s)"
+
+
+def measure_gpu_all(
+    entries: list[LandmarkEntry], ident: DeviceIdentity, signer: GpuSigner
+) -> list[GpuRoundResult]:
+    """One GPU session per landmark that serves them, one at a time: the GPU signs in turn."""
+    from lightfence.agent.gpu_measure import run_gpu_session
+    from lightfence.model.registry import split_address
+
+    out = []
+    for e in entries:
+        if e.gpu_address is None:
+            continue
+        host, port = split_address(e.gpu_address)
+        out.append(run_gpu_session(host, port, e.id, ident.device_id, signer))
+    return out

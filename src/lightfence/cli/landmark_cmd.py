@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from lightfence.attestation import AppraisalPolicy, ChainCache, ChainError, load_roots
 from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
@@ -23,8 +24,10 @@ from lightfence.landmark.config import (
     load_config,
     parse_config,
 )
+from lightfence.landmark.gpu_server import serve_gpu_rounds
 from lightfence.landmark.server import LandmarkServer
 from lightfence.model.registry import RegistryError
+from lightfence.protocol.gpu_session import GpuLandmarkEndpoint
 from lightfence.protocol.landmark_session import LandmarkEndpoint
 
 landmark_app = typer.Typer(help="Run a landmark: answer timed challenges, sign what it measured.")
@@ -134,7 +137,15 @@ def serve(config: ConfigOpt) -> None:
         f"timestamps: {server.ts.reason}",
         err=True,
     )
-    asyncio.run(_serve(server))
+    gpu_endpoint = _gpu_endpoint(cfg, key)
+    asyncio.run(_serve(server, cfg, gpu_endpoint))
+    if gpu_endpoint is not None:
+        g = gpu_endpoint.stats
+        typer.echo(
+            f"GPU rounds: {g.sessions_opened} sessions, {g.records_issued} records, "
+            f"rejected: {g.rejected or 'none'}",
+            err=True,
+        )
     stats = endpoint.stats
     typer.echo(
         f"stopped: {stats.sessions_opened} sessions, {stats.records_issued} records "
@@ -144,9 +155,44 @@ def serve(config: ConfigOpt) -> None:
     )
 
 
-async def _serve(server: LandmarkServer) -> None:
+def _gpu_endpoint(cfg: ServerConfig, key: SigningKey) -> GpuLandmarkEndpoint | None:
+    """The GPU-round endpoint when [gpu] listen is set (appraising under its root file)."""
+    if cfg.gpu_listen is None:
+        return None
+    try:
+        roots = load_roots(cfg.gpu_root_file) if cfg.gpu_root_file else load_roots()
+    except ChainError as exc:
+        raise fail(f"[gpu] root_file: {exc}") from None
+    return GpuLandmarkEndpoint(
+        cfg.protocol.landmark_id,
+        key,
+        AppraisalPolicy(roots, chain_cache=ChainCache()),
+        round_timeout_ns=cfg.protocol.round_timeout_ns,
+    )
+
+
+async def _serve(
+    server: LandmarkServer, cfg: ServerConfig, gpu: GpuLandmarkEndpoint | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.serve(stop)
+    gpu_proto = None
+    if gpu is not None and cfg.gpu_listen is not None:
+        host, port = cfg.gpu_listen
+        try:
+            transport, gpu_proto = await serve_gpu_rounds(gpu, host, port)
+        except OSError as exc:
+            raise fail(f"cannot serve GPU rounds on {host}:{port}: {exc}") from None
+        gh, gp = transport.get_extra_info("sockname")[:2]
+        typer.echo(
+            f"GPU rounds on {gh}:{gp} (records are kept in the agent's bundle; the verifier "
+            "service does not ingest them yet)",
+            err=True,
+        )
+    try:
+        await server.serve(stop)
+    finally:
+        if gpu_proto is not None:
+            gpu_proto.close()
