@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from tests.record_factory import make_signed_record, seeded_key
 
 from lightfence.attestation import (
     AppraisalPolicy,
@@ -29,12 +28,15 @@ from lightfence.attestation import (
     default_policy,
     pem_chain_to_der,
 )
+from lightfence.crypto.keys import SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 from lightfence.evidence.verdict import bundle_verdict, device_verdict
 from lightfence.identity.device import software_identity
 from lightfence.model.registry import LandmarkEntry
+from lightfence.model.trust import TrustLevel
+from lightfence.protocol.challenge import challenge_signing_bytes
 from lightfence.protocol.gpu_round import verify_gpu_round
-from lightfence.protocol.record import verify
+from lightfence.protocol.record import MeasurementRecord, TimestampSource, verify
 from lightfence.sim.gpu import GpuStandIn, GpuTestRoot, emulate_gpu_round
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "nvidia"
@@ -47,6 +49,35 @@ SITES = {
     "fra": (50.1109, 8.6821),
 }
 POLICY_TEXT = "outside:CN,HK,MO"
+
+
+def seeded_key(label: str) -> SigningKey:
+    return SigningKey.from_seed(hashlib.sha256(label.encode()).digest())
+
+
+def make_signed_record(
+    landmark_key: SigningKey, device_key: SigningKey, *, landmark_id: str, rtt_ns: int
+) -> MeasurementRecord:
+    """A real key record (as tests/record_factory.py makes them), one round."""
+    ident = software_identity(device_key)
+    session = hashlib.sha256(landmark_id.encode()).digest()[:16]
+    nonce = hashlib.sha256(session).digest()
+    sig = device_key.sign(challenge_signing_bytes(nonce, landmark_id, ident.device_id, session, 0))
+    return MeasurementRecord(
+        landmark_id=landmark_id,
+        landmark_key_id=landmark_key.key_id,
+        device_id=ident.device_id,
+        device_key_id=device_key.key_id,
+        trust_level=TrustLevel.SOFTWARE,
+        session_id=session,
+        rounds_sent=1,
+        rtts_ns=(rtt_ns,),
+        fastest_round=0,
+        fastest_nonce=nonce,
+        device_signature=sig,
+        timestamp_source=TimestampSource.KERNEL,
+        measured_at_unix_ns=NOW_NS,
+    ).signed_by(landmark_key)
 
 
 def _median_us(fn: Callable[[], object], n: int) -> float:
@@ -81,13 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     ident = software_identity(dev)
     records = tuple(
-        make_signed_record(
-            keys[lid],
-            dev,
-            landmark_id=lid,
-            rtts_ns=(5_000_000 + 1000 * i,),
-            measured_at_unix_ns=NOW_NS,
-        )
+        make_signed_record(keys[lid], dev, landmark_id=lid, rtt_ns=5_000_000 + 1000 * i)
         for i, lid in enumerate(SITES)
     )
     rng = random.Random(1)

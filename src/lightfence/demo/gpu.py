@@ -1,6 +1,7 @@
 """The demo's GPU-signed rounds: a GPU stand-in per device whose GPU is not where its key is.
 
-Landmarks do not serve GPU rounds over the network yet, so these rounds are emulated
+The demo's landmarks serve key rounds only (GPU rounds have their own socket and transport,
+protocol/gpu_session.py, which the demo does not start), so these rounds are emulated
 (sim/gpu.emulate_gpu_round): the RTT is the modelled path from the GPU to each landmark plus
 the stand-in's signing time; the nonce derivation, the GPU's signature, the landmark's
 appraisal and signed record, and the offline re-check and verdict are the real code. The

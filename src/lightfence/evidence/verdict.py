@@ -5,18 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from lightfence.core.freshness import MAX_DEVICE_SPEED_KM_PER_H, VERDICT_WINDOW_S
 from lightfence.core.measurement import InvalidMeasurement, Landmark, Measurement
 from lightfence.core.policy import parse_policy
-from lightfence.core.robust import Liars, check_liars, landmark_groups, liars_per_device
+from lightfence.core.robust import Liars
 from lightfence.core.verdict import Verdict, VerdictKind, decide
-from lightfence.evidence.bundle import (
-    BundleCheck,
-    BundleError,
-    accepted_gpu_rtts,
-    accepted_min_rtts,
-)
+from lightfence.evidence.bundle import BundleCheck
 from lightfence.geo.sphere import ELLIPSOID_EXCESS, great_circle_km
 from lightfence.model.trust import Locates
 from lightfence.units import Bound
@@ -28,49 +22,22 @@ def bundle_verdict(
     bound: Bound = Bound.VACUUM,
     claimed: str | None = None,
     liars: Liars | str = "auto",
+    window_s: float = VERDICT_WINDOW_S,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
 ) -> Verdict:
-    """The verdict from the accepted records only. Rejected records never reach the core.
+    """The verdict from the accepted records only, chosen and widened as the verifier service
+    chooses them (BundleCheck.verdict_inputs). Rejected records never reach the core; the
+    policy and liar setting are the caller's, never the bundle's (which are unsigned).
 
     Raises InvalidMeasurement when no record was accepted, PolicyError for a bad policy.
     """
     measurements = [
-        Measurement(Landmark(e.id, e.latitude, e.longitude, e.position_error_km), rtt_ms)
-        for e, rtt_ms in accepted_min_rtts(check)
+        Measurement(
+            Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"]), i["rtt_ms"]
+        )
+        for i in check.verdict_inputs(bound, window_s, speed_km_per_h)
     ]
     return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
-
-
-def stated_liars(data: dict[str, Any]) -> Liars | None:
-    """The tolerated-liar setting a verifier's bundle states (`policy.liars`), None if it states
-    none. The setting is not signed, so it is checked against the bundle's own verdict: the
-    setting must give the f the verdict states over the landmarks it decided on. Raises
-    BundleError when it does not (the bundle was altered) or the setting is not one."""
-    policy = data.get("policy")
-    if not isinstance(policy, dict) or policy.get("liars") is None:
-        return None
-    try:
-        liars = check_liars(policy["liars"])
-    except ValueError as exc:
-        raise BundleError(f"the bundle's policy.liars is not a setting: {exc}") from None
-    verdict = data.get("verdict")
-    if not isinstance(verdict, dict) or "tolerated_liars" not in verdict:
-        return liars
-    try:
-        inputs = verdict["measurements"]
-        lat = np.array([float(i["lat"]) for i in inputs], dtype=np.float64)
-        lon = np.array([float(i["lon"]) for i in inputs], dtype=np.float64)
-        stated_f = int(verdict["tolerated_liars"])
-    except (KeyError, TypeError, ValueError):
-        raise BundleError("the bundle's verdict has no readable measurements") from None
-    start = np.array([0, len(lat)], dtype=np.int64)
-    _, positions = landmark_groups(start, lat, lon)
-    f = int(liars_per_device(liars, positions)[0])
-    if f != stated_f:
-        raise BundleError(
-            f"the bundle was altered: its policy.liars {liars!r} gives f = {f} over its verdict's "
-            f"{int(positions[0])} landmark(s), but the verdict states f = {stated_f}"
-        )
-    return liars
 
 
 @dataclass(frozen=True)
@@ -92,14 +59,17 @@ class KeyGpuMismatch:
         )
 
 
-def key_gpu_mismatch(key: Verdict, gpu: Verdict) -> KeyGpuMismatch | None:
+def key_gpu_mismatch(
+    key: Verdict, gpu: Verdict, allowance_km: float = 0.0
+) -> KeyGpuMismatch | None:
     """A pair of caps, one from key rounds and one from GPU rounds, that are disjoint.
 
     Disjoint caps prove the key and the GPU are in different places. The test is sufficient, not
     necessary (regions can be disjoint with every pair of caps overlapping), so it never raises
     a false alarm: the great-circle distance is shrunk by the sphere's worst-case error against
     WGS84 before it is compared with the sum of the radii (which already include each
-    landmark's position error).
+    landmark's position error and movement allowance) plus `allowance_km`, how far the device
+    could have moved between the key rounds and the GPU rounds.
     """
     k_radii, g_radii = key.cap_radii_km(), gpu.cap_radii_km()
     for km, kr in zip(key.measurements, k_radii, strict=True):
@@ -107,7 +77,7 @@ def key_gpu_mismatch(key: Verdict, gpu: Verdict) -> KeyGpuMismatch | None:
             d = float(
                 great_circle_km(km.landmark.lat, km.landmark.lon, gm.landmark.lat, gm.landmark.lon)
             )
-            if d / (1.0 + ELLIPSOID_EXCESS) > kr + gr:
+            if d / (1.0 + ELLIPSOID_EXCESS) > kr + gr + allowance_km:
                 return KeyGpuMismatch(km.landmark.id, gm.landmark.id, d, float(kr), float(gr))
     return None
 
@@ -152,11 +122,17 @@ def gpu_bundle_verdict(
     bound: Bound = Bound.VACUUM,
     claimed: str | None = None,
     liars: Liars | str = "auto",
+    window_s: float = VERDICT_WINDOW_S,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
 ) -> Verdict:
     """The verdict from accepted GPU-signed rounds only, each cap c·(RTT − S_floor)/2."""
     measurements = [
-        Measurement(Landmark(e.id, e.latitude, e.longitude, e.position_error_km), rtt, floor)
-        for e, rtt, floor in accepted_gpu_rtts(check)
+        Measurement(
+            Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"]),
+            i["rtt_ms"],
+            i["floor_ms"],
+        )
+        for i in check.gpu_verdict_inputs(window_s, speed_km_per_h)
     ]
     return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
 
@@ -168,20 +144,30 @@ def device_verdict(
     claimed: str | None = None,
     liars: Liars | str = "auto",
     required: Locates = Locates.KEY,
+    window_s: float = VERDICT_WINDOW_S,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
 ) -> DeviceVerdict:
     """Key verdict, GPU verdict, their mismatch, and the device's verdict from them.
 
     Raises InvalidMeasurement when there is no accepted round of either kind.
     """
-    key = bundle_verdict(check, policy_text, bound, claimed, liars) if check.accepted else None
+    key = (
+        bundle_verdict(check, policy_text, bound, claimed, liars, window_s, speed_km_per_h)
+        if check.accepted
+        else None
+    )
     gpu = (
-        gpu_bundle_verdict(check, policy_text, bound, claimed, liars)
+        gpu_bundle_verdict(check, policy_text, bound, claimed, liars, window_s, speed_km_per_h)
         if check.gpu_accepted
         else None
     )
     if key is None and gpu is None:
         raise InvalidMeasurement("no accepted round, key or GPU: nothing to decide from")
-    mismatch = key_gpu_mismatch(key, gpu) if key is not None and gpu is not None else None
+    mismatch = None
+    if key is not None and gpu is not None:
+        key_ns, gpu_ns = check.newest_ns()
+        gap_h = abs((key_ns or 0) - (gpu_ns or 0)) / 3.6e12
+        mismatch = key_gpu_mismatch(key, gpu, speed_km_per_h * gap_h)
     if mismatch is not None:
         kind, locates, reason = VerdictKind.INCONSISTENT, Locates.GPU, mismatch.text()
     elif gpu is not None:

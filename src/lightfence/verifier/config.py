@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lightfence.core.freshness import (
+    MAX_CLOCK_SKEW_S,
+    MAX_DEVICE_SPEED_KM_PER_H,
+    MAX_RECORD_AGE_S,
+    VERDICT_WINDOW_S,
+)
 from lightfence.core.robust import check_liars
 
 DEFAULT_DB_URL = "sqlite:///lightfence-verifier.db"
@@ -23,13 +29,13 @@ class VerifierConfig:
     max_body_bytes: int = 1_000_000
     """Largest request body accepted; a batch of 1,000 records is about 900 kB."""
     max_batch_records: int = 1000
-    max_record_age_s: float = 24 * 3600.0
+    max_record_age_s: float = MAX_RECORD_AGE_S
     """Records measured longer ago than this are rejected as stale."""
-    max_clock_skew_s: float = 120.0
+    max_clock_skew_s: float = MAX_CLOCK_SKEW_S
     """Records dated further in the future than this (landmark clock ahead) are rejected."""
-    verdict_window_s: float = 900.0
+    verdict_window_s: float = VERDICT_WINDOW_S
     """A verdict combines the device's records measured within this span before its newest one."""
-    max_device_speed_km_per_h: float = 1000.0
+    max_device_speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H
     """How fast a device could move between two records (an aircraft). Each older record's cap is
     grown by this speed times its age relative to the newest, so a device that moved during the
     window can never be VERIFIED from stale positions. 0 trusts that racks do not move."""

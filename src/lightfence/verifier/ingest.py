@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session, load_only
 
+from lightfence.core.freshness import age_problem
 from lightfence.crypto.keys import verify_signature
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 from lightfence.verifier import alerts, audit
@@ -281,18 +282,14 @@ class Ingestor:
         error = checked.error if checked is not None else _verify_one(rec, landmark_key, device_key)
         if error is not None:
             raise _Reject(RejectReason.BAD_SIGNATURE, str(error))
-        age_s = (self.now_ns - rec.measured_at_unix_ns) / 1e9
-        if age_s > self.config.max_record_age_s:
-            raise _Reject(
-                RejectReason.STALE,
-                f"measured {age_s:.0f} s ago; records older than "
-                f"{self.config.max_record_age_s:.0f} s are not accepted",
-            )
-        if -age_s > self.config.max_clock_skew_s:
-            raise _Reject(
-                RejectReason.STALE,
-                f"dated {-age_s:.0f} s in the future: the landmark's clock is wrong",
-            )
+        stale = age_problem(  # core.freshness: the rule `lightfence verify` applies too
+            rec.measured_at_unix_ns,
+            self.now_ns,
+            self.config.max_record_age_s,
+            self.config.max_clock_skew_s,
+        )
+        if stale is not None:
+            raise _Reject(RejectReason.STALE, stale)
         return lm, dev
 
     def _store(self, rec: MeasurementRecord, digest: str) -> dict[str, Any]:

@@ -28,16 +28,15 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
+from lightfence.core.freshness import WindowRecord, verdict_inputs
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
 from lightfence.core.verdict import Verdict, decide, reason_text
-from lightfence.units import Bound, max_distance_km
+from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, VerdictRow
-
-NS_PER_H = 3600 * 10**9
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,6 @@ class Pending:
     """The policy's tolerated-liar setting (core.robust): a count or 'auto'."""
 
 
-def _reach_km(item: dict[str, Any], bound: Bound) -> float:
-    return float(max_distance_km(item["rtt_ms"], bound) + item["position_error_km"])
-
-
 @dataclass(frozen=True)
 class _Rec:
     id: int
@@ -74,25 +69,26 @@ def _inputs_for(
     landmarks: dict[str, LandmarkRow],
     config: VerifierConfig,
 ) -> list[dict[str, Any]]:
-    best: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        lm = landmarks[rec.landmark_id]
-        age_h = max(newest_ns - rec.measured_ns, 0) / NS_PER_H
-        error_km = lm.position_error_km + config.max_device_speed_km_per_h * age_h
-        item = {
-            "record_id": rec.id,
-            "landmark_id": lm.id,
-            "lat": lm.lat,
-            "lon": lm.lon,
-            "rtt_ms": rec.min_rtt_ns / 1e6,
-            "position_error_km": error_km,
-            "measured_ns": rec.measured_ns,
-        }
-        # Several records from one landmark: all are sound caps; keep the tightest one.
-        old = best.get(lm.id)
-        if old is None or _reach_km(item, bound) < _reach_km(old, bound):
-            best[lm.id] = item
-    return sorted(best.values(), key=lambda i: (i["landmark_id"], i["record_id"]))
+    # The rule itself is core.freshness's, shared with the offline `lightfence verify`.
+    candidates = (
+        WindowRecord(
+            rec.id,
+            rec.landmark_id,
+            landmarks[rec.landmark_id].lat,
+            landmarks[rec.landmark_id].lon,
+            landmarks[rec.landmark_id].position_error_km,
+            rec.min_rtt_ns,
+            rec.measured_ns,
+        )
+        for rec in records
+    )
+    return verdict_inputs(
+        candidates,
+        newest_ns,
+        bound,
+        config.verdict_window_s,
+        config.max_device_speed_km_per_h,
+    )
 
 
 def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) -> list[Pending]:
@@ -142,7 +138,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
     out = []
     for d in devices:
         newest = d.last_record_ns or 0
-        mine = [r for r in by_device[d.id] if r.measured_ns >= newest - window_ns]
+        mine = by_device[d.id]  # verdict_inputs keeps those within the window
         out.append(
             Pending(
                 device_id=d.id,
