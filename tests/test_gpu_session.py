@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from lightfence.attestation import AppraisalPolicy
 from lightfence.protocol.gpu_round import GpuEvidence, verify_gpu_round
 from lightfence.protocol.gpu_session import (
@@ -200,3 +203,18 @@ def test_config_and_registry_carry_the_gpu_address(tmp_path: object) -> None:
         assert "[gpu] listen" in str(exc)
     else:
         raise AssertionError("a bad [gpu] listen must be refused")
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    one_way_ms=st.floats(0.05, 40.0),
+    signing_ms=st.floats(0.5, 30.0),
+    rounds=st.integers(1, 4),
+)
+def test_a_gpu_round_rtt_is_never_below_the_real_round_trip(
+    one_way_ms: float, signing_ms: float, rounds: int
+) -> None:
+    """Whatever the path and signing time, the recorded RTT covers both ways and the signing."""
+    agent, lm, _ = run(rounds=rounds, one_way_ms=one_way_ms, signing_ms=signing_ms)
+    assert agent.record is not None, (agent.error, lm.stats)
+    assert agent.record.rtt_ns >= int((2 * one_way_ms + signing_ms) * MS) - 2
