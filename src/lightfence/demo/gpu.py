@@ -1,33 +1,37 @@
 """The demo's GPU-signed rounds: a GPU stand-in per device whose GPU is not where its key is.
 
-The demo's landmarks serve key rounds only (GPU rounds have their own socket and transport,
-protocol/gpu_session.py, which the demo does not start), so these rounds are emulated
-(sim/gpu.emulate_gpu_round): the RTT is the modelled path from the GPU to each landmark plus
-the stand-in's signing time; the nonce derivation, the GPU's signature, the landmark's
-appraisal and signed record, and the offline re-check and verdict are the real code. The
-verifier service does not ingest GPU rounds yet either: the device verdict that combines the
-verifier's key records with the GPU rounds is computed here, as `lightfence verify` would.
+Every demo landmark also serves GPU rounds on its own socket (landmark/gpu_server.py), appraising
+under the demo's test root. A device with a `gpu_at` runs GPU sessions (agent/gpu_measure.py)
+over real UDP through relays that add the modelled path delay from where the GPU really is; the
+stand-in signs in line and takes its drawn signing time S. Only the network delay and the GPU
+are emulated. The verifier service does not ingest GPU rounds yet: the device verdict that
+combines the verifier's key records with the GPU rounds is computed here, as `lightfence verify`
+would.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from lightfence.agent.gpu_measure import GpuRoundResult, run_gpu_session
 from lightfence.attestation import AppraisalPolicy, ChainCache
 from lightfence.crypto.keys import SigningKey
 from lightfence.demo.scenario import DEMO_POLICY
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 from lightfence.evidence.calibration import parse_calibration, sign_calibration
 from lightfence.evidence.verdict import DeviceVerdict, device_verdict
-from lightfence.model.registry import LandmarkEntry
+from lightfence.identity.gpu_signer import GpuReport
+from lightfence.model.registry import LandmarkEntry, split_address
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.rttdata import Dataset
 from lightfence.sim.emulate import Site, path_rtt_ms, site_of
-from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, emulate_gpu_round
+from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot
 
 if TYPE_CHECKING:
     from lightfence.demo.world import FleetDevice, RunningLandmark
@@ -60,33 +64,34 @@ class DemoGpus:
         )
         self.calibration = parse_calibration(doc, {calibrator.public_bytes})
 
-    def rounds(
-        self, dev: FleetDevice, landmarks: Sequence[RunningLandmark], per_landmark: int = 3
-    ) -> list[GpuRound]:
-        """GPU rounds of `dev` against every landmark, timed from where the GPU really is."""
+    def path_rtt_ms(self, dev: FleetDevice, lm: RunningLandmark) -> float:
+        """Emulated RTT from where `dev`'s GPU really is to landmark `lm` (modelled)."""
         assert dev.spec.gpu_at is not None
-        gpu = self._gpus.setdefault(dev.spec.name, GpuStandIn(self.root))
         at = Site(dev.spec.gpu_at[0], dev.spec.gpu_at[1], None)
-        out: list[GpuRound] = []
-        for lm in landmarks:
-            path_ms = path_rtt_ms(self.dataset, at, site_of(self.dataset, lm.site.host_id))
-            session = self.rng.randbytes(16)
-            for round_no in range(per_landmark):
-                r = emulate_gpu_round(
-                    landmark_id=lm.site.id,
-                    landmark_key=lm.key,
-                    device_id=dev.device_id,
-                    gpu=gpu,
-                    path_rtt_ms=path_ms,
-                    policy=self.policy,
-                    rng=self.rng,
-                    utc_ns=time.time_ns(),
-                    session_id=session,
-                    round_no=round_no,
-                )
-                if r.record is not None:
-                    out.append((r.record, r.evidence))
-        return out
+        return path_rtt_ms(self.dataset, at, site_of(self.dataset, lm.site.host_id))
+
+    def measure(self, dev: FleetDevice, rounds: int = 3) -> list[GpuRound]:
+        """GPU sessions of `dev` with every landmark, over real UDP through the path relays:
+        the stand-in signs in line and sleeps its drawn signing time S, as a GPU would take it.
+        (Sessions run concurrently here; one real GPU would sign them in turn.)"""
+        gpu = self._gpus.setdefault(dev.spec.name, GpuStandIn(self.root))
+        lock = threading.Lock()
+
+        def signer(nonce: bytes) -> GpuReport:
+            with lock:
+                s_ms = gpu.signing_time.draw_ms(self.rng)
+                report = gpu.report(nonce, self.rng)
+            time.sleep(s_ms / 1000)
+            return GpuReport(report, gpu.chain_der)
+
+        def one(entry: LandmarkEntry) -> GpuRoundResult:
+            assert entry.gpu_address is not None
+            host, port = split_address(entry.gpu_address)
+            return run_gpu_session(host, port, entry.id, dev.device_id, signer, rounds=rounds)
+
+        with ThreadPoolExecutor(max_workers=len(dev.gpu_entries) or 1) as pool:
+            results = list(pool.map(one, dev.gpu_entries))
+        return [(r.record, r.evidence) for r in results if r.record and r.evidence]
 
     def verdict(
         self,

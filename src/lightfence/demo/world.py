@@ -35,9 +35,11 @@ from lightfence.demo.scenario import (
 )
 from lightfence.demo.verifier_proc import VerifierProcess
 from lightfence.identity.device import DeviceIdentity
+from lightfence.landmark.gpu_server import GpuLandmarkProtocol, serve_gpu_rounds
 from lightfence.landmark.server import LandmarkServer
 from lightfence.model.registry import LandmarkEntry
 from lightfence.model.trust import TrustLevel
+from lightfence.protocol.gpu_session import GpuLandmarkEndpoint
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.rttdata import Dataset, load_dataset
@@ -75,6 +77,8 @@ class RunningLandmark:
     server: LandmarkServer
     lat: float
     lon: float
+    gpu_address: tuple[str, int] | None = None
+    """Its GPU-round socket (landmark/gpu_server.py), when started."""
 
 
 @dataclass
@@ -86,6 +90,8 @@ class FleetDevice:
     """The key that answers challenges (not the enrolled one for a clone)."""
     answer_identity: DeviceIdentity
     entries: list[LandmarkEntry] = field(default_factory=list)
+    gpu_entries: list[LandmarkEntry] = field(default_factory=list)
+    """Landmarks whose GPU-round socket this device's GPU reaches (through its path's relay)."""
     """The landmark registry this agent is given: every address is its path's relay."""
 
     @property
@@ -123,6 +129,7 @@ class DemoWorld:
         self.base_url = ""
         self._log_levels: dict[str, int] = {}
         self.gpus = DemoGpus(self.dataset)
+        self._gpu_protos: list[GpuLandmarkProtocol] = []
         self.gpu_rounds: dict[str, list[GpuRound]] = {}
         """GPU-signed rounds per device name (devices whose spec has a `gpu_at`)."""
         self.key_records: dict[str, list[MeasurementRecord]] = {}
@@ -208,6 +215,8 @@ class DemoWorld:
             host = self.dataset.hosts[site.host_id]
             self.landmarks.append(RunningLandmark(site, key, server, host.lat, host.lon))
 
+        self._start_gpu_sockets(loop)
+
         async def serve_all() -> None:
             self._stop = asyncio.Event()
             await asyncio.gather(*(lm.server.serve(self._stop) for lm in self.landmarks))
@@ -280,6 +289,18 @@ class DemoWorld:
         )
         return to_relay + path_rtt_ms(self.dataset, relay, device)
 
+    def _start_gpu_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Each landmark also times GPU rounds, on its own socket, appraising under the demo's
+        test root (the stand-in GPUs chain to it, not to NVIDIA's)."""
+        for lm in self.landmarks:
+            endpoint = GpuLandmarkEndpoint(lm.site.id, lm.key, self.gpus.policy)
+            transport, proto = asyncio.run_coroutine_threadsafe(
+                serve_gpu_rounds(endpoint, "127.0.0.1", 0), loop
+            ).result(30)
+            self._gpu_protos.append(proto)
+            host, port = transport.get_extra_info("sockname")[:2]
+            lm.gpu_address = (str(host), int(port))
+
     def _build_paths(self) -> None:
         paths: list[tuple[FleetDevice, RunningLandmark, float]] = [
             (dev, lm, self.path_rtt_ms(dev.spec, lm))
@@ -287,8 +308,30 @@ class DemoWorld:
             if dev.spec.scenario is not Scenario.SILENT
             for lm in self.landmarks
         ]
-        self.relays = RelayProcess([(lm.server.address, rtt) for _, lm, rtt in paths], seed=1)
-        for (dev, lm, _), (host, port) in zip(paths, self.relays.addresses, strict=True):
+        # GPU paths: from where the GPU really is to each landmark's GPU socket.
+        gpu_paths: list[tuple[FleetDevice, RunningLandmark, float]] = [
+            (dev, lm, self.gpus.path_rtt_ms(dev, lm))
+            for dev in self.fleet
+            if dev.spec.gpu_at is not None
+            for lm in self.landmarks
+            if lm.gpu_address is not None
+        ]
+        relayed = [(lm.server.address, rtt) for _, lm, rtt in paths]
+        relayed += [(lm.gpu_address, rtt) for _, lm, rtt in gpu_paths if lm.gpu_address]
+        self.relays = RelayProcess(relayed, seed=1)
+        gpu_addresses = self.relays.addresses[len(paths) :]
+        for (dev, lm, _), (host, port) in zip(gpu_paths, gpu_addresses, strict=True):
+            dev.gpu_entries.append(
+                LandmarkEntry(
+                    lm.site.id,
+                    lm.key.public_bytes,
+                    lm.lat,
+                    lm.lon,
+                    gpu_address=f"{host}:{port}",
+                )
+            )
+        key_addresses = self.relays.addresses[: len(paths)]
+        for (dev, lm, _), (host, port) in zip(paths, key_addresses, strict=True):
             dev.entries.append(
                 LandmarkEntry(
                     id=lm.site.id,
@@ -326,8 +369,8 @@ class DemoWorld:
         by_name = {d.spec.name: r for d, r in zip(measured, results, strict=True)}
         for d in measured:
             self.key_records[d.spec.name] = [r.record for r in by_name[d.spec.name] if r.record]
-            if d.spec.gpu_at is not None:
-                self.gpu_rounds[d.spec.name] = self.gpus.rounds(d, self.landmarks)
+            if d.gpu_entries:
+                self.gpu_rounds[d.spec.name] = self.gpus.measure(d)
         return by_name
 
     # --- stop ----------------------------------------------------------------------------------
@@ -342,6 +385,9 @@ class DemoWorld:
                     logging.getLogger("lightfence.demo").debug("landmark stop", exc_info=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        for proto in self._gpu_protos:
+            if self._loop is not None and self._loop.is_running():
+                self._loop.call_soon_threadsafe(proto.close)
         if self.relays is not None:
             self.relays.close()
         if self.http is not None:
