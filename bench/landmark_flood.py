@@ -60,8 +60,11 @@ def _line(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 def _stop(proc: subprocess.Popen[str]) -> dict[str, Any]:
     assert proc.stdin is not None
-    proc.stdin.write("stop\n")
-    proc.stdin.flush()
+    try:
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+    except BrokenPipeError:
+        pass  # it stopped by itself (a flood past --max-seconds): its line is there to read
     out = _line(proc)
     proc.wait(10)
     return out

@@ -268,3 +268,10 @@ def test_a_number_cut_by_a_chunk_edge_is_read_whole() -> None:
             )
     finally:
         json_stream.CHUNK_BYTES = old
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = CliRunner().invoke(app, ["verify", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Exit codes: 0" in text and "1 any record rejected" in text and "2 unreadable" in text
