@@ -2,7 +2,8 @@
 
 `python -m bench` runs all; `python -m bench NAME ...` runs the named ones. Comparisons with an
 earlier revision run on their own: `python -m bench.landmark_ab --base REV` (landmark
-throughput, both landmarks side by side).
+throughput, both landmarks side by side) and `python -m bench.verifier_junk --base REV` (database
+growth per junk record, both trees fed the same junk).
 """
 
 from __future__ import annotations

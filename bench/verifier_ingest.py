@@ -185,7 +185,13 @@ def run_database(label: str, url: str, fx: Fixture) -> dict[str, float]:
     third = len(fx.records) // 3
     direct = fx.records[:third]
     http_one, http_many = fx.records[third : 2 * third], fx.records[2 * third :]
-    config = VerifierConfig(db_url=url, max_batch_records=BATCH, max_body_bytes=2_000_000)
+    config = VerifierConfig(
+        db_url=url,
+        max_batch_records=BATCH,
+        max_body_bytes=2_000_000,
+        records_per_s=0,  # measure ingestion, not the per-token budgets (any --records)
+        write_requests_per_s=0,
+    )
     service = Service(config)
     secret = fx.populate(service)
 

@@ -71,9 +71,9 @@ def test_dashboard_served_and_api_still_guarded(tmp_path: Path) -> None:
         assert client.post("/devices", json=enrol, headers=auth).status_code == 201
         url = f"/devices/{identity.device_id}/evidence"
         missing = client.get(url, headers=auth)
-        assert missing.status_code == 409 and "no verdict yet" in missing.json()["error"]
+        assert missing.status_code == 409 and "no verdict yet" in missing.json()["detail"]
         hidden = client.get(url, headers={"Authorization": f"Bearer {other}"})
-        assert hidden.status_code == 404 and "visible" in hidden.json()["error"]
+        assert hidden.status_code == 404 and "visible" in hidden.json()["detail"]
 
 
 def test_short_checkin_interval_needs_the_verifier_to_allow_it(tmp_path: Path) -> None:

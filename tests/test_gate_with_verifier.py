@@ -95,4 +95,4 @@ def test_token_endpoint_without_a_key_says_how_to_add_one(tmp_path: Path) -> Non
     with TestClient(app) as client:
         r = client.get("/verifier/key")
     assert r.status_code == 503
-    assert "--signing-key" in r.json()["error"]
+    assert "--signing-key" in r.json()["detail"]

@@ -61,9 +61,9 @@ def api(db_url: str, request: pytest.FixtureRequest) -> Iterator[Api]:
 
 def test_writes_need_a_token_and_say_how_to_get_one(api: Api) -> None:
     r = api.client.post("/records", json=api.fleet.record("fra1", 0.5).to_json_dict())
-    assert r.status_code == 401 and "lightfence token create" in r.json()["error"]
+    assert r.status_code == 401 and "lightfence token create" in r.json()["detail"]
     r = api.client.get("/devices", headers=api.h("lft_not-a-token"))
-    assert r.status_code == 401 and "unknown or revoked" in r.json()["error"]
+    assert r.status_code == 401 and "unknown or revoked" in r.json()["detail"]
 
 
 def test_landmark_submits_its_own_records_only(api: Api) -> None:
@@ -71,7 +71,7 @@ def test_landmark_submits_its_own_records_only(api: Api) -> None:
     assert r.status_code == 201 and r.json()["status"] == "stored"
     before = api.counts()
     r = api.submit(api.fra1, api.fleet.record("par1", 5.0).to_json_dict())
-    assert r.status_code == 403 and "only its own records" in r.json()["error"]
+    assert r.status_code == 403 and "only its own records" in r.json()["detail"]
     assert api.counts() == before
 
 
@@ -83,7 +83,8 @@ def test_operators_see_and_submit_only_their_devices(api: Api) -> None:
     assert api.client.get("/devices", headers=api.h(api.other_op)).json() == []
     before = api.counts()
     r = api.submit(api.other_op, api.fleet.record("fra1", 0.5).to_json_dict())
-    assert r.status_code == 403 and "another operator" in r.json()["error"]
+    # 404, never 403: another operator's device is answered as if it did not exist.
+    assert r.status_code == 404 and "visible to this token" in r.json()["detail"]
     assert api.counts() == before
     # Enrolling: an operator enrols for itself, never for another operator.
     ident = identity_for(seeded_key("globex-gpu")).to_json_dict()
@@ -99,7 +100,7 @@ def test_auditor_reads_everything_and_writes_nothing(api: Api) -> None:
     assert len(api.client.get("/devices", headers=api.h(api.auditor)).json()) == 1
     before = api.counts()
     r = api.submit(api.auditor, api.fleet.record("fra1", 0.5).to_json_dict())
-    assert r.status_code == 403 and "read-only" in r.json()["error"]
+    assert r.status_code == 403 and "read-only" in r.json()["detail"]
     r = api.client.post("/landmarks/fra1/flag", json={"reason": "x"}, headers=api.h(api.auditor))
     assert r.status_code == 403
     assert api.counts() == before
@@ -123,7 +124,7 @@ def test_malformed_bodies_get_a_clear_4xx_and_change_nothing(
     r = api.client.post(
         "/records", content=body, headers={**api.h(api.admin), "content-type": "application/json"}
     )
-    assert r.status_code == status and words in r.json()["error"], r.text
+    assert r.status_code == status and words in r.json()["detail"], r.text
     assert "Traceback" not in r.text
     assert api.counts() == before
 
@@ -133,10 +134,10 @@ def test_wrong_types_and_oversized_bodies(api: Api) -> None:
     rec = api.fleet.record("fra1", 0.5).to_json_dict()
     for field, bad in [("rounds_sent", "2"), ("rtt_ns", [1.5]), ("session_id", 7)]:
         r = api.submit(api.admin, {**rec, field.replace("rtt_", "rtts_"): bad})
-        assert r.status_code == 422 and field.split("_")[0] in r.json()["error"], r.text
+        assert r.status_code == 422 and field.split("_")[0] in r.json()["detail"], r.text
     huge = {"records": [rec] * 200}
     r = api.submit(api.admin, huge)
-    assert r.status_code == 413 and "at most" in r.json()["error"]
+    assert r.status_code == 413 and "at most" in r.json()["detail"]
     r = api.submit(api.admin, {"records": [rec] * 51})
     assert r.status_code in (413, 422)
 
@@ -239,21 +240,21 @@ def test_validation_errors_name_the_field(api: Api) -> None:
         json={"id": "x", "lat": "north", "lon": 1, "public_key": "00", "operator": "o"},
         headers=api.h(api.admin),
     )
-    assert r.status_code == 422 and "lat" in r.json()["error"]
+    assert r.status_code == 422 and "lat" in r.json()["detail"]
     r = api.client.post(
         "/landmarks",
         json={"id": "x", "lat": 95.0, "lon": 1.0, "public_key": "00" * 32, "operator": "o"},
         headers=api.h(api.admin),
     )
-    assert r.status_code == 422 and "latitude" in r.json()["error"]
+    assert r.status_code == 422 and "latitude" in r.json()["detail"]
     ident = identity_for(seeded_key("z")).to_json_dict()
     r = api.client.post(
         "/devices",
         json={"identity": ident, "licence": {"policy": "inside:DE"}},
         headers=api.h(api.acme),
     )
-    assert r.status_code == 422 and "unknown policy" in r.json()["error"]
-    assert api.client.get("/nope", headers=api.h(api.admin)).json() == {"error": "Not Found"}
+    assert r.status_code == 422 and "unknown policy" in r.json()["detail"]
+    assert api.client.get("/nope", headers=api.h(api.admin)).json() == {"detail": "Not Found"}
     assert api.client.get("/openapi.json").json()["info"]["title"] == "lightfence verifier"
 
 
@@ -295,7 +296,7 @@ def test_evidence_bundle_verifies_offline_and_refuses_tampering(api: Api, tmp_pa
     f = api.fleet
     dev = f.device_id
     r = api.client.get(f"/devices/{dev}/evidence", headers=api.h(api.acme))
-    assert r.status_code == 409 and "no verdict yet" in r.json()["error"]
+    assert r.status_code == 409 and "no verdict yet" in r.json()["detail"]
     api.submit(api.admin, {"records": [f.record("fra1", 0.5).to_json_dict(),
                                        f.record("par1", 5.0).to_json_dict()]})  # fmt: skip
     api.client.post("/verdicts/recompute", headers=api.h(api.admin))

@@ -47,9 +47,10 @@ def verifier_process(url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     path = os.pathsep.join([SRC_DIR, os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     key = os.path.join(tempfile.gettempdir(), f"lightfence-test-verifier-{port}.key")
+    checkpoints = os.path.join(tempfile.gettempdir(), f"lightfence-test-checkpoints-{port}.jsonl")
     cmd = [sys.executable, "-c", "from lightfence.cli import main; main()", "serve",
            "--db", url, "--port", str(port), "--log-level", "warning",
-           "--signing-key", key]  # fmt: skip
+           "--signing-key", key, "--checkpoints", checkpoints]  # fmt: skip
     log = tempfile.TemporaryFile()  # noqa: SIM115  (a file, not a pipe: never blocks the server)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:

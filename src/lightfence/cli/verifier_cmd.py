@@ -49,6 +49,26 @@ def serve(
         str,
         typer.Option(help="Ed25519 key that signs gate verdict tokens (created 0600 if absent)."),
     ] = "lightfence-verifier.key",
+    checkpoints: Annotated[
+        str,
+        typer.Option(
+            help="Append signed audit checkpoints to this file (JSON Lines); keep a copy off "
+            "this host. `lightfence audit verify --checkpoint FILE` checks the log against it."
+        ),
+    ] = "lightfence-audit-checkpoints.jsonl",
+    checkpoint_webhook: Annotated[
+        str | None, typer.Option(help="Also POST each signed checkpoint as JSON to this URL.")
+    ] = None,
+    records_per_s: Annotated[
+        float, typer.Option(help="Per token: records/s sustained (burst 60 s worth); 0 = off.")
+    ] = 500.0,
+    rejections_per_s: Annotated[
+        float,
+        typer.Option(help="Per token: rejected records/s before its writes get 429; 0 = off."),
+    ] = 1.0,
+    write_requests_per_s: Annotated[
+        float, typer.Option(help="Per token: write requests/s sustained; 0 = off.")
+    ] = 20.0,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import os
@@ -67,9 +87,15 @@ def serve(
             db_url=db_url_from_env(db),
             webhook_url=webhook or os.environ.get(WEBHOOK_ENV),
             signing_key_path=signing_key,
+            checkpoint_path=checkpoints,
+            checkpoint_webhook_url=checkpoint_webhook,
+            records_per_s=records_per_s,
+            records_burst=max(1000, int(60 * records_per_s)),
+            rejections_per_s=rejections_per_s,
+            write_requests_per_s=write_requests_per_s,
         )
         application = create_app(config)
-    except (DatabaseError, KeyFileError) as exc:
+    except (DatabaseError, KeyFileError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
@@ -106,23 +132,88 @@ def status(
 
 
 @audit_app.command("verify")
-def audit_verify(db: DbOption = None) -> None:
-    """Walk the hash chain; exit 1 and list the rows if any was edited or deleted."""
-    from lightfence.verifier.audit import verify_chain
+def audit_verify(
+    db: DbOption = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A file of signed checkpoints (from `serve --checkpoints` or `audit "
+            "checkpoint`); catches a cut-off tail, a rewound head and a re-hashed chain. "
+            "Repeatable."
+        ),
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(help="The verifier's public key (hex; GET /verifier/key) to pin."),
+    ] = None,
+) -> None:
+    """Walk the hash chain and check the registry, token and verdict rows against it (and the
+    chain against signed checkpoints); exit 1 listing every problem found."""
+    from pathlib import Path
 
+    from lightfence.verifier.audit import verify_chain
+    from lightfence.verifier.checkpoint import CheckpointError, check, read_file
+
+    try:
+        docs = [d for f in checkpoint or [] for d in read_file(Path(f))]
+    except CheckpointError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     service = _service(db)
     try:
         with service.read() as session:
             report = verify_chain(session)
+            signed = check(session, docs, public_key) if docs else None
     finally:
         service.close()
-    if report.ok:
+    problems = report.problems + (signed.problems if signed else [])
+    if not problems:
         typer.echo(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        if signed is not None:
+            typer.echo(
+                f"matches {signed.checked} signed checkpoint(s) up to entry {signed.newest_seq} "
+                f"(key {', '.join(signed.key_ids)})"
+            )
+        else:
+            typer.echo("no --checkpoint given: a rewound or re-hashed log would pass this check")
         return
     typer.echo(f"audit log BROKEN ({report.entries} entries read):", err=True)
-    for problem in report.problems:
+    for problem in problems:
         typer.echo(f"  - {problem}", err=True)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[str, typer.Option(help="Append the signed checkpoint to this file.")],
+    signing_key: Annotated[
+        str, typer.Option(help="The verifier's Ed25519 key file (as given to `serve`).")
+    ] = "lightfence-verifier.key",
+    db: DbOption = None,
+) -> None:
+    """Sign the audit log's current head now and append it to a file."""
+    from pathlib import Path
+
+    from lightfence.crypto.keys import KeyFileError, SigningKey
+    from lightfence.verifier.checkpoint import append_to_file, make
+    from lightfence.verifier.clock import now_ns
+
+    try:
+        key = SigningKey.load(Path(signing_key))
+    except KeyFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    service = _service(db)
+    try:
+        with service.read() as session:
+            doc = make(session, key, now_ns())
+    finally:
+        service.close()
+    if doc is None:
+        typer.echo("the audit log is empty: nothing to checkpoint", err=True)
+        raise typer.Exit(1)
+    append_to_file(Path(out), doc)
+    typer.echo(f"checkpoint of entry {doc['seq']} (head {doc['head_hash']}) appended to {out}")
 
 
 @token_app.command("create")

@@ -1,7 +1,10 @@
 """Alerts: what a compliance team must look at. Raised inside the write that caused them.
 
-One open (unacknowledged) alert per kind, device and landmark: a device that keeps failing does
-not bury the list; acknowledging it lets the next occurrence raise a fresh one.
+One open (unacknowledged) alert per kind and device: a device that keeps failing, from however
+many landmarks (real or made up), does not bury the list; the open alert counts the repeats
+(`count`, `last_ns`). Alerts about no known device (records naming an unknown device) share one
+open alert per kind; a landmark's own alert (flagged) is one per landmark. Acknowledging an
+alert lets the next occurrence raise a fresh one.
 New alerts are also put in `session.info["new_alerts"]`, for the webhook and metrics after commit.
 """
 
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, literal, select
+from sqlalchemy import BigInteger, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from lightfence.verifier import audit
@@ -22,6 +25,8 @@ from lightfence.verifier.errors import NotFound
 from lightfence.verifier.models import AlertRow, DeviceRow
 
 NEW_ALERTS_KEY = "new_alerts"
+MAX_MESSAGE_CHARS = 1000
+"""Messages quote what submitters sent (ids, reasons); longer ones are cut."""
 
 
 class AlertKind(StrEnum):
@@ -31,6 +36,12 @@ class AlertKind(StrEnum):
     MISSED_CHECKIN = "missed_checkin"
     IDENTITY_CHANGE = "identity_change"
     LANDMARK_FLAGGED = "landmark_flagged"
+    KEY_REUSE = "key_reuse"
+    """Someone tried to enrol a device key already enrolled under another device id."""
+
+
+PER_LANDMARK = frozenset({AlertKind.LANDMARK_FLAGGED})
+"""Kinds about a landmark itself: one open alert per landmark, not one per kind."""
 
 
 def raise_alert(
@@ -41,26 +52,43 @@ def raise_alert(
     now_ns: int,
     device_id: str | None = None,
     landmark_id: str | None = None,
+    count: int = 1,
+    count_repeats: bool = True,
 ) -> AlertRow | None:
-    """Add an alert unless the same one is still open. Returns the new row, or None."""
-    open_same = session.execute(
-        select(AlertRow.id).where(
-            AlertRow.kind == kind.value,
-            AlertRow.device_id.is_(None) if device_id is None else AlertRow.device_id == device_id,
+    """Add an alert unless the same one is still open (then count it there, unless
+    `count_repeats` is off: a periodic sweep re-finding the same condition is no new
+    occurrence, and would rewrite every open row each pass). Returns the new row, or None."""
+    same = [
+        AlertRow.kind == kind.value,
+        AlertRow.device_id.is_(None) if device_id is None else AlertRow.device_id == device_id,
+        AlertRow.acknowledged_ns.is_(None),
+    ]
+    if kind in PER_LANDMARK:
+        same.append(
             AlertRow.landmark_id.is_(None)
             if landmark_id is None
-            else AlertRow.landmark_id == landmark_id,
-            AlertRow.acknowledged_ns.is_(None),
+            else AlertRow.landmark_id == landmark_id
         )
-    ).first()
-    if open_same is not None:
+    open_id = session.execute(select(AlertRow.id).where(*same).limit(1)).scalar_one_or_none()
+    if open_id is not None and not count_repeats:
         return None
+    if open_id is not None:
+        # Not audited one by one: the write that caused it is (a flood adds no audit rows).
+        session.execute(
+            update(AlertRow)
+            .where(AlertRow.id == open_id)
+            .values(count=AlertRow.count + count, last_ns=now_ns)
+        )
+        return None
+    message = message[:MAX_MESSAGE_CHARS]
     row = AlertRow(
         kind=kind.value,
         device_id=device_id,
         landmark_id=landmark_id,
         message=message,
         created_ns=now_ns,
+        count=count,
+        last_ns=now_ns,
     )
     session.add(row)
     session.flush()
@@ -83,7 +111,9 @@ def alert_dict(row: AlertRow) -> dict[str, Any]:
         "device_id": row.device_id,
         "landmark_id": row.landmark_id,
         "message": row.message,
+        "count": row.count or 1,
         "created_at": iso(row.created_ns),
+        "last_seen_at": iso(row.last_ns or row.created_ns),
         "acknowledged_at": iso(row.acknowledged_ns),
         "acknowledged_by": row.acknowledged_by,
     }
@@ -112,7 +142,9 @@ CSV_COLUMNS = (
     "device_id",
     "landmark_id",
     "message",
+    "count",
     "created_at",
+    "last_seen_at",
     "acknowledged_at",
     "acknowledged_by",
 )
@@ -152,6 +184,7 @@ def sweep_missed_checkins(session: Session, now_ns: int) -> int:
                 f"{interval_s} s"
             ),
             now_ns=now_ns,
+            count_repeats=False,
         )
         raised += row is not None
     return raised

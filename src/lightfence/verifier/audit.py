@@ -3,8 +3,13 @@
 Entry n stores `hash = SHA-256(prev_hash || canonical(seq, at_ns, actor, action, subject,
 payload))`, with prev_hash the hash of entry n-1 (64 zeros for the first). Editing any field of a
 row changes its hash; deleting a row breaks the sequence or the next row's prev_hash; dropping the
-newest rows is caught against `audit_head` and, beyond the database, against a head hash copied
-elsewhere (`lightfence audit verify` prints it for that).
+newest rows is caught against `audit_head`; rewinding both, or re-hashing the whole chain, is
+caught against the signed checkpoints the verifier exports outside the database
+(verifier.checkpoint, `lightfence audit verify --checkpoint FILE`).
+
+Entries may carry `state`: digests of the registry and verdict rows the write left behind
+(verifier.statehash). Verification compares every such row with its last recorded digest, so
+a row edited with SQL is caught too.
 
 Writers lock the single `audit_head` row (SELECT ... FOR UPDATE on PostgreSQL; SQLite's write
 transactions are already serial), so the chain stays linear under concurrent requests.
@@ -23,6 +28,7 @@ from sqlalchemy.orm import Session
 from lightfence.verifier.models import AuditHeadRow, AuditRow
 
 GENESIS_HASH = "0" * 64
+STATE_KEY = "state"
 
 
 def canonical_json(value: Any) -> str:
@@ -63,9 +69,14 @@ def append(
     subject: str,
     payload: dict[str, Any],
     now_ns: int,
+    state: list[list[str | None]] | None = None,
 ) -> AuditRow:
-    """Append one entry in the caller's transaction (it commits or rolls back with the write)."""
+    """Append one entry in the caller's transaction (it commits or rolls back with the write).
+
+    `state`: [table, row key, digest] of covered rows this write left (statehash)."""
     head = lock_head(session)
+    if state:
+        payload = {**payload, STATE_KEY: state}
     text = canonical_json(payload)
     seq = head.seq + 1
     digest = entry_hash(head.hash, seq, now_ns, actor, action, subject, text)
@@ -99,9 +110,11 @@ class AuditReport:
 BATCH_ROWS = 5000
 
 
-def verify_chain(session: Session, *, max_problems: int = 20) -> AuditReport:
-    """Walk the whole chain; report every edited, deleted or reordered row found."""
+def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True) -> AuditReport:
+    """Walk the whole chain; report every edited, deleted or reordered row found, then (with
+    `state`) every registry or verdict row that differs from what the chain last recorded."""
     problems: list[str] = []
+    recorded: dict[tuple[str, str], str | None] = {}
     prev = GENESIS_HASH
     expected_seq = 1
     count = 0
@@ -130,6 +143,8 @@ def verify_chain(session: Session, *, max_problems: int = 20) -> AuditReport:
             )
             if digest != row.hash:
                 problems.append(f"entry {row.seq} ({row.action} {row.subject}) was edited")
+            if state and f'"{STATE_KEY}":' in row.payload:
+                _collect_state(row.payload, recorded)
             prev = row.hash
             expected_seq = row.seq + 1
             last_seq = row.seq
@@ -144,4 +159,18 @@ def verify_chain(session: Session, *, max_problems: int = 20) -> AuditReport:
             f"audit head says entry {head.seq} is last but the log ends at entry {last_seq}: "
             "newest entries were deleted or the head was altered"
         )
+    if state and len(problems) < max_problems:
+        from lightfence.verifier.statehash import check_state
+
+        problems.extend(check_state(session, recorded, max_problems - len(problems)))
     return AuditReport(entries=count, head_hash=prev, problems=problems[:max_problems])
+
+
+def _collect_state(payload: str, recorded: dict[tuple[str, str], str | None]) -> None:
+    try:
+        refs = json.loads(payload).get(STATE_KEY) or []
+    except (ValueError, AttributeError):
+        return  # an edited entry; its hash check reports it
+    for ref in refs:
+        if isinstance(ref, list) and len(ref) == 3:
+            recorded[(str(ref[0]), str(ref[1]))] = None if ref[2] is None else str(ref[2])

@@ -53,12 +53,42 @@ class VerifierConfig:
     liars: int | str = "auto"
     """Lying landmarks every verdict must survive (core.robust): a count, or 'auto' (1 for a
     device measured by at least 4 landmarks, 0 below)."""
+    write_requests_per_s: float = 20.0
+    """Per API token: write requests (POST, PUT) per second, sustained; 0 turns it off."""
+    write_requests_burst: int = 600
+    records_per_s: float = 500.0
+    """Per API token: records submitted per second, sustained (a landmark measuring 10,000
+    devices a minute needs 167); 0 turns it off."""
+    records_burst: int = 30_000
+    """Records a token may send at once before the sustained rate applies (30 full batches)."""
+    rejections_per_s: float = 1.0
+    """Per API token: rejected records per second, sustained. A token past this quota gets 429
+    on its next writes until it refills: a broken or hostile submitter cannot fill the tables."""
+    rejections_burst: int = 5_000
+    checkpoint_path: str | None = None
+    """JSON Lines file the worker appends signed audit checkpoints to (needs the signing key)."""
+    checkpoint_webhook_url: str | None = None
+    """Also POST each checkpoint there, so a copy lives outside this host."""
+    checkpoint_interval_s: float = 300.0
+    """How often the worker checkpoints the audit head (only when it moved)."""
     implicated_flag_min_devices: int = 3
     """Flag a landmark for review (its records stop counting) once this many devices' latest
     verdicts are INCONSISTENT naming it alone. 0 turns automatic flagging off (scores are still
     kept and shown)."""
 
     def __post_init__(self) -> None:
+        for name in (
+            "write_requests_per_s",
+            "write_requests_burst",
+            "records_per_s",
+            "records_burst",
+            "rejections_per_s",
+            "rejections_burst",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns the limit off)")
+        if self.checkpoint_interval_s <= 0:
+            raise ValueError("checkpoint_interval_s must be positive")
         for name in ("max_body_bytes", "max_batch_records"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

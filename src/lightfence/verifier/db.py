@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lightfence.verifier import statehash
 from lightfence.verifier.config import normalise_db_url
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -80,6 +81,7 @@ class Database:
         else:
             raise DatabaseError(f"unsupported database {parsed.get_backend_name()!r}")
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        statehash.install(self._write)  # every covered row written lands in the audit chain
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager

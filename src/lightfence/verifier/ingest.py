@@ -2,7 +2,7 @@
 
 Order of checks for one record (the first failure is the reason):
 1. permission (no write at all): a landmark token submits only its own records, an operator only
-   its own devices', an auditor nothing;
+   its own devices' (any other device, enrolled or not, answers 404), an auditor nothing;
 2. already stored (same signed bytes): acknowledged again, nothing written (idempotent);
 3. landmark known, active, and its registered key the one the record names;
 4. device enrolled; record made with its registered key and trust level (else, if the landmark
@@ -32,7 +32,7 @@ from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.errors import Forbidden
+from lightfence.verifier.errors import Forbidden, NotFound
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, RejectionRow
 from lightfence.verifier.precheck import Prechecked
 
@@ -112,11 +112,11 @@ def _authorise(who: Principal, records: Sequence[MeasurementRecord], session: Se
             ).all()
         )
         for device_id in sorted(ids):
-            if device_id in owners and owners[device_id] != who.owner:
-                raise Forbidden(
-                    f"device {device_id} belongs to another operator; an operator token submits "
-                    "records of its own devices only"
-                )
+            if owners.get(device_id) != who.owner:
+                # Another operator's device and a device nobody enrolled answer alike (404,
+                # nothing written): a rejection for one and not the other would confirm that
+                # the other operator's device exists.
+                raise NotFound(f"no device {device_id!r} visible to this token")
 
 
 _DEVICE_COLUMNS = load_only(
@@ -142,6 +142,10 @@ class Ingestor:
         self._devices: dict[str, DeviceRow | None] = {}
         self._prechecked = Prechecked()
         self._index: dict[int, int] = {}
+        self._rejected: dict[str, tuple[RejectionRow, int]] = {}
+        self._alerts: dict[tuple[alerts.AlertKind, str | None], tuple[str, int, str | None]] = {}
+        """Alerts this batch raises, once each at the end: (latest message, count, landmark)."""
+        """Rejection rows this batch touched, by aggregation key, with how many it added."""
 
     def ingest(
         self,
@@ -174,6 +178,7 @@ class Ingestor:
                 known[digest] = _New(len(new_rows) - 1)
                 results.append(("stored", digest, known[digest], None))
         ids = self._insert(new_rows)
+        self.audit_rejections()
         out = []
         for status, digest, ref, why in results:
             if why is not None:
@@ -319,37 +324,84 @@ class Ingestor:
         return row
 
     def _keep_rejection(self, rec: MeasurementRecord, digest: str, rej: _Reject) -> None:
-        row = RejectionRow(
-            received_ns=self.now_ns,
-            reason=rej.reason.value,
-            detail=rej.detail,
-            device_id=rec.device_id,
-            landmark_id=rec.landmark_id,
-            record_hash=digest,
-            submitted_by=self.who.actor,
-            body=rec.to_json_dict(),
-        )
-        self.session.add(row)
-        self.session.flush()
-        audit.append(
-            self.session,
-            actor=self.who.actor,
-            action="record.reject",
-            subject=rec.device_id,
-            payload={"id": row.id, "hash": digest, "reason": rej.reason.value},
-            now_ns=self.now_ns,
-        )
+        """Count the rejection on its aggregate row (token, landmark, device, reason), keeping
+        the latest occurrence as the sample; alert once per open (device, kind)."""
+        known_device = self._devices.get(rec.device_id) is not None
+        known_landmark = self._landmarks.get(rec.landmark_id) is not None
+        device_id = rec.device_id if known_device else None
+        landmark_id = rec.landmark_id if known_landmark else None
+        key = rejection_key(self.who.actor, landmark_id, device_id, rej.reason.value)
+        detail = rej.detail[:MAX_DETAIL_CHARS]
+        touched = self._rejected.get(key)
+        row = touched[0] if touched is not None else self._rejection_row(key)
+        if row is None:
+            row = RejectionRow(
+                agg_key=key,
+                received_ns=self.now_ns,
+                first_received_ns=self.now_ns,
+                count=0,
+                reason=rej.reason.value,
+                device_id=device_id,
+                landmark_id=landmark_id,
+                submitted_by=self.who.actor,
+                detail=detail,
+                record_hash=digest,
+                body={},
+            )
+            self.session.add(row)
+        row.count = (row.count or 0) + 1
+        row.received_ns, row.detail, row.record_hash = self.now_ns, detail, digest
+        row.body = rec.to_json_dict()
+        self._rejected[key] = (row, (touched[1] if touched is not None else 0) + 1)
         kind = (
             alerts.AlertKind.IDENTITY_CHANGE
             if rej.reason is RejectReason.IDENTITY_CHANGE
             else alerts.AlertKind.REJECTED_EVIDENCE
         )
-        known_device = self._device(rec.device_id) is not None
-        alerts.raise_alert(
+        where = rec.landmark_id if known_landmark else "an unknown landmark"
+        message = f"record from {where} rejected ({rej.reason.value}): {detail}"
+        alert_key = (kind, device_id)
+        _, n, first_landmark = self._alerts.get(alert_key, (message, 0, landmark_id))
+        self._alerts[alert_key] = (message, n + 1, first_landmark)
+
+    def _rejection_row(self, key: str) -> RejectionRow | None:
+        return self.session.execute(
+            select(RejectionRow).where(RejectionRow.agg_key == key)
+        ).scalar_one_or_none()
+
+    def audit_rejections(self) -> None:
+        """One audit entry for the batch's rejections (the rows counted and by how much), then
+        one alert per (device, kind), counting every occurrence."""
+        if not self._rejected:
+            return
+        self.session.flush()
+        counted = sorted((row.id, row.reason, added) for row, added in self._rejected.values())
+        audit.append(
             self.session,
-            kind=kind,
-            device_id=rec.device_id if known_device else None,
-            landmark_id=rec.landmark_id,
-            message=f"record from {rec.landmark_id} rejected ({rej.reason.value}): {rej.detail}",
+            actor=self.who.actor,
+            action="record.reject",
+            subject=f"{sum(added for _, _, added in counted)} record(s)",
+            payload={"rejections": [list(c) for c in counted]},
             now_ns=self.now_ns,
         )
+        for (kind, device_id), (message, n, landmark_id) in self._alerts.items():
+            alerts.raise_alert(
+                self.session,
+                kind=kind,
+                device_id=device_id,
+                landmark_id=landmark_id,
+                message=message,
+                now_ns=self.now_ns,
+                count=n,
+            )
+
+
+MAX_DETAIL_CHARS = 500
+"""A rejection's detail quotes the record (ids); longer ones are cut."""
+
+
+def rejection_key(
+    submitted_by: str, landmark_id: str | None, device_id: str | None, reason: str
+) -> str:
+    text = "\n".join(x or "" for x in (submitted_by, landmark_id, device_id, reason))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -109,10 +109,22 @@ class RecordRow(Base):
 
 
 class RejectionRow(Base):
+    """Rejected records, aggregated: one row per (token, landmark, device, reason) with a count.
+
+    A landmark or device id the registry does not know is kept as NULL in the key (the latest
+    occurrence's detail still names it), so junk with made-up ids adds to one row per token and
+    reason instead of one row each (docs/security.md).
+    """
+
     __tablename__ = "rejections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     received_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    """The latest occurrence."""
+    first_received_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    agg_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    """SHA-256 of (submitted_by, landmark_id, device_id, reason); NULL for rows before 0004."""
     reason: Mapped[str] = mapped_column(String(32), index=True)
     detail: Mapped[str] = mapped_column(Text)
     device_id: Mapped[str | None] = mapped_column(String(HEX_ID), nullable=True, index=True)
@@ -156,6 +168,9 @@ class AlertRow(Base):
     landmark_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     message: Mapped[str] = mapped_column(Text)
     created_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    """Occurrences folded into this alert while it was open (one open alert per device, kind)."""
+    last_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     acknowledged_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     acknowledged_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 

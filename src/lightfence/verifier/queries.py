@@ -141,7 +141,11 @@ def device_records(session: Session, device_id: str, limit: int) -> list[dict[st
 def rejections(
     session: Session, who: Principal, limit: int, device_id: str | None = None
 ) -> list[dict[str, Any]]:
-    stmt = select(RejectionRow).order_by(RejectionRow.id.desc()).limit(min(limit, MAX_PAGE))
+    stmt = (
+        select(RejectionRow)
+        .order_by(RejectionRow.received_ns.desc(), RejectionRow.id.desc())
+        .limit(min(limit, MAX_PAGE))
+    )
     if device_id is not None:
         stmt = stmt.where(RejectionRow.device_id == device_id)
     if who.role is Role.OPERATOR:
@@ -150,6 +154,8 @@ def rejections(
     return [
         {
             "id": r.id,
+            "count": r.count or 1,
+            "first_received_at": iso(r.first_received_ns or r.received_ns),
             "received_at": iso(r.received_ns),
             "reason": r.reason,
             "detail": r.detail,
@@ -207,11 +213,12 @@ def summary(session: Session) -> dict[str, Any]:
             .group_by(AlertRow.kind)
         ).all()
     )
-    rejected = dict(
-        session.execute(
-            select(RejectionRow.reason, func.count()).group_by(RejectionRow.reason)
-        ).all()
-    )
+    rejected = {  # PostgreSQL sums BIGINT as NUMERIC
+        reason: int(n)
+        for reason, n in session.execute(
+            select(RejectionRow.reason, func.sum(RejectionRow.count)).group_by(RejectionRow.reason)
+        )
+    }
     head = session.get(AuditHeadRow, 1)
     return {
         "devices": devices,

@@ -205,7 +205,9 @@ def enrol_device(
     existing = session.get(DeviceRow, device_id)
     if existing is not None:
         if existing.operator != operator:
-            raise Conflict(f"device {device_id} is enrolled by another operator")
+            # Answered as for any id this token cannot see (never 403/409, which would confirm
+            # that another operator has it).
+            raise NotFound(f"no device {device_id!r} visible to this token; it cannot be enrolled")
         same = (
             existing.policy,
             existing.bound,
@@ -227,6 +229,7 @@ def enrol_device(
                 "an admin changes licences with PUT /devices/{id}/licence"
             )
         return existing, False
+    _refuse_key_reuse(session, identity, device_id, who, now_ns)
     attrs = dict(identity.attributes)
     row = DeviceRow(
         id=device_id,
@@ -269,6 +272,41 @@ def enrol_device(
                 now_ns=now_ns,
             )
     return row, True
+
+
+def _refuse_key_reuse(
+    session: Session, identity: DeviceIdentity, device_id: str, who: Principal, now_ns: int
+) -> None:
+    """One key proves one device. The same key under a second device id (other attributes)
+    would let one machine answer for both, so the second could be VERIFIED where only the
+    first is: refused, with an alert on the enrolled device so its owner and the admins see the
+    attempt. The caller already holds the public key, so refusing tells it nothing new."""
+    kid = key_id(identity.public_key)
+    holder = session.execute(
+        select(DeviceRow.id).where(DeviceRow.key_id == kid, DeviceRow.id != device_id).limit(1)
+    ).scalar_one_or_none()
+    if holder is None:
+        return
+    alerts.raise_alert(
+        session,
+        kind=alerts.AlertKind.KEY_REUSE,
+        device_id=holder,
+        message=(
+            f"{who.actor} tried to enrol device key {kid} under another device id ({device_id}): "
+            "refused; a copied or shared key"
+        ),
+        now_ns=now_ns,
+    )
+    raise KeyReused(
+        f"device key {kid} is already enrolled under another device id; one key proves one "
+        "device: give this device its own key"
+    )
+
+
+class KeyReused(BadInput):
+    """Refused enrolment whose alert is still committed (Service.write keeps it)."""
+
+    keep_writes = True
 
 
 def _apply_licence(row: DeviceRow, lic: Licence) -> None:

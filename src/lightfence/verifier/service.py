@@ -7,24 +7,28 @@ log, new alerts always reach metrics and the webhook, and verdicts always come f
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey, load_or_create
 from lightfence.protocol.record import MeasurementRecord
-from lightfence.verifier import alerts, audit, blame, db, verdicts
+from lightfence.verifier import alerts, audit, blame, checkpoint, db, verdicts
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.errors import ServiceError
 from lightfence.verifier.ingest import Ingestor, Outcome, record_hash
 from lightfence.verifier.logs import log
 from lightfence.verifier.metrics import Metrics
 from lightfence.verifier.precheck import precheck
+from lightfence.verifier.ratelimit import Budget, WriteLimits
 from lightfence.verifier.webhook import Webhook
 
 
@@ -38,13 +42,28 @@ class Service:
         self.webhook = (
             Webhook(config.webhook_url, config.webhook_timeout_s) if config.webhook_url else None
         )
+        self.limits = WriteLimits(
+            Budget("write requests", config.write_requests_per_s, config.write_requests_burst),
+            Budget("records", config.records_per_s, config.records_burst),
+            Budget("rejected records", config.rejections_per_s, config.rejections_burst),
+        )
         self.signing_key: SigningKey | None = None
         if config.signing_key_path is not None:
             self.signing_key, _ = load_or_create(Path(config.signing_key_path))
+        if config.checkpoint_path is not None and self.signing_key is None:
+            raise ValueError("audit checkpoints are signed: give a signing key with them")
+        self.checkpoint_hook = (
+            Webhook(config.checkpoint_webhook_url, config.webhook_timeout_s, wrap="checkpoint")
+            if config.checkpoint_webhook_url
+            else None
+        )
+        self._checkpointed_seq = -1
+        self._checkpoint_lock = threading.Lock()  # the worker and a shutdown may overlap
 
     def close(self) -> None:
-        if self.webhook is not None:
-            self.webhook.close()
+        for hook in (self.webhook, self.checkpoint_hook):
+            if hook is not None:
+                hook.close()
         self.db.dispose()
 
     @contextmanager
@@ -54,15 +73,23 @@ class Service:
         It starts by locking the audit head, so write transactions run one at a time on every
         database: checks such as "is this record stored already?" see every earlier commit.
         """
+        refused: ServiceError | None = None
         with self.db.write() as session:
             audit.lock_head(session)
-            yield session
+            try:
+                yield session
+            except ServiceError as exc:
+                if not exc.keep_writes:
+                    raise
+                refused = exc  # commit what was written (its alert), then refuse
             new = session.info.pop(alerts.NEW_ALERTS_KEY, [])
         for alert in new:
             self.metrics.alerts.labels(alert["kind"]).inc()
             log("alert", logging.WARNING, **alert)
             if self.webhook is not None:
                 self.webhook.send(alert)
+        if refused is not None:
+            raise refused
 
     def read(self) -> AbstractContextManager[Session]:
         return self.db.read()
@@ -122,3 +149,23 @@ class Service:
     def sweep_checkins(self) -> int:
         with self.write() as session:
             return alerts.sweep_missed_checkins(session, now_ns())
+
+    def checkpoint(self, *, force: bool = False) -> dict[str, Any] | None:
+        """Sign the audit head and export it (file, webhook) unless it did not move since the
+        last one. Returns the checkpoint written, or None."""
+        if self.signing_key is None or (
+            self.config.checkpoint_path is None and self.checkpoint_hook is None
+        ):
+            return None
+        with self._checkpoint_lock:
+            with self.read() as session:
+                doc = checkpoint.make(session, self.signing_key, now_ns())
+            if doc is None or (doc["seq"] == self._checkpointed_seq and not force):
+                return None
+            if self.config.checkpoint_path is not None:
+                checkpoint.append_to_file(Path(self.config.checkpoint_path), doc)
+            if self.checkpoint_hook is not None:
+                self.checkpoint_hook.send(doc)
+            self._checkpointed_seq = doc["seq"]
+        log("audit.checkpoint", logging.INFO, seq=doc["seq"], head=doc["head_hash"])
+        return doc

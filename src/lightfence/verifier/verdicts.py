@@ -34,7 +34,7 @@ from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
 from lightfence.core.verdict import Verdict, decide, reason_text
 from lightfence.units import Bound
-from lightfence.verifier import alerts, audit
+from lightfence.verifier import alerts, audit, statehash
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, VerdictRow
 
@@ -299,6 +299,10 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
             ]
         },
         now_ns=now_ns,
+        state=[
+            statehash.row_ref("verdicts", {**r, "id": i})
+            for i, r in zip(new_ids, rows, strict=True)
+        ],
     )
     for d in raise_for:
         alerts.raise_alert(

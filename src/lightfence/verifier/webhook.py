@@ -13,8 +13,9 @@ from lightfence.verifier.logs import log
 
 
 class Webhook:
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        self.url, self.timeout_s = url, timeout_s
+    def __init__(self, url: str, timeout_s: float = 5.0, *, wrap: str = "alert") -> None:
+        """POSTs `{wrap: document}` for each document sent."""
+        self.url, self.timeout_s, self.wrap = url, timeout_s, wrap
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=10_000)
         self._thread = threading.Thread(target=self._run, name="lightfence-webhook", daemon=True)
         self._thread.start()
@@ -33,7 +34,7 @@ class Webhook:
         with httpx.Client(timeout=self.timeout_s) as client:
             while (alert := self._queue.get()) is not None:
                 try:
-                    resp = client.post(self.url, json={"alert": alert})
+                    resp = client.post(self.url, json={self.wrap: alert})
                     resp.raise_for_status()
                 except httpx.HTTPError as exc:
                     # Alerts stay in the database and the API; the webhook is a convenience.

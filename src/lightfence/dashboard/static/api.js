@@ -28,7 +28,8 @@ async function request(path) {
   if (!reply.ok) {
     let message = `${reply.status} ${reply.statusText}`;
     try {
-      message = (await reply.json()).error || message;
+      const body = await reply.json();
+      message = typeof body.detail === "string" ? body.detail : message;
     } catch (_) { /* not JSON: keep the status line */ }
     throw new ApiError(reply.status, message);
   }

@@ -1,4 +1,6 @@
 // The dashboard: sign in with an API token, then show the fleet on the map and in tables.
+// Every string from the API reaches the page as a text node or a DOM property (el() below),
+// never as HTML: names, alerts and reasons are written by tenants and submitters.
 import * as api from "./api.js";
 import { createMap, drawDevices, drawLandmarks, highlight } from "./map.js";
 import { colour, status } from "./verdicts.js";
@@ -16,8 +18,13 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function swatch(s) {
-  return el("span", { className: "swatch", title: s, style: `background:${colour(s)}` });
+  const node = el("span", { className: "swatch", title: s });
+  node.style.background = colour(s); // CSSOM: allowed by the CSP, unlike a style attribute
+  return node;
 }
+
+// A device id in a URL path (ids are hex, but never trust that in a path).
+const enc = encodeURIComponent;
 
 function showSignIn(message = "") {
   $("#app").hidden = true;
@@ -38,7 +45,7 @@ async function load() {
   const rows = devices.map((d) => ({ device: d, status: status(d, alerts) }));
   await Promise.all(rows.map(async (row) => {
     if (!row.device.latest_verdict) return;
-    const hist = await api.get(`devices/${row.device.device_id}/verdicts?limit=1&geojson=latest`);
+    const hist = await api.get(`devices/${enc(row.device.device_id)}/verdicts?limit=1&geojson=latest`);
     regions.set(row.device.device_id, hist.verdicts[0]?.feasible_geojson || null);
   }));
   for (const row of rows) row.region = regions.get(row.device.device_id) || null;
@@ -79,7 +86,7 @@ function renderDevices(rows) {
 
 function renderAlerts(alerts) {
   const items = alerts.slice(0, 50).map((a) => el("li", {},
-    el("span", { className: "kind" }, a.kind), " ",
+    el("span", { className: "kind" }, a.kind), a.count > 1 ? ` ×${a.count} ` : " ",
     el("span", { className: "muted" }, `${a.created_at} · ${a.device_id?.slice(0, 8) || ""}`
       + ` ${a.landmark_id || ""}`),
     el("div", {}, a.message)));
@@ -109,7 +116,7 @@ async function openDevice(id, zoom = true) {
     tr.classList.toggle("selected", tr.dataset.deviceId === id);
   });
   const [device, hist] = await Promise.all([
-    api.get(`devices/${id}`), api.get(`devices/${id}/verdicts?limit=20&geojson=latest`),
+    api.get(`devices/${enc(id)}`), api.get(`devices/${enc(id)}/verdicts?limit=20&geojson=latest`),
   ]);
   const historyRows = hist.verdicts.map((v) => el("tr", {},
     el("td", {}, swatch(v.verdict)), el("td", {}, v.verdict),
@@ -117,7 +124,7 @@ async function openDevice(id, zoom = true) {
     el("td", { className: "muted" }, `f=${v.tolerated_liars}`)));
   const latest = hist.verdicts[0];
   const evidence = latest
-    ? el("button", { id: "evidence", onclick: () => api.download(`devices/${id}/evidence`,
+    ? el("button", { id: "evidence", onclick: () => api.download(`devices/${enc(id)}/evidence`,
       `evidence-${id}.json`) }, "Download evidence bundle")
     : el("p", { className: "muted" }, "no verdict yet, so no evidence bundle");
   $("#detail").hidden = false;

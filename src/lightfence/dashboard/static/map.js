@@ -1,5 +1,7 @@
 // The map: country outlines (Natural Earth, served by the verifier), landmarks, and each
 // device's feasible region coloured by its verdict. No tiles: it works offline.
+// Tooltips get DOM nodes built from text, never strings: Leaflet renders a string as HTML, and
+// every name here (landmark ids, operators, host names) is chosen by a tenant.
 /* global L */
 import { colour } from "./verdicts.js";
 
@@ -7,6 +9,16 @@ const FILL = 0.15;
 const FILL_SELECTED = 0.45;
 let map, devicesLayer, landmarksLayer;
 const regionLayers = new Map(); // device id -> its feasible region's layer
+
+// A tooltip body: one line of text per argument, as text nodes.
+function lines(...texts) {
+  const box = document.createElement("div");
+  texts.forEach((t, i) => {
+    if (i) box.append(document.createElement("br"));
+    box.append(document.createTextNode(String(t)));
+  });
+  return box;
+}
 
 export async function createMap(element) {
   map = L.map(element, { minZoom: 1, worldCopyJump: false, attributionControl: true })
@@ -28,7 +40,7 @@ export function drawLandmarks(landmarks) {
     L.circleMarker([lm.lat, lm.lon], {
       radius: 5, color: "#0d47a1", weight: 2, fillColor: ok ? "#42a5f5" : "#ff7043",
       fillOpacity: 1,
-    }).bindTooltip(`landmark ${lm.id} (${lm.status})<br>${lm.operator}`).addTo(landmarksLayer);
+    }).bindTooltip(lines(`landmark ${lm.id} (${lm.status})`, lm.operator)).addTo(landmarksLayer);
   }
 }
 
@@ -46,7 +58,7 @@ export function drawDevices(devices, onSelect) {
     const name = device.attributes.host || device.device_id.slice(0, 8);
     L.circleMarker(shape.getBounds().getCenter(), {
       radius: 7, color: "#fff", weight: 2, fillColor: colour(status), fillOpacity: 1,
-    }).bindTooltip(`${name}: ${status}`).on("click", () => onSelect(device.device_id))
+    }).bindTooltip(lines(`${name}: ${status}`)).on("click", () => onSelect(device.device_id))
       .addTo(devicesLayer);
   }
 }

@@ -1,24 +1,28 @@
-"""The FastAPI application: error mapping, body limits, metrics, and the background worker."""
+"""The FastAPI application: error mapping, body limits, security headers, metrics, and the
+background worker (verdicts, check-in sweeps, signed audit checkpoints)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightfence import __version__
+from lightfence.verifier.api.headers import docs_csp, security_headers
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.errors import ServiceError
+from lightfence.verifier.errors import RateLimited, ServiceError
 from lightfence.verifier.logs import log
 from lightfence.verifier.service import Service
 
@@ -28,7 +32,8 @@ class _TooLarge(Exception):
 
 
 class GuardMiddleware:
-    """Refuses oversized bodies (413) before they are read, times and logs every request."""
+    """Refuses oversized bodies (413) before they are read, adds the security headers to every
+    response (API, dashboard, errors), times and logs every request."""
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app, self.service = app, service
@@ -42,7 +47,7 @@ class GuardMiddleware:
         status = {"code": 500, "sent": False}
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _send_json(send, 413, {"error": self._too_large_message()})
+            await _send_json(send, 413, {"detail": self._too_large_message()})
             self._observe(scope, 413, started)
             return
         seen = 0
@@ -59,13 +64,14 @@ class GuardMiddleware:
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["sent"] = message["status"], True
+                message = {**message, "headers": security_headers(message.get("headers") or [])}
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not status["sent"]:
-                await _send_json(send, 413, {"error": self._too_large_message()})
+                await _send_json(send, 413, {"detail": self._too_large_message()})
             status["code"] = 413
         self._observe(scope, int(status["code"]), started)
 
@@ -96,7 +102,9 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            "headers": security_headers(
+                [(b"content-type", b"application/json"), (b"connection", b"close")]
+            ),
         }
     )
     await send({"type": "http.response.body", "body": payload})
@@ -105,13 +113,16 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 async def _worker(service: Service) -> None:
     """Recompute verdicts of devices with new records; sweep for missed check-ins."""
     cfg = service.config
-    last_sweep = 0.0
+    last_sweep = last_checkpoint = 0.0
     while True:
         try:
             await asyncio.to_thread(service.recompute_all)
             if time.monotonic() - last_sweep >= cfg.checkin_sweep_interval_s:
                 await asyncio.to_thread(service.sweep_checkins)
                 last_sweep = time.monotonic()
+            if time.monotonic() - last_checkpoint >= cfg.checkpoint_interval_s:
+                await asyncio.to_thread(service.checkpoint)
+                last_checkpoint = time.monotonic()
         except asyncio.CancelledError:
             raise
         except Exception:  # a bad pass must not stop the worker; it is logged and retried
@@ -137,6 +148,8 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(Exception):  # a last checkpoint of the final head
+                service.checkpoint()
             service.close()
 
     app = FastAPI(
@@ -144,31 +157,38 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
         version=__version__,
         description="Fleet registry, signed-record ingestion, verdicts, alerts and evidence.",
         lifespan=lifespan,
+        docs_url=None,  # served below with a CSP that lets Swagger UI's own script run
+        redoc_url=None,
     )
     app.state.service = service
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(
-            {"error": "invalid request: " + "; ".join(problems), "problems": problems},
+            {"detail": "invalid request: " + "; ".join(problems), "problems": problems},
             status_code=422,
         )
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_: Request, exc: IntegrityError) -> JSONResponse:
         return JSONResponse(
-            {"error": "conflicts with stored data (a duplicate id or name); nothing was written"},
+            {"detail": "conflicts with stored data (a duplicate id or name); nothing was written"},
             status_code=409,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -176,8 +196,15 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
             "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
         )
         return JSONResponse(
-            {"error": "internal error; the verifier log has the details"}, status_code=500
+            {"detail": "internal error; the verifier log has the details"}, status_code=500
         )
+
+    docs = get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=app.title)
+    docs_headers = {"content-security-policy": docs_csp(bytes(docs.body).decode())}
+
+    @app.get("/docs", include_in_schema=False)
+    def _docs() -> HTMLResponse:
+        return HTMLResponse(bytes(docs.body), headers=docs_headers)
 
     from lightfence.dashboard import mount_dashboard
     from lightfence.verifier.api import routes_fleet, routes_gate, routes_records, routes_views

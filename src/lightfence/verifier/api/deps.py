@@ -1,13 +1,14 @@
-"""Request dependencies: the service and the calling principal."""
+"""Request dependencies: the service, the calling principal (HTTP bearer token), write budgets."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lightfence.verifier.auth import Principal, Role, authenticate
-from lightfence.verifier.errors import Forbidden, Unauthorized
+from lightfence.verifier.errors import Forbidden, RateLimited, Unauthorized
 from lightfence.verifier.service import Service
 
 
@@ -18,17 +19,25 @@ def get_service(request: Request) -> Service:
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 
+bearer = HTTPBearer(
+    auto_error=False,  # our own 401 says how to get a token
+    description="An API token (`lft_...`) from `lightfence token create`",
+)
 
-def get_principal(request: Request, service: ServiceDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+
+def get_principal(
+    request: Request,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise Unauthorized(
             "send an API token as 'Authorization: Bearer TOKEN'; an admin creates one with "
             "`lightfence token create`"
         )
     with service.read() as session:
-        who = authenticate(session, token.strip())
+        who = authenticate(session, token)
     if who is None:
         raise Unauthorized("this API token is unknown or revoked")
     request.state.principal = who
@@ -36,6 +45,18 @@ def get_principal(request: Request, service: ServiceDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_writer(who: PrincipalDep, service: ServiceDep) -> Principal:
+    """The principal of a write request, once its token's write budget allows one more."""
+    refused = service.limits.admit_write(who.name)
+    if refused is not None:
+        why, wait_s = refused
+        raise RateLimited(f"rate limited: {why}; retry in {wait_s:.0f} s", wait_s)
+    return who
+
+
+WriterDep = Annotated[Principal, Depends(get_writer)]
 
 
 def require(who: Principal, *roles: Role) -> None:

@@ -9,7 +9,18 @@ from fastapi.responses import JSONResponse
 
 from lightfence.identity.device import DeviceIdentity
 from lightfence.verifier import crosscheck, evidence, queries, registry
-from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, require
+from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, WriterDep, require
+from lightfence.verifier.api.responses import (
+    ERRORS,
+    DeviceOut,
+    DeviceRecordsOut,
+    EvidenceOut,
+    LandmarkHealthOut,
+    LandmarkOut,
+    PeerRttsOut,
+    RegistryOut,
+    VerdictHistoryOut,
+)
 from lightfence.verifier.api.schemas import (
     DeviceIn,
     LandmarkIn,
@@ -23,7 +34,7 @@ from lightfence.verifier.clock import iso, now_ns
 from lightfence.verifier.errors import BadInput
 from lightfence.verifier.models import LandmarkRow
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 def landmark_dict(row: LandmarkRow) -> dict[str, Any]:
@@ -41,9 +52,7 @@ def landmark_dict(row: LandmarkRow) -> dict[str, Any]:
     }
 
 
-def _put_landmark(
-    service: ServiceDep, who: PrincipalDep, spec: registry.LandmarkSpec
-) -> JSONResponse:
+def _put_landmark(service: ServiceDep, who: WriterDep, spec: registry.LandmarkSpec) -> JSONResponse:
     with service.write() as session:
         now = now_ns()
         row, created = registry.put_landmark(session, spec, who, now)
@@ -52,17 +61,30 @@ def _put_landmark(
     return JSONResponse(out, status_code=201 if created else 200)
 
 
-@router.post("/landmarks", tags=["landmarks"], summary="Register a landmark (admin)")
-def create_landmark(body: LandmarkIn, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+@router.post(
+    "/landmarks",
+    tags=["landmarks"],
+    summary="Register a landmark (admin)",
+    response_model=LandmarkOut,
+    status_code=201,
+    responses={200: {"model": LandmarkOut, "description": "the id existed: updated"}},
+)
+def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
     spec = registry.LandmarkSpec(
         body.id, body.lat, body.lon, body.public_key, body.operator, body.position_error_km
     )
     return _put_landmark(service, who, spec)
 
 
-@router.put("/landmarks/{landmark_id}", tags=["landmarks"], summary="Re-survey or re-key (admin)")
+@router.put(
+    "/landmarks/{landmark_id}",
+    tags=["landmarks"],
+    summary="Re-survey or re-key (admin)",
+    response_model=LandmarkOut,
+    responses={201: {"model": LandmarkOut, "description": "the id was new: registered"}},
+)
 def update_landmark(
-    landmark_id: str, body: LandmarkUpdate, service: ServiceDep, who: PrincipalDep
+    landmark_id: str, body: LandmarkUpdate, service: ServiceDep, who: WriterDep
 ) -> JSONResponse:
     spec = registry.LandmarkSpec(
         landmark_id, body.lat, body.lon, body.public_key, body.operator, body.position_error_km
@@ -70,13 +92,23 @@ def update_landmark(
     return _put_landmark(service, who, spec)
 
 
-@router.get("/landmarks", tags=["landmarks"], summary="The landmark registry")
+@router.get(
+    "/landmarks",
+    tags=["landmarks"],
+    summary="The landmark registry",
+    response_model=list[LandmarkOut],
+)
 def list_landmarks(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
     with service.read() as session:
         return [landmark_dict(r) for r in session.query(LandmarkRow).order_by(LandmarkRow.id)]
 
 
-@router.get("/landmarks/health", tags=["landmarks"], summary="Status and cross-check per landmark")
+@router.get(
+    "/landmarks/health",
+    tags=["landmarks"],
+    summary="Status and cross-check per landmark",
+    response_model=list[LandmarkHealthOut],
+)
 def landmark_health(service: ServiceDep, who: PrincipalDep) -> list[dict[str, object]]:
     with service.read() as session:
         return crosscheck.health(session)
@@ -86,9 +118,10 @@ def landmark_health(service: ServiceDep, who: PrincipalDep) -> list[dict[str, ob
     "/landmarks/{landmark_id}/peer-rtts",
     tags=["landmarks"],
     summary="Report RTTs to other landmarks (cross-check)",
+    response_model=PeerRttsOut,
 )
 def peer_rtts(
-    landmark_id: str, body: PeerRttsIn, service: ServiceDep, who: PrincipalDep
+    landmark_id: str, body: PeerRttsIn, service: ServiceDep, who: WriterDep
 ) -> dict[str, Any]:
     rtts = [crosscheck.PeerRtt(r.peer_id, r.rtt_ms, r.measured_at_unix_ns) for r in body.rtts]
     with service.write() as session:
@@ -97,7 +130,7 @@ def peer_rtts(
 
 
 def _set_status(
-    landmark_id: str, status: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+    landmark_id: str, status: str, body: StatusChange, service: ServiceDep, who: WriterDep
 ) -> dict[str, Any]:
     require(who, Role.ADMIN)
     with service.write() as session:
@@ -105,23 +138,38 @@ def _set_status(
         return landmark_dict(row)
 
 
-@router.post("/landmarks/{landmark_id}/clear", tags=["landmarks"], summary="Clear a flag (admin)")
+@router.post(
+    "/landmarks/{landmark_id}/clear",
+    tags=["landmarks"],
+    summary="Clear a flag (admin)",
+    response_model=LandmarkOut,
+)
 def clear_landmark(
-    landmark_id: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+    landmark_id: str, body: StatusChange, service: ServiceDep, who: WriterDep
 ) -> dict[str, Any]:
     return _set_status(landmark_id, "active", body, service, who)
 
 
-@router.post("/landmarks/{landmark_id}/flag", tags=["landmarks"], summary="Flag by hand (admin)")
+@router.post(
+    "/landmarks/{landmark_id}/flag",
+    tags=["landmarks"],
+    summary="Flag by hand (admin)",
+    response_model=LandmarkOut,
+)
 def flag_landmark(
-    landmark_id: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+    landmark_id: str, body: StatusChange, service: ServiceDep, who: WriterDep
 ) -> dict[str, Any]:
     return _set_status(landmark_id, "flagged", body, service, who)
 
 
-@router.post("/landmarks/{landmark_id}/retire", tags=["landmarks"], summary="Retire (admin)")
+@router.post(
+    "/landmarks/{landmark_id}/retire",
+    tags=["landmarks"],
+    summary="Retire (admin)",
+    response_model=LandmarkOut,
+)
 def retire_landmark(
-    landmark_id: str, body: StatusChange, service: ServiceDep, who: PrincipalDep
+    landmark_id: str, body: StatusChange, service: ServiceDep, who: WriterDep
 ) -> dict[str, Any]:
     return _set_status(landmark_id, "retired", body, service, who)
 
@@ -138,8 +186,15 @@ def _licence(body: LicenceIn, service: ServiceDep) -> registry.Licence:
     )
 
 
-@router.post("/devices", tags=["devices"], summary="Enrol a device with its licence")
-def enrol(body: DeviceIn, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+@router.post(
+    "/devices",
+    tags=["devices"],
+    summary="Enrol a device with its licence",
+    response_model=DeviceOut,
+    status_code=201,
+    responses={200: {"model": DeviceOut, "description": "enrolled before with this licence"}},
+)
+def enrol(body: DeviceIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
     try:
         identity = DeviceIdentity.from_json_dict(body.identity)
     except ValueError as exc:
@@ -152,22 +207,37 @@ def enrol(body: DeviceIn, service: ServiceDep, who: PrincipalDep) -> JSONRespons
     return JSONResponse(out, status_code=201 if created else 200)
 
 
-@router.get("/devices", tags=["devices"], summary="Devices with their latest verdicts")
+@router.get(
+    "/devices",
+    tags=["devices"],
+    summary="Devices with their latest verdicts",
+    response_model=list[DeviceOut],
+)
 def list_devices(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
     with service.read() as session:
         return queries.list_devices(session, who)
 
 
-@router.get("/devices/{device_id}", tags=["devices"], summary="One device and its latest verdict")
+@router.get(
+    "/devices/{device_id}",
+    tags=["devices"],
+    summary="One device and its latest verdict",
+    response_model=DeviceOut,
+)
 def get_device(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     with service.read() as session:
         row = registry.get_device(session, device_id, who)
         return queries.device_dict(row, queries.latest_verdict(session, device_id))
 
 
-@router.put("/devices/{device_id}/licence", tags=["devices"], summary="Change a licence (admin)")
+@router.put(
+    "/devices/{device_id}/licence",
+    tags=["devices"],
+    summary="Change a licence (admin)",
+    response_model=DeviceOut,
+)
 def put_licence(
-    device_id: str, body: LicenceIn, service: ServiceDep, who: PrincipalDep
+    device_id: str, body: LicenceIn, service: ServiceDep, who: WriterDep
 ) -> dict[str, Any]:
     with service.write() as session:
         row = registry.set_licence(session, device_id, _licence(body, service), who, now_ns())
@@ -178,6 +248,7 @@ def put_licence(
     "/devices/{device_id}/verdicts",
     tags=["devices"],
     summary="Verdict history, newest first, with the feasible region as GeoJSON",
+    response_model=VerdictHistoryOut,
 )
 def verdict_history(
     device_id: str,
@@ -197,6 +268,7 @@ def verdict_history(
     "/devices/{device_id}/evidence",
     tags=["devices"],
     summary="Evidence bundle for `lightfence verify` (identity, records, landmarks, verdict)",
+    response_model=EvidenceOut,
 )
 def evidence_bundle(device_id: str, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
     with service.read() as session:
@@ -209,6 +281,7 @@ def evidence_bundle(device_id: str, service: ServiceDep, who: PrincipalDep) -> J
     "/landmarks/registry.json",
     tags=["landmarks"],
     summary="Active landmarks as a registry file (for agents, and for auditors' --landmark-keys)",
+    response_model=RegistryOut,
 )
 def registry_file(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     with service.read() as session:
@@ -216,7 +289,10 @@ def registry_file(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/devices/{device_id}/records", tags=["devices"], summary="Stored records, newest first"
+    "/devices/{device_id}/records",
+    tags=["devices"],
+    summary="Stored records, newest first",
+    response_model=DeviceRecordsOut,
 )
 def device_records(
     device_id: str,

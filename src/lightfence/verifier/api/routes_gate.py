@@ -14,10 +14,11 @@ from lightfence.core.kinds import VerdictKind
 from lightfence.gate.issuer import token_for_latest_verdict, token_response
 from lightfence.verifier import queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep
+from lightfence.verifier.api.responses import ERRORS, DeviceTokenOut, VerifierKeyOut
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.errors import NotFound, Unavailable
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 _NO_KEY = (
     "this verifier has no token signing key: start it with `lightfence serve --signing-key FILE`"
@@ -28,6 +29,7 @@ _NO_KEY = (
     "/verifier/key",
     tags=["gate"],
     summary="The public key that signs verdict tokens (no token needed: it is public)",
+    response_model=VerifierKeyOut,
 )
 def verifier_key(service: ServiceDep) -> dict[str, Any]:
     key = service.signing_key
@@ -40,13 +42,14 @@ def verifier_key(service: ServiceDep) -> dict[str, Any]:
     "/devices/{device_id}/token",
     tags=["gate"],
     summary="A short-lived token, signed by the verifier, carrying the device's latest verdict",
+    response_model=DeviceTokenOut,
 )
 def device_token(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     key = service.signing_key
     if key is None:
         raise Unavailable(_NO_KEY)
     with service.read() as session:
-        registry.get_device(session, device_id, who)  # 404 / 403 as for the device itself
+        registry.get_device(session, device_id, who)  # 404 as for the device itself
         latest = queries.latest_verdict(session, device_id)
     if latest is None:
         raise NotFound(f"device {device_id} has no verdict yet: it must check in first")

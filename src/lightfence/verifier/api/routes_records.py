@@ -7,7 +7,6 @@ in the request parse.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,25 +14,16 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lightfence.protocol.record import MeasurementRecord, RecordError
-from lightfence.verifier.api.deps import PrincipalDep, ServiceDep
-from lightfence.verifier.errors import BadInput, ServiceError
+from lightfence.verifier.api import jsonbody
+from lightfence.verifier.api.deps import ServiceDep, WriterDep
+from lightfence.verifier.api.responses import ERRORS, BatchOut, ErrorOut, OutcomeOut
+from lightfence.verifier.errors import BadInput, RateLimited
 
 router = APIRouter(tags=["records"])
 
 
-class BadJson(ServiceError):
-    status = 400
-
-
 def _parse(body: bytes, max_records: int) -> tuple[list[MeasurementRecord], bool]:
-    try:
-        doc = json.loads(body)
-    except UnicodeDecodeError:
-        raise BadJson("body is not UTF-8 text; send JSON") from None
-    except json.JSONDecodeError as exc:
-        raise BadJson(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    doc = jsonbody.loads(body)
     batch = isinstance(doc, dict) and set(doc) == {"records"}
     items: Any = doc["records"] if batch else [doc]
     if not isinstance(items, list):
@@ -55,16 +45,32 @@ def _parse(body: bytes, max_records: int) -> tuple[list[MeasurementRecord], bool
 @router.post(
     "/records",
     summary="Submit signed measurement records",
+    response_model=OutcomeOut | BatchOut,
     responses={
-        201: {"description": "stored"},
-        200: {"description": "duplicate, or a batch result"},
-        400: {"description": "body is not JSON"},
-        403: {"description": "the token may not submit this record"},
-        413: {"description": "body too large"},
-        422: {"description": "malformed record, or rejected (reason kept)"},
+        **ERRORS,
+        201: {"model": OutcomeOut, "description": "stored"},
+        200: {"model": OutcomeOut | BatchOut, "description": "duplicate, or a batch result"},
+        422: {
+            "model": OutcomeOut | ErrorOut,
+            "description": "rejected (the outcome, reason kept), or a malformed record (error)",
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "description": "One record's JSON form (docs/protocol.md), or "
+                        '{"records": [...]}',
+                        "type": "object",
+                    }
+                }
+            },
+        }
     },
 )
-async def submit_records(request: Request, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+async def submit_records(request: Request, service: ServiceDep, who: WriterDep) -> JSONResponse:
     """One record object, or `{"records": [...]}` (up to `max_batch_records`).
 
     A single record answers 201 when stored, 200 when it was already stored, and 422 with the
@@ -73,7 +79,12 @@ async def submit_records(request: Request, service: ServiceDep, who: PrincipalDe
     """
     body = await request.body()
     records, batch = _parse(body, service.config.max_batch_records)
+    refused = service.limits.admit_records(who.name, len(records))
+    if refused is not None:
+        why, wait_s = refused
+        raise RateLimited(f"rate limited: {why}; retry in {wait_s:.0f} s", wait_s)
     outcomes = await run_in_threadpool(service.ingest, records, who)
+    service.limits.rejections.charge(who.name, sum(o.status == "rejected" for o in outcomes))
     if batch:
         counts = {
             s: sum(o.status == s for o in outcomes) for s in ("stored", "duplicate", "rejected")
@@ -83,7 +94,7 @@ async def submit_records(request: Request, service: ServiceDep, who: PrincipalDe
     if out.status == "rejected":
         reason = out.reason.value if out.reason else "rejected"
         return JSONResponse(
-            {"error": f"record rejected ({reason}): {out.detail}", **out.to_dict()},
+            {**out.to_dict(), "detail": f"record rejected ({reason}): {out.detail}"},
             status_code=422,
         )
     return JSONResponse(out.to_dict(), status_code=201 if out.status == "stored" else 200)

@@ -2,36 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lightfence.verifier import alerts, audit, queries
 from lightfence.verifier.alerts import AlertKind
-from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, require
+from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, WriterDep, require
+from lightfence.verifier.api.responses import (
+    ERRORS,
+    AlertOut,
+    AuditVerifyOut,
+    HealthOut,
+    RecomputeOut,
+    RejectionOut,
+    StatusOut,
+)
 from lightfence.verifier.auth import Role
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.errors import NotFound
 from lightfence.verifier.models import AlertRow, DeviceRow
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
+
+MAX_ID = 2**63 - 1
+"""Largest row id the databases store (BIGINT): larger path ids are simply not found."""
 
 
-@router.get("/healthz", tags=["operations"], summary="Liveness (no token)")
+@router.get(
+    "/healthz", tags=["operations"], summary="Liveness (no token)", response_model=HealthOut
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", tags=["operations"], summary="Prometheus metrics (no token)")
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics (no token)",
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 def metrics(service: ServiceDep) -> Response:
     with service.read() as session:
         service.metrics.pending.set(queries.summary(session)["pending_verdicts"])
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/status", tags=["operations"], summary="Fleet summary")
+@router.get("/status", tags=["operations"], summary="Fleet summary", response_model=StatusOut)
 def status(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     require(who, Role.ADMIN, Role.AUDITOR)
     with service.read() as session:
@@ -47,7 +66,9 @@ def _alerts(
         )
 
 
-@router.get("/alerts", tags=["alerts"], summary="Alerts, newest first")
+@router.get(
+    "/alerts", tags=["alerts"], summary="Alerts, newest first", response_model=list[AlertOut]
+)
 def list_alerts(
     service: ServiceDep,
     who: PrincipalDep,
@@ -59,7 +80,10 @@ def list_alerts(
 
 
 @router.get(
-    "/alerts.csv", tags=["alerts"], summary="Alerts as CSV", response_class=PlainTextResponse
+    "/alerts.csv",
+    tags=["alerts"],
+    summary="Alerts as CSV",
+    responses={200: {"content": {"text/csv": {}}, "description": "one alert a row"}},
 )
 def alerts_csv(
     service: ServiceDep, who: PrincipalDep, kind: AlertKind | None = None, open: bool = False
@@ -72,8 +96,15 @@ def alerts_csv(
     )
 
 
-@router.post("/alerts/{alert_id}/ack", tags=["alerts"], summary="Acknowledge an alert")
-def ack(alert_id: int, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+@router.post(
+    "/alerts/{alert_id}/ack",
+    tags=["alerts"],
+    summary="Acknowledge an alert",
+    response_model=AlertOut,
+)
+def ack(
+    alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], service: ServiceDep, who: WriterDep
+) -> dict[str, Any]:
     require(who, Role.ADMIN, Role.OPERATOR)
     with service.write() as session:
         row = session.get(AlertRow, alert_id)
@@ -85,7 +116,12 @@ def ack(alert_id: int, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]
         return alerts.alert_dict(row)
 
 
-@router.get("/rejections", tags=["records"], summary="Rejected records (possible spoofing)")
+@router.get(
+    "/rejections",
+    tags=["records"],
+    summary="Rejected records (possible spoofing), one row per token, landmark, device, reason",
+    response_model=list[RejectionOut],
+)
 def rejections(
     service: ServiceDep,
     who: PrincipalDep,
@@ -97,13 +133,23 @@ def rejections(
         return queries.rejections(session, who, limit, device_id)
 
 
-@router.post("/verdicts/recompute", tags=["operations"], summary="Recompute pending verdicts now")
-def recompute(service: ServiceDep, who: PrincipalDep) -> dict[str, int]:
+@router.post(
+    "/verdicts/recompute",
+    tags=["operations"],
+    summary="Recompute pending verdicts now",
+    response_model=RecomputeOut,
+)
+def recompute(service: ServiceDep, who: WriterDep) -> dict[str, int]:
     require(who, Role.ADMIN)
     return {"verdicts": service.recompute_all()}
 
 
-@router.get("/audit/verify", tags=["operations"], summary="Check the audit hash chain")
+@router.get(
+    "/audit/verify",
+    tags=["operations"],
+    summary="Check the audit hash chain and the state tables against it",
+    response_model=AuditVerifyOut,
+)
 def audit_verify(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     require(who, Role.ADMIN, Role.AUDITOR)
     with service.read() as session:

@@ -1,0 +1,242 @@
+"""Response bodies, so that /docs (OpenAPI) describes every answer, errors included.
+
+Each model lists what the route's dict carries; nested formats owned elsewhere (GeoJSON, the
+record's JSON form, evidence bundles) are typed loosely and documented where they are defined.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Loose(BaseModel):
+    """A format defined elsewhere: the named keys are documented, any others pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorOut(Out):
+    detail: str = Field(description="What went wrong and what to do about it")
+    problems: list[str] | None = Field(None, description="422 only: one line per invalid field")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in (
+        (400, "body is not JSON, or JSON nested too deep / numbers too long"),
+        (401, "no API token, or an unknown or revoked one"),
+        (403, "this token's role may not do this"),
+        (404, "not found, or not visible to this token (never told apart)"),
+        (409, "conflicts with stored state"),
+        (413, "body too large"),
+        (422, "invalid request"),
+        (429, "rate limit or quota of this token exceeded; see Retry-After"),
+        (503, "this verifier lacks what the request needs"),
+    )
+}
+
+
+class HealthOut(Out):
+    status: str
+
+
+class LandmarkOut(Out):
+    id: str
+    lat: float
+    lon: float
+    position_error_km: float
+    public_key: str
+    key_id: str
+    operator: str
+    status: str
+    status_reason: str | None
+    updated_at: str | None
+
+
+class ImplicatedOut(Loose):
+    named: int = 0
+    named_alone: int = 0
+    blame: float = 0.0
+
+
+class LandmarkHealthOut(Out):
+    id: str
+    lat: float
+    lon: float
+    position_error_km: float
+    operator: str
+    key_id: str
+    status: str
+    status_reason: str | None
+    peers_checked: int
+    peers_breaking_physics: list[str]
+    implicated: ImplicatedOut
+
+
+class PeerRttsOut(Out):
+    accepted: int
+    flagged: list[str]
+
+
+class LicenceOut(Out):
+    policy: str
+    bound: str
+    declared_country: str | None
+    site_lat: float | None
+    site_lon: float | None
+    checkin_interval_s: int
+
+
+class VerdictOut(Out):
+    id: int
+    device_id: str
+    verdict: str
+    reason: str
+    policy: str
+    bound: str
+    claimed: str | None
+    liars: str | None
+    tolerated_liars: int
+    implicated_landmarks: list[str]
+    as_of: str | None
+    computed_at: str | None
+    records: list[int]
+    measurements: list[dict[str, Any]]
+    feasible_geojson: dict[str, Any] | None = Field(
+        None, description="GeoJSON Feature of the feasible region (when asked for)"
+    )
+
+
+class DeviceOut(Out):
+    device_id: str
+    operator: str
+    provider: str
+    trust_level: str
+    key_id: str
+    attributes: dict[str, str]
+    licence: LicenceOut
+    enrolled_at: str | None
+    last_record_at: str | None
+    verdict_pending: bool
+    latest_verdict: VerdictOut | None
+
+
+class VerdictHistoryOut(Out):
+    device_id: str
+    trust_level: str
+    verdicts: list[VerdictOut]
+
+
+class StoredRecordOut(Out):
+    id: int
+    record_hash: str
+    received_at: str | None
+    submitted_by: str
+    record: dict[str, Any] = Field(description="The record's signed JSON form (docs/protocol.md)")
+
+
+class DeviceRecordsOut(Out):
+    device_id: str
+    records: list[StoredRecordOut]
+
+
+class EvidenceOut(Loose):
+    """An evidence bundle (lightfence.evidence.bundle) plus policy, verdict and issued_by."""
+
+    device: dict[str, Any]
+    records: list[dict[str, Any]]
+    landmarks: list[dict[str, Any]]
+    policy: dict[str, Any]
+    verdict: dict[str, Any]
+    issued_by: dict[str, Any]
+
+
+class RegistryOut(Loose):
+    """A landmark registry file (lightfence.model.registry)."""
+
+    landmarks: list[dict[str, Any]]
+
+
+class OutcomeOut(Out):
+    status: str = Field(description="stored, duplicate or rejected")
+    record_hash: str
+    record_id: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+class BatchOut(Out):
+    stored: int
+    duplicate: int
+    rejected: int
+    results: list[OutcomeOut]
+
+
+class AlertOut(Out):
+    id: int
+    kind: str
+    device_id: str | None
+    landmark_id: str | None
+    message: str
+    count: int = Field(description="Occurrences folded into this alert while it was open")
+    created_at: str | None
+    last_seen_at: str | None
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+
+
+class RejectionOut(Out):
+    id: int
+    reason: str
+    detail: str = Field(description="The latest occurrence's explanation")
+    device_id: str | None
+    landmark_id: str | None
+    record_hash: str | None = Field(description="The latest occurrence's record hash")
+    submitted_by: str
+    count: int = Field(description="Records rejected for this reason, device, landmark and token")
+    first_received_at: str | None
+    received_at: str | None = Field(description="The latest occurrence")
+
+
+class StatusOut(Out):
+    devices: int
+    latest_verdicts: dict[str, int]
+    pending_verdicts: int
+    landmarks: dict[str, int]
+    records: int
+    rejections: dict[str, int]
+    open_alerts: dict[str, int]
+    audit_entries: int
+    audit_head: str | None
+
+
+class RecomputeOut(Out):
+    verdicts: int
+
+
+class AuditVerifyOut(Out):
+    ok: bool
+    entries: int
+    head_hash: str
+    problems: list[str]
+
+
+class VerifierKeyOut(Out):
+    public_key: str
+    key_id: str
+
+
+class DeviceTokenOut(Out):
+    token: str
+    device_id: str
+    verdict: str
+    policy: str
+    issued_at_unix_s: float
+    expires_at_unix_s: float
+    verifier_key_id: str
