@@ -272,31 +272,26 @@ class BundleCheck:
         window_s: float = VERDICT_WINDOW_S,
         speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
     ) -> list[dict[str, Any]]:
-        """verdict_inputs for GPU rounds, by the same rules (window before the newest round,
-        movement allowance, tightest per landmark by RTT - S_floor), each with its floor_ms."""
+        """verdict_inputs for GPU rounds, by the same rules (core.freshness, which the verifier
+        service applies too): window before the newest round, movement allowance, tightest per
+        landmark by RTT - S_floor, each with its floor_ms. `record_id` is the round's index."""
         if not self.gpu_accepted:
             return []
         newest = max(g.record.measured_at_unix_ns for g in self.gpu_accepted)
-        best: dict[str, dict[str, Any]] = {}
-        for g in self.gpu_accepted:
-            at = g.record.measured_at_unix_ns
-            if at < newest - int(window_s * 1e9):
-                continue
-            lid = g.record.landmark_id
-            item: dict[str, Any] = {
-                "landmark_id": lid,
-                "lat": g.entry.latitude,
-                "lon": g.entry.longitude,
-                "rtt_ms": g.record.rtt_ms,
-                "floor_ms": g.floor_ms,
-                "position_error_km": g.entry.position_error_km
-                + speed_km_per_h * (newest - at) / 3.6e12,
-                "measured_ns": at,
-            }
-            old = best.get(lid)
-            if old is None or _gpu_reach(item) < _gpu_reach(old):
-                best[lid] = item
-        return sorted(best.values(), key=lambda i: str(i["landmark_id"]))
+        candidates = (
+            WindowRecord(
+                i,
+                g.record.landmark_id,
+                g.entry.latitude,
+                g.entry.longitude,
+                g.entry.position_error_km,
+                g.record.rtt_ns,
+                g.record.measured_at_unix_ns,
+                round(g.floor_ms * 1e6),
+            )
+            for i, g in enumerate(self.gpu_accepted)
+        )
+        return verdict_inputs(candidates, newest, Bound.VACUUM, window_s, speed_km_per_h)
 
     def newest_ns(self) -> tuple[int | None, int | None]:
         """Newest accepted key record and GPU round (for the movement allowance between them)."""
@@ -329,11 +324,6 @@ class BundleCheck:
             for a in self.accepted
         )
         return verdict_inputs(candidates, newest, bound, window_s, speed_km_per_h)
-
-
-def _gpu_reach(item: dict[str, Any]) -> float:
-    # Ordering only (the same speed for every item): propagation time plus position error.
-    return float(item["rtt_ms"] - item["floor_ms"]) * 150.0 + float(item["position_error_km"])
 
 
 @dataclass(frozen=True)

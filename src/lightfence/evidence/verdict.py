@@ -163,10 +163,30 @@ def device_verdict(
     )
     if key is None and gpu is None:
         raise InvalidMeasurement("no accepted round, key or GPU: nothing to decide from")
+    key_ns, gpu_ns = check.newest_ns()
+    return combine_verdicts(key, gpu, key_ns, gpu_ns, required, speed_km_per_h)
+
+
+def combine_verdicts(
+    key: Verdict | None,
+    gpu: Verdict | None,
+    key_newest_ns: int | None,
+    gpu_newest_ns: int | None,
+    required: Locates = Locates.KEY,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
+) -> DeviceVerdict:
+    """The device's verdict from its key verdict and its GPU verdict (either may be missing,
+    not both): the rule `lightfence verify` and the verifier service share.
+
+    INCONSISTENT when the two are provably apart (allowing for movement at `speed_km_per_h`
+    between the newest key record and the newest GPU round); else the GPU verdict when there is
+    one; else the key verdict, or UNVERIFIED when `required` is gpu.
+    """
+    if key is None and gpu is None:
+        raise InvalidMeasurement("no accepted round, key or GPU: nothing to decide from")
     mismatch = None
     if key is not None and gpu is not None:
-        key_ns, gpu_ns = check.newest_ns()
-        gap_h = abs((key_ns or 0) - (gpu_ns or 0)) / 3.6e12
+        gap_h = abs((key_newest_ns or 0) - (gpu_newest_ns or 0)) / 3.6e12
         mismatch = key_gpu_mismatch(key, gpu, speed_km_per_h * gap_h)
     if mismatch is not None:
         kind, locates, reason = VerdictKind.INCONSISTENT, Locates.GPU, mismatch.text()

@@ -30,9 +30,11 @@ def verdict_dict(row: VerdictRow, *, geojson: bool = False) -> dict[str, Any]:
         "id": row.id,
         "device_id": row.device_id,
         "verdict": row.kind,
-        # Stored verdicts come from key rounds: the service does not ingest GPU rounds yet
-        # (docs/trust.md); `lightfence verify` computes gpu verdicts from bundles.
-        "locates": "key",
+        "locates": row.locates or "key",
+        "key_verdict": row.key_kind,
+        "alerts": [row.alert] if row.alert else [],
+        "gpu_rounds": [i["gpu_round_id"] for i in row.gpu_inputs or ()],
+        "gpu_measurements": row.gpu_inputs or [],
         "reason": row.reason,
         "policy": row.policy,
         "bound": row.bound,

@@ -42,6 +42,10 @@ class Licence:
     checkin_interval_s: int = DEFAULT_CHECKIN_INTERVAL_S
     min_checkin_interval_s: int = MIN_CHECKIN_INTERVAL_S
     """The shortest interval this verifier accepts (its config), not part of the licence."""
+    gpu_id: str | None = None
+    """The enrolled GPU (attestation.GpuIdentity.gpu_id): GPU-signed rounds must name it."""
+    require_locates: str = "key"
+    """`gpu`: only a verdict from GPU-signed rounds can be VERIFIED (model.trust.Locates)."""
 
     def validated(self) -> Licence:
         """The licence in normal form; BadInput saying what to fix otherwise."""
@@ -73,8 +77,15 @@ class Licence:
             raise BadInput(
                 f"checkin_interval_s must be between {self.min_checkin_interval_s} s and one year"
             )
+        if self.require_locates not in ("key", "gpu"):
+            raise BadInput(f"require_locates must be 'key' or 'gpu', got {self.require_locates!r}")
+        gpu_id = self.gpu_id.strip().lower() if self.gpu_id else None
+        if gpu_id is not None and (len(gpu_id) != 32 or set(gpu_id) - set("0123456789abcdef")):
+            raise BadInput("gpu_id must be 32 hex digits (attestation GpuIdentity.gpu_id)")
         return Licence(
             policy=policy.text,
+            gpu_id=gpu_id,
+            require_locates=self.require_locates,
             bound=bound.value,
             declared_country=country,
             site_lat=self.site_lat,
@@ -215,6 +226,8 @@ def enrol_device(
             existing.site_lat,
             existing.site_lon,
             existing.checkin_interval_s,
+            existing.gpu_id,
+            existing.require_locates,
         ) == (
             lic.policy,
             lic.bound,
@@ -222,6 +235,8 @@ def enrol_device(
             lic.site_lat,
             lic.site_lon,
             lic.checkin_interval_s,
+            lic.gpu_id,
+            lic.require_locates,
         )
         if not same:
             raise Conflict(
@@ -314,6 +329,7 @@ def _apply_licence(row: DeviceRow, lic: Licence) -> None:
     row.declared_country = lic.declared_country
     row.site_lat, row.site_lon = lic.site_lat, lic.site_lon
     row.checkin_interval_s = lic.checkin_interval_s
+    row.gpu_id, row.require_locates = lic.gpu_id, lic.require_locates
 
 
 def _licence_payload(row: DeviceRow) -> dict[str, Any]:
@@ -324,6 +340,8 @@ def _licence_payload(row: DeviceRow) -> dict[str, Any]:
         "site_lat": row.site_lat,
         "site_lon": row.site_lon,
         "checkin_interval_s": row.checkin_interval_s,
+        "gpu_id": row.gpu_id,
+        "require_locates": row.require_locates or "key",
     }
 
 

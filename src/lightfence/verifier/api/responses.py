@@ -91,12 +91,21 @@ class LicenceOut(Out):
     site_lat: float | None
     site_lon: float | None
     checkin_interval_s: int
+    gpu_id: str | None = None
+    require_locates: str = "key"
 
 
 class VerdictOut(Out):
     id: int
     device_id: str
     verdict: str
+    locates: str = Field(description="key or gpu: what the verdict's rounds locate")
+    key_verdict: str | None = Field(
+        None, description="With GPU rounds: the key rounds' own verdict, shown beside"
+    )
+    alerts: list[str] = Field(default_factory=list, description="key-gpu-mismatch, if so")
+    gpu_rounds: list[int] = Field(default_factory=list, description="GPU rounds decided on")
+    gpu_measurements: list[dict[str, Any]] = Field(default_factory=list)
     reason: str
     policy: str
     bound: str
@@ -240,3 +249,4 @@ class DeviceTokenOut(Out):
     issued_at_unix_s: float
     expires_at_unix_s: float
     verifier_key_id: str
+    locates: str = Field("key", description="What the token's verdict locates: key or gpu")

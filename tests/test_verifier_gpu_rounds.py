@@ -1,0 +1,311 @@
+"""The verifier service ingests GPU-signed rounds (issue 16): each check's rejection with its
+reason, `gpu` verdicts from GPU rounds only, the licence requiring `gpu`, and a moved key's
+`key-gpu-mismatch` raised once. SQLite and PostgreSQL; real signatures, the stand-in GPU (the
+one mock: no GPU here) under a test root the verifier is configured with."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from lightfence.attestation import AppraisalPolicy
+from lightfence.crypto.keys import SigningKey
+from lightfence.evidence.calibration import sign_calibration
+from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
+from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
+from lightfence.sim.gpu import emulate_gpu_round as emulate
+from lightfence.verifier.api.app import create_app
+from lightfence.verifier.auth import Role
+from lightfence.verifier.gpu_ingest import GpuRound
+from lightfence.verifier.ingest import RejectReason
+from lightfence.verifier.models import AlertRow, GpuRoundRow, RejectionRow, VerdictRow
+from lightfence.verifier.registry import Licence, set_licence
+from lightfence.verifier.service import Service
+from record_factory import seeded_key
+from verifier_support import ADMIN, Fleet, db_url, make_fleet, token
+
+__all__ = ["db_url"]
+
+ROOT = GpuTestRoot.create()
+FAST = SigningTime(floor_ms=5.0, median_extra_ms=0.01, sigma=0.1)
+GPU = GpuStandIn(ROOT, signing_time=FAST)
+DAY_NS = 86_400 * 10**9
+
+
+def _gpu_id(gpu: GpuStandIn) -> str:
+    fleet = Fleet.__new__(Fleet)
+    rec, _ = _round(
+        fleet, "fra1", 0.5, gpu=gpu, key=seeded_key("landmark-fra1"), device_id="0" * 32
+    )
+    return rec.gpu_id
+
+
+def _round(
+    fleet: Fleet,
+    landmark: str,
+    path_rtt_ms: float,
+    *,
+    gpu: GpuStandIn = GPU,
+    key: SigningKey | None = None,
+    device_id: str | None = None,
+    at_ns: int | None = None,
+    session_id: bytes | None = None,
+    policy_root: GpuTestRoot = ROOT,
+    rng: random.Random | None = None,
+) -> GpuRound:
+    r = emulate(
+        landmark_id=landmark,
+        landmark_key=key or fleet.landmark_keys[landmark],
+        device_id=device_id or fleet.device_id,
+        gpu=gpu,
+        path_rtt_ms=path_rtt_ms,
+        policy=AppraisalPolicy((policy_root.cert,)),
+        rng=rng or random.Random(),
+        utc_ns=at_ns or time.time_ns(),
+        session_id=session_id,
+    )
+    assert r.record is not None, r.appraisal.reason
+    return r.record, r.evidence
+
+
+def _gpu_fleet(url: str, tmp: Path, *, require: str = "key", enrol_gpu: bool = True) -> Fleet:
+    (tmp / "root.pem").write_bytes(ROOT.pem())
+    signer = SigningKey.generate()
+    doc = sign_calibration(
+        [
+            {
+                "hwmodel": STANDIN_HWMODEL,
+                "vbios_version": GPU.vbios_version,
+                "s_floor_ns": round(FAST.floor_ms * 1e6),
+            }
+        ],
+        signer,
+    )
+    (tmp / "calibration.json").write_text(json.dumps(doc))
+    fleet = make_fleet(
+        url,
+        gpu_root_file=str(tmp / "root.pem"),
+        gpu_calibration_file=str(tmp / "calibration.json"),
+        gpu_calibration_keys=(signer.public_bytes.hex(),),
+    )
+    with fleet.service.write() as s:
+        lic = Licence(
+            policy="in:DE",
+            declared_country="DE",
+            gpu_id=_gpu_id(GPU) if enrol_gpu else None,
+            require_locates=require,
+        )
+        set_licence(s, fleet.device_id, lic, ADMIN, time.time_ns())
+    return fleet
+
+
+@pytest.fixture
+def fleet(db_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    f = _gpu_fleet(db_url, tmp_path)
+    yield f
+    f.service.close()
+
+
+def _latest(fleet: Fleet) -> VerdictRow:
+    with fleet.service.read() as s:
+        row = s.execute(
+            select(VerdictRow)
+            .where(VerdictRow.device_id == fleet.device_id)
+            .order_by(VerdictRow.id.desc())
+            .limit(1)
+        ).scalar_one()
+        s.expunge(row)
+        return row
+
+
+def _alerts(fleet: Fleet, kind: str) -> list[AlertRow]:
+    with fleet.service.read() as s:
+        rows = list(
+            s.execute(
+                select(AlertRow).where(AlertRow.kind == kind, AlertRow.device_id == fleet.device_id)
+            ).scalars()
+        )
+        s.expunge_all()
+        return rows
+
+
+def test_each_bad_gpu_round_is_rejected_with_its_reason(fleet: Fleet) -> None:
+    good = _round(fleet, "fra1", 0.5)
+    stranger = seeded_key("not-a-landmark")
+    rec, ev = good
+    other_root = GpuTestRoot.create()
+    cases: dict[RejectReason, GpuRound] = {
+        RejectReason.UNKNOWN_LANDMARK: _round(fleet, "xyz9", 0.5, key=stranger),
+        RejectReason.UNKNOWN_DEVICE: _round(fleet, "par1", 5.0, device_id=uuid.uuid4().hex),
+        # Any change to the signed fields (here a faster RTT) breaks the landmark signature.
+        RejectReason.BAD_SIGNATURE: (dataclasses.replace(rec, rtt_ns=rec.rtt_ns // 2), ev),
+        RejectReason.STALE: _round(fleet, "ams1", 3.0, at_ns=time.time_ns() - 3 * DAY_NS),
+        # Same landmark, session and round, other content (another nonce): a replay.
+        RejectReason.REPLAYED: _round(fleet, "fra1", 0.7, session_id=rec.session_id),
+        # Genuine evidence from another GPU than the enrolled one (a GPU swap).
+        RejectReason.WRONG_GPU: _round(fleet, "waw1", 6.0, gpu=GpuStandIn(ROOT, signing_time=FAST)),
+    }
+    # A GPU whose chain ends at a root the verifier does not trust (the landmark was fooled, or
+    # lied): appraised again by the verifier and refused.
+    foreign = _round(fleet, "par1", 5.0, gpu=GpuStandIn(other_root), policy_root=other_root)
+    # The report is not the one the landmark timed.
+    # (The same record with other evidence would be a duplicate of the stored round: the
+    # record's hash is the key, and its stored evidence is the one whose digests it signed.)
+    rec2, ev2 = _round(fleet, "ams1", 3.0)
+    swapped = (rec2, GpuEvidence(_round(fleet, "ams1", 3.0)[1].report, ev2.chain_der))
+    assert [o.status for o in fleet.service.ingest_gpu([good], ADMIN)] == ["stored"]
+    for reason, bad in cases.items():
+        (out,) = fleet.service.ingest_gpu([bad], ADMIN)
+        assert (out.status, out.reason) == ("rejected", reason), (reason, out)
+        assert out.detail
+    for bad in (foreign, swapped):
+        (out,) = fleet.service.ingest_gpu([bad], ADMIN)
+        assert (out.status, out.reason) == ("rejected", RejectReason.BAD_EVIDENCE), out
+    assert "not the one the landmark timed" in out.detail
+    # Resubmitting the good round: acknowledged, nothing written.
+    assert [o.status for o in fleet.service.ingest_gpu([good], ADMIN)] == ["duplicate"]
+    with fleet.service.read() as s:
+        assert len(s.execute(select(GpuRoundRow)).all()) == 1
+        reasons = {r.reason for r in s.execute(select(RejectionRow)).scalars()}
+    assert reasons == {r.value for r in cases} | {RejectReason.BAD_EVIDENCE.value}
+
+
+def test_no_enrolled_gpu_means_no_gpu_round_counts(db_url: str, tmp_path: Path) -> None:
+    fleet = _gpu_fleet(db_url, tmp_path, enrol_gpu=False)
+    try:
+        (out,) = fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+        assert out.reason is RejectReason.WRONG_GPU and "no enrolled GPU" in out.detail
+    finally:
+        fleet.service.close()
+
+
+def test_consistent_device_gets_a_gpu_verdict(fleet: Fleet) -> None:
+    fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    key_only = _latest(fleet)
+    assert (key_only.kind, key_only.locates) == ("VERIFIED", "key")
+    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    row = _latest(fleet)
+    assert (row.kind, row.locates, row.key_kind, row.alert) == ("VERIFIED", "gpu", "VERIFIED", None)
+    assert row.gpu_inputs and row.gpu_inputs[0]["floor_ms"] == FAST.floor_ms
+    assert not _alerts(fleet, "key-gpu-mismatch")
+
+
+def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
+    # The key answers next to Frankfurt; the GPU signs next to Warsaw, about 900 km away.
+    fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+    fleet.service.ingest_gpu([_round(fleet, "waw1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    row = _latest(fleet)
+    assert (row.kind, row.locates, row.key_kind) == ("INCONSISTENT", "gpu", "VERIFIED")
+    assert row.alert == "key-gpu-mismatch" and "key-gpu-mismatch" in row.reason
+    assert row.implicated == []  # no landmark is to blame for a moved key
+    # More rounds, more verdicts: still one open alert, and no plain `inconsistent` one.
+    for _ in range(2):
+        fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+        fleet.service.ingest_gpu([_round(fleet, "waw1", 0.5)], ADMIN)
+        fleet.service.recompute_all()
+    assert _latest(fleet).alert == "key-gpu-mismatch"
+    (alert,) = _alerts(fleet, "key-gpu-mismatch")
+    assert alert.count == 1
+    assert _alerts(fleet, "inconsistent") == []
+
+
+def test_licence_requiring_gpu_never_verifies_on_the_key(db_url: str, tmp_path: Path) -> None:
+    fleet = _gpu_fleet(db_url, tmp_path, require="gpu")
+    try:
+        fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+        fleet.service.recompute_all()
+        row = _latest(fleet)
+        assert (row.kind, row.locates) == ("UNVERIFIED", "key")
+        assert "requires a verdict that locates the GPU" in row.reason
+        fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+        fleet.service.recompute_all()
+        assert (_latest(fleet).kind, _latest(fleet).locates) == ("VERIFIED", "gpu")
+    finally:
+        fleet.service.close()
+
+
+def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path) -> None:
+    fleet = _gpu_fleet(db_url, tmp_path)
+    fleet.service.close()
+    config = dataclasses.replace(
+        fleet.service.config, signing_key_path=str(tmp_path / "verifier.key")
+    )
+    app = create_app(config, worker=False)
+    with TestClient(app) as client:
+        service: Service = app.state.service
+        admin = token(service, "admin", Role.ADMIN)
+        lm = token(service, "lm-fra1", Role.LANDMARK, "fra1")
+        h = {"authorization": f"Bearer {lm}"}
+        rec, ev = _round(fleet, "fra1", 0.5)
+        body = {"gpu_rounds": [{"record": rec.to_json_dict(), "evidence": ev.to_json_dict()}]}
+        assert client.post("/gpu-rounds", json=body).status_code == 401
+        r = client.post("/gpu-rounds", json=body, headers=h)
+        assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+        # A landmark token submits its own rounds only.
+        other = _round(fleet, "par1", 5.0)
+        r = client.post(
+            "/gpu-rounds",
+            json={"gpu_rounds": [{"record": other[0].to_json_dict(), "evidence": {}}]},
+            headers=h,
+        )
+        assert r.status_code == 422 and "gpu_rounds[0]" in r.json()["detail"]
+        r = client.post(
+            "/gpu-rounds",
+            json={
+                "gpu_rounds": [
+                    {"record": other[0].to_json_dict(), "evidence": other[1].to_json_dict()}
+                ]
+            },
+            headers=h,
+        )
+        assert r.status_code == 403
+        ha = {"authorization": f"Bearer {admin}"}
+        r = client.post(
+            "/gpu-rounds",
+            json={
+                "gpu_rounds": [
+                    {
+                        "record": dataclasses.replace(rec, rtt_ns=1).to_json_dict()
+                        | {"landmark_signature": rec.landmark_signature.hex()},
+                        "evidence": ev.to_json_dict(),
+                    }
+                ]
+            },
+            headers=ha,
+        )
+        assert r.json()["results"][0]["reason"] == "bad_signature"
+        rejections = client.get("/rejections", headers=ha).json()
+        assert "bad_signature" in {x["reason"] for x in rejections}
+        fleet.service = service
+        fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+        assert client.post("/verdicts/recompute", headers=ha).status_code == 200
+        dev = client.get(f"/devices/{fleet.device_id}", headers=ha).json()
+        latest = dev["latest_verdict"]
+        assert (latest["verdict"], latest["locates"], latest["key_verdict"]) == (
+            "VERIFIED",
+            "gpu",
+            "VERIFIED",
+        )
+        assert latest["gpu_rounds"] and dev["licence"]["gpu_id"] == rec.gpu_id
+        tok = client.get(f"/devices/{fleet.device_id}/token", headers=ha).json()
+        assert (tok["verdict"], tok["locates"]) == ("VERIFIED", "gpu")
+
+
+def test_gpu_round_json_is_parsed_strictly() -> None:
+    # The body's record is GpuRoundRecord's strict JSON form: an unknown field is refused.
+    fleet = Fleet.__new__(Fleet)
+    rec, _ = _round(fleet, "fra1", 0.5, key=seeded_key("landmark-fra1"), device_id="0" * 32)
+    with pytest.raises(ValueError, match="unknown"):
+        GpuRoundRecord.from_json_dict(rec.to_json_dict() | {"extra": 1})
