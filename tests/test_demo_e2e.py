@@ -105,13 +105,19 @@ def check_silent_host_raises_missed_checkin(world: World) -> None:
 
 
 def check_moved_key_caught_by_gpu_rounds(world: World) -> None:
-    """The hole shown honestly: the key verdict (locates key) is VERIFIED; the GPU's is not."""
-    _, reports = world
+    """The hole shown honestly: the key verdict (locates key) is VERIFIED; the GPU's is not. The
+    verifier service decides it from the GPU rounds the landmarks posted, and its alert list (what
+    the dashboard shows) holds one key-gpu-mismatch for the device."""
+    w, reports = world
     for r in by_scenario(reports, Scenario.MOVED_KEY):
         assert r.by_locates is not None and r.by_locates["key"] == "VERIFIED", r
         assert r.by_locates["gpu"] != "VERIFIED"
         assert (r.verdict, r.locates) == ("INCONSISTENT", "gpu")
         assert "key-gpu-mismatch" in r.alerts
+        alerts = w.api("GET", "/alerts?kind=key-gpu-mismatch", "auditor")
+        assert [a["device_id"] for a in alerts].count(r.id) == 1, alerts
+        latest = w.api("GET", f"/devices/{r.id}", "auditor")["latest_verdict"]
+        assert latest["alerts"] == ["key-gpu-mismatch"] and latest["gpu_rounds"]
     assert all(r.locates in ("key", "gpu") for r in reports)
 
 

@@ -21,7 +21,7 @@ from lightfence.cli.app import app
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import post_json, read_token
+from lightfence.evidence.submit import gpu_rounds_url, post_json, read_token
 from lightfence.identity.device import (
     PROVIDERS,
     AttestationHook,
@@ -93,7 +93,11 @@ def measure(
     ),
     submit: Annotated[
         str | None,
-        typer.Option("--submit", help="Verifier records URL (.../records) to POST the records to."),
+        typer.Option(
+            "--submit",
+            help="Verifier records URL (.../records) to POST the records to; GPU rounds go to "
+            "the sibling .../gpu-rounds.",
+        ),
     ] = None,
     token_file: Annotated[
         Path | None,
@@ -186,6 +190,16 @@ def measure(
             reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
             text = reply.decode(errors="replace")[:200]
             console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
+            if gpu_pairs:
+                url = gpu_rounds_url(submit)
+                payload = {
+                    "gpu_rounds": [
+                        {"record": r.to_json_dict(), "evidence": e.to_json_dict()}
+                        for r, e in gpu_pairs
+                    ]
+                }
+                text = post_json(url, payload, token).decode(errors="replace")[:200]
+                console.print(f"submitted {len(gpu_pairs)} GPU round(s) to {url}: {text}")
         except (OSError, ValueError) as exc:
             raise fail(
                 f"could not submit to {submit}: {exc} (the bundle is saved in {out})"

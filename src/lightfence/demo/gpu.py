@@ -4,31 +4,29 @@ Every demo landmark also serves GPU rounds on its own socket (landmark/gpu_serve
 under the demo's test root. A device with a `gpu_at` runs GPU sessions (agent/gpu_measure.py)
 over real UDP through relays that add the modelled path delay from where the GPU really is; the
 stand-in signs in line and takes its drawn signing time S. Only the network delay and the GPU
-are emulated. The verifier service does not ingest GPU rounds yet: the device verdict that
-combines the verifier's key records with the GPU rounds is computed here, as `lightfence verify`
-would.
+are emulated. The landmarks post the signed GPU rounds with the evidence to the verifier service
+(POST /gpu-rounds), whose verifier trusts this test root and the signed S_floor calibration
+below, and enrols each such device with its stand-in's GPU id: the service decides the device
+verdict and raises the key-gpu-mismatch alert.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lightfence.agent.gpu_measure import GpuRoundResult, run_gpu_session
-from lightfence.attestation import AppraisalPolicy, ChainCache
+from lightfence.attestation import AppraisalPolicy, ChainCache, appraise
 from lightfence.crypto.keys import SigningKey
-from lightfence.demo.scenario import DEMO_POLICY
-from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 from lightfence.evidence.calibration import parse_calibration, sign_calibration
-from lightfence.evidence.verdict import DeviceVerdict, device_verdict
 from lightfence.identity.gpu_signer import GpuReport
 from lightfence.model.registry import LandmarkEntry, split_address
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
-from lightfence.protocol.record import MeasurementRecord
 from lightfence.rttdata import Dataset
 from lightfence.sim.emulate import Site, path_rtt_ms, site_of
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot
@@ -51,8 +49,9 @@ class DemoGpus:
         # A signed S_floor for the stand-in's model and firmware, as scripts/gpu_check.py would
         # measure and a calibrator sign: its signing-time floor, a true lower bound of its S.
         calibrator = SigningKey.generate()
+        self.calibrator_public_hex = calibrator.public_bytes.hex()
         probe = GpuStandIn(self.root)
-        doc = sign_calibration(
+        self.calibration_doc = sign_calibration(
             [
                 {
                     "hwmodel": STANDIN_HWMODEL,
@@ -62,7 +61,25 @@ class DemoGpus:
             ],
             calibrator,
         )
-        self.calibration = parse_calibration(doc, {calibrator.public_bytes})
+        self.calibration = parse_calibration(self.calibration_doc, {calibrator.public_bytes})
+
+    def write_trust(self, workdir: Path) -> tuple[Path, Path]:
+        """The test root (PEM) and the signed calibration as files, for the verifier's config."""
+        root, calibration = workdir / "gpu-test-root.pem", workdir / "gpu-calibration.json"
+        root.write_bytes(self.root.pem())
+        calibration.write_text(json.dumps(self.calibration_doc))
+        return root, calibration
+
+    def gpu_of(self, name: str) -> GpuStandIn:
+        return self._gpus.setdefault(name, GpuStandIn(self.root))
+
+    def gpu_id(self, name: str) -> str:
+        """The id the appraisal gives device `name`'s stand-in GPU (its licence's gpu_id)."""
+        gpu = self.gpu_of(name)
+        nonce = bytes(32)
+        a = appraise(gpu.report(nonce), gpu.chain_der, nonce, self.policy, time.time())
+        assert a.ok and a.gpu is not None, a.reason
+        return a.gpu.gpu_id
 
     def path_rtt_ms(self, dev: FleetDevice, lm: RunningLandmark) -> float:
         """Emulated RTT from where `dev`'s GPU really is to landmark `lm` (modelled)."""
@@ -74,7 +91,7 @@ class DemoGpus:
         """GPU sessions of `dev` with every landmark, over real UDP through the path relays:
         the stand-in signs in line and sleeps its drawn signing time S, as a GPU would take it.
         (Sessions run concurrently here; one real GPU would sign them in turn.)"""
-        gpu = self._gpus.setdefault(dev.spec.name, GpuStandIn(self.root))
+        gpu = self.gpu_of(dev.spec.name)
         lock = threading.Lock()
 
         def signer(nonce: bytes) -> GpuReport:
@@ -92,30 +109,3 @@ class DemoGpus:
         with ThreadPoolExecutor(max_workers=len(dev.gpu_entries) or 1) as pool:
             results = list(pool.map(one, dev.gpu_entries))
         return [(r.record, r.evidence) for r in results if r.record and r.evidence]
-
-    def verdict(
-        self,
-        dev: FleetDevice,
-        key_records: Sequence[MeasurementRecord],
-        gpu_rounds: Sequence[GpuRound],
-        landmarks: Sequence[RunningLandmark],
-    ) -> DeviceVerdict:
-        entries = {
-            lm.site.id: LandmarkEntry(lm.site.id, lm.key.public_bytes, lm.lat, lm.lon)
-            for lm in landmarks
-        }
-        bundle = EvidenceBundle(
-            dev.identity,
-            tuple(key_records),
-            tuple(entries.values()),
-            time.time_ns(),
-            tuple(gpu_rounds),
-        )
-        check = check_bundle(
-            bundle,
-            entries,
-            now_unix_ns=time.time_ns(),
-            gpu_policy=self.policy,
-            calibration=self.calibration,
-        )
-        return device_verdict(check, DEMO_POLICY)

@@ -7,16 +7,15 @@ truth the verifier was never told.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from lightfence.agent.measure import LandmarkResult
 from lightfence.core.estimate import Bestline, BestlineCalibration, estimate_position
 from lightfence.core.measurement import Landmark, Measurement
-from lightfence.demo.gpu import GpuRound
 from lightfence.demo.scenario import LANDMARKS, Scenario
-from lightfence.demo.world import DemoWorld, FleetDevice
+from lightfence.demo.world import DemoWorld
 from lightfence.eval.estimates import calibration_rows
 from lightfence.rttdata import load_dataset
 
@@ -35,9 +34,9 @@ class DeviceReport:
     estimate: str
     alerts: tuple[str, ...]
     locates: str = "key"
-    """What `verdict` locates: `key` (the verifier's verdict from key rounds) or `gpu`."""
+    """What the verifier's `verdict` locates: `key` (from key rounds) or `gpu` (GPU-signed)."""
     by_locates: dict[str, str] | None = None
-    """With GPU-signed rounds: the key verdict and the gpu verdict side by side."""
+    """With GPU-signed rounds: the verifier's key verdict and gpu verdict side by side."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +117,12 @@ def device_reports(world: DemoWorld) -> list[DeviceReport]:
             verdict, reason, estimate = "NO CHECK-IN", missed[0]["message"], "-"
         else:
             verdict, reason, estimate = "PENDING", "no verdict yet", "-"
+        locates, by_locates = "key", None
+        if latest is not None:
+            locates = latest["locates"]
+            if latest["gpu_verdict"] is not None:
+                # The service's verdict from GPU-signed rounds, with each kind's own beside it.
+                by_locates = {"key": latest["key_verdict"] or "-", "gpu": latest["gpu_verdict"]}
         report = DeviceReport(
             id=dev.device_id,
             name=dev.spec.name,
@@ -127,29 +132,8 @@ def device_reports(world: DemoWorld) -> list[DeviceReport]:
             reason=reason,
             estimate=estimate,
             alerts=kinds,
+            locates=locates,
+            by_locates=by_locates,
         )
-        gpu_rounds = world.gpu_rounds.get(dev.spec.name)
-        if gpu_rounds:
-            report = _with_gpu_rounds(world, dev, report, gpu_rounds)
         out.append(report)
     return out
-
-
-def _with_gpu_rounds(
-    world: DemoWorld, dev: FleetDevice, report: DeviceReport, gpu_rounds: list[GpuRound]
-) -> DeviceReport:
-    """The device verdict from the verifier's key rounds and the GPU-signed rounds together."""
-    dv = world.gpus.verdict(
-        dev, world.key_records.get(dev.spec.name, []), gpu_rounds, world.landmarks
-    )
-    by_locates = {"key": report.verdict}  # the verifier's verdict, from key rounds
-    if dv.gpu is not None:
-        by_locates["gpu"] = dv.gpu.kind.value
-    return replace(
-        report,
-        verdict=dv.kind.value,
-        locates=dv.locates.value,
-        reason=dv.reason,
-        alerts=tuple(sorted({*report.alerts, *dv.alerts})),
-        by_locates=by_locates,
-    )

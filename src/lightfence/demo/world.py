@@ -165,8 +165,13 @@ class DemoWorld:
         self._register()
 
     def _start_verifier(self) -> None:
+        gpu_root, gpu_calibration = self.gpus.write_trust(self.workdir)
         config = VerifierConfig(
             db_url=f"sqlite:///{self.workdir / 'verifier.db'}",
+            # The stand-in GPUs chain to the demo's test root, not NVIDIA's (sim/gpu.py).
+            gpu_root_file=str(gpu_root),
+            gpu_calibration_file=str(gpu_calibration),
+            gpu_calibration_keys=(self.gpus.calibrator_public_hex,),
             recompute_interval_s=0.2,
             checkin_sweep_interval_s=1.0,
             min_checkin_interval_s=1,
@@ -251,6 +256,7 @@ class DemoWorld:
                     "policy": DEMO_POLICY,
                     "declared_country": dev.spec.claim,
                     "checkin_interval_s": SILENT_CHECKIN_S if silent else HONEST_CHECKIN_S,
+                    "gpu_id": self.gpus.gpu_id(dev.spec.name) if dev.spec.gpu_at else None,
                 },
                 "operator": dev.spec.operator,
             }
@@ -370,8 +376,22 @@ class DemoWorld:
         for d in measured:
             self.key_records[d.spec.name] = [r.record for r in by_name[d.spec.name] if r.record]
             if d.gpu_entries:
-                self.gpu_rounds[d.spec.name] = self.gpus.measure(d)
+                self.gpu_rounds[d.spec.name] = rounds = self.gpus.measure(d)
+                self._post_gpu_rounds(rounds)
         return by_name
+
+    def _post_gpu_rounds(self, rounds: list[GpuRound]) -> None:
+        """Each landmark posts the GPU rounds it signed to the verifier, as it does records."""
+        by_landmark: dict[str, list[GpuRound]] = {}
+        for rec, ev in rounds:
+            by_landmark.setdefault(rec.landmark_id, []).append((rec, ev))
+        for lid, mine in sorted(by_landmark.items()):
+            body = {
+                "gpu_rounds": [
+                    {"record": r.to_json_dict(), "evidence": e.to_json_dict()} for r, e in mine
+                ]
+            }
+            self.api("POST", "/gpu-rounds", f"landmark:{lid}", json=body)
 
     # --- stop ----------------------------------------------------------------------------------
 

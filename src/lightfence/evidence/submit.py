@@ -25,6 +25,14 @@ def read_token(token_file: Path | None = None) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
+def gpu_rounds_url(records_url: str) -> str:
+    """The verifier's GPU-round endpoint beside its records endpoint (`.../records`)."""
+    base = records_url.rstrip("/")
+    if not base.endswith("/records"):
+        raise ValueError(f"a verifier records URL ends with /records, got {records_url!r}")
+    return base[: -len("/records")] + "/gpu-rounds"
+
+
 def post_json(
     url: str, payload: object, token: str | None = None, timeout_s: float = 10.0
 ) -> bytes:

@@ -130,6 +130,7 @@ def _refine(d: Decided, config: VerifierConfig) -> Decided:
         "pending": replace(p, as_of_ns=newest),
         "locates": dv.locates.value,
         "key_kind": None if key is None or gpu is None else key.kind.value,
+        "gpu_kind": None if gpu is None else gpu.kind.value,
     }
     if dv.mismatch is not None:
         # The union of key and GPU caps has no common point; no landmark is to blame for it.

@@ -200,6 +200,9 @@ class VerdictRow(Base):
     (or from their mismatch with the key rounds), `key` otherwise."""
     key_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """With GPU rounds: the key rounds' own verdict kind, shown beside (None: no key rounds)."""
+    gpu_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The GPU rounds' own verdict kind (None: no GPU rounds); differs from `kind` only for a
+    key-gpu-mismatch (INCONSISTENT)."""
     gpu_inputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     """The GPU-signed rounds decided on (gpu_round_id, landmark, position, RTT, floor_ms)."""
     alert: Mapped[str | None] = mapped_column(String(32), nullable=True)

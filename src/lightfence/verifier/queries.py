@@ -32,6 +32,7 @@ def verdict_dict(row: VerdictRow, *, geojson: bool = False) -> dict[str, Any]:
         "verdict": row.kind,
         "locates": row.locates or "key",
         "key_verdict": row.key_kind,
+        "gpu_verdict": row.gpu_kind,
         "alerts": [row.alert] if row.alert else [],
         "gpu_rounds": [i["gpu_round_id"] for i in row.gpu_inputs or ()],
         "gpu_measurements": row.gpu_inputs or [],

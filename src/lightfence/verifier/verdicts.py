@@ -200,6 +200,7 @@ class Decided:
     """INCONSISTENT only: the landmarks whose caps cannot be reconciled with the rest."""
     locates: str = "key"
     key_kind: str | None = None
+    gpu_kind: str | None = None
     alert: str | None = None
     """`key-gpu-mismatch` (verifier.gpu_verdicts): raised instead of a plain inconsistent alert."""
 
@@ -286,6 +287,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
                 "implicated": list(d.implicated),
                 "locates": d.locates,
                 "key_kind": d.key_kind,
+                "gpu_kind": d.gpu_kind,
                 "gpu_inputs": p.gpu_inputs,
                 "alert": d.alert,
             }

@@ -103,6 +103,9 @@ class VerdictOut(Out):
     key_verdict: str | None = Field(
         None, description="With GPU rounds: the key rounds' own verdict, shown beside"
     )
+    gpu_verdict: str | None = Field(
+        None, description="The GPU-signed rounds' own verdict (differs only on a mismatch)"
+    )
     alerts: list[str] = Field(default_factory=list, description="key-gpu-mismatch, if so")
     gpu_rounds: list[int] = Field(default_factory=list, description="GPU rounds decided on")
     gpu_measurements: list[dict[str, Any]] = Field(default_factory=list)

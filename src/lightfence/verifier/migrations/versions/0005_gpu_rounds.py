@@ -58,13 +58,14 @@ def upgrade() -> None:
             sa.Column("locates", sa.String(length=8), nullable=False, server_default="key")
         )
         batch_op.add_column(sa.Column("key_kind", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("gpu_kind", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("gpu_inputs", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("alert", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("verdicts", schema=None) as batch_op:
-        for name in ("alert", "gpu_inputs", "key_kind", "locates"):
+        for name in ("alert", "gpu_inputs", "gpu_kind", "key_kind", "locates"):
             batch_op.drop_column(name)
     with op.batch_alter_table("devices", schema=None) as batch_op:
         for name in ("require_locates", "gpu_id"):
