@@ -146,9 +146,10 @@ def check_evidence_download_checks_offline(world: World) -> None:
 def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     w, reports = world
-    # The dashboard shows the verifier's verdicts, which come from key rounds (the service does
-    # not ingest GPU rounds yet): for a device with GPU rounds, its key verdict.
-    expected = {r.name: r.by_locates["key"] if r.by_locates else r.verdict for r in reports}
+    # The dashboard shows the verifier's verdicts: for a device with GPU rounds, its GPU-rooted
+    # device verdict (the moved key's INCONSISTENT), labelled `locates gpu`.
+    expected = {r.name: r.verdict for r in reports}
+    moved = {r.name for r in reports if r.scenario == Scenario.MOVED_KEY.value}
     shot = tmp_path / "dashboard.png"
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -167,6 +168,13 @@ def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
                     colour: getComputedStyle(r.querySelector('.swatch')).backgroundColor}))""",
             )
             assert {r["name"]: r["verdict"] for r in rows} == expected
+            locates = page.eval_on_selector_all(
+                "#devices tbody tr",
+                "rows => rows.map(r => [r.children[1].textContent, "
+                "r.querySelector('.locates').textContent])",
+            )
+            assert {n for n, where in locates if where == "gpu"} == moved
+            assert "key-gpu-mismatch" in page.locator("#alerts").inner_text()
             colours = {r["verdict"]: r["colour"] for r in rows}
             assert colours["VERIFIED"] == "rgb(46, 125, 50)"
             assert len(set(colours.values())) == len(colours)  # one colour per verdict
