@@ -20,15 +20,17 @@ from sqlalchemy import select
 from lightfence.attestation import AppraisalPolicy
 from lightfence.crypto.keys import SigningKey
 from lightfence.evidence.calibration import sign_calibration
+from lightfence.evidence.submit import gpu_rounds_url
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
+from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.gpu_ingest import GpuRound
 from lightfence.verifier.ingest import RejectReason
 from lightfence.verifier.models import AlertRow, GpuRoundRow, RejectionRow, VerdictRow
-from lightfence.verifier.registry import Licence, set_licence
+from lightfence.verifier.registry import Licence, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
 from verifier_support import ADMIN, Fleet, db_url, make_fleet, token
@@ -309,3 +311,49 @@ def test_gpu_round_json_is_parsed_strictly() -> None:
     rec, _ = _round(fleet, "fra1", 0.5, key=seeded_key("landmark-fra1"), device_id="0" * 32)
     with pytest.raises(ValueError, match="unknown"):
         GpuRoundRecord.from_json_dict(rec.to_json_dict() | {"extra": 1})
+
+
+def test_a_landmark_relabelling_a_gpu_round_for_another_device_is_refused(fleet: Fleet) -> None:
+    # A lying landmark signs a record naming our device around a report the GPU signed for
+    # another device's challenge: the report's nonce is not gpu_nonce of this record.
+    rec, ev = _round(fleet, "fra1", 0.5, device_id=uuid.uuid4().hex)
+    relabelled = dataclasses.replace(rec, device_id=fleet.device_id, landmark_signature=b"")
+    forged = relabelled.signed_by(fleet.landmark_keys["fra1"])
+    (out,) = fleet.service.ingest_gpu([(forged, ev)], ADMIN)
+    assert out.reason is RejectReason.BAD_EVIDENCE and "nonce" in out.detail, out
+
+
+def test_a_flagged_landmarks_gpu_rounds_do_not_count(fleet: Fleet) -> None:
+    with fleet.service.write() as s:
+        set_landmark_status(s, "fra1", "flagged", "test", ADMIN, time.time_ns())
+    (out,) = fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+    assert out.reason is RejectReason.FLAGGED_LANDMARK
+
+
+def test_gpu_rounds_alone_give_a_fresh_gpu_verdict(fleet: Fleet) -> None:
+    before = time.time_ns()
+    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    row = _latest(fleet)
+    assert (row.kind, row.locates, row.key_kind, row.gpu_kind) == (
+        "VERIFIED",
+        "gpu",
+        None,
+        "VERIFIED",
+    )
+    assert row.as_of_ns >= before and row.inputs == []  # dated by the GPU round, not 1970
+
+
+def test_bad_gpu_settings_stop_the_service_at_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/v.db"
+    with pytest.raises(ValueError, match="GPU settings"):
+        Service(VerifierConfig(db_url=url, gpu_root_file=str(tmp_path / "missing.pem")))
+    with pytest.raises(ValueError, match="gpu_calibration_keys"):
+        VerifierConfig(db_url=url, gpu_calibration_file=str(tmp_path / "c.json"))
+
+
+def test_gpu_rounds_url_is_the_records_sibling() -> None:
+    assert gpu_rounds_url("http://v:8000/records") == "http://v:8000/gpu-rounds"
+    assert gpu_rounds_url("https://v/api/records/") == "https://v/api/gpu-rounds"
+    with pytest.raises(ValueError, match="/records"):
+        gpu_rounds_url("http://v:8000/other")
