@@ -19,8 +19,10 @@ from sqlalchemy import select
 
 from lightfence.attestation import AppraisalPolicy
 from lightfence.crypto.keys import SigningKey
-from lightfence.evidence.calibration import sign_calibration
+from lightfence.evidence.bundle import EvidenceBundle, check_bundle
+from lightfence.evidence.calibration import load_calibration, sign_calibration
 from lightfence.evidence.submit import gpu_rounds_url
+from lightfence.evidence.verdict import device_verdict
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
@@ -303,6 +305,24 @@ def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path)
         assert latest["gpu_rounds"] and dev["licence"]["gpu_id"] == rec.gpu_id
         tok = client.get(f"/devices/{fleet.device_id}/token", headers=ha).json()
         assert (tok["verdict"], tok["locates"]) == ("VERIFIED", "gpu")
+        # The evidence bundle carries the GPU rounds: an auditor's `verify` reaches the same.
+        doc = client.get(f"/devices/{fleet.device_id}/evidence", headers=ha).json()
+    bundle = EvidenceBundle.from_json_dict(doc)
+    assert len(bundle.gpu_rounds) == 1
+    # Offline with the same signed calibration the verifier trusts (S_floor), as an auditor would.
+    signer = bytes.fromhex(
+        json.loads((tmp_path / "calibration.json").read_text())["signer_public_key"]
+    )
+    check = check_bundle(
+        bundle,
+        {e.id: e for e in bundle.landmarks},
+        now_unix_ns=time.time_ns(),
+        gpu_policy=AppraisalPolicy((ROOT.cert,)),
+        calibration=load_calibration(tmp_path / "calibration.json", {signer}),
+        enrolled_gpu_id=rec.gpu_id,
+    )
+    dv = device_verdict(check, "in:DE", claimed="DE")
+    assert (dv.kind.value, dv.locates.value) == ("VERIFIED", "gpu")
 
 
 def test_gpu_round_json_is_parsed_strictly() -> None:
