@@ -377,3 +377,16 @@ def test_gpu_rounds_url_is_the_records_sibling() -> None:
     assert gpu_rounds_url("https://v/api/records/") == "https://v/api/gpu-rounds"
     with pytest.raises(ValueError, match="/records"):
         gpu_rounds_url("http://v:8000/other")
+
+
+def test_a_gpu_verdict_is_dated_by_its_gpu_rounds_not_by_fresher_key_records(
+    fleet: Fleet,
+) -> None:
+    # GPU rounds 20 h old beside fresh key records: the gpu verdict's time is the GPU round's,
+    # so a gate token for it is downgraded as any old VERIFIED is.
+    old_ns = time.time_ns() - 20 * 3600 * 10**9
+    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5, at_ns=old_ns)], ADMIN)
+    fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    row = _latest(fleet)
+    assert (row.locates, row.as_of_ns) == ("gpu", old_ns)

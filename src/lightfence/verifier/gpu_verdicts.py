@@ -125,9 +125,11 @@ def _refine(d: Decided, config: VerifierConfig) -> Decided:
         required,
         config.max_device_speed_km_per_h,
     )
-    newest = max(p.as_of_ns if p.inputs else 0, p.gpu_as_of_ns or 0)
+    # A verdict is as old as the rounds it rests on: a gpu verdict's time is its newest GPU
+    # round's, never a fresher key record's (tokens downgrade an old VERIFIED by this time).
+    as_of = p.gpu_as_of_ns if dv.locates is Locates.GPU and p.gpu_as_of_ns else p.as_of_ns
     extra: dict[str, Any] = {
-        "pending": replace(p, as_of_ns=newest),
+        "pending": replace(p, as_of_ns=as_of),
         "locates": dv.locates.value,
         "key_kind": None if key is None or gpu is None else key.kind.value,
         "gpu_kind": None if gpu is None else gpu.kind.value,
