@@ -390,3 +390,14 @@ def test_a_gpu_verdict_is_dated_by_its_gpu_rounds_not_by_fresher_key_records(
     fleet.service.recompute_all()
     row = _latest(fleet)
     assert (row.locates, row.as_of_ns) == ("gpu", old_ns)
+
+
+def test_serve_refuses_a_bad_gpu_root_with_one_error_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lightfence.cli import main as _register  # noqa: F401  (registers every command)
+    from lightfence.cli.app import app
+
+    args = ["serve", "--db", f"sqlite:///{tmp_path}/v.db", "--gpu-root", str(tmp_path / "no.pem")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "error: GPU settings" in result.output, result.output
