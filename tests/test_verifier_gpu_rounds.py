@@ -23,13 +23,13 @@ from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 from lightfence.evidence.calibration import load_calibration, sign_calibration
 from lightfence.evidence.submit import gpu_rounds_url
 from lightfence.evidence.verdict import device_verdict
-from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
+from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord, verify_gpu_round
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.gpu_ingest import GpuRound
+from lightfence.verifier.gpu_ingest import GpuIngestor, GpuRound, PreAppraised, pre_appraise
 from lightfence.verifier.ingest import RejectReason
 from lightfence.verifier.models import AlertRow, GpuRoundRow, RejectionRow, VerdictRow
 from lightfence.verifier.registry import Licence, set_landmark_status, set_licence
@@ -401,3 +401,31 @@ def test_serve_refuses_a_bad_gpu_root_with_one_error_line(tmp_path: Path) -> Non
     args = ["serve", "--db", f"sqlite:///{tmp_path}/v.db", "--gpu-root", str(tmp_path / "no.pem")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "error: GPU settings" in result.output, result.output
+
+
+def test_an_appraisal_made_with_another_landmark_key_is_not_trusted(fleet: Fleet) -> None:
+    # A pre-lock appraisal counts only if made with the landmark key read under the lock: here
+    # one claims a valid appraisal, made with some other key, for a round whose report is not
+    # the one the landmark timed. The round is appraised again and refused.
+    good, good_ev = _round(fleet, "ams1", 3.0)
+    rec, ev = _round(fleet, "ams1", 3.0)
+    bad = (rec, GpuEvidence(good_ev.report, ev.chain_der))
+    stale = {0: pre_appraise_one(good, good_ev, seeded_key("old-ams1").public_bytes)}
+    with fleet.service.write() as s:
+        ingestor = GpuIngestor(s, fleet.service.config, ADMIN, time.time_ns())
+        (out,) = ingestor.ingest_gpu([bad], fleet.service.gpu, stale)
+    assert out.reason is RejectReason.BAD_EVIDENCE, out
+    # And with the right key, the pre-lock appraisal is used as it is.
+    with fleet.service.read() as s:
+        pre = pre_appraise(s, [(good, good_ev)], fleet.service.gpu, time.time_ns())
+    assert pre[0].appraisal is not None and pre[0].error is None
+    assert [o.status for o in fleet.service.ingest_gpu([(good, good_ev)], ADMIN)] == ["stored"]
+
+
+def pre_appraise_one(rec: GpuRoundRecord, ev: GpuEvidence, key: bytes) -> PreAppraised:
+    appraisal = verify_gpu_round(rec, ev, rec_key(rec), AppraisalPolicy((ROOT.cert,)), time.time())
+    return PreAppraised(key, appraisal, None)
+
+
+def rec_key(rec: GpuRoundRecord) -> bytes:
+    return seeded_key("landmark-" + rec.landmark_id).public_bytes

@@ -17,6 +17,11 @@ Order of checks for one round (the first failure is the reason):
    GPU round: a GPU verdict must locate *its* GPU).
 
 A stored round marks its device for a verdict recompute in the same transaction.
+
+The appraisal (an ECDSA P-384 check per report, a chain check per new GPU) is made before the
+write lock by `pre_appraise`, with the landmark keys registered at that moment; under the lock
+its result counts only if the landmark's key read there is the very key it was made with
+(otherwise the round is appraised again in line): as for records' signatures (verifier.precheck).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
-from lightfence.attestation import AppraisalPolicy
+from lightfence.attestation import Appraisal, AppraisalPolicy
 from lightfence.core.freshness import age_problem
 from lightfence.crypto.keys import verify_signature
 from lightfence.evidence.calibration import Calibration
@@ -40,7 +46,7 @@ from lightfence.protocol.gpu_round import (
 )
 from lightfence.verifier import audit
 from lightfence.verifier.ingest import Ingestor, Outcome, RejectReason, _authorise, _Reject
-from lightfence.verifier.models import GpuRoundRow
+from lightfence.verifier.models import GpuRoundRow, LandmarkRow
 
 GpuRound = tuple[GpuRoundRecord, GpuEvidence]
 
@@ -57,11 +63,55 @@ class GpuChecker:
     calibration: Calibration
 
 
+@dataclass(frozen=True)
+class PreAppraised:
+    """verify_gpu_round's outcome for one round, made outside the write lock."""
+
+    landmark_key: bytes
+    appraisal: Appraisal | None
+    error: str | None
+
+
+def _appraise(
+    rec: GpuRoundRecord, evidence: GpuEvidence, key: bytes, gpu: GpuChecker, now_ns: int
+) -> PreAppraised:
+    try:
+        return PreAppraised(
+            key, verify_gpu_round(rec, evidence, key, gpu.policy, now_ns / 1e9), None
+        )
+    except GpuRoundError as exc:
+        return PreAppraised(key, None, str(exc))
+
+
+def pre_appraise(
+    session: Session, rounds: Sequence[GpuRound], gpu: GpuChecker, now_ns: int
+) -> dict[int, PreAppraised]:
+    """Appraise each round whose landmark is registered, by index, in a read transaction."""
+    lids = {r.landmark_id for r, _ in rounds}
+    keys = dict(
+        session.execute(
+            select(LandmarkRow.id, LandmarkRow.public_key).where(LandmarkRow.id.in_(lids))
+        ).all()
+    )
+    return {
+        i: _appraise(rec, ev, bytes.fromhex(keys[rec.landmark_id]), gpu, now_ns)
+        for i, (rec, ev) in enumerate(rounds)
+        if rec.landmark_id in keys
+    }
+
+
 class GpuIngestor(Ingestor):
     """Ingests a batch of GPU rounds in the caller's write transaction (serial: the audit head
     lock), sharing the record ingestor's registry cache, rejection aggregation and alerts."""
 
-    def ingest_gpu(self, rounds: Sequence[GpuRound], gpu: GpuChecker) -> list[Outcome]:
+    def ingest_gpu(
+        self,
+        rounds: Sequence[GpuRound],
+        gpu: GpuChecker,
+        appraised: dict[int, PreAppraised] | None = None,
+    ) -> list[Outcome]:
+        """Store or reject each round. `appraised` (pre_appraise of the same batch) may come from
+        before the write lock."""
         records = [r for r, _ in rounds]
         _authorise(self.who, records, self.session)
         hashes = [gpu_round_hash(r) for r in records]
@@ -76,12 +126,13 @@ class GpuIngestor(Ingestor):
         out: list[Outcome] = []
         stored: list[tuple[int, str]] = []
         with self.session.no_autoflush:
-            for (rec, evidence), digest in zip(rounds, hashes, strict=True):
+            for i, ((rec, evidence), digest) in enumerate(zip(rounds, hashes, strict=True)):
                 if digest in known:
                     out.append(Outcome("duplicate", digest, record_id=known[digest]))
                     continue
                 try:
-                    row = self._store_gpu(rec, evidence, digest, gpu)
+                    pre = (appraised or {}).get(i)
+                    row = self._store_gpu(rec, evidence, digest, gpu, pre)
                 except _Reject as exc:
                     self._keep_rejection(rec, digest, exc)
                     out.append(Outcome("rejected", digest, reason=exc.reason, detail=exc.detail))
@@ -107,7 +158,12 @@ class GpuIngestor(Ingestor):
         return int(self.session.execute(stmt, row).scalar_one())
 
     def _store_gpu(
-        self, rec: GpuRoundRecord, evidence: GpuEvidence, digest: str, gpu: GpuChecker
+        self,
+        rec: GpuRoundRecord,
+        evidence: GpuEvidence,
+        digest: str,
+        gpu: GpuChecker,
+        pre: PreAppraised | None = None,
     ) -> dict[str, Any]:
         lm, landmark_key = self._registered_landmark(rec)
         dev = self._device(rec.device_id)
@@ -140,11 +196,11 @@ class GpuIngestor(Ingestor):
                 f"landmark {rec.landmark_id} session {session_hex} round {rec.round_no} is "
                 "already recorded with different content",
             )
-        try:
-            appraisal = verify_gpu_round(rec, evidence, landmark_key, gpu.policy, self.now_ns / 1e9)
-        except GpuRoundError as exc:
-            raise _Reject(RejectReason.BAD_EVIDENCE, str(exc)) from None
-        assert appraisal.gpu is not None  # verify_gpu_round returns only valid appraisals
+        if pre is None or pre.landmark_key != landmark_key:  # none, or made with another key
+            pre = _appraise(rec, evidence, landmark_key, gpu, self.now_ns)
+        appraisal = pre.appraisal
+        if appraisal is None or appraisal.gpu is None:
+            raise _Reject(RejectReason.BAD_EVIDENCE, pre.error or "GPU evidence does not appraise")
         if dev.gpu_id is None:
             raise _Reject(
                 RejectReason.WRONG_GPU,

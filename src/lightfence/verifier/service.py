@@ -27,7 +27,7 @@ from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import ServiceError
-from lightfence.verifier.gpu_ingest import GpuChecker, GpuIngestor, GpuRound
+from lightfence.verifier.gpu_ingest import GpuChecker, GpuIngestor, GpuRound, pre_appraise
 from lightfence.verifier.ingest import Ingestor, Outcome, record_hash
 from lightfence.verifier.logs import log
 from lightfence.verifier.metrics import Metrics
@@ -144,9 +144,11 @@ class Service:
 
     def ingest_gpu(self, rounds: Sequence[GpuRound], who: Principal) -> list[Outcome]:
         """GPU-signed rounds (verifier.gpu_ingest): checked, appraised, stored or rejected."""
+        with self.read() as session:  # appraised outside the write lock (P-384 checks)
+            appraised = pre_appraise(session, rounds, self.gpu, now_ns())
         with self.write() as session:
             ingestor = GpuIngestor(session, self.config, who, now_ns())
-            outcomes = ingestor.ingest_gpu(rounds, self.gpu)
+            outcomes = ingestor.ingest_gpu(rounds, self.gpu, appraised)
         for o in outcomes:
             if o.status == "stored":
                 self.metrics.records_in.inc()
