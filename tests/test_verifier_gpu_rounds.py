@@ -29,13 +29,14 @@ from lightfence.sim.gpu import emulate_gpu_round as emulate
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.errors import BadInput
 from lightfence.verifier.gpu_ingest import GpuIngestor, GpuRound, PreAppraised, pre_appraise
 from lightfence.verifier.ingest import RejectReason
 from lightfence.verifier.models import AlertRow, GpuRoundRow, RejectionRow, VerdictRow
-from lightfence.verifier.registry import Licence, set_landmark_status, set_licence
+from lightfence.verifier.registry import Licence, enrol_device, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
-from verifier_support import ADMIN, Fleet, db_url, make_fleet, token
+from verifier_support import ADMIN, Fleet, db_url, identity_for, make_fleet, token
 
 __all__ = ["db_url"]
 
@@ -429,3 +430,21 @@ def pre_appraise_one(rec: GpuRoundRecord, ev: GpuEvidence, key: bytes) -> PreApp
 
 def rec_key(rec: GpuRoundRecord) -> bytes:
     return seeded_key("landmark-" + rec.landmark_id).public_bytes
+
+
+def test_one_gpu_is_enrolled_for_one_device_only(fleet: Fleet) -> None:
+    other = identity_for(seeded_key("second-device"))
+    lic = Licence(policy="in:DE", declared_country="DE", gpu_id=_gpu_id(GPU))
+    with (
+        pytest.raises(BadInput, match="already enrolled for another device"),
+        fleet.service.write() as s,
+    ):
+        enrol_device(s, other, lic, "acme", ADMIN, time.time_ns())
+    with fleet.service.write() as s:  # without the GPU it enrols; then the licence is refused
+        enrol_device(s, other, replace_gpu(lic, None), "acme", ADMIN, time.time_ns())
+    with pytest.raises(BadInput, match="one GPU locates one device"), fleet.service.write() as s:
+        set_licence(s, other.device_id, lic, ADMIN, time.time_ns())
+
+
+def replace_gpu(lic: Licence, gpu_id: str | None) -> Licence:
+    return dataclasses.replace(lic, gpu_id=gpu_id)

@@ -245,6 +245,7 @@ def enrol_device(
             )
         return existing, False
     _refuse_key_reuse(session, identity, device_id, who, now_ns)
+    _refuse_gpu_reuse(session, lic.gpu_id, device_id)
     attrs = dict(identity.attributes)
     row = DeviceRow(
         id=device_id,
@@ -318,6 +319,20 @@ def _refuse_key_reuse(
     )
 
 
+def _refuse_gpu_reuse(session: Session, gpu_id: str | None, device_id: str) -> None:
+    """One GPU locates one device: a GPU enrolled for two device ids would let its rounds verify
+    both (each round names its device, but the chip is the same)."""
+    if gpu_id is None:
+        return
+    holder = session.execute(
+        select(DeviceRow.id).where(DeviceRow.gpu_id == gpu_id, DeviceRow.id != device_id).limit(1)
+    ).scalar_one_or_none()
+    if holder is not None:
+        raise BadInput(
+            f"GPU {gpu_id} is already enrolled for another device; one GPU locates one device"
+        )
+
+
 class KeyReused(BadInput):
     """Refused enrolment whose alert is still committed (Service.write keeps it)."""
 
@@ -351,7 +366,9 @@ def set_licence(
     if who.role is not Role.ADMIN:
         raise Forbidden("only an admin token may change a licence")
     row = get_device(session, device_id, who)
-    _apply_licence(row, licence.validated())
+    lic = licence.validated()
+    _refuse_gpu_reuse(session, lic.gpu_id, device_id)
+    _apply_licence(row, lic)
     row.needs_verdict, row.dirty_seq = True, row.dirty_seq + 1
     audit.append(
         session,
