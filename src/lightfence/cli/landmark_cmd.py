@@ -187,8 +187,8 @@ async def _serve(
             raise fail(f"cannot serve GPU rounds on {host}:{port}: {exc}") from None
         gh, gp = transport.get_extra_info("sockname")[:2]
         typer.echo(
-            f"GPU rounds on {gh}:{gp} (records are kept in the agent's bundle; the verifier "
-            "service does not ingest them yet)",
+            f"GPU rounds on {gh}:{gp} (records go back to the agent, which puts them in its "
+            "bundle and submits them to the verifier's /gpu-rounds)",
             err=True,
         )
     try:
