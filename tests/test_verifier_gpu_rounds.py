@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from lightfence.attestation import AppraisalPolicy
@@ -23,20 +25,23 @@ from lightfence.evidence.bundle import EvidenceBundle, check_bundle
 from lightfence.evidence.calibration import load_calibration, sign_calibration
 from lightfence.evidence.submit import gpu_rounds_url
 from lightfence.evidence.verdict import device_verdict
+from lightfence.geo.sphere import great_circle_km
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord, verify_gpu_round
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
+from lightfence.units import C_VACUUM_KM_PER_MS
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import BadInput
+from lightfence.verifier.evidence import device_bundle
 from lightfence.verifier.gpu_ingest import GpuIngestor, GpuRound, PreAppraised, pre_appraise
 from lightfence.verifier.ingest import RejectReason
 from lightfence.verifier.models import AlertRow, GpuRoundRow, RejectionRow, VerdictRow
 from lightfence.verifier.registry import Licence, enrol_device, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
-from verifier_support import ADMIN, Fleet, db_url, identity_for, make_fleet, token
+from verifier_support import ADMIN, LANDMARKS, Fleet, db_url, identity_for, make_fleet, token
 
 __all__ = ["db_url"]
 
@@ -448,3 +453,79 @@ def test_one_gpu_is_enrolled_for_one_device_only(fleet: Fleet) -> None:
 
 def replace_gpu(lic: Licence, gpu_id: str | None) -> Licence:
     return dataclasses.replace(lic, gpu_id=gpu_id)
+
+
+PLACES = {
+    "frankfurt": (50.11, 8.68),
+    "berlin": (52.52, 13.40),
+    "munich": (48.14, 11.58),
+    "paris": (48.86, 2.35),
+    "warsaw": (52.23, 21.01),
+}
+
+
+def _rtts(place: str, slack: float) -> list[float]:
+    """RTTs from a place to each test landmark (sorted by id): light's minimum times `slack`."""
+    lat, lon = PLACES[place]
+    return [
+        2 * float(great_circle_km(lat, lon, *LANDMARKS[lid])) / C_VACUUM_KM_PER_MS * slack + 0.3
+        for lid in sorted(LANDMARKS)
+    ]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key_at=st.sampled_from(sorted(PLACES)),
+    gpu_at=st.sampled_from(sorted(PLACES)),
+    key_slack=st.floats(1.0, 2.5),
+    gpu_slack=st.floats(1.0, 2.5),
+    n_gpu=st.integers(1, 4),
+)
+def test_service_and_offline_verify_give_the_same_device_verdict(
+    service_fleet: Fleet, key_at: str, gpu_at: str, key_slack: float, gpu_slack: float, n_gpu: int
+) -> None:
+    """Key and GPU anywhere: the service's verdict (kind, locates, mismatch) is what `lightfence
+    verify` computes from the evidence bundle the service hands out (one rule, not a copy)."""
+    key_rtts, gpu_rtts = _rtts(key_at, key_slack), _rtts(gpu_at, gpu_slack)
+    fleet = service_fleet
+    fleet.device_key = SigningKey.generate()
+    gpu = GpuStandIn(ROOT, signing_time=FAST)
+    lic = Licence(policy="in:DE", declared_country="DE", gpu_id=_gpu_id(gpu))
+    with fleet.service.write() as s:
+        enrol_device(s, fleet.identity, lic, "acme", ADMIN, time.time_ns())
+    lids = sorted(fleet.landmark_keys)
+    fleet.service.ingest(
+        [fleet.record(lid, rtt) for lid, rtt in zip(lids, key_rtts, strict=True)], ADMIN
+    )
+    rounds = [
+        _round(fleet, lid, rtt, gpu=gpu)
+        for lid, rtt in zip(lids[:n_gpu], gpu_rtts[:n_gpu], strict=True)
+    ]
+    assert {o.status for o in fleet.service.ingest_gpu(rounds, ADMIN)} == {"stored"}
+    fleet.service.recompute_all()
+    row = _latest(fleet)
+    with fleet.service.read() as s:
+        doc = device_bundle(s, fleet.device_id, ADMIN, time.time_ns())
+    bundle = EvidenceBundle.from_json_dict(doc)
+    check = check_bundle(
+        bundle,
+        {e.id: e for e in bundle.landmarks},
+        now_unix_ns=time.time_ns(),
+        gpu_policy=AppraisalPolicy((ROOT.cert,)),
+        calibration=fleet.service.gpu.calibration,
+        enrolled_gpu_id=lic.gpu_id,
+    )
+    dv = device_verdict(check, "in:DE", claimed="DE")
+    assert (row.kind, row.locates, row.alert) == (
+        dv.kind.value,
+        dv.locates.value,
+        "key-gpu-mismatch" if dv.mismatch else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def service_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("prop")
+    f = _gpu_fleet(f"sqlite:///{tmp}/v.db", tmp)
+    yield f
+    f.service.close()
