@@ -37,7 +37,7 @@ from lightfence.verifier.errors import BadInput
 from lightfence.verifier.evidence import device_bundle
 from lightfence.verifier.gpu_ingest import GpuIngestor, GpuRound, PreAppraised, pre_appraise
 from lightfence.verifier.ingest import RejectReason
-from lightfence.verifier.models import AlertRow, GpuRoundRow, RejectionRow, VerdictRow
+from lightfence.verifier.models import AlertRow, DeviceRow, GpuRoundRow, RejectionRow, VerdictRow
 from lightfence.verifier.registry import Licence, enrol_device, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
@@ -529,3 +529,11 @@ def service_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     f = _gpu_fleet(f"sqlite:///{tmp}/v.db", tmp)
     yield f
     f.service.close()
+
+
+def test_a_gpu_round_is_a_check_in(fleet: Fleet) -> None:
+    at = time.time_ns() - 10**9
+    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5, at_ns=at)], ADMIN)
+    with fleet.service.read() as s:
+        dev = s.get(DeviceRow, fleet.device_id)
+        assert dev is not None and dev.last_record_ns == at

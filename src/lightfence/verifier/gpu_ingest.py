@@ -16,7 +16,8 @@ Order of checks for one round (the first failure is the reason):
 9. the GPU is the device's enrolled GPU (`wrong_gpu`; a device with no enrolled GPU accepts no
    GPU round: a GPU verdict must locate *its* GPU).
 
-A stored round marks its device for a verdict recompute in the same transaction.
+A stored round marks its device for a verdict recompute in the same transaction, and counts as
+its check-in (`last_record_ns`).
 
 The appraisal (an ECDSA P-384 check per report, a chain check per new GPU) is made before the
 write lock by `pre_appraise`, with the landmark keys registered at that moment; under the lock
@@ -219,6 +220,9 @@ class GpuIngestor(Ingestor):
             floor_ns = 0  # a floor above the RTT is no lower bound: the calibration is suspect
         dev.needs_verdict = True
         dev.dirty_seq = dev.dirty_seq + 1
+        # A GPU round is a check-in too. The key verdict's window and movement allowance then
+        # run from it: key caps only grow, so that stays sound.
+        dev.last_record_ns = max(dev.last_record_ns or 0, rec.measured_at_unix_ns)
         return {
             "record_hash": digest,
             "device_id": rec.device_id,
