@@ -309,6 +309,9 @@ def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path)
             "VERIFIED",
         )
         assert latest["gpu_rounds"] and dev["licence"]["gpu_id"] == rec.gpu_id
+        hist = client.get(f"/devices/{fleet.device_id}/verdicts?geojson=latest", headers=ha)
+        shown = hist.json()["verdicts"][0]
+        assert shown["locates"] == "gpu" and shown["feasible_geojson"]["type"] == "Feature"
         tok = client.get(f"/devices/{fleet.device_id}/token", headers=ha).json()
         assert (tok["verdict"], tok["locates"]) == ("VERIFIED", "gpu")
         # The evidence bundle carries the GPU rounds: an auditor's `verify` reaches the same.
