@@ -13,19 +13,31 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
-from lightfence.protocol.gpu_round import GpuRoundRecord
+from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.protocol.gpu_session import GpuLandmarkEndpoint
 
 log = logging.getLogger("lightfence.landmark.gpu")
+
+
+@dataclass(frozen=True)
+class GpuSubmission:
+    """A signed GPU round and the evidence it binds, as `POST /gpu-rounds` takes it."""
+
+    record: GpuRoundRecord
+    evidence: GpuEvidence
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"record": self.record.to_json_dict(), "evidence": self.evidence.to_json_dict()}
 
 
 class GpuLandmarkProtocol(asyncio.DatagramProtocol):
     def __init__(
         self,
         endpoint: GpuLandmarkEndpoint,
-        on_record: Callable[[GpuRoundRecord], None] | None = None,
+        on_record: Callable[[GpuRoundRecord, GpuEvidence], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.on_record = on_record
@@ -52,11 +64,11 @@ class GpuLandmarkProtocol(asyncio.DatagramProtocol):
 
     def _after_io(self) -> None:
         while (event := self.endpoint.next_event()) is not None:
-            record = self.endpoint.issue_record(event.session_id, time.time_ns())
-            if record is not None:
-                self.records.append(record)
+            issued = self.endpoint.issue_round(event.session_id, time.time_ns())
+            if issued is not None:
+                self.records.append(issued[0])
                 if self.on_record is not None:
-                    self.on_record(record)
+                    self.on_record(*issued)
         self._flush()
         deadline = self.endpoint.get_timer()
         if self._timer is not None:
@@ -84,7 +96,7 @@ async def serve_gpu_rounds(
     endpoint: GpuLandmarkEndpoint,
     host: str,
     port: int,
-    on_record: Callable[[GpuRoundRecord], None] | None = None,
+    on_record: Callable[[GpuRoundRecord, GpuEvidence], None] | None = None,
 ) -> tuple[asyncio.DatagramTransport, GpuLandmarkProtocol]:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(

@@ -259,6 +259,13 @@ class GpuLandmarkEndpoint:
     def issue_record(self, session_id: bytes, utc_ns: int) -> GpuRoundRecord | None:
         """Appraise answered rounds fastest first; sign and queue a record for the first that
         holds. Off the timed path. None (and a REJECT) when no round holds."""
+        issued = self.issue_round(session_id, utc_ns)
+        return None if issued is None else issued[0]
+
+    def issue_round(
+        self, session_id: bytes, utc_ns: int
+    ) -> tuple[GpuRoundRecord, GpuEvidence] | None:
+        """issue_record, with the evidence the record binds (for the verifier service)."""
         s = self._sessions.pop(session_id, None)
         if s is None or not s.finished:
             if s is not None:
@@ -301,7 +308,7 @@ class GpuLandmarkEndpoint:
             if s.bytes_out + len(reply) <= s.bytes_in:  # never more than the peer sent
                 self._out.append(GpuOutgoing(reply, s.addr))
             self.stats.records_issued += 1
-            return record
+            return record, evidence
         reject = m.encode(m.Reject(s.session_id, m.RejectCode.NO_VALID_ROUNDS, "no valid round"))
         if s.bytes_out + len(reject) <= s.bytes_in:
             self._out.append(GpuOutgoing(reject, s.addr))
