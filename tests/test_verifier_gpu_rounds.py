@@ -30,6 +30,7 @@ from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord, verify_gp
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
 from lightfence.units import C_VACUUM_KM_PER_MS
+from lightfence.verifier import audit
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
@@ -37,7 +38,14 @@ from lightfence.verifier.errors import BadInput
 from lightfence.verifier.evidence import device_bundle
 from lightfence.verifier.gpu_ingest import GpuIngestor, GpuRound, PreAppraised, pre_appraise
 from lightfence.verifier.ingest import RejectReason
-from lightfence.verifier.models import AlertRow, DeviceRow, GpuRoundRow, RejectionRow, VerdictRow
+from lightfence.verifier.models import (
+    AlertRow,
+    AuditRow,
+    DeviceRow,
+    GpuRoundRow,
+    RejectionRow,
+    VerdictRow,
+)
 from lightfence.verifier.registry import Licence, enrol_device, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
@@ -229,6 +237,11 @@ def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
     (alert,) = _alerts(fleet, "key-gpu-mismatch")
     assert alert.count == 1
     assert _alerts(fleet, "inconsistent") == []
+    with fleet.service.read() as s:  # every write above is in the audit chain, state included
+        report = audit.verify_chain(s)
+        entries = [json.loads(p) for (p,) in s.execute(select(AuditRow.payload))]
+    assert report.ok, report.problems
+    assert any(len(v) == 6 and v[4] == "gpu" for e in entries for v in e.get("verdicts", []))
 
 
 def test_licence_requiring_gpu_never_verifies_on_the_key(db_url: str, tmp_path: Path) -> None:

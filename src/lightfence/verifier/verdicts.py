@@ -322,6 +322,12 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
         payload={
             "verdicts": [
                 [s.id, s.device_id, s.kind, [i["record_id"] for i in r["inputs"]]]
+                # A verdict from GPU rounds also names them, and what it locates.
+                + (
+                    [r["locates"], [i["gpu_round_id"] for i in r["gpu_inputs"]]]
+                    if r["gpu_inputs"]
+                    else []
+                )
                 for s, r in zip(stored, rows, strict=True)
             ]
         },
