@@ -276,6 +276,8 @@ def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path)
         assert client.post("/gpu-rounds", json=body).status_code == 401
         r = client.post("/gpu-rounds", json=body, headers=h)
         assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+        status = client.get("/status", headers={"authorization": f"Bearer {admin}"})
+        assert status.json()["gpu_rounds"] == 1
         # A landmark token submits its own rounds only.
         other = _round(fleet, "par1", 5.0)
         r = client.post(

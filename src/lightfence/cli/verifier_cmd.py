@@ -141,7 +141,7 @@ def status(
     typer.echo(f"pending        {s['pending_verdicts']} device(s) awaiting a verdict")
     lm = ", ".join(f"{k} {v}" for k, v in sorted(s["landmarks"].items()))
     typer.echo(f"landmarks      {lm or 'none'}")
-    typer.echo(f"records        {s['records']} stored")
+    typer.echo(f"records        {s['records']} stored, {s['gpu_rounds']} GPU round(s)")
     rej = ", ".join(f"{k} {v}" for k, v in sorted(s["rejections"].items()))
     typer.echo(f"rejections     {rej or 'none'}")
     al = ", ".join(f"{k} {v}" for k, v in sorted(s["open_alerts"].items()))

@@ -222,6 +222,7 @@ class StatusOut(Out):
     pending_verdicts: int
     landmarks: dict[str, int]
     records: int
+    gpu_rounds: int = Field(0, description="Accepted GPU-signed rounds")
     rejections: dict[str, int]
     open_alerts: dict[str, int]
     audit_entries: int
