@@ -60,3 +60,11 @@ lock: | $(UV)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# NVIDIA's own verifier, for tests/test_attestation_crosscheck.py only. It pins old dependencies
+# (cryptography 43, pyOpenSSL 24, ...), so it lives in its own venv, never in lightfence's.
+NVVERIFIER_VENV ?= .venv-nvverifier
+.PHONY: nvverifier-venv
+nvverifier-venv:
+	test -x $(NVVERIFIER_VENV)/bin/python || python3 -m venv $(NVVERIFIER_VENV)
+	$(NVVERIFIER_VENV)/bin/pip install --quiet nv-local-gpu-verifier==2.7.3

@@ -28,6 +28,8 @@ BENCHMARKS = [
     "gate_check",  # issue 8: token checks vs a bare signature check
     "robust_timing",  # issue 9: robust engine (f = 1, 2, auto) vs the plain engine (f = 0)
     "verifier_blame",  # issue 9: recompute with every device INCONSISTENT vs an honest fleet
+    "gpu_rounds",  # issue 16: GPU evidence appraisal and GPU-round verdicts vs the key-only path
+    "verifier_gpu",  # issue 16: GPU rounds in the verifier service vs key records, same run
     "fleet_batch",  # issue 6: 1,000,000 devices x 10 landmarks, local vs Ray on 1 and 2 workers
     "startup",  # issue 19: `lightfence gate check --help`, `--version` vs `python -c pass`
 ]

@@ -50,6 +50,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         check_relayed_host_is_not_verified(world)
         check_cloned_key_rejected_with_alert(world)
         check_silent_host_raises_missed_checkin(world)
+        check_moved_key_caught_by_gpu_rounds(world)
         check_operator_token_sees_only_its_devices(world)
         check_evidence_download_checks_offline(world)
         if not Path(CHROMIUM).exists():
@@ -103,6 +104,23 @@ def check_silent_host_raises_missed_checkin(world: World) -> None:
         assert r.verdict == "NO CHECK-IN"
 
 
+def check_moved_key_caught_by_gpu_rounds(world: World) -> None:
+    """The hole shown honestly: the key verdict (locates key) is VERIFIED; the GPU's is not. The
+    verifier service decides it from the GPU rounds the landmarks posted, and its alert list (what
+    the dashboard shows) holds one key-gpu-mismatch for the device."""
+    w, reports = world
+    for r in by_scenario(reports, Scenario.MOVED_KEY):
+        assert r.by_locates is not None and r.by_locates["key"] == "VERIFIED", r
+        assert r.by_locates["gpu"] != "VERIFIED"
+        assert (r.verdict, r.locates) == ("INCONSISTENT", "gpu")
+        assert "key-gpu-mismatch" in r.alerts
+        alerts = w.api("GET", "/alerts?kind=key-gpu-mismatch", "auditor")
+        assert [a["device_id"] for a in alerts].count(r.id) == 1, alerts
+        latest = w.api("GET", f"/devices/{r.id}", "auditor")["latest_verdict"]
+        assert latest["alerts"] == ["key-gpu-mismatch"] and latest["gpu_rounds"]
+    assert all(r.locates in ("key", "gpu") for r in reports)
+
+
 def check_operator_token_sees_only_its_devices(world: World) -> None:
     w, _ = world
     mine = {d.device_id for d in w.fleet if d.spec.operator == "acme-cloud"}
@@ -128,7 +146,10 @@ def check_evidence_download_checks_offline(world: World) -> None:
 def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     w, reports = world
+    # The dashboard shows the verifier's verdicts: for a device with GPU rounds, its GPU-rooted
+    # device verdict (the moved key's INCONSISTENT), labelled `locates gpu`.
     expected = {r.name: r.verdict for r in reports}
+    moved = {r.name for r in reports if r.scenario == Scenario.MOVED_KEY.value}
     shot = tmp_path / "dashboard.png"
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -147,6 +168,13 @@ def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
                     colour: getComputedStyle(r.querySelector('.swatch')).backgroundColor}))""",
             )
             assert {r["name"]: r["verdict"] for r in rows} == expected
+            locates = page.eval_on_selector_all(
+                "#devices tbody tr",
+                "rows => rows.map(r => [r.children[1].textContent, "
+                "r.querySelector('.locates').textContent])",
+            )
+            assert {n for n, where in locates if where == "gpu"} == moved
+            assert "key-gpu-mismatch" in page.locator("#alerts").inner_text()
             colours = {r["verdict"]: r["colour"] for r in rows}
             assert colours["VERIFIED"] == "rgb(46, 125, 50)"
             assert len(set(colours.values())) == len(colours)  # one colour per verdict

@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from lightfence.agent.gpu_measure import GpuRoundResult
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import post_json, read_token
+from lightfence.evidence.submit import gpu_rounds_url, post_json, read_token
 from lightfence.identity.device import (
     PROVIDERS,
     AttestationHook,
@@ -29,7 +30,8 @@ from lightfence.identity.device import (
     nvattest_hook,
     nvml_cc_attestation_hook,
 )
-from lightfence.model.registry import RegistryError, load_registry
+from lightfence.identity.gpu_signer import GpuSigner
+from lightfence.model.registry import LandmarkEntry, RegistryError, load_registry
 from lightfence.protocol.record import MAX_ROUNDS
 
 commands = typer.Typer()
@@ -93,7 +95,11 @@ def measure(
     ),
     submit: Annotated[
         str | None,
-        typer.Option("--submit", help="Verifier records URL (.../records) to POST the records to."),
+        typer.Option(
+            "--submit",
+            help="Verifier records URL (.../records) to POST the records to; GPU rounds go to "
+            "the sibling .../gpu-rounds.",
+        ),
     ] = None,
     token_file: Annotated[
         Path | None,
@@ -108,6 +114,13 @@ def measure(
     identity: IdentityOpt = "software",
     gpu_index: GpuOpt = 0,
     attest: AttestOpt = "none",
+    gpu_rounds: Annotated[
+        str,
+        typer.Option(
+            help="auto: look for a GPU signer (NVML in CC mode, or nvattest) for GPU-signed "
+            "rounds and say why not; off: key rounds only (docs/trust.md)."
+        ),
+    ] = "auto",
 ) -> None:
     """Measure all landmarks concurrently and write a signed evidence bundle."""
     if not 1 <= rounds <= MAX_ROUNDS:
@@ -129,9 +142,15 @@ def measure(
         token = read_token(token_file) if submit else None
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if gpu_rounds not in ("auto", "off"):
+        raise fail("--gpu-rounds must be auto or off")
     signing_key, ident = _identity(key, identity, gpu_index, attest)
     console = Console(stderr=True)
     console.print(f"device {ident.device_id} (identity: {ident.trust_level})")
+    gpu_signer = None
+    if gpu_rounds == "auto":
+        gpu_signer, gpu_line = gpu_rounds_status(gpu_index, entries)
+        console.print(gpu_line)
     retry = RetryPolicy(attempts=attempts, attempt_timeout_s=timeout)
     # A challenge's thread must get the interpreter at once when it wakes, not after the
     # progress display's 5 ms default time slice: a late answer only widens the cap, but why.
@@ -154,7 +173,15 @@ def measure(
         results = asyncio.run(measure_all(entries, signing_key, ident, rounds, retry, progress))
     _print_results(console, results)
     records = tuple(r.record for r in results if r.record is not None)
-    bundle = EvidenceBundle(ident, records, tuple(entries), time.time_ns())
+    gpu_results = [] if gpu_signer is None else measure_gpu_all(entries, ident, gpu_signer)
+    for g in gpu_results:
+        status = "ok" if g.record else f"failed: {g.error}"
+        rtt = f", RTT {g.record.rtt_ms:.3f} ms (GPU signing included)" if g.record else ""
+        console.print(f"GPU round {g.landmark_id}: {status}{rtt}")
+    gpu_pairs = tuple(
+        (g.record, g.evidence) for g in gpu_results if g.record is not None and g.evidence
+    )
+    bundle = EvidenceBundle(ident, records, tuple(entries), time.time_ns(), gpu_pairs)
     try:
         save_bundle(bundle, out)
     except OSError as exc:
@@ -165,6 +192,16 @@ def measure(
             reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
             text = reply.decode(errors="replace")[:200]
             console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
+            if gpu_pairs:
+                url = gpu_rounds_url(submit)
+                payload = {
+                    "gpu_rounds": [
+                        {"record": r.to_json_dict(), "evidence": e.to_json_dict()}
+                        for r, e in gpu_pairs
+                    ]
+                }
+                text = post_json(url, payload, token).decode(errors="replace")[:200]
+                console.print(f"submitted {len(gpu_pairs)} GPU round(s) to {url}: {text}")
         except (OSError, ValueError) as exc:
             raise fail(
                 f"could not submit to {submit}: {exc} (the bundle is saved in {out})"
@@ -189,3 +226,38 @@ def _print_results(console: Console, results: list[LandmarkResult]) -> None:
         else:
             table.add_row(r.landmark_id, "-", "-", "-", str(r.attempts), r.error or "failed")
     console.print(table)
+
+
+def gpu_rounds_status(gpu_index: int, entries: list[LandmarkEntry]) -> tuple[GpuSigner | None, str]:
+    """The GPU signer to use (or None), and one line saying so, or exactly why not."""
+    from lightfence.identity.gpu_signer import probe_gpu_signer
+
+    signer, name, why = probe_gpu_signer(gpu_index)
+    if signer is None:
+        return None, (
+            "GPU rounds: unavailable (" + "; ".join(why) + "): key rounds only, verdicts "
+            "locate the key (docs/trust.md)"
+        )
+    serving = [e.id for e in entries if e.gpu_address]
+    if not serving:
+        return None, (
+            f"GPU rounds: the GPU can sign through {name}, but no landmark in the registry "
+            "lists a gpu_address: key rounds only, verdicts locate the key"
+        )
+    return signer, f"GPU rounds: signing through {name} with {len(serving)} landmark(s)"
+
+
+def measure_gpu_all(
+    entries: list[LandmarkEntry], ident: DeviceIdentity, signer: GpuSigner
+) -> list[GpuRoundResult]:
+    """One GPU session per landmark that serves them, one at a time: the GPU signs in turn."""
+    from lightfence.agent.gpu_measure import run_gpu_session
+    from lightfence.model.registry import split_address
+
+    out = []
+    for e in entries:
+        if e.gpu_address is None:
+            continue
+        host, port = split_address(e.gpu_address)
+        out.append(run_gpu_session(host, port, e.id, ident.device_id, signer))
+    return out

@@ -101,7 +101,7 @@ def demo(
 
 def _print_table(console: Console, reports: list[DeviceReport]) -> None:
     table = Table(title="lightfence demo: verdicts", show_lines=False)
-    for col in ("device", "scenario", "claim", "verdict", "reason", "estimate"):
+    for col in ("device", "scenario", "claim", "verdict", "locates", "reason", "estimate"):
         table.add_column(col, overflow="fold")
     for r in reports:
         style = VERDICT_STYLE.get(r.verdict, "")
@@ -110,6 +110,9 @@ def _print_table(console: Console, reports: list[DeviceReport]) -> None:
             r.scenario,
             r.claim,
             f"[{style}]{r.verdict}[/]" if style else r.verdict,
+            r.locates
+            if r.by_locates is None
+            else f"{r.locates} (" + ", ".join(f"{k}: {v}" for k, v in r.by_locates.items()) + ")",
             r.reason,
             r.estimate,
         )

@@ -48,6 +48,7 @@ from lightfence.gate.kube import (
     load_device_map,
 )
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
+from lightfence.model.trust import Locates
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
@@ -92,6 +93,13 @@ ExpectedPolicy = Annotated[
     str | None,
     typer.Option("--policy", help="Deny tokens for any other policy text (e.g. outside:CN,HK,MO)."),
 ]
+Require = Annotated[
+    Locates,
+    typer.Option(
+        "--require",
+        help="What the verdict must locate: key (any) or gpu (GPU-signed rounds; docs/trust.md).",
+    ),
+]
 StateDir = Annotated[
     Path | None,
     typer.Option(
@@ -119,13 +127,20 @@ def _state(state_dir: Path | None) -> GateState:
     return GateState(state_dir or Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR))
 
 
-def _policy(mode: ModeOption, grace: float, skew: float, expected: str | None) -> GatePolicy:
+def _policy(
+    mode: ModeOption,
+    grace: float,
+    skew: float,
+    expected: str | None,
+    require: Locates = Locates.KEY,
+) -> GatePolicy:
     try:
         return GatePolicy(
             mode=GateMode(mode.value),
             grace_s=grace,
             max_clock_skew_s=skew,
             expected_policy=expected,
+            required_locates=require,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -148,6 +163,7 @@ def check_cmd(
     grace: Grace = 0.0,
     max_skew: Skew = DEFAULT_MAX_CLOCK_SKEW_S,
     policy: ExpectedPolicy = None,
+    require: Require = Locates.KEY,
     state_dir: StateDir = None,
     timeout: Timeout = DEFAULT_READ_TIMEOUT_S,
 ) -> None:
@@ -166,7 +182,7 @@ def check_cmd(
         raise typer.BadParameter("--token FILE holds one device's token; give one --device")
     if not 0 < timeout <= 60:
         raise typer.BadParameter("--timeout must be between 0 and 60 seconds")
-    gate_policy = _policy(mode, grace, max_skew, policy)
+    gate_policy = _policy(mode, grace, max_skew, policy, require)
     try:
         state = _state(state_dir)
     except GateStateError as exc:
@@ -236,6 +252,7 @@ def label_cmd(
     grace: Grace = 0.0,
     max_skew: Skew = DEFAULT_MAX_CLOCK_SKEW_S,
     policy: ExpectedPolicy = None,
+    require: Require = Locates.KEY,
     state_dir: StateDir = None,
     timeout: Timeout = DEFAULT_READ_TIMEOUT_S,
     once: Annotated[
@@ -277,7 +294,7 @@ def label_cmd(
         raise typer.BadParameter(str(exc)) from None
     if interval < 1:
         raise typer.BadParameter("--interval must be at least 1 second")
-    gate_policy = _policy(mode, grace, max_skew, policy)
+    gate_policy = _policy(mode, grace, max_skew, policy, require)
     try:
         state = _state(state_dir)
         kube = (

@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 
+from lightfence.attestation import AppraisalPolicy, ChainCache, ChainError, load_roots
 from lightfence.cli.errors import fail
 from lightfence.crypto.keys import KeyFileError, SigningKey
-from lightfence.evidence.submit import read_token
+from lightfence.evidence.submit import gpu_rounds_url, read_token
 from lightfence.landmark.config import (
     ConfigError,
     ServerConfig,
@@ -22,8 +23,12 @@ from lightfence.landmark.config import (
     load_config,
     parse_config,
 )
-from lightfence.landmark.server import LandmarkServer
+from lightfence.landmark.gpu_server import GpuSubmission, serve_gpu_rounds
+from lightfence.landmark.server import SHUTDOWN_GRACE_S, LandmarkServer
+from lightfence.landmark.submitter import RecordSubmitter
 from lightfence.model.registry import RegistryError
+from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
+from lightfence.protocol.gpu_session import GpuLandmarkEndpoint
 from lightfence.protocol.landmark_session import LandmarkEndpoint
 
 commands = typer.Typer()
@@ -136,7 +141,15 @@ def serve(config: ConfigOpt) -> None:
         f"timestamps: {server.ts.reason}",
         err=True,
     )
-    asyncio.run(_serve(server))
+    gpu_endpoint = _gpu_endpoint(cfg, key)
+    asyncio.run(_serve(server, cfg, gpu_endpoint, token))
+    if gpu_endpoint is not None:
+        g = gpu_endpoint.stats
+        typer.echo(
+            f"GPU rounds: {g.sessions_opened} sessions, {g.records_issued} records, "
+            f"rejected: {g.rejected or 'none'}",
+            err=True,
+        )
     stats = endpoint.stats
     typer.echo(
         f"stopped: {stats.sessions_opened} sessions, {stats.records_issued} records "
@@ -146,9 +159,63 @@ def serve(config: ConfigOpt) -> None:
     )
 
 
-async def _serve(server: LandmarkServer) -> None:
+def _gpu_endpoint(cfg: ServerConfig, key: SigningKey) -> GpuLandmarkEndpoint | None:
+    """The GPU-round endpoint when [gpu] listen is set (appraising under its root file)."""
+    if cfg.gpu_listen is None:
+        return None
+    try:
+        roots = load_roots(cfg.gpu_root_file) if cfg.gpu_root_file else load_roots()
+    except ChainError as exc:
+        raise fail(f"[gpu] root_file: {exc}") from None
+    return GpuLandmarkEndpoint(
+        cfg.protocol.landmark_id,
+        key,
+        AppraisalPolicy(roots, chain_cache=ChainCache()),
+        round_timeout_ns=cfg.protocol.round_timeout_ns,
+    )
+
+
+async def _serve(
+    server: LandmarkServer,
+    cfg: ServerConfig,
+    gpu: GpuLandmarkEndpoint | None = None,
+    token: str | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.serve(stop)
+    gpu_proto = None
+    # GPU rounds go to the verifier's /gpu-rounds beside /records, with their evidence.
+    submitter = None
+    if gpu is not None and cfg.verifier_url:
+        try:
+            url = gpu_rounds_url(cfg.verifier_url)
+            submitter = RecordSubmitter(url, token, body_key="gpu_rounds")
+        except ValueError as exc:
+            typer.echo(f"warning: GPU rounds are not submitted: [verifier] url: {exc}", err=True)
+    delivered = asyncio.Event()
+    delivery = asyncio.create_task(submitter.run(delivered)) if submitter else None
+    if gpu is not None and cfg.gpu_listen is not None:
+        host, port = cfg.gpu_listen
+
+        def on_round(record: GpuRoundRecord, evidence: GpuEvidence) -> None:
+            if submitter is not None:
+                submitter.add(GpuSubmission(record, evidence))
+
+        try:
+            transport, gpu_proto = await serve_gpu_rounds(gpu, host, port, on_round)
+        except OSError as exc:
+            raise fail(f"cannot serve GPU rounds on {host}:{port}: {exc}") from None
+        gh, gp = transport.get_extra_info("sockname")[:2]
+        where = f"submitted to {submitter.url}" if submitter else "returned to the agent only"
+        typer.echo(f"GPU rounds on {gh}:{gp} (records {where})", err=True)
+    try:
+        await server.serve(stop)
+    finally:
+        if gpu_proto is not None:
+            gpu_proto.close()
+        delivered.set()  # deliver what is left, then stop (bounded)
+        if delivery is not None:
+            await asyncio.wait([delivery], timeout=SHUTDOWN_GRACE_S)
+            delivery.cancel()

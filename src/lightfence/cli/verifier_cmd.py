@@ -71,6 +71,21 @@ def serve(
     write_requests_per_s: Annotated[
         float, typer.Option(help="Per token: write requests/s sustained; 0 = off.")
     ] = 20.0,
+    gpu_root: Annotated[
+        str | None,
+        typer.Option(
+            help="Root certificate(s) (PEM) that GPU-signed rounds' evidence must chain to "
+            "(default: NVIDIA's device root shipped with lightfence)."
+        ),
+    ] = None,
+    gpu_calibration: Annotated[
+        str | None,
+        typer.Option(help="Signed GPU signing-time calibration (S_floor per model, firmware)."),
+    ] = None,
+    gpu_calibration_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Public key (64 hex) trusted to sign --gpu-calibration; repeatable."),
+    ] = None,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import os
@@ -95,6 +110,9 @@ def serve(
             records_burst=max(1000, int(60 * records_per_s)),
             rejections_per_s=rejections_per_s,
             write_requests_per_s=write_requests_per_s,
+            gpu_root_file=gpu_root,
+            gpu_calibration_file=gpu_calibration,
+            gpu_calibration_keys=tuple(gpu_calibration_key or ()),
         )
         application = create_app(config)
     except (DatabaseError, KeyFileError, ValueError) as exc:
@@ -125,7 +143,7 @@ def status(
     typer.echo(f"pending        {s['pending_verdicts']} device(s) awaiting a verdict")
     lm = ", ".join(f"{k} {v}" for k, v in sorted(s["landmarks"].items()))
     typer.echo(f"landmarks      {lm or 'none'}")
-    typer.echo(f"records        {s['records']} stored")
+    typer.echo(f"records        {s['records']} stored, {s['gpu_rounds']} GPU round(s)")
     rej = ", ".join(f"{k} {v}" for k, v in sorted(s["rejections"].items()))
     typer.echo(f"rejections     {rej or 'none'}")
     al = ", ".join(f"{k} {v}" for k, v in sorted(s["open_alerts"].items()))

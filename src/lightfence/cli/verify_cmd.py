@@ -13,6 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lightfence.attestation import (
+    AppraisalPolicy,
+    ChainCache,
+    ChainError,
+    Revocation,
+    load_roots,
+)
+from lightfence.attestation.certs import DEFAULT_ROOT_PATH
 from lightfence.cli.errors import fail
 from lightfence.core.freshness import (
     MAX_CLOCK_SKEW_S,
@@ -24,14 +32,18 @@ from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import PolicyError
 from lightfence.core.robust import DEFAULT_LIARS, Liars, check_liars
 from lightfence.core.verdict import Verdict, VerdictKind
+from lightfence.crypto.keys import parse_public_key_hex
 from lightfence.evidence.bundle import (
     DEFAULT_MAX_BUNDLE_BYTES,
     BundleCheck,
     BundleError,
+    GpuChecks,
     check_bundle_file,
 )
-from lightfence.evidence.verdict import bundle_verdict
+from lightfence.evidence.calibration import NO_CALIBRATION, CalibrationError, load_calibration
+from lightfence.evidence.verdict import DeviceVerdict, device_verdict
 from lightfence.model.registry import RegistryError, load_registry
+from lightfence.model.trust import Locates
 from lightfence.units import Bound, max_distance_km
 
 SHOWN_ROWS = 50
@@ -100,6 +112,32 @@ def verify(
         int, typer.Option(help="Refuse a bundle file larger than this many bytes.")
     ] = DEFAULT_MAX_BUNDLE_BYTES,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    require: Annotated[
+        Locates,
+        typer.Option(
+            help="What the verdict must locate: key (any rounds) or gpu (GPU-signed rounds only; "
+            "docs/trust.md)."
+        ),
+    ] = Locates.KEY,
+    gpu_root: Annotated[
+        Path,
+        typer.Option(help="Root certificate(s) (PEM) that GPU evidence must chain to."),
+    ] = DEFAULT_ROOT_PATH,
+    revocation: Annotated[
+        Revocation,
+        typer.Option(help="GPU certificate revocation: skip (said on the result) or require."),
+    ] = Revocation.SKIP,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Signed GPU signing-time calibration (S_floor per model, firmware)."),
+    ] = None,
+    calibration_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Public key (64 hex) trusted to sign --calibration; repeatable."),
+    ] = None,
+    enrolled_gpu: Annotated[
+        str | None, typer.Option(help="GPU id the device enrolled with: other GPUs are rejected.")
+    ] = None,
 ) -> None:
     try:
         setting: Liars = check_liars(liars)
@@ -116,6 +154,12 @@ def verify(
     if not max_device_speed_kmh >= 0:
         raise fail("--max-device-speed-kmh must be >= 0")
     try:
+        gpu_policy = AppraisalPolicy(load_roots(gpu_root), revocation, ChainCache())
+        keys = {parse_public_key_hex(k) for k in calibration_key or []}
+        cal = NO_CALIBRATION if calibration is None else load_calibration(calibration, keys)
+    except (ChainError, CalibrationError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    try:
         trusted = load_registry(landmark_keys)
         check = check_bundle_file(
             bundle,
@@ -124,22 +168,24 @@ def verify(
             max_age_s=max_age_hours * 3600.0,
             max_skew_s=max_skew_s,
             max_bytes=max_bytes,
+            gpu=GpuChecks((), gpu_policy, cal, enrolled_gpu),
         )
     except (RegistryError, BundleError) as exc:
         raise fail(str(exc)) from None
     inputs = check.verdict_inputs(bound, window_s, max_device_speed_kmh)
-    verdict: Verdict | None = None
+    dv: DeviceVerdict | None = None
     if policy is not None:
         try:
-            verdict = bundle_verdict(
-                check, policy, bound, claimed, setting, window_s, max_device_speed_kmh
+            dv = device_verdict(
+                check, policy, bound, claimed, setting, require, window_s, max_device_speed_kmh
             )
         except PolicyError as exc:
             raise fail(f"bad --policy: {exc}") from None
         except InvalidMeasurement as exc:
-            if check.accepted:
+            if check.accepted or check.gpu_accepted:
                 raise fail(str(exc)) from None
             # No valid record: nothing to decide from; reported below, exit code 1.
+    verdict: Verdict | None = None if dv is None else dv.key
     rules = {
         "max_age_s": max_age_hours * 3600.0,
         "max_skew_s": max_skew_s,
@@ -148,12 +194,15 @@ def verify(
         "liars": setting,
     }
     if as_json:
-        typer.echo(json.dumps(_as_dict(check, inputs, verdict, bound, rules), indent=2))
+        out = _as_dict(check, inputs, verdict, bound, rules)
+        out.update(_gpu_dict(check, dv))
+        typer.echo(json.dumps(out, indent=2))
     else:
         _print(check, inputs, verdict, bound, policy, rules)
-    ok = check.all_valid and bool(check.accepted)
+        _print_gpu(check, dv)
+    ok = check.all_valid and bool(check.accepted or check.gpu_accepted)
     if policy is not None:
-        ok = ok and verdict is not None and verdict.kind is VerdictKind.VERIFIED
+        ok = ok and dv is not None and dv.kind is VerdictKind.VERIFIED
     raise typer.Exit(0 if ok else 1)
 
 
@@ -189,7 +238,28 @@ def _as_dict(
             for r in check.rejected
         ],
         "counted": inputs,
-        "verdict": None if verdict is None else verdict.to_dict(),
+        "verdict": None if verdict is None else {**verdict.to_dict(), "locates": "key"},
+    }
+
+
+def _gpu_dict(check: BundleCheck, dv: DeviceVerdict | None) -> dict[str, object]:
+    return {
+        "device_verdict": None if dv is None else dv.to_dict(),
+        "gpu_accepted": [
+            {
+                "landmark_id": g.record.landmark_id,
+                "session_id": g.record.session_id.hex(),
+                "round": g.record.round_no,
+                "rtt_ms": g.record.rtt_ms,
+                "s_floor_ms": g.floor_ms,
+                "gpu": g.appraisal.summary(),
+            }
+            for g in check.gpu_accepted
+        ],
+        "gpu_rejected": [
+            {"index": r.index, "landmark_id": r.landmark_id, "reason": r.reason}
+            for r in check.gpu_rejected
+        ],
     }
 
 
@@ -246,7 +316,35 @@ def _print(
     colour = {VerdictKind.VERIFIED: "green", VerdictKind.REFUTED: "red"}.get(verdict.kind, "yellow")
     console.print(
         f"[bold {colour}]{verdict.kind.value}[/bold {colour}] under {policy} "
-        f"(liars {rules['liars']})"
+        f"(liars {rules['liars']}; locates: key)"
     )
     console.print(f"  {verdict.reason}")
     console.print(f"  identity trust level: {check.device.trust_level}")
+
+
+def _print_gpu(check: BundleCheck, dv: DeviceVerdict | None) -> None:
+    console = Console()
+    if check.gpu_accepted or check.gpu_rejected:
+        table = Table("landmark", "GPU round RTT ms", "S_floor ms", "GPU", "status")
+        for g in check.gpu_accepted[:SHOWN_ROWS]:
+            gpu = g.appraisal.gpu
+            table.add_row(
+                g.record.landmark_id,
+                f"{g.record.rtt_ms:.3f}",
+                f"{g.floor_ms:.3f}",
+                "-" if gpu is None else f"{gpu.gpu_id[:12]} {gpu.hwmodel}",
+                "[green]valid[/green]",
+            )
+        for r in check.gpu_rejected[:SHOWN_ROWS]:
+            table.add_row(r.landmark_id, "-", "-", "-", f"[red]rejected[/red]: {r.reason}")
+        console.print(table)
+    if dv is None:
+        return
+    colour = {VerdictKind.VERIFIED: "green", VerdictKind.REFUTED: "red"}.get(dv.kind, "yellow")
+    console.print(
+        f"device verdict: [bold {colour}]{dv.kind.value}[/bold {colour}] "
+        f"(locates: {dv.locates.value}; required: {dv.required.value})"
+    )
+    console.print(f"  {dv.reason}")
+    for alert in dv.alerts:
+        console.print(f"  [bold red]alert[/bold red]: {alert}")

@@ -51,10 +51,14 @@ class WindowRecord:
     position_error_km: float
     min_rtt_ns: int
     measured_ns: int
+    floor_ns: int | None = None
+    """GPU-signed rounds only: the signing-time floor S_floor subtracted from the RTT (a signed
+    calibration's lower bound, or 0); the input then carries `floor_ms`. None for key records."""
 
 
 def _reach_km(item: dict[str, Any], bound: Bound) -> float:
-    return float(max_distance_km(item["rtt_ms"], bound) + item["position_error_km"])
+    rtt_ms = item["rtt_ms"] - item.get("floor_ms", 0.0)
+    return float(max_distance_km(rtt_ms, bound) + item["position_error_km"])
 
 
 def verdict_inputs(
@@ -67,7 +71,8 @@ def verdict_inputs(
     """The verdict inputs from a device's records, its newest measured at `newest_ns`: those in
     the window, each grown by the movement allowance, the tightest per landmark, sorted by
     landmark and record id. Each is a dict: record_id, landmark_id, lat, lon, rtt_ms,
-    position_error_km, measured_ns."""
+    position_error_km, measured_ns (and floor_ms for GPU-signed rounds, whose tightness is
+    judged by RTT - S_floor)."""
     window_ns = int(window_s * 1e9)
     best: dict[str, dict[str, Any]] = {}
     for rec in records:
@@ -83,6 +88,8 @@ def verdict_inputs(
             "position_error_km": rec.position_error_km + speed_km_per_h * age_h,
             "measured_ns": rec.measured_ns,
         }
+        if rec.floor_ns is not None:
+            item["floor_ms"] = rec.floor_ns / 1e6
         old = best.get(rec.landmark_id)
         if old is None or _reach_km(item, bound) < _reach_km(old, bound):
             best[rec.landmark_id] = item

@@ -33,6 +33,10 @@ class DeviceReport:
     reason: str
     estimate: str
     alerts: tuple[str, ...]
+    locates: str = "key"
+    """What the verifier's `verdict` locates: `key` (from key rounds) or `gpu` (GPU-signed)."""
+    by_locates: dict[str, str] | None = None
+    """With GPU-signed rounds: the verifier's key verdict and gpu verdict side by side."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +45,8 @@ class DeviceReport:
             "scenario": self.scenario,
             "claim": self.claim,
             "verdict": self.verdict,
+            "locates": self.locates,
+            "verdicts_by_locates": self.by_locates,
             "reason": self.reason,
             "estimate": self.estimate,
             "alerts": list(self.alerts),
@@ -111,16 +117,23 @@ def device_reports(world: DemoWorld) -> list[DeviceReport]:
             verdict, reason, estimate = "NO CHECK-IN", missed[0]["message"], "-"
         else:
             verdict, reason, estimate = "PENDING", "no verdict yet", "-"
-        out.append(
-            DeviceReport(
-                id=dev.device_id,
-                name=dev.spec.name,
-                scenario=dev.spec.scenario.value,
-                claim=dev.spec.claim,
-                verdict=verdict,
-                reason=reason,
-                estimate=estimate,
-                alerts=kinds,
-            )
+        locates, by_locates = "key", None
+        if latest is not None:
+            locates = latest["locates"]
+            if latest["gpu_verdict"] is not None:
+                # The service's verdict from GPU-signed rounds, with each kind's own beside it.
+                by_locates = {"key": latest["key_verdict"] or "-", "gpu": latest["gpu_verdict"]}
+        report = DeviceReport(
+            id=dev.device_id,
+            name=dev.spec.name,
+            scenario=dev.spec.scenario.value,
+            claim=dev.spec.claim,
+            verdict=verdict,
+            reason=reason,
+            estimate=estimate,
+            alerts=kinds,
+            locates=locates,
+            by_locates=by_locates,
         )
+        out.append(report)
     return out

@@ -14,6 +14,10 @@ DEMO_POLICY = "outside:CN,HK,MO"
 HONEST_CHECKIN_S = 300
 SILENT_CHECKIN_S = 2
 """The silent host's licence asks for a check-in every 2 s, so its missed check-in shows at once."""
+JOHOR = (1.85, 103.0)
+"""Where the moved key's VM is: about 100 km from the Singapore landmark."""
+SHENZHEN = (22.5431, 114.0579)
+"""Where the moved-key scenario's GPU really is (no data-set host there: its RTTs are modelled)."""
 RELAY_NEAR_LANDMARK_RTT_MS = 0.3
 """RTT between the smugglers' relay and the Singapore landmark: the same data centre."""
 
@@ -30,6 +34,11 @@ class Scenario(StrEnum):
     """A host answers for an enrolled device with a key that is not the enrolled one."""
     SILENT = "silent"
     """Enrolled, then never checks in."""
+    MOVED_KEY = "moved-key"
+    """The key file was moved to a VM in Johor, across the strait from the Singapore landmark
+    (close enough to it and to Kuala Lumpur's for a robust key verdict); the GPU stays in
+    Shenzhen. Key rounds say VERIFIED (a key verdict locates the key), GPU-signed rounds do
+    not, and the two regions are disjoint: INCONSISTENT with a key-gpu-mismatch alert."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class DeviceSpec:
     """Where the GPU really is (a data-set host)."""
     relay_via: str | None = None
     """Landmark id whose site the relay sits next to (the relayed scenario)."""
+    key_at: tuple[float, float] | None = None
+    """Where the answering key really is, when not at `host_id` (lat, lon; RTTs modelled)."""
+    gpu_at: tuple[float, float] | None = None
+    """Where the GPU is when it is not where its key answers (lat, lon; the moved-key scenario).
+    Devices with it also run GPU-signed rounds through a GPU stand-in (sim/gpu.py)."""
 
 
 LANDMARKS: tuple[LandmarkSite, ...] = (
@@ -82,4 +96,7 @@ FLEET: tuple[DeviceSpec, ...] = (
     DeviceSpec("gpu-sg-2", Scenario.RELAYED, "globex", "SG", "wn-84", relay_via="sin"),
     DeviceSpec("gpu-de-dusseldorf", Scenario.CLONED, "acme-cloud", "DE", "wn-153"),
     DeviceSpec("gpu-us-boston", Scenario.SILENT, "globex", "US", "wn-14"),
+    DeviceSpec(
+        "gpu-sg-3", Scenario.MOVED_KEY, "globex", "SG", "ra-6149", key_at=JOHOR, gpu_at=SHENZHEN
+    ),
 )

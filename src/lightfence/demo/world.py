@@ -21,6 +21,7 @@ import httpx
 
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
 from lightfence.crypto.keys import SigningKey
+from lightfence.demo.gpu import DemoGpus, GpuRound
 from lightfence.demo.scenario import (
     DEMO_POLICY,
     FLEET,
@@ -34,10 +35,13 @@ from lightfence.demo.scenario import (
 )
 from lightfence.demo.verifier_proc import VerifierProcess
 from lightfence.identity.device import DeviceIdentity
+from lightfence.landmark.gpu_server import GpuLandmarkProtocol, serve_gpu_rounds
 from lightfence.landmark.server import LandmarkServer
 from lightfence.model.registry import LandmarkEntry
 from lightfence.model.trust import TrustLevel
+from lightfence.protocol.gpu_session import GpuLandmarkEndpoint
 from lightfence.protocol.landmark_session import LandmarkConfig, LandmarkEndpoint
+from lightfence.protocol.record import MeasurementRecord
 from lightfence.rttdata import Dataset, load_dataset
 from lightfence.sim.emulate import RelayProcess, Site, path_rtt_ms, site_of
 from lightfence.verifier.auth import Role, create_token
@@ -73,6 +77,8 @@ class RunningLandmark:
     server: LandmarkServer
     lat: float
     lon: float
+    gpu_address: tuple[str, int] | None = None
+    """Its GPU-round socket (landmark/gpu_server.py), when started."""
 
 
 @dataclass
@@ -84,6 +90,8 @@ class FleetDevice:
     """The key that answers challenges (not the enrolled one for a clone)."""
     answer_identity: DeviceIdentity
     entries: list[LandmarkEntry] = field(default_factory=list)
+    gpu_entries: list[LandmarkEntry] = field(default_factory=list)
+    """Landmarks whose GPU-round socket this device's GPU reaches (through its path's relay)."""
     """The landmark registry this agent is given: every address is its path's relay."""
 
     @property
@@ -120,6 +128,11 @@ class DemoWorld:
         self.http: httpx.Client | None = None
         self.base_url = ""
         self._log_levels: dict[str, int] = {}
+        self.gpus = DemoGpus(self.dataset)
+        self._gpu_protos: list[GpuLandmarkProtocol] = []
+        self.gpu_rounds: dict[str, list[GpuRound]] = {}
+        """GPU-signed rounds per device name (devices whose spec has a `gpu_at`)."""
+        self.key_records: dict[str, list[MeasurementRecord]] = {}
 
     def __enter__(self) -> DemoWorld:
         try:
@@ -152,8 +165,13 @@ class DemoWorld:
         self._register()
 
     def _start_verifier(self) -> None:
+        gpu_root, gpu_calibration = self.gpus.write_trust(self.workdir)
         config = VerifierConfig(
             db_url=f"sqlite:///{self.workdir / 'verifier.db'}",
+            # The stand-in GPUs chain to the demo's test root, not NVIDIA's (sim/gpu.py).
+            gpu_root_file=str(gpu_root),
+            gpu_calibration_file=str(gpu_calibration),
+            gpu_calibration_keys=(self.gpus.calibrator_public_hex,),
             recompute_interval_s=0.2,
             checkin_sweep_interval_s=1.0,
             min_checkin_interval_s=1,
@@ -202,6 +220,8 @@ class DemoWorld:
             host = self.dataset.hosts[site.host_id]
             self.landmarks.append(RunningLandmark(site, key, server, host.lat, host.lon))
 
+        self._start_gpu_sockets(loop)
+
         async def serve_all() -> None:
             self._stop = asyncio.Event()
             await asyncio.gather(*(lm.server.serve(self._stop) for lm in self.landmarks))
@@ -236,6 +256,7 @@ class DemoWorld:
                     "policy": DEMO_POLICY,
                     "declared_country": dev.spec.claim,
                     "checkin_interval_s": SILENT_CHECKIN_S if silent else HONEST_CHECKIN_S,
+                    "gpu_id": self.gpus.gpu_id(dev.spec.name) if dev.spec.gpu_at else None,
                 },
                 "operator": dev.spec.operator,
             }
@@ -259,7 +280,11 @@ class DemoWorld:
 
     def path_rtt_ms(self, spec: DeviceSpec, lm: RunningLandmark) -> float:
         """The emulated RTT between a device and a landmark (through the relay, if any)."""
-        device = site_of(self.dataset, spec.host_id)
+        device = (
+            site_of(self.dataset, spec.host_id)
+            if spec.key_at is None
+            else Site(spec.key_at[0], spec.key_at[1], None)
+        )
         landmark = site_of(self.dataset, lm.site.host_id)
         if spec.relay_via is None:
             return path_rtt_ms(self.dataset, device, landmark)
@@ -270,6 +295,18 @@ class DemoWorld:
         )
         return to_relay + path_rtt_ms(self.dataset, relay, device)
 
+    def _start_gpu_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Each landmark also times GPU rounds, on its own socket, appraising under the demo's
+        test root (the stand-in GPUs chain to it, not to NVIDIA's)."""
+        for lm in self.landmarks:
+            endpoint = GpuLandmarkEndpoint(lm.site.id, lm.key, self.gpus.policy)
+            transport, proto = asyncio.run_coroutine_threadsafe(
+                serve_gpu_rounds(endpoint, "127.0.0.1", 0), loop
+            ).result(30)
+            self._gpu_protos.append(proto)
+            host, port = transport.get_extra_info("sockname")[:2]
+            lm.gpu_address = (str(host), int(port))
+
     def _build_paths(self) -> None:
         paths: list[tuple[FleetDevice, RunningLandmark, float]] = [
             (dev, lm, self.path_rtt_ms(dev.spec, lm))
@@ -277,8 +314,30 @@ class DemoWorld:
             if dev.spec.scenario is not Scenario.SILENT
             for lm in self.landmarks
         ]
-        self.relays = RelayProcess([(lm.server.address, rtt) for _, lm, rtt in paths], seed=1)
-        for (dev, lm, _), (host, port) in zip(paths, self.relays.addresses, strict=True):
+        # GPU paths: from where the GPU really is to each landmark's GPU socket.
+        gpu_paths: list[tuple[FleetDevice, RunningLandmark, float]] = [
+            (dev, lm, self.gpus.path_rtt_ms(dev, lm))
+            for dev in self.fleet
+            if dev.spec.gpu_at is not None
+            for lm in self.landmarks
+            if lm.gpu_address is not None
+        ]
+        relayed = [(lm.server.address, rtt) for _, lm, rtt in paths]
+        relayed += [(lm.gpu_address, rtt) for _, lm, rtt in gpu_paths if lm.gpu_address]
+        self.relays = RelayProcess(relayed, seed=1)
+        gpu_addresses = self.relays.addresses[len(paths) :]
+        for (dev, lm, _), (host, port) in zip(gpu_paths, gpu_addresses, strict=True):
+            dev.gpu_entries.append(
+                LandmarkEntry(
+                    lm.site.id,
+                    lm.key.public_bytes,
+                    lm.lat,
+                    lm.lon,
+                    gpu_address=f"{host}:{port}",
+                )
+            )
+        key_addresses = self.relays.addresses[: len(paths)]
+        for (dev, lm, _), (host, port) in zip(paths, key_addresses, strict=True):
             dev.entries.append(
                 LandmarkEntry(
                     id=lm.site.id,
@@ -313,7 +372,26 @@ class DemoWorld:
         finally:
             sys.setswitchinterval(previous)
         measured = [d for d in self.fleet if d.entries]
-        return {d.spec.name: r for d, r in zip(measured, results, strict=True)}
+        by_name = {d.spec.name: r for d, r in zip(measured, results, strict=True)}
+        for d in measured:
+            self.key_records[d.spec.name] = [r.record for r in by_name[d.spec.name] if r.record]
+            if d.gpu_entries:
+                self.gpu_rounds[d.spec.name] = rounds = self.gpus.measure(d)
+                self._post_gpu_rounds(rounds)
+        return by_name
+
+    def _post_gpu_rounds(self, rounds: list[GpuRound]) -> None:
+        """Each landmark posts the GPU rounds it signed to the verifier, as it does records."""
+        by_landmark: dict[str, list[GpuRound]] = {}
+        for rec, ev in rounds:
+            by_landmark.setdefault(rec.landmark_id, []).append((rec, ev))
+        for lid, mine in sorted(by_landmark.items()):
+            body = {
+                "gpu_rounds": [
+                    {"record": r.to_json_dict(), "evidence": e.to_json_dict()} for r, e in mine
+                ]
+            }
+            self.api("POST", "/gpu-rounds", f"landmark:{lid}", json=body)
 
     # --- stop ----------------------------------------------------------------------------------
 
@@ -327,6 +405,9 @@ class DemoWorld:
                     logging.getLogger("lightfence.demo").debug("landmark stop", exc_info=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        for proto in self._gpu_protos:
+            if self._loop is not None and self._loop.is_running():
+                self._loop.call_soon_threadsafe(proto.close)
         if self.relays is not None:
             self.relays.close()
         if self.http is not None:

@@ -5,7 +5,8 @@ A bundle is one JSON file:
     {"format": "lightfence-evidence", "version": 1, "created_at_unix_ns": ...,
      "device": {...DeviceIdentity...},
      "landmarks": [{...LandmarkEntry...}],        # as the agent was given them
-     "records": [{...MeasurementRecord...}]}
+     "records": [{...MeasurementRecord...}],
+     "gpu_rounds": [{"record": {...GpuRoundRecord...}, "evidence": {...}}]}   # optional
 
 `check_bundle` (a bundle in memory) and `check_bundle_file` (a file, read a record at a time
 with bounded memory: evidence.json_stream) re-verify it against a landmark registry the auditor
@@ -17,6 +18,8 @@ a `verdict`) is unsigned: it is shown as a note, never used.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lightfence.attestation import Appraisal, AppraisalPolicy, appraise, pem_chain_to_der
 from lightfence.core.freshness import (
     MAX_CLOCK_SKEW_S,
     MAX_DEVICE_SPEED_KM_PER_H,
@@ -35,10 +39,17 @@ from lightfence.core.freshness import (
     verdict_inputs,
 )
 from lightfence.crypto.keys import key_id
+from lightfence.evidence.calibration import NO_CALIBRATION, Calibration
 from lightfence.evidence.json_stream import JsonObjectStream, JsonStreamError
-from lightfence.identity.device import DeviceIdentity
+from lightfence.identity.device import Attestation, DeviceIdentity
 from lightfence.model.registry import LandmarkEntry, RegistryError, parse_registry, registry_json
 from lightfence.model.trust import TrustLevel
+from lightfence.protocol.gpu_round import (
+    GpuEvidence,
+    GpuRoundError,
+    GpuRoundRecord,
+    verify_gpu_round,
+)
 from lightfence.protocol.record import MeasurementRecord, RecordError, TimestampSource, verify
 from lightfence.units import Bound
 
@@ -52,8 +63,8 @@ MAX_VALUE_BYTES = 4 * 1024 * 1024
 TRUST_NOTES = {
     TrustLevel.SOFTWARE: "software key file: can be copied; a copy near a landmark fakes location",
     TrustLevel.GPU_BOUND: "key file bound to the GPU's identity: names the GPU, key still copyable",
-    TrustLevel.ATTESTED: "key bound to the GPU by hardware attestation (evidence to be appraised "
-    "by NVIDIA's verifier; lightfence checks the key binding only)",
+    TrustLevel.ATTESTED: "key bound to a GPU by hardware attestation once (evidence appraised "
+    "when a GPU root is configured); the key file can still be moved: only GPU rounds locate a GPU",
 }
 
 
@@ -67,9 +78,11 @@ class EvidenceBundle:
     records: tuple[MeasurementRecord, ...]
     landmarks: tuple[LandmarkEntry, ...] = ()
     created_at_unix_ns: int = 0
+    gpu_rounds: tuple[tuple[GpuRoundRecord, GpuEvidence], ...] = ()
+    """GPU-signed rounds (docs/trust.md) with the report and chain each one timed."""
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
             "created_at_unix_ns": self.created_at_unix_ns,
@@ -77,6 +90,12 @@ class EvidenceBundle:
             "landmarks": registry_json(self.landmarks)["landmarks"],
             "records": [r.to_json_dict() for r in self.records],
         }
+        if self.gpu_rounds:  # absent, not empty, in key-only bundles: they stay as they were
+            out["gpu_rounds"] = [
+                {"record": r.to_json_dict(), "evidence": e.to_json_dict()}
+                for r, e in self.gpu_rounds
+            ]
+        return out
 
     @classmethod
     def from_json_dict(cls, d: object) -> EvidenceBundle:
@@ -87,7 +106,27 @@ class EvidenceBundle:
         if not isinstance(raw_records, list):
             raise BundleError("records must be a list" if "records" in d else _MISSING_RECORDS)
         records = tuple(_record(i, r) for i, r in enumerate(raw_records))
-        return cls(head.device, records, head.landmarks, head.created)
+        gpu_rounds = _gpu_rounds_from_json(d.get("gpu_rounds", []))
+        return cls(head.device, records, head.landmarks, head.created, gpu_rounds)
+
+
+def _gpu_rounds_from_json(raw: object) -> tuple[tuple[GpuRoundRecord, GpuEvidence], ...]:
+    if not isinstance(raw, list):
+        raise BundleError("gpu_rounds must be a list")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping) or set(item) != {"record", "evidence"}:
+            raise BundleError(f"gpu_rounds[{i}] must be {{'record': ..., 'evidence': ...}}")
+        try:
+            out.append(
+                (
+                    GpuRoundRecord.from_json_dict(item["record"]),
+                    GpuEvidence.from_json_dict(item["evidence"]),
+                )
+            )
+        except GpuRoundError as exc:
+            raise BundleError(f"malformed bundle: gpu_rounds[{i}]: {exc}") from None
+    return tuple(out)
 
 
 _MISSING_RECORDS = "bundle is missing 'records'"
@@ -221,10 +260,44 @@ class BundleCheck:
     """Records that passed every check (each with its trusted registry entry)."""
     rejected: tuple[RejectedRecord, ...]
     notes: tuple[str, ...] = field(default=())
+    gpu_accepted: tuple[AcceptedGpuRound, ...] = ()
+    gpu_rejected: tuple[RejectedRecord, ...] = ()
 
     @property
     def all_valid(self) -> bool:
-        return not self.rejected
+        return not self.rejected and not self.gpu_rejected
+
+    def gpu_verdict_inputs(
+        self,
+        window_s: float = VERDICT_WINDOW_S,
+        speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
+    ) -> list[dict[str, Any]]:
+        """verdict_inputs for GPU rounds, by the same rules (core.freshness, which the verifier
+        service applies too): window before the newest round, movement allowance, tightest per
+        landmark by RTT - S_floor, each with its floor_ms. `record_id` is the round's index."""
+        if not self.gpu_accepted:
+            return []
+        newest = max(g.record.measured_at_unix_ns for g in self.gpu_accepted)
+        candidates = (
+            WindowRecord(
+                i,
+                g.record.landmark_id,
+                g.entry.latitude,
+                g.entry.longitude,
+                g.entry.position_error_km,
+                g.record.rtt_ns,
+                g.record.measured_at_unix_ns,
+                round(g.floor_ms * 1e6),
+            )
+            for i, g in enumerate(self.gpu_accepted)
+        )
+        return verdict_inputs(candidates, newest, Bound.VACUUM, window_s, speed_km_per_h)
+
+    def newest_ns(self) -> tuple[int | None, int | None]:
+        """Newest accepted key record and GPU round (for the movement allowance between them)."""
+        key = max((a.measured_at_unix_ns for a in self.accepted), default=None)
+        gpu = max((g.record.measured_at_unix_ns for g in self.gpu_accepted), default=None)
+        return key, gpu
 
     def verdict_inputs(
         self,
@@ -251,6 +324,17 @@ class BundleCheck:
             for a in self.accepted
         )
         return verdict_inputs(candidates, newest, bound, window_s, speed_km_per_h)
+
+
+@dataclass(frozen=True)
+class AcceptedGpuRound:
+    """A GPU round that passed the landmark-signature check and a fresh appraisal."""
+
+    record: GpuRoundRecord
+    entry: LandmarkEntry
+    appraisal: Appraisal
+    floor_ms: float
+    """S_floor from a trusted calibration for this GPU model and firmware; 0 without one."""
 
 
 class _Checker:
@@ -292,11 +376,13 @@ class _Checker:
             )
         )
 
-    def result(self, head: _Head) -> BundleCheck:
+    def result(self, head: _Head, gpu: GpuChecks | None = None) -> BundleCheck:
         device = self.device
         notes = [f"identity trust level: {device.trust_level} ({TRUST_NOTES[device.trust_level]})"]
         if device.attestation is not None and not device.attestation.binds(device.public_key):
             notes.append("attestation evidence does not bind the device key: ignored")
+        elif device.attestation is not None and gpu is not None and gpu.policy is not None:
+            notes.append(attestation_note(device.attestation, gpu.policy, self.now_ns / 1e9))
         for entry in head.landmarks:
             mine = self.trusted.get(entry.id)
             if mine is not None and (mine.public_key, mine.latitude, mine.longitude) != (
@@ -308,7 +394,18 @@ class _Checker:
                     f"bundle lists landmark {entry.id} differently; the trusted registry wins"
                 )
         notes.extend(head.unsigned)
-        return BundleCheck(device, tuple(self.accepted), tuple(self.rejected), tuple(notes))
+        gpu_ok: list[AcceptedGpuRound] = []
+        gpu_bad: list[RejectedRecord] = []
+        if gpu is not None and gpu.rounds:
+            gpu_ok, gpu_bad = _check_gpu_rounds(self, gpu, notes)
+        return BundleCheck(
+            device,
+            tuple(self.accepted),
+            tuple(self.rejected),
+            tuple(notes),
+            tuple(gpu_ok),
+            tuple(gpu_bad),
+        )
 
     def _problem(self, rec: MeasurementRecord) -> str | None:
         device = self.device
@@ -336,6 +433,17 @@ class _Checker:
         return None
 
 
+@dataclass(frozen=True)
+class GpuChecks:
+    """How to check a bundle's GPU rounds: under which root, with which calibration."""
+
+    rounds: tuple[tuple[GpuRoundRecord, GpuEvidence], ...] = ()
+    policy: AppraisalPolicy | None = None
+    """Without one every GPU round is rejected: never trusted on the landmark's word alone."""
+    calibration: Calibration = NO_CALIBRATION
+    enrolled_gpu_id: str | None = None
+
+
 def check_bundle(
     bundle: EvidenceBundle,
     trusted: Mapping[str, LandmarkEntry],
@@ -343,14 +451,19 @@ def check_bundle(
     now_unix_ns: int,
     max_age_s: float = MAX_RECORD_AGE_S,
     max_skew_s: float = MAX_CLOCK_SKEW_S,
+    gpu_policy: AppraisalPolicy | None = None,
+    calibration: Calibration = NO_CALIBRATION,
+    enrolled_gpu_id: str | None = None,
 ) -> BundleCheck:
     """Re-check every record of `bundle` against the `trusted` landmark registry, with the
-    verifier service's time rules (core.freshness) unless told otherwise."""
+    verifier service's time rules (core.freshness) unless told otherwise. GPU rounds are
+    appraised again under `gpu_policy` (NVIDIA's root, or a test root)."""
     head = _Head(bundle.device, bundle.landmarks, bundle.created_at_unix_ns, ())
     checker = _Checker(bundle.device, trusted, now_unix_ns, max_age_s, max_skew_s)
     for i, rec in enumerate(bundle.records):
         checker.add(i, rec)
-    return checker.result(head)
+    gpu = GpuChecks(bundle.gpu_rounds, gpu_policy, calibration, enrolled_gpu_id)
+    return checker.result(head, gpu)
 
 
 def check_bundle_file(
@@ -361,6 +474,7 @@ def check_bundle_file(
     max_age_s: float = MAX_RECORD_AGE_S,
     max_skew_s: float = MAX_CLOCK_SKEW_S,
     max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+    gpu: GpuChecks | None = None,
 ) -> BundleCheck:
     """check_bundle of the bundle file at `path`, read one record at a time: memory holds one
     record and the accepted records' summaries, never the file. Raises BundleError for a file
@@ -397,4 +511,90 @@ def check_bundle_file(
                 if item:
                     checker.add(index, _record(index, value))
                     index += 1
-    return checker.result(head)
+    rounds = _gpu_rounds_from_json(members.get("gpu_rounds", []))
+    gpu = GpuChecks() if gpu is None else gpu
+    return checker.result(head, GpuChecks(rounds, gpu.policy, gpu.calibration, gpu.enrolled_gpu_id))
+
+
+def attestation_note(att: Attestation, policy: AppraisalPolicy, now_unix_s: float) -> str:
+    """Appraise the identity's attestation evidence (NVIDIA's chain and signature, not only its
+    nonce binding). It shows a genuine GPU bound the key once; it locates nothing."""
+    try:
+        if att.kind == "nvml-cc":
+            n = int.from_bytes(att.evidence[:4], "big")
+            report, chain = att.evidence[4 : 4 + n], pem_chain_to_der(att.evidence[4 + n :])
+        elif att.kind == "nvattest":
+            item = json.loads(att.evidence)["evidences"][0]
+            report = base64.b64decode(item["evidence"], validate=True)
+            chain = pem_chain_to_der(base64.b64decode(item["certificate"], validate=True))
+        else:
+            return f"attestation evidence of unknown kind {att.kind!r}: not appraised"
+    except (ValueError, KeyError, IndexError, TypeError, binascii.Error) as exc:
+        return f"attestation evidence unreadable ({exc}): not appraised"
+    a = appraise(report, chain, att.nonce, policy, now_unix_s)
+    if not a.ok:
+        return f"attestation evidence rejected: {a.reason}"
+    return f"attestation evidence {a.summary()} (binds the key to this GPU once; locates nothing)"
+
+
+def _check_gpu_rounds(
+    checker: _Checker, gpu: GpuChecks, notes: list[str]
+) -> tuple[list[AcceptedGpuRound], list[RejectedRecord]]:
+    ok: list[AcceptedGpuRound] = []
+    bad: list[RejectedRecord] = []
+    seen: set[tuple[str, bytes, int]] = set()
+    gpu_ids: set[str] = set()
+    for i, (rec, evidence) in enumerate(gpu.rounds):
+        why, appraisal = _gpu_round_problem(checker, rec, evidence, gpu.policy, seen)
+        if why is None and gpu.enrolled_gpu_id is not None and rec.gpu_id != gpu.enrolled_gpu_id:
+            why = f"GPU {rec.gpu_id} is not the enrolled GPU {gpu.enrolled_gpu_id} (GPU swapped?)"
+        if why is not None or appraisal is None or appraisal.gpu is None:
+            bad.append(RejectedRecord(i, rec.landmark_id, f"GPU round: {why}"))
+            continue
+        seen.add((rec.landmark_id, rec.session_id, rec.round_no))
+        gpu_ids.add(rec.gpu_id)
+        floor = gpu.calibration.floor_ms(appraisal.gpu.hwmodel, appraisal.vbios_version)
+        if floor >= rec.rtt_ms:
+            notes.append(
+                f"GPU round {i}: RTT {rec.rtt_ms:.3f} ms is not above the calibrated S_floor "
+                f"{floor:.3f} ms; floor ignored (S_floor 0) and the calibration is suspect"
+            )
+            floor = 0.0
+        ok.append(AcceptedGpuRound(rec, checker.trusted[rec.landmark_id], appraisal, floor))
+    if len(gpu_ids) > 1:
+        notes.append(f"GPU rounds name {len(gpu_ids)} different GPUs: {sorted(gpu_ids)}")
+    if ok:
+        a = ok[0].appraisal
+        notes.append(f"GPU evidence: revocation {a.revocation}; root {a.root_fingerprint[:16]}")
+    return ok, bad
+
+
+def _gpu_round_problem(
+    checker: _Checker,
+    rec: GpuRoundRecord,
+    evidence: GpuEvidence,
+    policy: AppraisalPolicy | None,
+    seen: set[tuple[str, bytes, int]],
+) -> tuple[str | None, Appraisal | None]:
+    entry = checker.trusted.get(rec.landmark_id)
+    if entry is None:
+        return f"unknown landmark {rec.landmark_id!r} (not in the trusted registry)", None
+    if rec.device_id != checker.device.device_id:
+        return (
+            f"round is for device {rec.device_id}, the bundle's is {checker.device.device_id}",
+            None,
+        )
+    stale = age_problem(
+        rec.measured_at_unix_ns, checker.now_ns, checker.max_age_s, checker.max_skew_s
+    )
+    if stale is not None:
+        return f"stale: {stale}", None
+    if (rec.landmark_id, rec.session_id, rec.round_no) in seen:
+        return "duplicate round (same landmark, session and round): replayed", None
+    if policy is None:
+        return "no GPU root configured to appraise the evidence", None
+    try:
+        appraisal = verify_gpu_round(rec, evidence, entry.public_key, policy, checker.now_ns / 1e9)
+    except GpuRoundError as exc:
+        return str(exc), None
+    return None, appraisal

@@ -69,6 +69,14 @@ def _answer(resp: httpx.Response) -> bytes:
     raise SubmitError(f"HTTP {resp.status_code}: {detail}", status=resp.status_code)
 
 
+def gpu_rounds_url(records_url: str) -> str:
+    """The verifier's GPU-round endpoint beside its records endpoint (`.../records`)."""
+    base = records_url.rstrip("/")
+    if not base.endswith("/records"):
+        raise ValueError(f"a verifier records URL ends with /records, got {records_url!r}")
+    return base[: -len("/records")] + "/gpu-rounds"
+
+
 def post_json(
     url: str, payload: object, token: str | None = None, timeout_s: float = 10.0
 ) -> bytes:

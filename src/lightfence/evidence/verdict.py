@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from lightfence.core.freshness import MAX_DEVICE_SPEED_KM_PER_H, VERDICT_WINDOW_S
-from lightfence.core.measurement import Landmark, Measurement
+from lightfence.core.measurement import InvalidMeasurement, Landmark, Measurement
 from lightfence.core.policy import parse_policy
 from lightfence.core.robust import DEFAULT_LIARS, Liars
-from lightfence.core.verdict import Verdict, decide
+from lightfence.core.verdict import Verdict, VerdictKind, decide
 from lightfence.evidence.bundle import BundleCheck
+from lightfence.geo.sphere import ELLIPSOID_EXCESS, great_circle_km
+from lightfence.model.trust import Locates
 from lightfence.units import Bound
 
 
@@ -33,3 +38,168 @@ def bundle_verdict(
         for i in check.verdict_inputs(bound, window_s, speed_km_per_h)
     ]
     return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
+
+
+@dataclass(frozen=True)
+class KeyGpuMismatch:
+    """A key cap and a GPU cap that cannot both hold: the key answers far from the GPU."""
+
+    key_landmark: str
+    gpu_landmark: str
+    distance_km: float
+    key_radius_km: float
+    gpu_radius_km: float
+
+    def text(self) -> str:
+        return (
+            f"key-gpu-mismatch: the key answered within {self.key_radius_km:,.0f} km of "
+            f"{self.key_landmark} and the GPU within {self.gpu_radius_km:,.0f} km of "
+            f"{self.gpu_landmark}, {self.distance_km:,.0f} km apart: the key is not where the "
+            "GPU is (moved or cloned key)"
+        )
+
+
+def key_gpu_mismatch(
+    key: Verdict, gpu: Verdict, allowance_km: float = 0.0
+) -> KeyGpuMismatch | None:
+    """A pair of caps, one from key rounds and one from GPU rounds, that are disjoint.
+
+    Disjoint caps prove the key and the GPU are in different places. The test is sufficient, not
+    necessary (regions can be disjoint with every pair of caps overlapping), so it never raises
+    a false alarm: the great-circle distance is shrunk by the sphere's worst-case error against
+    WGS84 before it is compared with the sum of the radii (which already include each
+    landmark's position error and movement allowance) plus `allowance_km`, how far the device
+    could have moved between the key rounds and the GPU rounds.
+    """
+    k_radii, g_radii = key.cap_radii_km(), gpu.cap_radii_km()
+    for km, kr in zip(key.measurements, k_radii, strict=True):
+        for gm, gr in zip(gpu.measurements, g_radii, strict=True):
+            d = float(
+                great_circle_km(km.landmark.lat, km.landmark.lon, gm.landmark.lat, gm.landmark.lon)
+            )
+            if d / (1.0 + ELLIPSOID_EXCESS) > kr + gr + allowance_km:
+                return KeyGpuMismatch(km.landmark.id, gm.landmark.id, d, float(kr), float(gr))
+    return None
+
+
+@dataclass(frozen=True)
+class DeviceVerdict:
+    """What a device's evidence proves, and what it locates (docs/trust.md).
+
+    `kind` is the device's verdict: the GPU verdict when there are GPU-signed rounds, else the
+    key verdict; INCONSISTENT when key and GPU are provably apart; never VERIFIED when the
+    requirement asks for `gpu` and there is no GPU verdict.
+    """
+
+    kind: VerdictKind
+    locates: Locates
+    reason: str
+    key: Verdict | None
+    gpu: Verdict | None
+    mismatch: KeyGpuMismatch | None
+    required: Locates
+
+    @property
+    def alerts(self) -> tuple[str, ...]:
+        return ("key-gpu-mismatch",) if self.mismatch is not None else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.kind.value,
+            "locates": self.locates.value,
+            "reason": self.reason,
+            "required_locates": self.required.value,
+            "alerts": list(self.alerts),
+            "key": None if self.key is None else {**self.key.to_dict(), "locates": "key"},
+            "gpu": None if self.gpu is None else {**self.gpu.to_dict(), "locates": "gpu"},
+            "mismatch": None if self.mismatch is None else self.mismatch.text(),
+        }
+
+
+def gpu_bundle_verdict(
+    check: BundleCheck,
+    policy_text: str,
+    bound: Bound = Bound.VACUUM,
+    claimed: str | None = None,
+    liars: Liars | str = DEFAULT_LIARS,
+    window_s: float = VERDICT_WINDOW_S,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
+) -> Verdict:
+    """The verdict from accepted GPU-signed rounds only, each cap c·(RTT − S_floor)/2."""
+    measurements = [
+        Measurement(
+            Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"]),
+            i["rtt_ms"],
+            i["floor_ms"],
+        )
+        for i in check.gpu_verdict_inputs(window_s, speed_km_per_h)
+    ]
+    return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
+
+
+def device_verdict(
+    check: BundleCheck,
+    policy_text: str,
+    bound: Bound = Bound.VACUUM,
+    claimed: str | None = None,
+    liars: Liars | str = DEFAULT_LIARS,
+    required: Locates = Locates.KEY,
+    window_s: float = VERDICT_WINDOW_S,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
+) -> DeviceVerdict:
+    """Key verdict, GPU verdict, their mismatch, and the device's verdict from them.
+
+    Raises InvalidMeasurement when there is no accepted round of either kind.
+    """
+    key = (
+        bundle_verdict(check, policy_text, bound, claimed, liars, window_s, speed_km_per_h)
+        if check.accepted
+        else None
+    )
+    gpu = (
+        gpu_bundle_verdict(check, policy_text, bound, claimed, liars, window_s, speed_km_per_h)
+        if check.gpu_accepted
+        else None
+    )
+    if key is None and gpu is None:
+        raise InvalidMeasurement("no accepted round, key or GPU: nothing to decide from")
+    key_ns, gpu_ns = check.newest_ns()
+    return combine_verdicts(key, gpu, key_ns, gpu_ns, required, speed_km_per_h)
+
+
+def combine_verdicts(
+    key: Verdict | None,
+    gpu: Verdict | None,
+    key_newest_ns: int | None,
+    gpu_newest_ns: int | None,
+    required: Locates = Locates.KEY,
+    speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
+) -> DeviceVerdict:
+    """The device's verdict from its key verdict and its GPU verdict (either may be missing,
+    not both): the rule `lightfence verify` and the verifier service share.
+
+    INCONSISTENT when the two are provably apart (allowing for movement at `speed_km_per_h`
+    between the newest key record and the newest GPU round); else the GPU verdict when there is
+    one; else the key verdict, or UNVERIFIED when `required` is gpu.
+    """
+    if key is None and gpu is None:
+        raise InvalidMeasurement("no accepted round, key or GPU: nothing to decide from")
+    mismatch = None
+    if key is not None and gpu is not None:
+        gap_h = abs((key_newest_ns or 0) - (gpu_newest_ns or 0)) / 3.6e12
+        mismatch = key_gpu_mismatch(key, gpu, speed_km_per_h * gap_h)
+    if mismatch is not None:
+        kind, locates, reason = VerdictKind.INCONSISTENT, Locates.GPU, mismatch.text()
+    elif gpu is not None:
+        kind, locates, reason = gpu.kind, Locates.GPU, gpu.reason
+    elif required is Locates.GPU:
+        assert key is not None
+        kind, locates = VerdictKind.UNVERIFIED, Locates.KEY
+        reason = (
+            f"the policy requires a verdict that locates the GPU, and there are no GPU-signed "
+            f"rounds; the key alone was {key.kind.value} (a key file can be moved)"
+        )
+    else:
+        assert key is not None
+        kind, locates, reason = key.kind, Locates.KEY, key.reason
+    return DeviceVerdict(kind, locates, reason, key, gpu, mismatch, required)

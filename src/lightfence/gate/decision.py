@@ -44,6 +44,7 @@ from lightfence.gate.token import (
     authenticate_token,
     check_validity,
 )
+from lightfence.model.trust import Locates
 
 EXIT_ALLOWED = 0
 EXIT_DENIED = 1
@@ -100,6 +101,8 @@ class GatePolicy:
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
     expected_policy: str | None = None
     """When set, a token for any other policy text denies (e.g. the licence's `outside:CN`)."""
+    required_locates: Locates = Locates.KEY
+    """`gpu`: only a verdict from GPU-signed rounds allows (docs/trust.md); a key verdict denies."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.grace_s) or not 0 <= self.grace_s <= MAX_GRACE_S:
@@ -151,6 +154,7 @@ class Decision:
             "source": self.source,
             "source_status": None if self.source_status is None else self.source_status.value,
             "verdict": None if t is None else t.verdict.value,
+            "locates": None if t is None else t.locates.value,
             "policy": None if t is None else t.policy,
             "token_issued_at_unix_s": None if t is None else t.issued_at_unix_s,
             "token_expires_at_unix_s": None if t is None else t.expires_at_unix_s,
@@ -258,6 +262,14 @@ def decide(
             "wrong-policy",
             f"token verifies policy {token.policy!r}, the operator requires "
             f"{policy.expected_policy!r}",
+            chosen,
+        )
+    if token.locates.rank < policy.required_locates.rank:
+        return answer(
+            Answer.DENIED,
+            "locates-key",
+            f"the verdict locates the {token.locates.value}, the operator requires one that "
+            f"locates the {policy.required_locates.value} (GPU-signed rounds)",
             chosen,
         )
     if expired is None:

@@ -13,6 +13,7 @@ from typing import Any
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey
 from lightfence.gate.token import issue_token, parse_token
+from lightfence.model.trust import Locates
 
 DEFAULT_TOKEN_TTL_S = 300.0
 """Five minutes: long enough to ride out a verifier restart, short enough that a verdict that
@@ -31,6 +32,7 @@ def token_for_latest_verdict(
     *,
     verdict_at_unix_s: float | None = None,
     max_verdict_age_s: float = DEFAULT_MAX_VERDICT_AGE_S,
+    locates: Locates = Locates.KEY,
 ) -> str:
     """The compact token the service returns for a device's latest verdict.
 
@@ -53,6 +55,7 @@ def token_for_latest_verdict(
         signing_key=signing_key,
         now_unix_s=now_unix_s,
         ttl_s=ttl_s,
+        locates=locates,
     )
     return token.to_text()
 
@@ -68,4 +71,5 @@ def token_response(token_text: str) -> dict[str, Any]:
         "issued_at_unix_s": token.issued_at_unix_s,
         "expires_at_unix_s": token.expires_at_unix_s,
         "verifier_key_id": token.verifier_key_id,
+        "locates": token.locates.value,
     }

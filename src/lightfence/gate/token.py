@@ -35,6 +35,7 @@ from lightfence.crypto.keys import (
     verify_signature,
 )
 from lightfence.model.canonical import canonical_json
+from lightfence.model.trust import Locates
 from lightfence.protocol.challenge import id_bytes
 
 TOKEN_VERSION = 1
@@ -61,6 +62,9 @@ _FIELDS = frozenset(
         "verifier_key_id",
     }
 )
+_OPTIONAL_FIELDS = frozenset({"locates"})
+"""`locates` is present only when it is `gpu` (docs/trust.md); absent means `key`, so tokens
+issued before it existed still read, and each token still has exactly one canonical payload."""
 
 
 class TokenError(ValueError):
@@ -133,6 +137,8 @@ class VerdictToken:
     """Key id (crypto.keys.key_id) of the verifier key that signed."""
     signature: bytes = b""
     """Ed25519 signature over `signed_bytes()`; empty only before signing."""
+    locates: Locates = Locates.KEY
+    """What the verdict locates: the device key, or the GPU itself (GPU-signed rounds)."""
     version: int = TOKEN_VERSION
 
     def __post_init__(self) -> None:
@@ -166,7 +172,7 @@ class VerdictToken:
             "issued_at_unix_s": self.issued_at_unix_s,
             "expires_at_unix_s": self.expires_at_unix_s,
             "verifier_key_id": self.verifier_key_id,
-        }
+        } | ({"locates": self.locates.value} if self.locates is Locates.GPU else {})
 
     def payload_bytes(self) -> bytes:
         """Canonical JSON of the payload: the one byte string this token can be encoded as."""
@@ -211,6 +217,7 @@ def issue_token(
     signing_key: SigningKey,
     now_unix_s: float,
     ttl_s: float,
+    locates: Locates = Locates.KEY,
 ) -> VerdictToken:
     """Sign a token valid from `now_unix_s` (rounded down) for `ttl_s` seconds (rounded up)."""
     if not math.isfinite(now_unix_s) or not math.isfinite(ttl_s) or ttl_s <= 0:
@@ -223,6 +230,7 @@ def issue_token(
         issued_at_unix_s=iat,
         expires_at_unix_s=iat + math.ceil(ttl_s),
         verifier_key_id=signing_key.key_id,
+        locates=Locates(locates),
     )
     return replace(unsigned, signature=signing_key.sign(unsigned.signed_bytes()))
 
@@ -256,9 +264,12 @@ def parse_token(text: str) -> tuple[VerdictToken, bytes]:
         fields = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
         raise TokenMalformed("token payload is not JSON") from None
-    if not isinstance(fields, dict) or set(fields) != _FIELDS:
+    if not isinstance(fields, dict) or not _FIELDS <= set(fields) <= _FIELDS | _OPTIONAL_FIELDS:
         got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
-        raise TokenMalformed(f"token payload must have exactly the fields {sorted(_FIELDS)}: {got}")
+        raise TokenMalformed(
+            f"token payload must have exactly the fields {sorted(_FIELDS)} "
+            f"(and optionally {sorted(_OPTIONAL_FIELDS)}): {got}"
+        )
     if fields["version"] != TOKEN_VERSION:
         raise TokenMalformed(f"unsupported token version {fields['version']!r}")
     try:
@@ -273,10 +284,18 @@ def parse_token(text: str) -> tuple[VerdictToken, bytes]:
         expires_at_unix_s=fields["expires_at_unix_s"],
         verifier_key_id=fields["verifier_key_id"],
         signature=signature,
+        locates=_locates(fields.get("locates", Locates.KEY.value)),
     )
     if token.payload_bytes() != payload:
         raise TokenMalformed("token payload is not in canonical form")
     return token, payload
+
+
+def _locates(value: object) -> Locates:
+    try:
+        return Locates(str(value)) if isinstance(value, str) else Locates(repr(value))
+    except ValueError:
+        raise TokenMalformed(f"unknown locates {value!r}") from None
 
 
 def authenticate_token(

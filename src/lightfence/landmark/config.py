@@ -56,6 +56,10 @@ class ServerConfig:
     timestamps: str = "auto"
     verifier_url: str | None = None
     verifier_token_file: Path | None = None
+    gpu_listen: tuple[str, int] | None = None
+    """Where to time GPU-signed rounds ([gpu] listen); None: this landmark serves none."""
+    gpu_root_file: Path | None = None
+    """Root certificate(s) GPU evidence must chain to; None: NVIDIA's vendored device root."""
 
     def registry_entry(self, public_key: bytes, address: str | None = None) -> LandmarkEntry:
         """This landmark's line for the registry file that agents and auditors use."""
@@ -67,6 +71,9 @@ class ServerConfig:
             position_error_km=self.position_error_km,
             address=address or f"{self.listen_host}:{self.listen_port}",
             operator=self.operator,
+            gpu_address=None
+            if self.gpu_listen is None
+            else f"{self.gpu_listen[0]}:{self.gpu_listen[1]}",
         )
 
 
@@ -107,7 +114,9 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
     proto = data.get("protocol", {})
     ts = data.get("timestamps", {})
     ver = data.get("verifier", {})
-    for name, table in (("protocol", proto), ("timestamps", ts), ("verifier", ver)):
+    gpu = data.get("gpu", {})
+    tables = (("protocol", proto), ("timestamps", ts), ("verifier", ver), ("gpu", gpu))
+    for name, table in tables:
         if not isinstance(table, dict):
             raise ConfigError(f"[{name}] must be a table")
     num = (int, float)
@@ -153,9 +162,20 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
         timestamps=mode,
         verifier_url=url,
         verifier_token_file=None if tf is None else base_dir / str(tf),
+        gpu_listen=_gpu_listen(gpu),
+        gpu_root_file=None if gpu.get("root_file") is None else base_dir / str(gpu["root_file"]),
     )
     cfg.registry_entry(bytes(32))  # validates id, position and error radius
     return cfg
+
+
+def _gpu_listen(gpu: dict[str, Any]) -> tuple[str, int] | None:
+    if "listen" not in gpu:
+        return None
+    try:
+        return split_address(_get(gpu, "listen", str, "[gpu]"), allow_port_zero=True)
+    except RegistryError as exc:
+        raise ConfigError(f"[gpu] listen: {exc}") from None
 
 
 def config_toml(

@@ -14,12 +14,12 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 
 from lightfence.backoff import backoff_delay_s
 from lightfence.evidence.submit import SubmitError, post_json_async
-from lightfence.protocol.record import MeasurementRecord
 
 log = logging.getLogger("lightfence.landmark")
 
@@ -45,8 +45,15 @@ class SubmitCounters:
     """Records dropped from a full backlog while the verifier was unreachable."""
 
 
+class Submittable(Protocol):
+    """A measurement record, or a GPU round with its evidence (landmark.gpu_server)."""
+
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+
 class RecordSubmitter:
-    """Queue records with `add`; `run` delivers them until stopped."""
+    """Queue records with `add`; `run` delivers them until stopped. `body_key` names the list in
+    each POST: `records` for /records, `gpu_rounds` for /gpu-rounds."""
 
     def __init__(
         self,
@@ -56,11 +63,12 @@ class RecordSubmitter:
         max_batch: int = MAX_BATCH,
         linger_s: float = LINGER_S,
         max_backlog: int = MAX_BACKLOG,
+        body_key: str = "records",
     ) -> None:
-        self.url, self.token = url, token
+        self.url, self.token, self.body_key = url, token, body_key
         self.max_batch, self.linger_s, self.max_backlog = max_batch, linger_s, max_backlog
         self.counters = SubmitCounters()
-        self._backlog: deque[MeasurementRecord] = deque()
+        self._backlog: deque[Submittable] = deque()
         self._wake = asyncio.Event()
         self._in_flight = 0
 
@@ -69,7 +77,7 @@ class RecordSubmitter:
         """Records not yet acknowledged by the verifier."""
         return len(self._backlog) + self._in_flight
 
-    def add(self, record: MeasurementRecord) -> None:
+    def add(self, record: Submittable) -> None:
         self._backlog.append(record)
         if len(self._backlog) > self.max_backlog:
             self._backlog.popleft()
@@ -107,7 +115,7 @@ class RecordSubmitter:
     async def _send_batch(self, client: httpx.AsyncClient) -> bool:
         batch = [self._backlog.popleft() for _ in range(min(self.max_batch, len(self._backlog)))]
         self._in_flight = len(batch)
-        payload = {"records": [r.to_json_dict() for r in batch]}
+        payload = {self.body_key: [r.to_json_dict() for r in batch]}
         try:
             await post_json_async(client, self.url, payload, self.token)
         except SubmitError as exc:

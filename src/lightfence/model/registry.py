@@ -7,7 +7,8 @@ and positions the records are checked against) and the auditor (`--landmark-keys
                     "latitude": 50.11, "longitude": 8.68, "position_error_km": 0.5,
                     "operator": "Example IXP"}]}
 
-`address` is needed only to measure; `operator` is informational.
+`address` is needed only to measure; `operator` is informational. `gpu_address` (optional) is
+where the landmark times GPU-signed rounds (docs/trust.md).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class LandmarkEntry:
     address: str | None = None
     """host:port the landmark listens on (UDP)."""
     operator: str = ""
+    gpu_address: str | None = None
+    """host:port of the landmark's GPU-round socket (UDP), when it serves GPU rounds."""
 
     def __post_init__(self) -> None:
         if not self.id or len(self.id.encode()) > 255:
@@ -48,6 +51,8 @@ class LandmarkEntry:
             raise RegistryError(f"landmark {self.id}: position_error_km must be >= 0")
         if self.address is not None:
             split_address(self.address)
+        if self.gpu_address is not None:
+            split_address(self.gpu_address)
 
     @property
     def key_id(self) -> str:
@@ -70,6 +75,8 @@ class LandmarkEntry:
             d["address"] = self.address
         if self.operator:
             d["operator"] = self.operator
+        if self.gpu_address is not None:
+            d["gpu_address"] = self.gpu_address
         return d
 
     @classmethod
@@ -84,6 +91,7 @@ class LandmarkEntry:
                 position_error_km=_number(d.get("position_error_km", 0.0)),
                 address=None if d.get("address") is None else str(d["address"]),
                 operator=str(d.get("operator", "")),
+                gpu_address=None if d.get("gpu_address") is None else str(d["gpu_address"]),
             )
         except KeyError as exc:
             raise RegistryError(f"landmark {name}: missing field {exc}") from None

@@ -23,3 +23,18 @@ class TrustLevel(StrEnum):
 
 
 _TRUST_RANK = {TrustLevel.SOFTWARE: 0, TrustLevel.GPU_BOUND: 1, TrustLevel.ATTESTED: 2}
+
+
+class Locates(StrEnum):
+    """What a verdict's rounds locate (docs/trust.md). Shown on every verdict, token and row."""
+
+    KEY = "key"
+    """Rounds answered by the Ed25519 device key: locates that key file, which can be moved."""
+    GPU = "gpu"
+    """Rounds the GPU's hardware signed (SPDM report over a challenge-derived nonce): locates
+    the chip. A `gpu` verdict is computed from GPU-signed rounds only."""
+
+    @property
+    def rank(self) -> int:
+        """For requirements such as "at least gpu": a gpu verdict satisfies a key requirement."""
+        return 1 if self is Locates.GPU else 0

@@ -38,6 +38,8 @@ class AlertKind(StrEnum):
     LANDMARK_FLAGGED = "landmark_flagged"
     KEY_REUSE = "key_reuse"
     """Someone tried to enrol a device key already enrolled under another device id."""
+    KEY_GPU_MISMATCH = "key-gpu-mismatch"
+    """The key's caps and the GPU-signed rounds' caps are disjoint: moved or cloned key."""
 
 
 PER_LANDMARK = frozenset({AlertKind.LANDMARK_FLAGGED})

@@ -76,6 +76,15 @@ class VerifierConfig:
     verdicts are INCONSISTENT naming it alone. 0 turns automatic flagging off (scores are still
     kept and shown)."""
 
+    gpu_root_file: str | None = None
+    """PEM root certificate(s) that GPU-signed rounds' evidence must chain to (verifier
+    .gpu_ingest); None: NVIDIA's device root shipped with lightfence (attestation
+    .DEFAULT_ROOT_PATH). The demo names its stand-in GPU's test root."""
+    gpu_calibration_file: str | None = None
+    """Signed S_floor calibration (evidence.calibration); without one S_floor is 0."""
+    gpu_calibration_keys: tuple[str, ...] = ()
+    """Public keys (64 hex) trusted to sign `gpu_calibration_file`."""
+
     def __post_init__(self) -> None:
         for name in (
             "write_requests_per_s",
@@ -98,6 +107,8 @@ class VerifierConfig:
         check_liars(self.liars)
         if self.implicated_flag_min_devices < 0:
             raise ValueError("implicated_flag_min_devices must be >= 0")
+        if self.gpu_calibration_file is not None and not self.gpu_calibration_keys:
+            raise ValueError("gpu_calibration_file needs gpu_calibration_keys (its signers)")
         if self.max_device_speed_km_per_h < 0:
             raise ValueError("max_device_speed_km_per_h must be >= 0")
 

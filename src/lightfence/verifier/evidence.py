@@ -7,7 +7,8 @@ its tolerated-liar setting `liars`, which `lightfence verify` recomputes with),
 `verdict` (the verifier's verdict, with the exact measurements it decided on, including each
 record's movement allowance) and `issued_by` (the audit head at issue time).
 
-The records are those of the device's latest verdict. Recomputed offline with the registry's
+The records (and GPU rounds, with their evidence, in `gpu_rounds`) are those of the device's
+latest verdict. Recomputed offline with the registry's
 survey errors only, the caps can only be tighter than the verifier's (no movement allowance), so
 the verifier's verdict is never more confident than what the bundle itself supports.
 """
@@ -21,10 +22,11 @@ from sqlalchemy.orm import Session
 
 from lightfence.evidence.bundle import EvidenceBundle
 from lightfence.model.registry import LandmarkEntry, registry_json
+from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.errors import Conflict
-from lightfence.verifier.models import AuditHeadRow, LandmarkRow, RecordRow
+from lightfence.verifier.models import AuditHeadRow, GpuRoundRow, LandmarkRow, RecordRow
 from lightfence.verifier.queries import latest_verdict, verdict_dict
 from lightfence.verifier.registry import device_identity, get_device
 
@@ -48,6 +50,21 @@ def registry_document(session: Session, *, active_only: bool = True) -> dict[str
     return registry_json(landmark_entry(r) for r in session.execute(stmt).scalars())
 
 
+def _gpu_rounds(
+    session: Session, inputs: list[dict[str, Any]]
+) -> tuple[tuple[GpuRoundRecord, GpuEvidence], ...]:
+    """The GPU rounds a verdict decided on, with their evidence, for `lightfence verify`."""
+    ids = [int(i["gpu_round_id"]) for i in inputs]
+    rows = {
+        r.id: r
+        for r in session.execute(select(GpuRoundRow).where(GpuRoundRow.id.in_(ids))).scalars()
+    }
+    return tuple(
+        (GpuRoundRecord.from_json_dict(rows[i].body), GpuEvidence.from_json_dict(rows[i].evidence))
+        for i in ids
+    )
+
+
 def device_bundle(session: Session, device_id: str, who: Principal, now_ns: int) -> dict[str, Any]:
     device = get_device(session, device_id, who)
     verdict = latest_verdict(session, device_id)
@@ -61,12 +78,13 @@ def device_bundle(session: Session, device_id: str, who: Principal, now_ns: int)
         r.id: r for r in session.execute(select(RecordRow).where(RecordRow.id.in_(ids))).scalars()
     }
     records = tuple(MeasurementRecord.from_json_dict(rows[i].body) for i in ids)
-    lids = sorted({r.landmark_id for r in records})
+    gpu_rounds = _gpu_rounds(session, verdict.gpu_inputs or [])
+    lids = sorted({r.landmark_id for r in records} | {r.landmark_id for r, _ in gpu_rounds})
     landmarks = tuple(
         landmark_entry(r)
         for r in session.execute(select(LandmarkRow).where(LandmarkRow.id.in_(lids))).scalars()
     )
-    bundle = EvidenceBundle(device_identity(device), records, landmarks, now_ns)
+    bundle = EvidenceBundle(device_identity(device), records, landmarks, now_ns, gpu_rounds)
     head = session.get(AuditHeadRow, 1)
     out = bundle.to_json_dict()
     out["policy"] = {

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session, load_only
@@ -46,6 +46,25 @@ class RejectReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     IDENTITY_CHANGE = "identity_change"
     """Signed by the landmark for this device id, but with another device key or trust level."""
+    BAD_EVIDENCE = "bad_evidence"
+    """GPU rounds: the GPU's report or chain does not appraise (verifier.gpu_ingest)."""
+    WRONG_GPU = "wrong_gpu"
+    """GPU rounds: signed by a GPU other than the device's enrolled one (or none is enrolled)."""
+
+
+class Signed(Protocol):
+    """What the checks shared by key records and GPU rounds read of a landmark-signed record."""
+
+    @property
+    def landmark_id(self) -> str: ...
+    @property
+    def landmark_key_id(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def landmark_signature(self) -> bytes: ...
+    def signed_bytes(self) -> bytes: ...
+    def to_json_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,7 @@ class _Reject(Exception):
         self.reason, self.detail = reason, detail
 
 
-def _authorise(who: Principal, records: Sequence[MeasurementRecord], session: Session) -> None:
+def _authorise(who: Principal, records: Sequence[Signed], session: Session) -> None:
     if who.role is Role.AUDITOR:
         raise Forbidden("an auditor token is read-only; submit records with a landmark token")
     if who.role is Role.LANDMARK:
@@ -128,6 +147,7 @@ _DEVICE_COLUMNS = load_only(
     DeviceRow.dirty_seq,
     DeviceRow.needs_verdict,
     DeviceRow.last_record_ns,
+    DeviceRow.gpu_id,
 )
 """What ingestion reads of a device; its JSON columns (attributes, attestation) are not needed."""
 
@@ -231,7 +251,7 @@ class Ingestor:
             self._landmarks[landmark_id] = self.session.get(LandmarkRow, landmark_id)
         return self._landmarks[landmark_id]
 
-    def _prefetch(self, records: Sequence[MeasurementRecord]) -> None:
+    def _prefetch(self, records: Sequence[Signed]) -> None:
         """Registry rows of the whole batch in two queries (not one per record)."""
         lids = {r.landmark_id for r in records} - set(self._landmarks)
         dids = {r.device_id for r in records} - set(self._devices)
@@ -250,7 +270,8 @@ class Ingestor:
             self._devices[device_id] = self.session.get(DeviceRow, device_id)
         return self._devices[device_id]
 
-    def _check(self, rec: MeasurementRecord) -> tuple[LandmarkRow, DeviceRow]:
+    def _registered_landmark(self, rec: Signed) -> tuple[LandmarkRow, bytes]:
+        """The record's landmark if it is registered, active, and signs with the named key."""
         lm = self._landmark(rec.landmark_id)
         if lm is None or lm.status == "retired":
             raise _Reject(RejectReason.UNKNOWN_LANDMARK, f"landmark {rec.landmark_id!r} is unknown")
@@ -267,6 +288,10 @@ class Ingestor:
                 f"landmark {rec.landmark_id!r} is flagged ({lm.status_reason}); its records do "
                 "not count until an admin clears it",
             )
+        return lm, landmark_key
+
+    def _check(self, rec: MeasurementRecord) -> tuple[LandmarkRow, DeviceRow]:
+        lm, landmark_key = self._registered_landmark(rec)
         dev = self._device(rec.device_id)
         if dev is None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is not enrolled")
@@ -323,7 +348,7 @@ class Ingestor:
         dev.last_record_ns = max(dev.last_record_ns or 0, rec.measured_at_unix_ns)
         return row
 
-    def _keep_rejection(self, rec: MeasurementRecord, digest: str, rej: _Reject) -> None:
+    def _keep_rejection(self, rec: Signed, digest: str, rej: _Reject) -> None:
         """Count the rejection on its aggregate row (token, landmark, device, reason), keeping
         the latest occurrence as the sample; alert once per open (device, kind)."""
         known_device = self._devices.get(rec.device_id) is not None

@@ -85,6 +85,11 @@ class DeviceRow(Base):
     """Bumped whenever the verdict inputs change; a recompute clears `needs_verdict` only if this
     is still the value it read, so a change during the computation is never lost."""
     last_record_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gpu_id: Mapped[str | None] = mapped_column(String(HEX_ID), nullable=True)
+    """Licence: the enrolled GPU (attestation.GpuIdentity.gpu_id, from its device certificate);
+    GPU-signed rounds naming another GPU are rejected, and without one every GPU round is."""
+    require_locates: Mapped[str] = mapped_column(String(8), default="key", server_default="key")
+    """Licence: what a VERIFIED verdict must locate, `key` or `gpu` (model.trust.Locates)."""
 
 
 class RecordRow(Base):
@@ -106,6 +111,39 @@ class RecordRow(Base):
     submitted_by: Mapped[str] = mapped_column(String(255))
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The record's JSON form (protocol.record), as signed; evidence bundles carry it as is."""
+
+
+class GpuRoundRow(Base):
+    """An accepted GPU-signed round (protocol.gpu_round): the landmark's record and the GPU's
+    evidence, kept so that anyone can appraise it again (evidence bundles carry both)."""
+
+    __tablename__ = "gpu_rounds"
+    __table_args__ = (
+        UniqueConstraint(
+            "landmark_id", "session_id", "round_no", name="uq_gpu_rounds_landmark_session_round"
+        ),
+        Index("ix_gpu_rounds_device_measured", "device_id", "measured_ns"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the record's signed bytes: the idempotency key."""
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    landmark_id: Mapped[str] = mapped_column(ForeignKey("landmarks.id"), index=True)
+    session_id: Mapped[str] = mapped_column(String(32))
+    round_no: Mapped[int] = mapped_column(Integer)
+    gpu_id: Mapped[str] = mapped_column(String(HEX_ID))
+    rtt_ns: Mapped[int] = mapped_column(BigInteger)
+    floor_ns: Mapped[int] = mapped_column(BigInteger)
+    """S_floor subtracted from the RTT: the signed calibration's, for the appraised GPU model and
+    firmware, at ingestion (0 without one)."""
+    measured_ns: Mapped[int] = mapped_column(BigInteger)
+    received_ns: Mapped[int] = mapped_column(BigInteger)
+    submitted_by: Mapped[str] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The record's JSON form, as signed."""
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The SPDM report and certificate chain (protocol.gpu_round.GpuEvidence JSON form)."""
 
 
 class RejectionRow(Base):
@@ -157,6 +195,18 @@ class VerdictRow(Base):
     """f: how many lying landmarks this verdict survives."""
     implicated: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     """INCONSISTENT only: ids of the landmarks whose caps cannot be reconciled with the rest."""
+    locates: Mapped[str] = mapped_column(String(8), default="key", server_default="key")
+    """What the verdict locates (model.trust.Locates): `gpu` when it came from GPU-signed rounds
+    (or from their mismatch with the key rounds), `key` otherwise."""
+    key_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """With GPU rounds: the key rounds' own verdict kind, shown beside (None: no key rounds)."""
+    gpu_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The GPU rounds' own verdict kind (None: no GPU rounds); differs from `kind` only for a
+    key-gpu-mismatch (INCONSISTENT)."""
+    gpu_inputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """The GPU-signed rounds decided on (gpu_round_id, landmark, position, RTT, floor_ms)."""
+    alert: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """`key-gpu-mismatch` when this verdict is INCONSISTENT because key and GPU are apart."""
 
 
 class AlertRow(Base):

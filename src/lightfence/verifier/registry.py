@@ -42,6 +42,10 @@ class Licence:
     checkin_interval_s: int = DEFAULT_CHECKIN_INTERVAL_S
     min_checkin_interval_s: int = MIN_CHECKIN_INTERVAL_S
     """The shortest interval this verifier accepts (its config), not part of the licence."""
+    gpu_id: str | None = None
+    """The enrolled GPU (attestation.GpuIdentity.gpu_id): GPU-signed rounds must name it."""
+    require_locates: str = "key"
+    """`gpu`: only a verdict from GPU-signed rounds can be VERIFIED (model.trust.Locates)."""
 
     def validated(self) -> Licence:
         """The licence in normal form; BadInput saying what to fix otherwise."""
@@ -73,8 +77,15 @@ class Licence:
             raise BadInput(
                 f"checkin_interval_s must be between {self.min_checkin_interval_s} s and one year"
             )
+        if self.require_locates not in ("key", "gpu"):
+            raise BadInput(f"require_locates must be 'key' or 'gpu', got {self.require_locates!r}")
+        gpu_id = self.gpu_id.strip().lower() if self.gpu_id else None
+        if gpu_id is not None and (len(gpu_id) != 32 or set(gpu_id) - set("0123456789abcdef")):
+            raise BadInput("gpu_id must be 32 hex digits (attestation GpuIdentity.gpu_id)")
         return Licence(
             policy=policy.text,
+            gpu_id=gpu_id,
+            require_locates=self.require_locates,
             bound=bound.value,
             declared_country=country,
             site_lat=self.site_lat,
@@ -215,6 +226,8 @@ def enrol_device(
             existing.site_lat,
             existing.site_lon,
             existing.checkin_interval_s,
+            existing.gpu_id,
+            existing.require_locates,
         ) == (
             lic.policy,
             lic.bound,
@@ -222,6 +235,8 @@ def enrol_device(
             lic.site_lat,
             lic.site_lon,
             lic.checkin_interval_s,
+            lic.gpu_id,
+            lic.require_locates,
         )
         if not same:
             raise Conflict(
@@ -230,6 +245,7 @@ def enrol_device(
             )
         return existing, False
     _refuse_key_reuse(session, identity, device_id, who, now_ns)
+    _refuse_gpu_reuse(session, lic.gpu_id, device_id)
     attrs = dict(identity.attributes)
     row = DeviceRow(
         id=device_id,
@@ -303,6 +319,20 @@ def _refuse_key_reuse(
     )
 
 
+def _refuse_gpu_reuse(session: Session, gpu_id: str | None, device_id: str) -> None:
+    """One GPU locates one device: a GPU enrolled for two device ids would let its rounds verify
+    both (each round names its device, but the chip is the same)."""
+    if gpu_id is None:
+        return
+    holder = session.execute(
+        select(DeviceRow.id).where(DeviceRow.gpu_id == gpu_id, DeviceRow.id != device_id).limit(1)
+    ).scalar_one_or_none()
+    if holder is not None:
+        raise BadInput(
+            f"GPU {gpu_id} is already enrolled for another device; one GPU locates one device"
+        )
+
+
 class KeyReused(BadInput):
     """Refused enrolment whose alert is still committed (Service.write keeps it)."""
 
@@ -314,6 +344,7 @@ def _apply_licence(row: DeviceRow, lic: Licence) -> None:
     row.declared_country = lic.declared_country
     row.site_lat, row.site_lon = lic.site_lat, lic.site_lon
     row.checkin_interval_s = lic.checkin_interval_s
+    row.gpu_id, row.require_locates = lic.gpu_id, lic.require_locates
 
 
 def _licence_payload(row: DeviceRow) -> dict[str, Any]:
@@ -324,6 +355,8 @@ def _licence_payload(row: DeviceRow) -> dict[str, Any]:
         "site_lat": row.site_lat,
         "site_lon": row.site_lon,
         "checkin_interval_s": row.checkin_interval_s,
+        "gpu_id": row.gpu_id,
+        "require_locates": row.require_locates or "key",
     }
 
 
@@ -333,7 +366,9 @@ def set_licence(
     if who.role is not Role.ADMIN:
         raise Forbidden("only an admin token may change a licence")
     row = get_device(session, device_id, who)
-    _apply_licence(row, licence.validated())
+    lic = licence.validated()
+    _refuse_gpu_reuse(session, lic.gpu_id, device_id)
+    _apply_licence(row, lic)
     row.needs_verdict, row.dirty_seq = True, row.dirty_seq + 1
     audit.append(
         session,

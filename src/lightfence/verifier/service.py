@@ -16,20 +16,43 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lightfence.attestation import DEFAULT_ROOT_PATH, AppraisalPolicy, ChainCache, ChainError
+from lightfence.attestation.certs import load_roots
 from lightfence.core.kinds import VerdictKind
-from lightfence.crypto.keys import SigningKey, load_or_create
+from lightfence.crypto.keys import SigningKey, load_or_create, parse_public_key_hex
+from lightfence.evidence.calibration import NO_CALIBRATION, CalibrationError, load_calibration
 from lightfence.protocol.record import MeasurementRecord
-from lightfence.verifier import alerts, audit, blame, checkpoint, db, verdicts
+from lightfence.verifier import alerts, audit, blame, checkpoint, db, gpu_verdicts, verdicts
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import ServiceError
+from lightfence.verifier.gpu_ingest import GpuChecker, GpuIngestor, GpuRound, pre_appraise
 from lightfence.verifier.ingest import Ingestor, Outcome, record_hash
 from lightfence.verifier.logs import log
 from lightfence.verifier.metrics import Metrics
 from lightfence.verifier.precheck import precheck
 from lightfence.verifier.ratelimit import Budget, WriteLimits
 from lightfence.verifier.webhook import Webhook
+
+
+def gpu_checker(config: VerifierConfig) -> GpuChecker:
+    """The root GPU evidence must chain to and the trusted S_floor calibration, loaded once.
+
+    Raises ValueError (bad file, bad key) so that `serve` fails at start, not per round.
+    """
+    try:
+        root = Path(config.gpu_root_file) if config.gpu_root_file else DEFAULT_ROOT_PATH
+        policy = AppraisalPolicy(load_roots(root), chain_cache=ChainCache())
+        keys = {parse_public_key_hex(k) for k in config.gpu_calibration_keys}
+        calibration = (
+            NO_CALIBRATION
+            if config.gpu_calibration_file is None
+            else load_calibration(Path(config.gpu_calibration_file), keys)
+        )
+    except (ChainError, CalibrationError) as exc:
+        raise ValueError(f"GPU settings: {exc}") from None
+    return GpuChecker(policy, calibration)
 
 
 class Service:
@@ -47,6 +70,7 @@ class Service:
             Budget("records", config.records_per_s, config.records_burst),
             Budget("rejected records", config.rejections_per_s, config.rejections_burst),
         )
+        self.gpu = gpu_checker(config)
         self.signing_key: SigningKey | None = None
         if config.signing_key_path is not None:
             self.signing_key, _ = load_or_create(Path(config.signing_key_path))
@@ -118,14 +142,39 @@ class Service:
                 )
         return outcomes
 
+    def ingest_gpu(self, rounds: Sequence[GpuRound], who: Principal) -> list[Outcome]:
+        """GPU-signed rounds (verifier.gpu_ingest): checked, appraised, stored or rejected."""
+        with self.read() as session:  # appraised outside the write lock (P-384 checks)
+            appraised = pre_appraise(session, rounds, self.gpu, now_ns())
+        with self.write() as session:
+            ingestor = GpuIngestor(session, self.config, who, now_ns())
+            outcomes = ingestor.ingest_gpu(rounds, self.gpu, appraised)
+        for o in outcomes:
+            if o.status == "stored":
+                self.metrics.records_in.inc()
+            elif o.status == "duplicate":
+                self.metrics.records_duplicate.inc()
+            elif o.reason is not None:
+                self.metrics.records_rejected.labels(o.reason.value).inc()
+                log(
+                    "gpu_round.rejected",
+                    logging.WARNING,
+                    reason=o.reason.value,
+                    detail=o.detail,
+                    record_hash=o.record_hash,
+                    by=who.actor,
+                )
+        return outcomes
+
     def recompute(self, limit: int = 2000) -> int:
         """One recompute pass over devices with new inputs. Returns verdicts stored."""
         started = time.perf_counter()
         with self.db.read() as session:
             pending = verdicts.read_pending(session, self.config, limit)
+            pending = gpu_verdicts.attach_gpu_inputs(session, self.config, pending)
         if not pending:
             return 0
-        decided = verdicts.decide_pending(pending)
+        decided = gpu_verdicts.refine(verdicts.decide_pending(pending), self.config)
         with self.write() as session:
             stored = verdicts.store_decided(session, decided, now_ns())
             kinds = [row.kind for row in stored]

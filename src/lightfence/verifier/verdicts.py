@@ -20,6 +20,7 @@ takes it), so ingestion never waits on the geometry.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +107,13 @@ class Pending:
     claimed: str | None
     as_of_ns: int
     inputs: list[VerdictInput]
-    liars: str = "auto"
+    liars: str = str(DEFAULT_LIARS)
     """The policy's tolerated-liar setting (core.robust): a count or 'auto'."""
+    require_locates: str = "key"
+    """The licence's required `locates` (model.trust.Locates)."""
+    gpu_inputs: list[dict[str, Any]] | None = None
+    """GPU-signed rounds to decide on (verifier.gpu_verdicts); None: the device has none."""
+    gpu_as_of_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
             DeviceRow.bound,
             DeviceRow.declared_country,
             DeviceRow.last_record_ns,
+            DeviceRow.require_locates,
         )
         .where(DeviceRow.needs_verdict.is_(True))
         .order_by(DeviceRow.id)
@@ -206,13 +213,23 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
                 as_of_ns=newest,
                 inputs=_inputs_for(newest, Bound(d.bound), mine, landmarks, config),
                 liars=str(config.liars),
+                require_locates=d.require_locates,
             )
         )
     return out
 
 
-def measurements_of(inputs: list[VerdictInput]) -> list[Measurement]:
-    return [i.measurement() for i in inputs]
+def measurements_of(inputs: Sequence[VerdictInput | dict[str, Any]]) -> list[Measurement]:
+    """Measurements from typed key inputs, or from stored GPU-round inputs (dicts that carry
+    their S_floor as `floor_ms`, verifier.gpu_verdicts)."""
+    out = []
+    for i in inputs:
+        if isinstance(i, VerdictInput):
+            out.append(i.measurement())
+        else:
+            landmark = Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"])
+            out.append(Measurement(landmark, i["rtt_ms"], i.get("floor_ms", 0.0)))
+    return out
 
 
 def _table(group: list[Pending]) -> MeasurementTable:
@@ -241,6 +258,11 @@ class Decided:
     tolerated_liars: int = 0
     implicated: tuple[str, ...] = ()
     """INCONSISTENT only: the landmarks whose caps cannot be reconciled with the rest."""
+    locates: str = "key"
+    key_kind: str | None = None
+    gpu_kind: str | None = None
+    alert: str | None = None
+    """`key-gpu-mismatch` (verifier.gpu_verdicts): raised instead of a plain inconsistent alert."""
 
 
 def decide_pending(pending: list[Pending]) -> list[Decided]:
@@ -285,6 +307,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     ids = [d.pending.device_id for d in decided]
     seqs: dict[str, int] = {}
     previous: dict[str, str] = {}
+    previous_alert: dict[str, str | None] = {}
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
         query = select(DeviceRow.id, DeviceRow.dirty_seq).where(DeviceRow.id.in_(chunk))
@@ -294,10 +317,13 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
             .where(VerdictRow.device_id.in_(chunk))
             .group_by(VerdictRow.device_id)
         )
-        for did, kind in session.execute(
-            select(VerdictRow.device_id, VerdictRow.kind).where(VerdictRow.id.in_(latest))
+        for did, kind, alert in session.execute(
+            select(VerdictRow.device_id, VerdictRow.kind, VerdictRow.alert).where(
+                VerdictRow.id.in_(latest)
+            )
         ):
             previous[did] = kind
+            previous_alert[did] = alert
     rows: list[dict[str, Any]] = []
     raise_for: list[Decided] = []
     for d in decided:
@@ -319,10 +345,19 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
                 "liars": p.liars,
                 "tolerated_liars": d.tolerated_liars,
                 "implicated": list(d.implicated),
+                "locates": d.locates,
+                "key_kind": d.key_kind,
+                "gpu_kind": d.gpu_kind,
+                "gpu_inputs": p.gpu_inputs,
+                "alert": d.alert,
             }
         )
         alarming = d.kind in (VerdictKind.REFUTED, VerdictKind.INCONSISTENT)
-        if alarming and previous.get(p.device_id) != d.kind.value:
+        changed = (previous.get(p.device_id), previous_alert.get(p.device_id)) != (
+            d.kind.value,
+            d.alert,
+        )
+        if alarming and changed:
             raise_for.append(d)
     if not rows:
         return []
@@ -347,6 +382,12 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
         payload={
             "verdicts": [
                 [s.id, s.device_id, s.kind, [i["record_id"] for i in r["inputs"]]]
+                # A verdict from GPU rounds also names them, and what it locates.
+                + (
+                    [r["locates"], [i["gpu_round_id"] for i in r["gpu_inputs"]]]
+                    if r["gpu_inputs"]
+                    else []
+                )
                 for s, r in zip(stored, rows, strict=True)
             ]
         },
@@ -359,7 +400,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     for d in raise_for:
         alerts.raise_alert(
             session,
-            kind=alerts.AlertKind(d.kind.value.lower()),
+            kind=alerts.AlertKind(d.alert or d.kind.value.lower()),
             device_id=d.pending.device_id,
             message=f"verdict {d.kind.value}: {d.text}",
             now_ns=now_ns,
@@ -370,10 +411,13 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
 def verdict_of(row: VerdictRow) -> Verdict | None:
     """The stored verdict recomputed through `core.decide` (for its feasible region and radii).
 
-    None when it had no measurements. The kind always matches the stored one: same engine.
+    None when it had no measurements. The kind always matches the stored one (same engine),
+    except for a key-gpu-mismatch: its region shown is the GPU rounds' (locates gpu).
     """
+    policy = parse_policy(row.policy, row.bound, row.liars or DEFAULT_LIARS)
+    if row.locates == "gpu" and row.gpu_inputs:
+        return decide(measurements_of(row.gpu_inputs), policy, row.claimed)
     if not row.inputs:
         return None
-    policy = parse_policy(row.policy, row.bound, row.liars or DEFAULT_LIARS)
     inputs = [VerdictInput.from_json_dict(i) for i in row.inputs]
     return decide(measurements_of(inputs), policy, row.claimed)

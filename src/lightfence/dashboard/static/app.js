@@ -74,6 +74,7 @@ function renderDevices(rows) {
       el("td", {}, device.attributes.host || device.device_id.slice(0, 12)),
       el("td", {}, device.licence.declared_country || "-"),
       el("td", { className: "verdict" }, s),
+      el("td", { className: "locates" }, device.latest_verdict?.locates || "-"),
       el("td", {}, device.operator));
     tr.dataset.deviceId = device.device_id;
     tr.dataset.verdict = s;
@@ -118,7 +119,7 @@ async function openDevice(id, zoom = true) {
     api.get(`devices/${enc(id)}`), api.get(`devices/${enc(id)}/verdicts?limit=20&geojson=latest`),
   ]);
   const historyRows = hist.verdicts.map((v) => el("tr", {},
-    el("td", {}, swatch(v.verdict)), el("td", {}, v.verdict),
+    el("td", {}, swatch(v.verdict)), el("td", {}, `${v.verdict} (locates ${v.locates})`),
     el("td", { className: "muted" }, v.computed_at), el("td", {}, v.reason),
     el("td", { className: "muted", title: "lying landmarks tolerated: f, from the rule in brackets" },
       `f=${v.tolerated_liars} (liars: ${v.liars ?? "auto"})`)));
@@ -133,9 +134,15 @@ async function openDevice(id, zoom = true) {
     el("p", { className: "mono" }, `id ${device.device_id} · key ${device.key_id}`),
     el("p", {}, `operator ${device.operator} · identity ${device.trust_level}`
       + ` · licence ${device.licence.policy} (declares ${device.licence.declared_country || "-"})`
+      + (device.licence.require_locates === "gpu" ? " · must locate the GPU" : "")
       + ` · last check-in ${device.last_record_at || "never"}`),
     latest ? el("p", {}, `measurements: ${latest.measurements.map((m) =>
       `${m.landmark_id} ${m.rtt_ms.toFixed(2)} ms`).join(", ")}`) : null,
+    latest && latest.gpu_verdict ? el("p", { className: "gpu" },
+      `locates ${latest.locates}: key rounds ${latest.key_verdict || "-"}, GPU-signed rounds `
+      + `${latest.gpu_verdict} (${latest.gpu_measurements.map((m) =>
+        `${m.landmark_id} ${m.rtt_ms.toFixed(2)} ms - S_floor ${m.floor_ms.toFixed(2)}`).join(", ")})`
+      + (latest.alerts.length ? ` · ${latest.alerts.join(", ")}` : "")) : null,
     evidence,
     el("h2", {}, "Verdict history"),
     historyRows.length ? el("table", { id: "history" }, el("tbody", {}, ...historyRows))

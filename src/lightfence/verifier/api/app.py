@@ -207,9 +207,16 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
         return HTMLResponse(bytes(docs.body), headers=docs_headers)
 
     from lightfence.dashboard import mount_dashboard
-    from lightfence.verifier.api import routes_fleet, routes_gate, routes_records, routes_views
+    from lightfence.verifier.api import (
+        routes_fleet,
+        routes_gate,
+        routes_gpu,
+        routes_records,
+        routes_views,
+    )
 
     app.include_router(routes_records.router)
+    app.include_router(routes_gpu.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_views.router)
     app.include_router(routes_gate.router)

@@ -91,12 +91,24 @@ class LicenceOut(Out):
     site_lat: float | None
     site_lon: float | None
     checkin_interval_s: int
+    gpu_id: str | None = None
+    require_locates: str = "key"
 
 
 class VerdictOut(Out):
     id: int
     device_id: str
     verdict: str
+    locates: str = Field(description="key or gpu: what the verdict's rounds locate")
+    key_verdict: str | None = Field(
+        None, description="With GPU rounds: the key rounds' own verdict, shown beside"
+    )
+    gpu_verdict: str | None = Field(
+        None, description="The GPU-signed rounds' own verdict (differs only on a mismatch)"
+    )
+    alerts: list[str] = Field(default_factory=list, description="key-gpu-mismatch, if so")
+    gpu_rounds: list[int] = Field(default_factory=list, description="GPU rounds decided on")
+    gpu_measurements: list[dict[str, Any]] = Field(default_factory=list)
     reason: str
     policy: str
     bound: str
@@ -210,6 +222,7 @@ class StatusOut(Out):
     pending_verdicts: int
     landmarks: dict[str, int]
     records: int
+    gpu_rounds: int = Field(0, description="Accepted GPU-signed rounds")
     rejections: dict[str, int]
     open_alerts: dict[str, int]
     audit_entries: int
@@ -240,3 +253,4 @@ class DeviceTokenOut(Out):
     issued_at_unix_s: float
     expires_at_unix_s: float
     verifier_key_id: str
+    locates: str = Field("key", description="What the token's verdict locates: key or gpu")

@@ -183,6 +183,8 @@ def _licence(body: LicenceIn, service: ServiceDep) -> registry.Licence:
         site_lon=body.site_lon,
         checkin_interval_s=body.checkin_interval_s,
         min_checkin_interval_s=service.config.min_checkin_interval_s,
+        gpu_id=body.gpu_id,
+        require_locates=body.require_locates,
     )
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.gate.issuer import token_for_latest_verdict, token_response
+from lightfence.model.trust import Locates
 from lightfence.verifier import queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep
 from lightfence.verifier.api.responses import ERRORS, DeviceTokenOut, VerifierKeyOut
@@ -62,5 +63,6 @@ def device_token(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict
         now_unix_s=now / 1e9,
         ttl_s=service.config.token_ttl_s,
         verdict_at_unix_s=latest.as_of_ns / 1e9,
+        locates=Locates(latest.locates or "key"),
     )
     return token_response(text)

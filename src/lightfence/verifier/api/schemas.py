@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,14 @@ class LicenceIn(Strict):
     site_lat: float | None = None
     site_lon: float | None = None
     checkin_interval_s: int = Field(DEFAULT_CHECKIN_INTERVAL_S, description="Required interval")
+    gpu_id: str | None = Field(
+        None,
+        description="Enrolled GPU (32 hex, from its attestation certificate): GPU-signed rounds "
+        "must name it; without one the device's GPU rounds are rejected",
+    )
+    require_locates: Literal["key", "gpu"] = Field(
+        "key", description="gpu: only a verdict from GPU-signed rounds can be VERIFIED"
+    )
 
 
 class DeviceIn(Strict):
