@@ -14,8 +14,10 @@ DEMO_POLICY = "outside:CN,HK,MO"
 HONEST_CHECKIN_S = 300
 SILENT_CHECKIN_S = 2
 """The silent host's licence asks for a check-in every 2 s, so its missed check-in shows at once."""
-JOHOR = (1.85, 103.0)
-"""Where the moved key's VM is: about 100 km from the Singapore landmark."""
+KEY_VM = (50.05, 8.57)
+"""Where the moved key's VM is: a data centre by Frankfurt airport, about 10 km from the
+Frankfurt landmark. (Near Singapore it would not do: China as governed reaches the Spratly claims,
+870 km from the Singapore landmark, and the demo's sparse Singapore cannot clear that at f = 1.)"""
 SHENZHEN = (22.5431, 114.0579)
 """Where the moved-key scenario's GPU really is (no data-set host there: its RTTs are modelled)."""
 RELAY_NEAR_LANDMARK_RTT_MS = 0.3
@@ -35,9 +37,8 @@ class Scenario(StrEnum):
     SILENT = "silent"
     """Enrolled, then never checks in."""
     MOVED_KEY = "moved-key"
-    """The key file was moved to a VM in Johor, across the strait from the Singapore landmark
-    (close enough to it and to Kuala Lumpur's for a robust key verdict); the GPU stays in
-    Shenzhen. Key rounds say VERIFIED (a key verdict locates the key), GPU-signed rounds do
+    """The key file was moved to a VM next to the Frankfurt landmark (close enough to it and to
+    London's and Stockholm's for a robust key verdict); the GPU stays in Shenzhen. Key rounds say VERIFIED (a key verdict locates the key), GPU-signed rounds do
     not, and the two regions are disjoint: INCONSISTENT with a key-gpu-mismatch alert."""
 
 
@@ -97,6 +98,6 @@ FLEET: tuple[DeviceSpec, ...] = (
     DeviceSpec("gpu-de-dusseldorf", Scenario.CLONED, "acme-cloud", "DE", "wn-153"),
     DeviceSpec("gpu-us-boston", Scenario.SILENT, "globex", "US", "wn-14"),
     DeviceSpec(
-        "gpu-sg-3", Scenario.MOVED_KEY, "globex", "SG", "ra-6149", key_at=JOHOR, gpu_at=SHENZHEN
+        "gpu-de-3", Scenario.MOVED_KEY, "globex", "DE", "wn-29", key_at=KEY_VM, gpu_at=SHENZHEN
     ),
 )
