@@ -38,8 +38,9 @@ class Scenario(StrEnum):
     """Enrolled, then never checks in."""
     MOVED_KEY = "moved-key"
     """The key file was moved to a VM next to the Frankfurt landmark (close enough to it and to
-    London's and Stockholm's for a robust key verdict); the GPU stays in Shenzhen. Key rounds say VERIFIED (a key verdict locates the key), GPU-signed rounds do
-    not, and the two regions are disjoint: INCONSISTENT with a key-gpu-mismatch alert."""
+    London's and Stockholm's for a robust key verdict); the GPU stays in Shenzhen. Key rounds
+    say VERIFIED (a key verdict locates the key), GPU-signed rounds do not, and the two regions
+    are disjoint: INCONSISTENT with a key-gpu-mismatch alert."""
 
 
 @dataclass(frozen=True)
