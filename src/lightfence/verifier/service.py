@@ -125,21 +125,7 @@ class Service:
         with self.write() as session:
             ingestor = Ingestor(session, self.config, who, now_ns())
             outcomes = ingestor.ingest(records, hashes, prechecked)
-        for o in outcomes:
-            if o.status == "stored":
-                self.metrics.records_in.inc()
-            elif o.status == "duplicate":
-                self.metrics.records_duplicate.inc()
-            elif o.reason is not None:
-                self.metrics.records_rejected.labels(o.reason.value).inc()
-                log(
-                    "record.rejected",
-                    logging.WARNING,
-                    reason=o.reason.value,
-                    detail=o.detail,
-                    record_hash=o.record_hash,
-                    by=who.actor,
-                )
+        self._count(outcomes, who, "record.rejected")
         return outcomes
 
     def ingest_gpu(self, rounds: Sequence[GpuRound], who: Principal) -> list[Outcome]:
@@ -149,6 +135,11 @@ class Service:
         with self.write() as session:
             ingestor = GpuIngestor(session, self.config, who, now_ns())
             outcomes = ingestor.ingest_gpu(rounds, self.gpu, appraised)
+        self._count(outcomes, who, "gpu_round.rejected")
+        return outcomes
+
+    def _count(self, outcomes: Sequence[Outcome], who: Principal, rejected_event: str) -> None:
+        """Metrics for each outcome, and a log line for each rejection."""
         for o in outcomes:
             if o.status == "stored":
                 self.metrics.records_in.inc()
@@ -157,14 +148,13 @@ class Service:
             elif o.reason is not None:
                 self.metrics.records_rejected.labels(o.reason.value).inc()
                 log(
-                    "gpu_round.rejected",
+                    rejected_event,
                     logging.WARNING,
                     reason=o.reason.value,
                     detail=o.detail,
                     record_hash=o.record_hash,
                     by=who.actor,
                 )
-        return outcomes
 
     def recompute(self, limit: int = 2000) -> int:
         """One recompute pass over devices with new inputs. Returns verdicts stored."""
