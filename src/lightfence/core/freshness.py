@@ -12,10 +12,11 @@ offline `lightfence verify` share, so a bundle is judged the same way by both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lightfence.core.measurement import Landmark, Measurement
 from lightfence.units import Bound, max_distance_km
 
 MAX_RECORD_AGE_S = 24 * 3600.0
@@ -94,3 +95,10 @@ def verdict_inputs(
         if old is None or _reach_km(item, bound) < _reach_km(old, bound):
             best[rec.landmark_id] = item
     return sorted(best.values(), key=lambda i: (i["landmark_id"], i["record_id"]))
+
+
+def measurement_of(item: Mapping[str, Any]) -> Measurement:
+    """The core's measurement for one verdict input (as `verdict_inputs` makes it, or as the
+    verifier stored it): its landmark, grown position error, RTT and S_floor (0 for key rounds)."""
+    landmark = Landmark(item["landmark_id"], item["lat"], item["lon"], item["position_error_km"])
+    return Measurement(landmark, item["rtt_ms"], item.get("floor_ms", 0.0))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lightfence.core.freshness import MAX_DEVICE_SPEED_KM_PER_H, VERDICT_WINDOW_S
-from lightfence.core.measurement import InvalidMeasurement, Landmark, Measurement
+from lightfence.core.freshness import MAX_DEVICE_SPEED_KM_PER_H, VERDICT_WINDOW_S, measurement_of
+from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import parse_policy
 from lightfence.core.robust import DEFAULT_LIARS, Liars
 from lightfence.core.verdict import Verdict, VerdictKind, decide
@@ -31,12 +31,8 @@ def bundle_verdict(
 
     Raises InvalidMeasurement when no record was accepted, PolicyError for a bad policy.
     """
-    measurements = [
-        Measurement(
-            Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"]), i["rtt_ms"]
-        )
-        for i in check.verdict_inputs(bound, window_s, speed_km_per_h)
-    ]
+    inputs = check.verdict_inputs(bound, window_s, speed_km_per_h)
+    measurements = [measurement_of(i) for i in inputs]
     return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
 
 
@@ -126,14 +122,8 @@ def gpu_bundle_verdict(
     speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
 ) -> Verdict:
     """The verdict from accepted GPU-signed rounds only, each cap c·(RTT − S_floor)/2."""
-    measurements = [
-        Measurement(
-            Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"]),
-            i["rtt_ms"],
-            i["floor_ms"],
-        )
-        for i in check.gpu_verdict_inputs(window_s, speed_km_per_h)
-    ]
+    inputs = check.gpu_verdict_inputs(window_s, speed_km_per_h)
+    measurements = [measurement_of(i) for i in inputs]
     return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
-from lightfence.core.freshness import WindowRecord, verdict_inputs
+from lightfence.core.freshness import WindowRecord, measurement_of, verdict_inputs
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.core.policy import parse_policy
@@ -222,14 +222,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
 def measurements_of(inputs: Sequence[VerdictInput | dict[str, Any]]) -> list[Measurement]:
     """Measurements from typed key inputs, or from stored GPU-round inputs (dicts that carry
     their S_floor as `floor_ms`, verifier.gpu_verdicts)."""
-    out = []
-    for i in inputs:
-        if isinstance(i, VerdictInput):
-            out.append(i.measurement())
-        else:
-            landmark = Landmark(i["landmark_id"], i["lat"], i["lon"], i["position_error_km"])
-            out.append(Measurement(landmark, i["rtt_ms"], i.get("floor_ms", 0.0)))
-    return out
+    return [i.measurement() if isinstance(i, VerdictInput) else measurement_of(i) for i in inputs]
 
 
 def _table(group: list[Pending]) -> MeasurementTable:
