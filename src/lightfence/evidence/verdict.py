@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from lightfence.core.batch import cap_radius_rad
 from lightfence.core.freshness import MAX_DEVICE_SPEED_KM_PER_H, VERDICT_WINDOW_S, measurement_of
 from lightfence.core.measurement import InvalidMeasurement
 from lightfence.core.policy import parse_policy
 from lightfence.core.robust import DEFAULT_LIARS, Liars
-from lightfence.core.verdict import Verdict, VerdictKind, decide
+from lightfence.core.verdict import Verdict, VerdictKind, decide, table_for
 from lightfence.evidence.bundle import BundleCheck
-from lightfence.geo.sphere import ELLIPSOID_EXCESS, great_circle_km
+from lightfence.geo.conformal import G_MAX_RAD_PER_KM, model_vectors
+from lightfence.geo.sphere import Float64Array, angle_rad, geodesic_km
 from lightfence.model.trust import Locates
 from lightfence.units import Bound
 
@@ -62,20 +66,33 @@ def key_gpu_mismatch(
 
     Disjoint caps prove the key and the GPU are in different places. The test is sufficient, not
     necessary (regions can be disjoint with every pair of caps overlapping), so it never raises
-    a false alarm: the great-circle distance is shrunk by the sphere's worst-case error against
-    WGS84 before it is compared with the sum of the radii (which already include each
-    landmark's position error and movement allowance) plus `allowance_km`, how far the device
-    could have moved between the key rounds and the GPU rounds.
+    a false alarm. It is made on the verdict engine's own caps (exact bounds on WGS84, landmark
+    position error and movement allowance included): two caps on the model sphere are disjoint
+    when their centres are further apart than the sum of their angles, plus `allowance_km` (how
+    far the device could have moved between the key rounds and the GPU rounds) as an angle that
+    can only come out too large.
     """
-    k_radii, g_radii = key.cap_radii_km(), gpu.cap_radii_km()
-    for km, kr in zip(key.measurements, k_radii, strict=True):
-        for gm, gr in zip(gpu.measurements, g_radii, strict=True):
-            d = float(
-                great_circle_km(km.landmark.lat, km.landmark.lon, gm.landmark.lat, gm.landmark.lon)
-            )
-            if d / (1.0 + ELLIPSOID_EXCESS) > kr + gr + allowance_km:
-                return KeyGpuMismatch(km.landmark.id, gm.landmark.id, d, float(kr), float(gr))
-    return None
+    k_c, k_r = _caps(key)
+    g_c, g_r = _caps(gpu)
+    sep = angle_rad(k_c[:, None, :], g_c[None, :, :])
+    apart = sep > k_r[:, None] + g_r[None, :] + allowance_km * G_MAX_RAD_PER_KM
+    if not apart.any():
+        return None
+    i, j = (int(x) for x in np.argwhere(apart)[0])
+    km, gm = key.measurements[i].landmark, gpu.measurements[j].landmark
+    return KeyGpuMismatch(
+        km.id,
+        gm.id,
+        geodesic_km(km.lat, km.lon, gm.lat, gm.lon),
+        key.cap_radii_km()[i],
+        gpu.cap_radii_km()[j],
+    )
+
+
+def _caps(verdict: Verdict) -> tuple[Float64Array, Float64Array]:
+    """A verdict's caps as the engine draws them: centres on the model sphere, angles."""
+    table = table_for(verdict.measurements)
+    return model_vectors(table.lat_deg, table.lon_deg), cap_radius_rad(table, verdict.bound)
 
 
 @dataclass(frozen=True)
@@ -122,8 +139,7 @@ def gpu_bundle_verdict(
     speed_km_per_h: float = MAX_DEVICE_SPEED_KM_PER_H,
 ) -> Verdict:
     """The verdict from accepted GPU-signed rounds only, each cap c·(RTT − S_floor)/2."""
-    inputs = check.gpu_verdict_inputs(window_s, speed_km_per_h)
-    measurements = [measurement_of(i) for i in inputs]
+    measurements = [measurement_of(i) for i in check.gpu_verdict_inputs(window_s, speed_km_per_h)]
     return decide(measurements, parse_policy(policy_text, bound, liars), claimed)
 
 
