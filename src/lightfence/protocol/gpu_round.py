@@ -27,7 +27,7 @@ from lightfence.attestation import Appraisal, AppraisalPolicy, appraise
 from lightfence.attestation.spdm import MAX_REPORT_BYTES
 from lightfence.crypto.keys import SIGNATURE_LEN, SigningKey, key_id, verify_signature
 from lightfence.protocol.challenge import ID_LEN, NONCE_LEN, SESSION_ID_LEN, id_bytes
-from lightfence.protocol.record import MAX_RTT_NS, TimestampSource
+from lightfence.protocol.record import MAX_RTT_NS, TimestampSource, hex_field, str_field
 from lightfence.protocol.wire import Writer
 
 GPU_NONCE_DOMAIN = b"lightfence/gpu-nonce/v1\x00"
@@ -215,19 +215,19 @@ class GpuRoundRecord:
         try:
             return cls(
                 version=d["version"],
-                landmark_id=_str(d, "landmark_id"),
-                landmark_key_id=_str(d, "landmark_key_id"),
-                device_id=_str(d, "device_id"),
-                session_id=_hex(d, "session_id"),
+                landmark_id=str_field(d, "landmark_id"),
+                landmark_key_id=str_field(d, "landmark_key_id"),
+                device_id=str_field(d, "device_id"),
+                session_id=hex_field(d, "session_id"),
                 round_no=d["round"],
-                nonce=_hex(d, "nonce"),
+                nonce=hex_field(d, "nonce"),
                 rtt_ns=d["rtt_ns"],
-                timestamp_source=TimestampSource(_str(d, "timestamp_source")),
-                report_sha256=_hex(d, "report_sha256"),
-                chain_sha256=_hex(d, "chain_sha256"),
-                gpu_id=_str(d, "gpu_id"),
+                timestamp_source=TimestampSource(str_field(d, "timestamp_source")),
+                report_sha256=hex_field(d, "report_sha256"),
+                chain_sha256=hex_field(d, "chain_sha256"),
+                gpu_id=str_field(d, "gpu_id"),
                 measured_at_unix_ns=d["measured_at_unix_ns"],
-                landmark_signature=_hex(d, "landmark_signature"),
+                landmark_signature=hex_field(d, "landmark_signature"),
             )
         except GpuRoundError:
             raise
@@ -240,24 +240,6 @@ _JSON_KEYS = {
     "rtt_ns", "timestamp_source", "report_sha256", "chain_sha256", "gpu_id",
     "measured_at_unix_ns", "landmark_signature",
 }  # fmt: skip
-
-
-def _str(d: Mapping[str, Any], name: str) -> str:
-    v = d[name]
-    if not isinstance(v, str):
-        raise GpuRoundError(f"{name} must be a string")
-    return v
-
-
-def _hex(d: Mapping[str, Any], name: str) -> bytes:
-    v = _str(d, name)
-    try:
-        raw = bytes.fromhex(v)
-    except ValueError:
-        raise GpuRoundError(f"{name} must be hex") from None
-    if raw.hex() != v:
-        raise GpuRoundError(f"{name} must be lowercase hex")
-    return raw
 
 
 def issue_gpu_round(

@@ -351,20 +351,20 @@ class MeasurementRecord:
         try:
             rec = cls(
                 version=_check_int("version", d["version"], 0, 255),
-                landmark_id=_str(d, "landmark_id"),
-                landmark_key_id=_str(d, "landmark_key_id"),
-                device_id=_str(d, "device_id"),
-                device_key_id=_str(d, "device_key_id"),
-                trust_level=TrustLevel(_str(d, "trust_level")),
-                session_id=_hex(d, "session_id"),
+                landmark_id=str_field(d, "landmark_id"),
+                landmark_key_id=str_field(d, "landmark_key_id"),
+                device_id=str_field(d, "device_id"),
+                device_key_id=str_field(d, "device_key_id"),
+                trust_level=TrustLevel(str_field(d, "trust_level")),
+                session_id=hex_field(d, "session_id"),
                 rounds_sent=d["rounds_sent"],
                 rtts_ns=tuple(_check_int("rtt_ns", v, 1, MAX_RTT_NS) for v in rtts),
                 fastest_round=d["fastest_round"],
-                fastest_nonce=_hex(d, "fastest_nonce"),
-                device_signature=_hex(d, "device_signature"),
-                timestamp_source=TimestampSource(_str(d, "timestamp_source")),
+                fastest_nonce=hex_field(d, "fastest_nonce"),
+                device_signature=hex_field(d, "device_signature"),
+                timestamp_source=TimestampSource(str_field(d, "timestamp_source")),
                 measured_at_unix_ns=d["measured_at_unix_ns"],
-                landmark_signature=_hex(d, "landmark_signature"),
+                landmark_signature=hex_field(d, "landmark_signature"),
             )
         except RecordError:
             raise
@@ -391,15 +391,17 @@ _JSON_REQUIRED = {
 _JSON_KEYS = _JSON_REQUIRED | {"min_rtt_ns", "measured_at_utc"}
 
 
-def _str(d: Mapping[str, Any], name: str) -> str:
+def str_field(d: Mapping[str, Any], name: str) -> str:
+    """A JSON field that must be a string (RecordError, a ValueError, otherwise)."""
     v = d[name]
     if not isinstance(v, str):
         raise RecordError(f"{name} must be a string")
     return v
 
 
-def _hex(d: Mapping[str, Any], name: str) -> bytes:
-    v = _str(d, name)
+def hex_field(d: Mapping[str, Any], name: str) -> bytes:
+    """A JSON field that must be lowercase hex: the one canonical spelling of its bytes."""
+    v = str_field(d, name)
     try:
         raw = bytes.fromhex(v)
     except ValueError:
