@@ -48,6 +48,7 @@ from lightfence.protocol.gpu_round import (
     GpuEvidence,
     GpuRoundError,
     GpuRoundRecord,
+    round_from_json,
     verify_gpu_round,
 )
 from lightfence.protocol.record import MeasurementRecord, RecordError, TimestampSource, verify
@@ -115,17 +116,10 @@ def _gpu_rounds_from_json(raw: object) -> tuple[tuple[GpuRoundRecord, GpuEvidenc
         raise BundleError("gpu_rounds must be a list")
     out = []
     for i, item in enumerate(raw):
-        if not isinstance(item, Mapping) or set(item) != {"record", "evidence"}:
-            raise BundleError(f"gpu_rounds[{i}] must be {{'record': ..., 'evidence': ...}}")
         try:
-            out.append(
-                (
-                    GpuRoundRecord.from_json_dict(item["record"]),
-                    GpuEvidence.from_json_dict(item["evidence"]),
-                )
-            )
+            out.append(round_from_json(item, f"gpu_rounds[{i}]"))
         except GpuRoundError as exc:
-            raise BundleError(f"malformed bundle: gpu_rounds[{i}]: {exc}") from None
+            raise BundleError(f"malformed bundle: {exc}") from None
     return tuple(out)
 
 

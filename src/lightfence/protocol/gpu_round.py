@@ -309,3 +309,17 @@ def verify_gpu_round(
     if appraisal.gpu.gpu_id != record.gpu_id:
         raise GpuRoundError("the appraised GPU is not the one the landmark recorded")
     return appraisal
+
+
+def round_from_json(item: object, where: str) -> tuple[GpuRoundRecord, GpuEvidence]:
+    """One `{"record": ..., "evidence": ...}` item of a bundle's or a POST's `gpu_rounds`.
+    Raises GpuRoundError naming `where` (e.g. "gpu_rounds[3]")."""
+    if not isinstance(item, Mapping) or set(item) != {"record", "evidence"}:
+        raise GpuRoundError(f"{where} must be {{'record': ..., 'evidence': ...}}")
+    try:
+        return (
+            GpuRoundRecord.from_json_dict(item["record"]),
+            GpuEvidence.from_json_dict(item["evidence"]),
+        )
+    except GpuRoundError as exc:
+        raise GpuRoundError(f"{where}: {exc}") from None

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundError, GpuRoundRecord
+from lightfence.protocol.gpu_round import GpuRoundError, round_from_json
 from lightfence.verifier.api import jsonbody
 from lightfence.verifier.api.deps import ServiceDep, WriterDep
 from lightfence.verifier.api.responses import ERRORS, BatchOut
@@ -33,17 +33,10 @@ def _parse(body: bytes, max_rounds: int) -> list[GpuRound]:
         raise BadInput(f"{len(items)} GPU rounds in one request; send at most {max_rounds}")
     rounds: list[GpuRound] = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or set(item) != {"record", "evidence"}:
-            raise BadInput(f"gpu_rounds[{i}] must be {{'record': ..., 'evidence': ...}}")
         try:
-            rounds.append(
-                (
-                    GpuRoundRecord.from_json_dict(item["record"]),
-                    GpuEvidence.from_json_dict(item["evidence"]),
-                )
-            )
+            rounds.append(round_from_json(item, f"gpu_rounds[{i}]"))
         except GpuRoundError as exc:
-            raise BadInput(f"gpu_rounds[{i}]: {exc}") from None
+            raise BadInput(str(exc)) from None
     return rounds
 
 
