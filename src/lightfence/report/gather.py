@@ -85,6 +85,8 @@ class DeviceEntry:
     locates: str | None
     reason: str | None
     history: tuple[VerdictChange, ...]
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Rejected records naming this device in the window, by reason."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,13 @@ class ReportData:
         return out
 
     @property
+    def axis_start_ns(self) -> int:
+        """Where the timelines start: the window's start, or the first enrolment if later
+        (a window of a month with a device enrolled on its last day still shows its history)."""
+        enrolled = [d.enrolled_ns for d in self.devices]
+        return max(self.since_ns, min(enrolled, default=self.since_ns))
+
+    @property
     def changes_in_window(self) -> int:
         return sum(1 for d in self.devices for c in d.history if not c.carried)
 
@@ -251,19 +260,23 @@ def gather(
         .scalars()
         .all()
     )
+    ids = [r.id for r in rows]
+    rejections = _rejections(session, ids, since_ns, until_ns)
     progress(f"{len(rows)} device(s) of {operator}: reading verdict histories")
     devices = []
     for n, row in enumerate(rows, 1):
-        devices.append(_device(session, row, since_ns, until_ns))
+        devices.append(_device(session, row, since_ns, until_ns, rejections.get(row.id, {})))
         if n % 100 == 0:
             progress(f"  {n} of {len(rows)} devices")
     names = {d.device_id: d.name for d in devices}
     progress("reading alerts")
     alert_entries = _alerts(session, names, since_ns, until_ns)
-    ids = list(names)
     records = _count_in(session, RecordRow, ids, since_ns, until_ns)
     rounds = _count_in(session, GpuRoundRow, ids, since_ns, until_ns)
-    rejections = _rejections(session, ids, since_ns, until_ns)
+    rejected: dict[str, int] = {}
+    for per_device in rejections.values():
+        for reason, count in per_device.items():
+            rejected[reason] = rejected.get(reason, 0) + count
     progress("walking the audit chain (every entry is re-hashed)")
     audit_state = _audit(session, list(checkpoint_docs), checkpoint_files, checkpoint_key)
     progress("building evidence bundles")
@@ -279,14 +292,16 @@ def gather(
         alerts=tuple(alert_entries),
         records_in_window=records,
         gpu_rounds_in_window=rounds,
-        rejections_in_window=rejections,
+        rejections_in_window=rejected,
         audit=audit_state,
         bundles=tuple(bundles),
         registry=registry,
     )
 
 
-def _device(session: Session, row: DeviceRow, since_ns: int, until_ns: int) -> DeviceEntry:
+def _device(
+    session: Session, row: DeviceRow, since_ns: int, until_ns: int, rejected: dict[str, int]
+) -> DeviceEntry:
     history: list[VerdictChange] = []
     before = session.execute(
         select(VerdictRow)
@@ -337,6 +352,7 @@ def _device(session: Session, row: DeviceRow, since_ns: int, until_ns: int) -> D
         locates=None if latest is None else latest.locates,
         reason=last_reason,
         history=tuple(history),
+        rejected=rejected,
     )
 
 
@@ -432,21 +448,24 @@ def _count_in(
     )
 
 
-def _rejections(session: Session, ids: list[str], lo: int, hi: int) -> dict[str, int]:
-    """Rejected records naming the operator's devices whose latest occurrence is in the window
-    (rows are aggregated per token, landmark, device and reason, with a count)."""
+def _rejections(session: Session, ids: list[str], lo: int, hi: int) -> dict[str, dict[str, int]]:
+    """device -> reason -> rejected records naming it, for rows whose occurrences overlap the
+    window (rows are aggregated per token, landmark, device and reason, with a count)."""
     if not ids:
         return {}
     rows = session.execute(
-        select(RejectionRow.reason, func.sum(RejectionRow.count))
+        select(RejectionRow.device_id, RejectionRow.reason, func.sum(RejectionRow.count))
         .where(
             RejectionRow.device_id.in_(ids),
             RejectionRow.received_ns >= lo,
             func.coalesce(RejectionRow.first_received_ns, RejectionRow.received_ns) < hi,
         )
-        .group_by(RejectionRow.reason)
+        .group_by(RejectionRow.device_id, RejectionRow.reason)
     )
-    return {reason: int(n) for reason, n in rows}  # PostgreSQL sums BIGINT as NUMERIC
+    out: dict[str, dict[str, int]] = {}
+    for device_id, reason, n in rows:
+        out.setdefault(str(device_id), {})[reason] = int(n)  # PostgreSQL sums BIGINT as NUMERIC
+    return out
 
 
 def _audit(

@@ -7,6 +7,8 @@ so nothing is told by colour alone.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from lightfence.report.gather import NO_VERDICT, VerdictChange
 from lightfence.report.html import Html, fmt, join, tag
 
@@ -101,7 +103,21 @@ def timeline(history: tuple[VerdictChange, ...], since_ns: int, until_ns: int) -
                 letter=letter,
             )
         )
-    return _svg(w, h, "Verdict timeline over the window", join(parts))
+    axis_y = h + 14
+    parts.append(
+        fmt(
+            '<text x="0" y="{y}">{a}</text><text x="{w}" y="{y}" text-anchor="end">{b}</text>',
+            y=axis_y,
+            w=w,
+            a=_short(since_ns),
+            b=_short(until_ns),
+        )
+    )
+    return _svg(w, axis_y + 4, "Verdict timeline over the window", join(parts))
+
+
+def _short(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def legend() -> Html:

@@ -245,14 +245,27 @@ def _device_history(d: DeviceEntry, data: ReportData) -> Html:
         ),
     ]
     if d.verdict != "VERIFIED":
-        why = sentence(d.reason) if d.reason else sentence(VERDICT_TEXT[NO_VERDICT])
-        parts.append(fmt("<p><b>Why not VERIFIED:</b> {why}</p>", why=why))
+        parts.append(fmt("<p><b>Why not VERIFIED:</b> {why}</p>", why=why_not(d)))
     if d.history:
-        parts.append(plots.timeline(d.history, data.since_ns, data.until_ns))
+        parts.append(plots.timeline(d.history, data.axis_start_ns, data.until_ns))
         parts.append(_history_table(d.history))
     else:
         parts.append(tag("p", "No verdict before the window's end."))
     return tag("div", join(parts), class_="device")
+
+
+def why_not(d: DeviceEntry) -> str:
+    """One plain sentence: why the device's verdict at the window's end is not VERIFIED."""
+    if d.verdict != NO_VERDICT:
+        return sentence(d.reason or "")
+    if d.rejected:
+        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(d.rejected.items()))
+        return f"No verdict: every measurement naming it was rejected ({counts})."
+    if d.last_record_ns is None:
+        return (
+            f"No verdict: no measurement has arrived since it was enrolled ({when(d.enrolled_ns)})."
+        )
+    return sentence(VERDICT_TEXT[NO_VERDICT])
 
 
 def _history_table(history: tuple[VerdictChange, ...]) -> Html:
