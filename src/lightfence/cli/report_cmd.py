@@ -147,6 +147,10 @@ def _gather(
             )
         _progress(f"reading {_shown(database.url)}")
         with database.read() as session:
+            if not database.is_sqlite:
+                # One snapshot for the whole report (the audit head agrees with the verdicts);
+                # SQLite's read transaction is one already.
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             try:
                 return gather(
                     session,

@@ -50,7 +50,9 @@ pre{white-space:pre-wrap;word-break:break-all;background:#f5f5f5;padding:6px;mar
 .meta{color:#444}.ok{font-weight:bold}.bad{font-weight:bold;text-decoration:underline}
 .banner{border:2px solid #333;padding:8px 12px;margin:12px 0;background:#fafafa}
 .legend .key{margin-right:14px;white-space:nowrap}.plot{max-width:100%;height:auto}
-.plot text{font-size:12px}.device{break-inside:avoid;page-break-inside:avoid}
+.plot text{font-size:12px}td.why{width:42%}
+.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:10px;color:#444;
+ word-break:break-all}.device{break-inside:avoid;page-break-inside:avoid}
 @page{size:A4;margin:14mm}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}}
 """
@@ -203,7 +205,7 @@ def _devices(data: ReportData) -> Html:
         "tr",
         join(
             tag("th", h)
-            for h in ("device", "device id", "trust level", "licence", "verdict", "locates")
+            for h in ("device", "trust level", "licence", "verdict (locates)", "why not VERIFIED")
         ),
     )
     rows = [
@@ -211,12 +213,11 @@ def _devices(data: ReportData) -> Html:
             "tr",
             join(
                 [
-                    tag("td", d.name),
-                    tag("td", d.device_id, class_="hash"),
+                    tag("td", join([d.name, Html("<br>"), tag("span", d.device_id, class_="id")])),
                     tag("td", d.trust_level),
                     tag("td", _licence(d)),
-                    tag("td", tag("b", d.verdict)),
-                    tag("td", d.locates or "-"),
+                    tag("td", join([tag("b", d.verdict), f" ({d.locates or '-'})"])),
+                    tag("td", "" if d.verdict == "VERIFIED" else why_not(d), class_="why"),
                 ]
             ),
         )
