@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from lightfence.cli.app import app
 from lightfence.crypto.keys import SigningKey
 from lightfence.identity.device import DeviceIdentity
-from lightfence.report.gather import NO_VERDICT, UnknownOperator, gather
+from lightfence.report.gather import NO_VERDICT, UnknownOperator, gather, safe_file_stem
 from lightfence.report.html import esc, fmt, tag
 from lightfence.report.pdf import converter_problem
 from lightfence.report.render import render
@@ -241,3 +241,28 @@ def test_render_of_a_report_without_devices_is_complete(tmp_path: Path) -> None:
     f.service.close()
     page = render(data)
     assert "no device enrolled" in page and "Nothing happened in this window" in page
+
+
+def test_a_database_edited_outside_the_verifier_is_said_up_front(tmp_path: Path) -> None:
+    """A verdict forged with SQL is caught by the audit chain's state digests, and the report
+    says so before its figures, not only in the audit section."""
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    f, ids = _populate(url)
+    with f.service.db.write_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE verdicts SET kind = 'VERIFIED' WHERE device_id = ?", (ids["hostile"],)
+        )
+    with f.service.read() as s:
+        data = gather(s, operator="acme", since_ns=0, until_ns=now_ns(), now_ns=now_ns())
+    f.service.close()
+    page = render(data)
+    assert data.audit.problems and "verdicts row" in data.audit.problems[0]
+    assert page.index("The audit chain does not check out") < page.index("Fleet summary")
+    assert '<span class="bad">BROKEN</span>' in page
+
+
+def test_bundle_file_names_stay_inside_the_report_folder() -> None:
+    assert safe_file_stem("0123abcd" * 4) == "0123abcd" * 4
+    for hostile in ("../../etc/passwd", "a/b", "..", "", "ABC"):
+        stem = safe_file_stem(hostile)
+        assert re.fullmatch(r"id-[0-9a-f]{32}", stem), stem

@@ -37,7 +37,10 @@ def parse_when(text: str, option: str) -> int:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp()) * 10**9 + value.microsecond * 1000
+    ns = int(value.timestamp()) * 10**9 + value.microsecond * 1000
+    if not 0 <= ns < 2**63:  # times are signed 64-bit Unix nanoseconds in the database
+        raise fail(f"{option} {text!r} is out of range: give a time between 1970 and 2262")
+    return ns
 
 
 def _progress(text: str) -> None:
@@ -139,7 +142,9 @@ def _gather(
         try:
             current, head = schema_revision(database)
         except SQLAlchemyError as exc:
-            raise fail(f"cannot read {_shown(database.url)}: {exc.__class__.__name__}") from None
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            detail = cause[0] if cause else exc.__class__.__name__
+            raise fail(f"cannot read {_shown(database.url)}: {detail}") from None
         if current != head:
             raise fail(
                 f"the database schema is at revision {current or 'none'}, this lightfence reads "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -519,7 +520,7 @@ def _bundles(
         if verdict is None:
             continue
         doc = verdict_bundle(session, row, verdict, now_ns)
-        path = f"{EVIDENCE_DIR}/{row.id}.json"
+        path = f"{EVIDENCE_DIR}/{safe_file_stem(row.id)}.json"
         oldest = min(
             [int(r["measured_at_unix_ns"]) for r in doc["records"]]
             + [int(g["record"]["measured_at_unix_ns"]) for g in doc.get("gpu_rounds", [])],
@@ -539,6 +540,14 @@ def _bundles(
             )
         )
     return out
+
+
+def safe_file_stem(device_id: str) -> str:
+    """The device id when it is the usual hex, else a digest of it: an id edited in the
+    database can never name a file outside the report's folder."""
+    if re.fullmatch(r"[0-9a-f]{1,64}", device_id):
+        return device_id
+    return "id-" + hashlib.sha256(device_id.encode()).hexdigest()[:32]
 
 
 def _last_verdict_id(session: Session, device_id: str, until_ns: int) -> int | None:

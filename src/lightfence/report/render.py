@@ -49,6 +49,7 @@ code,.hash{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;
 pre{white-space:pre-wrap;word-break:break-all;background:#f5f5f5;padding:6px;margin:4px 0}
 .meta{color:#444}.ok{font-weight:bold}.bad{font-weight:bold;text-decoration:underline}
 .banner{border:2px solid #333;padding:8px 12px;margin:12px 0;background:#fafafa}
+.bad-banner{border:4px double #000;background:#fff3e0}
 .legend .key{margin-right:14px;white-space:nowrap}.plot{max-width:100%;height:auto}
 .plot text{font-size:12px}td.why{width:42%}
 .id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:10px;color:#444;
@@ -87,6 +88,7 @@ def render(data: ReportData) -> str:
                 ver=__version__,
                 src=data.source or "the verifier database",
             ),
+            _integrity_banner(data.audit),
             _summary(data),
             _devices(data),
             _alerts(data.alerts),
@@ -104,6 +106,26 @@ def render(data: ReportData) -> str:
         body=body,
     )
     return str(page)
+
+
+def _integrity_banner(audit: AuditState) -> Html:
+    """Up front: figures from a database changed outside the verifier are not evidence."""
+    problems = [*audit.problems, *(audit.checkpoint.problems if audit.checkpoint else ())]
+    if not problems:
+        return Html("")
+    return tag(
+        "div",
+        join(
+            [
+                tag("b", "The audit chain does not check out."),
+                f" {len(problems)} problem(s) found (listed under Audit chain): the database "
+                "was changed outside the verifier, so the figures below may not be what the "
+                "verifier decided. Rely on the evidence bundles, which carry their own "
+                "signatures, and investigate before using this report.",
+            ]
+        ),
+        class_="banner bad-banner",
+    )
 
 
 def _summary(data: ReportData) -> Html:
@@ -453,7 +475,7 @@ def _method() -> Html:
                     tag("li", t)
                     for t in (
                         "History shows changes, not repeats: consecutive verdicts with the same "
-                        "verdict and the same `locates` are one row, with their count.",
+                        "verdict and the same locates are one row, with their count.",
                         "An alert is acknowledged when a person acknowledged it in the "
                         "verifier (stored, with who and when). It is resolved when its "
                         "condition cleared: a later VERIFIED verdict of the device, or for a "
