@@ -153,6 +153,16 @@ class BundleFile:
 
 
 @dataclass(frozen=True)
+class BundleProblem:
+    """A device whose bundle could not be built (its stored identity or records no longer
+    parse: changed outside the verifier)."""
+
+    device_id: str
+    device_name: str
+    problem: str
+
+
+@dataclass(frozen=True)
 class ReportData:
     operator: str
     since_ns: int
@@ -168,6 +178,7 @@ class ReportData:
     bundles: tuple[BundleFile, ...]
     registry: bytes
     """The verifier's active landmarks as a registry file, for `--landmark-keys`."""
+    bundle_problems: tuple[BundleProblem, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -281,7 +292,7 @@ def gather(
     progress("walking the audit chain (every entry is re-hashed)")
     audit_state = _audit(session, list(checkpoint_docs), checkpoint_files, checkpoint_key)
     progress("building evidence bundles")
-    bundles = _bundles(session, rows, devices, until_ns, now_ns)
+    bundles, bundle_problems = _bundles(session, rows, devices, until_ns, now_ns)
     registry = _json_bytes(registry_document(session))
     return ReportData(
         operator=operator,
@@ -296,8 +307,19 @@ def gather(
         rejections_in_window=rejected,
         audit=audit_state,
         bundles=tuple(bundles),
+        bundle_problems=tuple(bundle_problems),
         registry=registry,
     )
+
+
+_HISTORY_COLUMNS = (
+    VerdictRow.id,
+    VerdictRow.computed_ns,
+    VerdictRow.kind,
+    VerdictRow.locates,
+    VerdictRow.reason,
+)
+"""What a history row needs: never the JSON columns (measurements), which cost most to read."""
 
 
 def _device(
@@ -305,15 +327,15 @@ def _device(
 ) -> DeviceEntry:
     history: list[VerdictChange] = []
     before = session.execute(
-        select(VerdictRow)
+        select(*_HISTORY_COLUMNS)
         .where(VerdictRow.device_id == row.id, VerdictRow.computed_ns < since_ns)
         .order_by(VerdictRow.id.desc())
         .limit(1)
-    ).scalar_one_or_none()
+    ).first()
     if before is not None:
-        history.append(_change(before, carried=True))
+        history.append(_change(*before, carried=True))
     in_window = session.execute(
-        select(VerdictRow)
+        select(*_HISTORY_COLUMNS)
         .where(
             VerdictRow.device_id == row.id,
             VerdictRow.computed_ns >= since_ns,
@@ -321,11 +343,11 @@ def _device(
         )
         .order_by(VerdictRow.id)
         .execution_options(yield_per=HISTORY_BATCH_ROWS)
-    ).scalars()
+    )
     last_reason: str | None = None if before is None else before.reason
-    for v in in_window:
+    for vid, computed_ns, kind, locates, reason in in_window:
         prev = history[-1] if history else None
-        if prev is not None and (prev.kind, prev.locates) == (v.kind, v.locates or "key"):
+        if prev is not None and (prev.kind, prev.locates) == (kind, locates or "key"):
             history[-1] = VerdictChange(
                 prev.verdict_id,
                 prev.at_ns,
@@ -333,12 +355,12 @@ def _device(
                 prev.locates,
                 prev.reason,
                 prev.repeats + 1,
-                v.computed_ns,
+                computed_ns,
                 prev.carried,
             )
         else:
-            history.append(_change(v))
-        last_reason = v.reason
+            history.append(_change(vid, computed_ns, kind, locates, reason))
+        last_reason = reason
     latest = history[-1] if history else None
     return DeviceEntry(
         device_id=row.id,
@@ -357,10 +379,16 @@ def _device(
     )
 
 
-def _change(v: VerdictRow, *, carried: bool = False) -> VerdictChange:
-    return VerdictChange(
-        v.id, v.computed_ns, v.kind, v.locates or "key", v.reason, 1, v.computed_ns, carried
-    )
+def _change(
+    vid: int,
+    computed_ns: int,
+    kind: str,
+    locates: str | None,
+    reason: str,
+    *,
+    carried: bool = False,
+) -> VerdictChange:
+    return VerdictChange(vid, computed_ns, kind, locates or "key", reason, 1, computed_ns, carried)
 
 
 CLEARED_BY_VERDICT = frozenset(
@@ -509,9 +537,11 @@ def _bundles(
     devices: list[DeviceEntry],
     until_ns: int,
     now_ns: int,
-) -> list[BundleFile]:
-    """One bundle per device with a verdict: the verdict in force at the window's end."""
-    out = []
+) -> tuple[list[BundleFile], list[BundleProblem]]:
+    """One bundle per device with a verdict: the verdict in force at the window's end; and the
+    devices whose bundle could not be built, with why."""
+    out: list[BundleFile] = []
+    problems: list[BundleProblem] = []
     for row, entry in zip(rows, devices, strict=True):
         if not entry.history:
             continue
@@ -519,7 +549,11 @@ def _bundles(
         verdict = None if verdict_id is None else session.get(VerdictRow, verdict_id)
         if verdict is None:
             continue
-        doc = verdict_bundle(session, row, verdict, now_ns)
+        try:
+            doc = verdict_bundle(session, row, verdict, now_ns)
+        except (ValueError, KeyError, TypeError) as exc:  # a stored row no longer parses
+            problems.append(BundleProblem(row.id, entry.name, str(exc)))
+            continue
         path = f"{EVIDENCE_DIR}/{safe_file_stem(row.id)}.json"
         oldest = min(
             [int(r["measured_at_unix_ns"]) for r in doc["records"]]
@@ -539,7 +573,7 @@ def _bundles(
                 command=recheck_command(path, row, verdict, oldest, now_ns),
             )
         )
-    return out
+    return out, problems
 
 
 def safe_file_stem(device_id: str) -> str:
@@ -589,4 +623,5 @@ def recheck_command(
 
 
 def _json_bytes(doc: dict[str, Any]) -> bytes:
-    return (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode()
+    # Compact: json's C encoder (an indented dump runs in Python, 5x slower on big fleets).
+    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()

@@ -412,7 +412,7 @@ def _audit(audit: AuditState) -> Html:
 
 def _evidence(data: ReportData) -> Html:
     parts: list[object] = [tag("h2", "Evidence bundles")]
-    if not data.bundles:
+    if not data.bundles and not data.bundle_problems:
         parts.append(tag("p", "No device had a verdict by the window's end: no bundle."))
         return join(parts)
     registry_hash = _sha256(data.registry)
@@ -434,6 +434,17 @@ def _evidence(data: ReportData) -> Html:
         )
     )
     parts.extend(_bundle(b) for b in data.bundles)
+    if data.bundle_problems:
+        parts.append(tag("h3", "Devices without a bundle"))
+        parts.append(
+            tag(
+                "ul",
+                join(
+                    tag("li", f"{p.device_name} ({p.device_id}): no bundle: {p.problem}")
+                    for p in data.bundle_problems
+                ),
+            )
+        )
     return join(parts)
 
 
