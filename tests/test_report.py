@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 from lightfence.cli.app import app
 from lightfence.crypto.keys import SigningKey
 from lightfence.identity.device import DeviceIdentity
-from lightfence.report.gather import NO_VERDICT, UnknownOperator, gather, safe_file_stem
+from lightfence.report.gather import (
+    NO_VERDICT,
+    ReportData,
+    UnknownOperator,
+    gather,
+    safe_file_stem,
+)
 from lightfence.report.html import esc, fmt, tag
 from lightfence.report.pdf import converter_problem
 from lightfence.report.render import render
@@ -266,3 +272,48 @@ def test_bundle_file_names_stay_inside_the_report_folder() -> None:
     for hostile in ("../../etc/passwd", "a/b", "..", "", "ABC"):
         stem = safe_file_stem(hostile)
         assert re.fullmatch(r"id-[0-9a-f]{32}", stem), stem
+
+
+def test_a_remote_verifier_gives_the_same_report_as_its_database(tmp_path: Path) -> None:
+    """gather_remote over the real API (FastAPI's in-process client) against gather on the same
+    database: same devices, verdict changes, alert states and bundle verdicts; an operator token
+    sees its own devices and no audit chain."""
+    from fastapi.testclient import TestClient
+
+    from lightfence.report.remote import gather_remote
+    from lightfence.verifier.api.app import create_app
+    from lightfence.verifier.config import VerifierConfig
+
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    f, ids = _populate(url)
+    auditor = token(f.service, "auditor", Role.AUDITOR)
+    acme = token(f.service, "acme-ops", Role.OPERATOR, "acme")
+    until = now_ns() + 10**9
+    with f.service.read() as s:
+        local = gather(s, operator="acme", since_ns=0, until_ns=until, now_ns=now_ns())
+    f.service.close()
+    app = create_app(VerifierConfig(db_url=url), worker=False)
+    with TestClient(app) as client:
+        client.headers["authorization"] = f"Bearer {auditor}"
+        remote = gather_remote(client, operator="acme", since_ns=0, until_ns=until, now_ns=1)
+        with pytest.raises(UnknownOperator):
+            gather_remote(client, operator="nobody", since_ns=0, until_ns=until, now_ns=1)
+        client.headers["authorization"] = f"Bearer {acme}"
+        own = gather_remote(client, operator="acme", since_ns=0, until_ns=until, now_ns=1)
+
+    def shape(data: ReportData) -> object:
+        return (
+            [(d.device_id, d.name, d.verdict, [(c.kind, c.repeats) for c in d.history])
+             for d in data.devices],
+            [(a.device_id, a.kind, a.status) for a in data.alerts],
+            [(b.device_id, b.verdict) for b in data.bundles],
+            data.verdict_counts,
+        )  # fmt: skip
+
+    assert shape(remote) == shape(local)
+    assert remote.audit.head_hash == local.audit.head_hash and remote.audit.checked
+    assert remote.notes and "newest 1000 verdicts" in remote.notes[0]
+    assert {d.device_id for d in own.devices} == {ids["zero"], ids["hostile"], ids["ok"]}
+    assert not own.audit.checked and "not checked" in render(own)
+    for b in remote.bundles:  # hashed as served
+        assert b.sha256 == hashlib.sha256(b.content).hexdigest()

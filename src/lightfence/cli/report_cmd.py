@@ -88,6 +88,17 @@ def report(
         str | None,
         typer.Option(help="The verifier's public key (hex) the checkpoints must be signed by."),
     ] = None,
+    verifier: Annotated[
+        str | None,
+        typer.Option(
+            help="Read from a running verifier's API (http(s)://HOST:PORT) instead of --db; "
+            "the token from --token-file or $LIGHTFENCE_VERIFIER_TOKEN (an auditor token sees "
+            "everything, an operator token its own devices and no audit chain)."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="Verifier API token file (with --verifier).")
+    ] = None,
 ) -> None:
     """Write a compliance report (HTML, and PDF where chromium is installed) for an auditor."""
     from lightfence.report.pdf import converter_problem
@@ -99,7 +110,12 @@ def report(
     problem = converter_problem() if format is not Format.HTML else None
     if problem is not None and format is Format.PDF:
         raise fail(f"cannot write a PDF: {problem}; use --format html")
-    data = _gather(db, operator, since_ns, until_ns, checkpoint or [], public_key)
+    if verifier is not None:
+        if db is not None or checkpoint:
+            raise fail("--verifier reads over the API: leave out --db and --checkpoint")
+        data = _gather_remote(verifier, token_file, operator, since_ns, until_ns)
+    else:
+        data = _gather(db, operator, since_ns, until_ns, checkpoint or [], public_key)
     _write(data, out, format, problem)
 
 
@@ -173,6 +189,39 @@ def _gather(
                 raise fail(str(exc)) from None
     finally:
         database.dispose()
+
+
+def _gather_remote(
+    verifier: str, token_file: Path | None, operator: str, since_ns: int, until_ns: int
+) -> ReportData:
+    import httpx
+
+    from lightfence.evidence.submit import check_url, read_token
+    from lightfence.report.gather import UnknownOperator
+    from lightfence.report.remote import RemoteError, gather_remote
+
+    try:
+        base = check_url(verifier).rstrip("/")
+        token = read_token(token_file)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if token is None:
+        raise fail("--verifier needs a token: --token-file FILE or $LIGHTFENCE_VERIFIER_TOKEN")
+    _progress(f"reading {base}")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60.0) as client:
+        try:
+            return gather_remote(
+                client,
+                operator=operator,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                now_ns=_now_ns(),
+                source=f"the verifier at {base}",
+                progress=_progress,
+            )
+        except (UnknownOperator, RemoteError) as exc:
+            raise fail(str(exc)) from None
 
 
 def _shown(url: str) -> str:

@@ -131,6 +131,8 @@ class AuditState:
     head_hash: str
     problems: tuple[str, ...]
     checkpoint: CheckpointState | None
+    checked: bool = True
+    """False when the source could not walk the chain (a remote verifier, an operator token)."""
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ def gather(
     audit_state = _audit(session, list(checkpoint_docs), checkpoint_files, checkpoint_key)
     progress("building evidence bundles")
     bundles, bundle_problems = _bundles(session, rows, devices, until_ns, now_ns)
-    registry = _json_bytes(registry_document(session))
+    registry = json_bytes(registry_document(session))
     return ReportData(
         operator=operator,
         since_ns=since_ns,
@@ -555,11 +557,7 @@ def _bundles(
             problems.append(BundleProblem(row.id, entry.name, str(exc)))
             continue
         path = f"{EVIDENCE_DIR}/{safe_file_stem(row.id)}.json"
-        oldest = min(
-            [int(r["measured_at_unix_ns"]) for r in doc["records"]]
-            + [int(g["record"]["measured_at_unix_ns"]) for g in doc.get("gpu_rounds", [])],
-            default=now_ns,
-        )
+        oldest = oldest_measurement_ns(doc, now_ns)
         out.append(
             BundleFile(
                 device_id=row.id,
@@ -568,9 +566,19 @@ def _bundles(
                 verdict=verdict.kind,
                 locates=verdict.locates or "key",
                 path=path,
-                content=_json_bytes(doc),
+                content=json_bytes(doc),
                 has_gpu_rounds=bool(doc.get("gpu_rounds")),
-                command=recheck_command(path, row, verdict, oldest, now_ns),
+                command=recheck_command(
+                    path,
+                    policy=verdict.policy,
+                    bound=verdict.bound,
+                    claimed=verdict.claimed,
+                    liars=verdict.liars,
+                    require=row.require_locates,
+                    enrolled_gpu=row.gpu_id if verdict.gpu_inputs else None,
+                    oldest_ns=oldest,
+                    now_ns=now_ns,
+                ),
             )
         )
     return out, problems
@@ -594,34 +602,43 @@ def _last_verdict_id(session: Session, device_id: str, until_ns: int) -> int | N
 
 
 def recheck_command(
-    path: str, device: DeviceRow, verdict: VerdictRow, oldest_ns: int, now_ns: int
+    path: str,
+    *,
+    policy: str,
+    bound: str,
+    claimed: str | None,
+    liars: str | None,
+    require: str,
+    enrolled_gpu: str | None,
+    oldest_ns: int,
+    now_ns: int,
 ) -> str:
     """`lightfence verify` with the policy the verifier decided under, run in the report's
     folder. Records older than --max-age-hours are refused as stale, so it covers the oldest
     record's age now plus RECHECK_SLACK_HOURS."""
     age_h = max(0, now_ns - oldest_ns) / 3.6e12
-    args = [
-        "lightfence",
-        "verify",
-        path,
-        "--landmark-keys",
-        REGISTRY_FILE,
-        "--policy",
-        verdict.policy,
-        "--bound",
-        verdict.bound,
-    ]
-    if verdict.claimed:
-        args += ["--claimed", verdict.claimed]
-    if verdict.liars:
-        args += ["--liars", verdict.liars]
-    args += ["--require", device.require_locates or "key"]
-    if device.gpu_id and verdict.gpu_inputs:
-        args += ["--enrolled-gpu", device.gpu_id]
+    args = ["lightfence", "verify", path, "--landmark-keys", REGISTRY_FILE]
+    args += ["--policy", policy, "--bound", bound]
+    if claimed:
+        args += ["--claimed", claimed]
+    if liars:
+        args += ["--liars", liars]
+    args += ["--require", require or "key"]
+    if enrolled_gpu:
+        args += ["--enrolled-gpu", enrolled_gpu]
     args += ["--max-age-hours", str(math.ceil(age_h) + RECHECK_SLACK_HOURS)]
     return shlex.join(args)
 
 
-def _json_bytes(doc: dict[str, Any]) -> bytes:
+def oldest_measurement_ns(doc: dict[str, Any], default: int) -> int:
+    """The oldest record's or GPU round's measurement time in a bundle document."""
+    return min(
+        [int(r["measured_at_unix_ns"]) for r in doc.get("records", [])]
+        + [int(g["record"]["measured_at_unix_ns"]) for g in doc.get("gpu_rounds", [])],
+        default=default,
+    )
+
+
+def json_bytes(doc: dict[str, Any]) -> bytes:
     # Compact: json's C encoder (an indented dump runs in Python, 5x slower on big fleets).
     return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()

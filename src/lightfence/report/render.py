@@ -88,6 +88,7 @@ def render(data: ReportData) -> str:
                 ver=__version__,
                 src=data.source or "the verifier database",
             ),
+            _notes(data.notes),
             _integrity_banner(data.audit),
             _summary(data),
             _devices(data),
@@ -359,8 +360,17 @@ def _alerts(alerts: tuple[AlertEntry, ...]) -> Html:
     return join(parts)
 
 
+def _notes(notes: tuple[str, ...]) -> Html:
+    if not notes:
+        return Html("")
+    return tag("div", join([tag("b", "About the source: "), " ".join(notes)]), class_="banner")
+
+
 def _audit(audit: AuditState) -> Html:
     parts: list[object] = [tag("h2", "Audit chain")]
+    if not audit.checked:
+        parts.append(tag("p", "Not checked for this report (see About the source above)."))
+        return join(parts)
     state = (
         tag("span", "intact", class_="ok")
         if not audit.problems
