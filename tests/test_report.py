@@ -27,7 +27,7 @@ from lightfence.report.gather import (
     safe_file_stem,
 )
 from lightfence.report.html import esc, fmt, tag
-from lightfence.report.pdf import converter_problem
+from lightfence.report.pdf import CHROMIUM_ENV, converter_problem
 from lightfence.report.render import render
 from lightfence.verifier import checkpoint
 from lightfence.verifier.alerts import acknowledge
@@ -196,6 +196,17 @@ def test_report_errors_say_what_to_change(tmp_path: Path) -> None:
                         f"sqlite:///{tmp_path / 'missing.db'}")  # fmt: skip
     assert code == 2 and "no verifier database" in err
     assert not (tmp_path / "missing.db").exists()
+    # No chromium: --format pdf refuses before any work, --format both writes the HTML alone.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CHROMIUM_ENV, str(tmp_path / "no-chromium"))
+        args = ("report", "--operator", "acme", "--since", "2020-01-01", "--db", url, "--out")
+        code, _, err = _cli(*args, str(tmp_path / "pdf-only"), "--format", "pdf")
+        assert code == 2 and "cannot write a PDF: no chromium binary" in err
+        assert not (tmp_path / "pdf-only").exists()
+        code, _, err = _cli(*args, str(tmp_path / "both"))
+        assert code == 0 and "no PDF written: no chromium binary" in err
+        assert (tmp_path / "both" / "report.html").exists()
+        assert not (tmp_path / "both" / "report.pdf").exists()
     # A window after everything: still a report, saying nothing happened.
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))

@@ -54,6 +54,8 @@ pre{white-space:pre-wrap;word-break:break-all;background:#f5f5f5;padding:6px;mar
 .plot text{font-size:12px}td.why{width:42%}
 .id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:10px;color:#444;
  word-break:break-all}.device{break-inside:avoid;page-break-inside:avoid}
+@media (max-width:700px){body{margin:8px auto;padding:0 8px}
+ table{display:block;overflow-x:auto}td.why{width:auto}}
 @page{size:A4;margin:14mm}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}}
 """
