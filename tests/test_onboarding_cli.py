@@ -249,3 +249,40 @@ def test_verifier_key_forms(verifier: LiveVerifier, tmp_path: Path) -> None:
         read_verifier_key(str(as_json))
     with pytest.raises(ValueError, match="neither 64 hex digits nor an existing file"):
         read_verifier_key(str(tmp_path / "missing"))
+
+
+def test_a_redirect_is_one_line_and_the_token_stays(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    seen: list[str | None] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("authorization"))
+            self.send_response(308)
+            self.send_header("Location", "https://elsewhere.example/status")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = cli("status", "--verifier", url, "--token", "secret")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_one_error_line(result, contains="redirects /status to https://elsewhere.example")
+    assert seen == ["Bearer secret"]  # asked once, not followed
+
+
+def test_the_listen_line_hides_a_database_password() -> None:
+    from lightfence.cli.verifier_cmd import http_base, redacted
+
+    shown = redacted("postgresql+psycopg://lf:hunter2@db.example:5432/lightfence")
+    assert "hunter2" not in shown and "***" in shown
+    assert http_base("::1", 8080) == "http://[::1]:8080"
