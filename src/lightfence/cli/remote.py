@@ -213,10 +213,10 @@ def http_problem(base_url: str, method: str, path: str, resp: httpx.Response) ->
         )
     if status == 403:
         return f"not allowed with this token (403): {detail or 'forbidden'}"
-    if status == 404 and detail is None:
+    if status == 404 and detail in (None, "Not Found"):  # no such route: the framework's 404
         return (
-            f"{base_url}{path} not found (404): is {base_url} a lightfence verifier (and the "
-            "right path)?"
+            f"{base_url}{path} not found (404): is {base_url} a lightfence verifier, and the "
+            "id right?"
         )
     if status >= 500 and detail is None:
         return f"the verifier at {base_url} failed ({status}) on {method} {path}; see its log"
