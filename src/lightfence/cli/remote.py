@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 VERIFIER_ENV = "LIGHTFENCE_VERIFIER_URL"
 TOKEN_ENV = "LIGHTFENCE_TOKEN"
 VERIFIER_KEY_ENV = "LIGHTFENCE_VERIFIER_KEY"
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 30.0
+"""Generous: a verifier's first licence check loads the region geometry (seconds on a busy
+host); a verifier that is down is refused at once, not timed out."""
 MAX_DETAIL_CHARS = 300
 """An error line quotes at most this much of the verifier's answer."""
 
