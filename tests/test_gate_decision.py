@@ -18,6 +18,7 @@ from lightfence.gate.decision import (
     decide,
 )
 from lightfence.gate.token import issue_token
+from lightfence.model.policy import parse_policy_spec
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
 ATTACKER = SigningKey.from_seed(bytes(32))
@@ -158,8 +159,10 @@ def test_token_from_the_future_beyond_skew_denies() -> None:
 
 
 def test_expected_policy_mismatch_denies() -> None:
-    d = run(fresh(tok(policy="anywhere")), T0, GatePolicy(expected_policy="outside:CN,HK,MO"))
+    need = parse_policy_spec("outside:CN,HK,MO")
+    d = run(fresh(tok(policy="anywhere")), T0, GatePolicy(expected_policy=need))
     assert (d.answer, d.reason) == (Answer.DENIED, "wrong-policy")
+    assert "cannot be read as a policy" in d.detail
 
 
 def test_damaged_cache_is_ignored_not_fatal() -> None:
