@@ -231,8 +231,8 @@ def test_cli_bad_policy_options_exit_2(tmp_path: Path, key_file: Path) -> None:
         (["--bound", "fibre"], "give --policy too"),
         (["--policy", "outside:CN", "--liars", "-1"], "liars must be"),
         (["--policy", "outside:CN", "--liars", "lots"], "liars must be"),
-        (["--policy", "outside:CN (bound: fibre)", "--bound", "vacuum"], "the option says"),
-        (["--policy", "outside:CN (locates: gpu)", "--require", "key"], "the option says"),
+        (["--policy", "outside:CN (bound: fibre)", "--bound", "vacuum"], "but bound is given as"),
+        (["--policy", "outside:CN (locates: gpu)", "--require", "key"], "but locates is given as"),
         (["--policy", "nowhere"], "unknown policy"),
         (["--policy", "in:DE (colour: red)"], "is not one of"),
     ):
