@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gate_verifier_stub import VERIFIER, FakeVerifier, dead_url, serve_verifier
+from gate_verifier_stub import POLICY, VERIFIER, FakeVerifier, dead_url, serve_verifier
 from lightfence.cli.app import app
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey
@@ -127,7 +127,7 @@ def test_token_signed_by_another_key_is_denied(
     other = SigningKey.from_seed(bytes(32))
     import time
 
-    text = token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, "p", other, time.time(), 300)
+    text = token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, POLICY, other, time.time(), 300)
     fake.raw[DEVICE] = (200, json.dumps({"token": text}).encode(), {})
     state = GateState(tmp_path / "state")
     assert _check(url, state) is Answer.DENIED
@@ -175,11 +175,11 @@ def test_cli_check_from_token_file(tmp_path: Path, key_file: Path) -> None:
 
     token_file = tmp_path / "t"
     token_file.write_text(
-        token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, "p", VERIFIER, time.time(), 60)
+        token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, POLICY, VERIFIER, time.time(), 60)
     )
     code, out = _cli(
         "--device", DEVICE, "--verifier-key", str(key_file), "--token", str(token_file),
-        "--state-dir", str(tmp_path / "s"), "--policy", "p",
+        "--state-dir", str(tmp_path / "s"), "--policy", "outside:CN,HK,MO",
     )  # fmt: skip
     assert (code, out["answer"]) == (0, "allowed")
 
@@ -194,6 +194,58 @@ def test_cli_usage_errors_exit_2_without_traceback(tmp_path: Path, key_file: Pat
     ):
         result = runner.invoke(app, base + extra)
         assert result.exit_code == 2, (extra, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_cli_policy_options_and_key_forms(
+    verifier: tuple[str, FakeVerifier], tmp_path: Path
+) -> None:
+    """--policy with --bound/--liars or one canonical text; --verifier-key as bare hex or as
+    the JSON GET /verifier/key serves. The stub issues `outside:CN,HK,MO (..., liars: 1)`."""
+    url, fake = verifier
+    fake.verdicts[DEVICE] = VerdictKind.VERIFIED
+    served = tmp_path / "key.json"
+    served.write_text(
+        json.dumps({"public_key": VERIFIER.public_bytes.hex(), "key_id": VERIFIER.key_id})
+    )
+    for key in (VERIFIER.public_bytes.hex(), str(served)):
+        base = ["--device", DEVICE, "--verifier", url, "--verifier-key", key]
+        base += ["--state-dir", str(tmp_path / "s")]
+        for policy, code, detail in (
+            (["--policy", "outside:MO,HK,CN"], 0, ""),
+            (["--policy", "outside:CN,HK,MO", "--bound", "vacuum", "--liars", "1"], 0, ""),
+            (["--policy", "outside:CN,HK,MO (bound: fibre, liars: auto)"], 0, ""),
+            (["--policy", "outside:CN,HK,MO", "--liars", "2"], 1, "the operator requires 2"),
+            (["--policy", "outside:CN,HK,MO,RU"], 1, "does not exclude RU"),
+        ):
+            got, out = _cli(*base, *policy)
+            assert (got, out["answer"]) == (code, ["allowed", "denied"][code]), (policy, out)
+            assert detail in str(out["detail"])
+    # Without --verifier-key the key comes from $LIGHTFENCE_VERIFIER_KEY (as for onboarding).
+    result = runner.invoke(
+        app,
+        ["gate", "check", "--device", DEVICE, "--verifier", url, "--state-dir", str(tmp_path)],
+        env={"LIGHTFENCE_VERIFIER_KEY": str(served)},
+    )
+    assert (result.exit_code, json.loads(result.stdout)["answer"]) == (0, "allowed")
+
+
+def test_cli_bad_policy_options_exit_2(tmp_path: Path, key_file: Path) -> None:
+    base = ["gate", "check", "--device", DEVICE, "--verifier", "http://127.0.0.1:1"]
+    base += ["--verifier-key", str(key_file), "--state-dir", str(tmp_path)]
+    for extra, message in (
+        (["--liars", "1"], "give --policy too"),
+        (["--bound", "fibre"], "give --policy too"),
+        (["--policy", "outside:CN", "--liars", "-1"], "liars must be"),
+        (["--policy", "outside:CN", "--liars", "lots"], "liars must be"),
+        (["--policy", "outside:CN (bound: fibre)", "--bound", "vacuum"], "but bound is given as"),
+        (["--policy", "outside:CN (locates: gpu)", "--require", "key"], "but locates is given as"),
+        (["--policy", "nowhere"], "unknown policy"),
+        (["--policy", "in:DE (colour: red)"], "is not one of"),
+    ):
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output, (extra, result.output)
         assert "Traceback" not in result.output
 
 

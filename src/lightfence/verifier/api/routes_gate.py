@@ -12,7 +12,6 @@ from fastapi import APIRouter
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.gate.issuer import token_for_latest_verdict, token_response
-from lightfence.model.trust import Locates
 from lightfence.verifier import queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep
 from lightfence.verifier.api.responses import ERRORS, DeviceTokenOut, VerifierKeyOut
@@ -60,11 +59,10 @@ def device_token(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict
     text = token_for_latest_verdict(
         device_id=device_id,
         verdict=VerdictKind(latest.kind),
-        policy=f"{latest.policy} (bound: {latest.bound})",
+        policy=queries.verdict_policy(latest),
         signing_key=key,
         now_unix_s=now / 1e9,
         ttl_s=service.config.token_ttl_s,
         verdict_at_unix_s=latest.as_of_ns / 1e9,
-        locates=Locates(latest.locates or "key"),
     )
     return token_response(text)
