@@ -48,6 +48,7 @@ from lightfence.gate.kube import (
     load_device_map,
 )
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
+from lightfence.model.bearer import BadApiToken
 from lightfence.model.policy import PolicyError, PolicySpec, parse_policy_spec
 from lightfence.model.trust import Locates
 from lightfence.units import Bound
@@ -254,12 +255,15 @@ def _verifier_client(verifier: str, timeout_s: float) -> VerifierClient:
     # The verifier API token comes from $LIGHTFENCE_VERIFIER_TOKEN, never the command line.
     from lightfence.evidence.submit import read_token
 
-    return VerifierClient(
-        verifier,
-        connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
-        read_timeout_s=timeout_s,
-        api_token=read_token(None),
-    )
+    try:
+        return VerifierClient(
+            verifier,
+            connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
+            read_timeout_s=timeout_s,
+            api_token=read_token(None),
+        )
+    except BadApiToken as exc:
+        raise typer.BadParameter(f"$LIGHTFENCE_VERIFIER_TOKEN: {exc}") from None
 
 
 def _check_one(

@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
+from lightfence.model.bearer import BadApiToken, bearer_headers
+
 if TYPE_CHECKING:
     import httpx
 
@@ -92,9 +94,14 @@ class Remote:
     token: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = check_base_url(self.base_url)
+        try:
+            self._headers = bearer_headers(self.token)
+        except BadApiToken as exc:
+            raise RemoteError(f"--token / ${TOKEN_ENV}: {exc}") from None
 
     def __enter__(self) -> Remote:
         return self
@@ -108,9 +115,11 @@ class Remote:
         import httpx
 
         if self._client is None:
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             self._client = httpx.Client(
-                timeout=self.timeout_s, follow_redirects=False, trust_env=False, headers=headers
+                timeout=self.timeout_s,
+                follow_redirects=False,
+                trust_env=False,
+                headers=self._headers,
             )
         return self._client
 

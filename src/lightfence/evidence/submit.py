@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightfence.model.bearer import BadApiToken, bearer_headers
+
 if TYPE_CHECKING:
     import httpx
 
@@ -59,7 +61,10 @@ def check_url(url: str) -> str:
 
 
 def _headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return bearer_headers(token)
+    except BadApiToken as exc:  # its message never quotes the token
+        raise SubmitError(str(exc)) from None
 
 
 def _answer(resp: httpx.Response) -> bytes:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from lightfence.crypto.keyfile import KeyFileError, read_public_keys
 from lightfence.gate.decision import Decision, Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import MAX_TOKEN_CHARS
+from lightfence.model.bearer import bearer_headers
 from lightfence.protocol.challenge import id_bytes
 
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
@@ -99,7 +100,7 @@ class VerifierClient:
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             follow_redirects=False,
             trust_env=False,
-            headers={"Authorization": f"Bearer {api_token}"} if api_token else None,
+            headers=bearer_headers(api_token),  # BadApiToken (a ValueError) never quotes it
         )
 
     def __enter__(self) -> VerifierClient:
