@@ -6,13 +6,20 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from lightfence.cli.remote import Remote, RemoteError
 from lightfence.evidence.submit import SubmitError, post_json
 from lightfence.gate.client import VerifierClient
 from lightfence.model.bearer import BadApiToken, bearer_headers
+from lightfence.verifier.api.app import create_app
+from lightfence.verifier.auth import Role
+from lightfence.verifier.config import VerifierConfig
+from record_factory import seeded_key
+from verifier_support import make_fleet, token
 
 SECRET = "lft_s3cretTOKENvalue"
 
@@ -77,3 +84,54 @@ def test_a_malformed_token_is_refused_without_quoting_it(
 def test_bearer_headers_forms() -> None:
     assert bearer_headers(None) == {} == bearer_headers("  \n")
     assert bearer_headers(f" {SECRET}\n") == {"Authorization": f"Bearer {SECRET}"}
+
+
+# --- landmark registration -------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """A verifier (SQLite, signing key) with the test fleet, and an admin's headers."""
+    url = f"sqlite:///{tmp_path}/verifier.db"
+    make_fleet(url).service.close()
+    config = VerifierConfig(db_url=url, signing_key_path=str(tmp_path / "verifier.key"))
+    app = create_app(config, worker=False)
+    with TestClient(app) as client:
+        admin = token(app.state.service, "admin", Role.ADMIN)
+        yield client, {"authorization": f"Bearer {admin}"}
+
+
+def _landmark(lid: str, label: str, **extra: object) -> dict[str, object]:
+    key = seeded_key(label).public_bytes.hex()
+    return {"id": lid, "lat": 10.0, "lon": 20.0, "public_key": key, "operator": "x", **extra}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _landmark("east", "lm-east", lon=200.0),  # the engine takes 0..360, the registry +-180
+        _landmark("\u00e9" * 200, "lm-long"),  # 200 characters, 400 UTF-8 bytes
+        _landmark("fake\nfra1", "lm-nl"),  # a forged line in `landmark list`
+        _landmark("nl-op", "lm-nl-op", operator="x\ny"),
+        _landmark("nl-addr", "lm-nl-addr", address="evil\n192.0.2.1:7800"),
+    ],
+    ids=["lon-200", "id-400-bytes", "id-newline", "operator-newline", "address-newline"],
+)
+def test_a_landmark_the_registry_cannot_hold_is_refused(
+    api: tuple[TestClient, dict[str, str]], body: dict[str, object]
+) -> None:
+    client, admin = api
+    assert client.post("/landmarks", headers=admin, json=body).status_code == 422
+    # Agents keep getting their registry (it used to answer 500 for everyone).
+    assert client.get("/landmarks/registry.signed.json").status_code == 200
+    assert client.get("/landmarks/registry.json", headers=admin).status_code == 200
+
+
+def test_a_landmark_id_in_the_path_is_held_to_the_same_rules(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, admin = api
+    body = _landmark("x", "lm-path")
+    del body["id"]
+    assert client.put("/landmarks/" + "a" * 400, headers=admin, json=body).status_code == 422
+    assert client.get("/landmarks/registry.signed.json").status_code == 200

@@ -13,7 +13,7 @@ from lightfence.core.policy import PolicyError, claimed_region, parse_policy
 from lightfence.crypto.keys import key_id, parse_public_key_hex
 from lightfence.identity.device import DeviceIdentity
 from lightfence.model.policy import split_policy_text
-from lightfence.model.registry import RegistryError, reachable_address
+from lightfence.model.registry import LandmarkEntry, RegistryError, reachable_address
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
@@ -137,12 +137,31 @@ def put_landmark(
         raise BadInput(str(exc)) from None
     if not spec.operator.strip():
         raise BadInput("a landmark needs an operator name")
+    for name, text in (("id", spec.id), ("operator", spec.operator)):
+        if not text.isprintable():
+            # A newline in an id or name forges lines in `landmark list` and in logs.
+            raise BadInput(f"landmark {name} {text!r} holds a control or non-printing character")
     for name, address in (("address", spec.address), ("gpu_address", spec.gpu_address)):
         if address is not None:
             try:
                 reachable_address(address)
             except RegistryError as exc:
                 raise BadInput(f"{name}: {exc}") from None
+    try:
+        # What the registry file agents fetch can hold: a landmark it cannot (a longitude past
+        # 180, an id over 255 UTF-8 bytes) would fail every GET /landmarks/registry*.json.
+        LandmarkEntry(
+            spec.id,
+            public_key,
+            spec.lat,
+            spec.lon,
+            spec.position_error_km,
+            spec.address,
+            spec.operator,
+            spec.gpu_address,
+        )
+    except RegistryError as exc:
+        raise BadInput(str(exc)) from None
     row = session.get(LandmarkRow, spec.id)
     created = row is None
     if row is None:
