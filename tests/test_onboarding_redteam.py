@@ -135,3 +135,23 @@ def test_a_landmark_id_in_the_path_is_held_to_the_same_rules(
     del body["id"]
     assert client.put("/landmarks/" + "a" * 400, headers=admin, json=body).status_code == 422
     assert client.get("/landmarks/registry.signed.json").status_code == 200
+
+
+def test_one_landmark_key_under_a_second_id_is_refused(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    # A pasted key, or a retired (perhaps compromised) landmark's key under a new id: the box
+    # holding it could sign records as a landmark elsewhere, and its RTTs be read from there.
+    client, admin = api
+    fra1 = next(lm for lm in client.get("/landmarks", headers=admin).json() if lm["id"] == "fra1")
+    body = {**_landmark("waw9", "unused"), "public_key": fra1["public_key"], "lat": 52.2}
+    answer = client.post("/landmarks", headers=admin, json=body)
+    assert answer.status_code == 409 and "fra1" in answer.json()["detail"]
+    client.post("/landmarks/fra1/retire", headers=admin, json={"reason": "compromised"})
+    assert client.post("/landmarks", headers=admin, json=body).status_code == 409
+    # Re-keying a landmark to another's key is the same attack, re-surveying with its own is not.
+    par1 = next(lm for lm in client.get("/landmarks", headers=admin).json() if lm["id"] == "par1")
+    rekey = {k: par1[k] for k in ("lat", "lon", "operator")} | {"public_key": fra1["public_key"]}
+    assert client.put("/landmarks/par1", headers=admin, json=rekey).status_code == 409
+    resurvey = rekey | {"public_key": par1["public_key"], "lat": par1["lat"] + 0.01}
+    assert client.put("/landmarks/par1", headers=admin, json=resurvey).status_code == 200

@@ -162,6 +162,7 @@ def put_landmark(
         )
     except RegistryError as exc:
         raise BadInput(str(exc)) from None
+    _refuse_landmark_key_reuse(session, spec.id, key_id(public_key))
     row = session.get(LandmarkRow, spec.id)
     created = row is None
     if row is None:
@@ -194,6 +195,24 @@ def put_landmark(
     if moved:
         mark_landmark_devices_dirty(session, spec.id)
     return row, created
+
+
+def _refuse_landmark_key_reuse(session: Session, landmark_id: str, kid: str) -> None:
+    """One key signs for one landmark position. The same key under a second id (a pasted key, or
+    a retired, perhaps compromised landmark's key under a new id) would let the box holding it
+    sign records as a landmark somewhere else: its RTTs would be read from the wrong place, and a
+    device could be VERIFIED where it is not."""
+    holder = session.execute(
+        select(LandmarkRow.id)
+        .where(LandmarkRow.key_id == kid, LandmarkRow.id != landmark_id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if holder is not None:
+        raise Conflict(
+            f"landmark key {kid} is already registered for landmark {holder!r} (retired ones "
+            "included); one key signs for one landmark: give this landmark its own key "
+            "(`lightfence landmark init`)"
+        )
 
 
 def set_landmark_status(
