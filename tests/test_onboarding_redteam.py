@@ -6,18 +6,27 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from lightfence.cli.remote import Remote, RemoteError
+from lightfence.core.kinds import VerdictKind
 from lightfence.evidence.submit import SubmitError, post_json
 from lightfence.gate.client import VerifierClient
+from lightfence.gate.issuer import token_for_latest_verdict
+from lightfence.gate.token import parse_token
+from lightfence.geo.naturalearth import countries
 from lightfence.model.bearer import BadApiToken, bearer_headers
+from lightfence.model.policy import MAX_LIARS, parse_policy_spec
+from lightfence.model.trust import Locates
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.errors import BadInput
+from lightfence.verifier.registry import Licence
 from record_factory import seeded_key
 from verifier_support import make_fleet, token
 
@@ -155,3 +164,18 @@ def test_one_landmark_key_under_a_second_id_is_refused(
     assert client.put("/landmarks/par1", headers=admin, json=rekey).status_code == 409
     resurvey = rekey | {"public_key": par1["public_key"], "lat": par1["lat"] + 0.01}
     assert client.put("/landmarks/par1", headers=admin, json=resurvey).status_code == 200
+
+
+# --- licences and tokens ---------------------------------------------------------------------
+
+
+def test_a_licence_no_token_could_carry_is_refused() -> None:
+    # outside: with 90 codes was enrolled, then every GET /devices/{id}/token failed (500): the
+    # token's policy field holds at most 255 characters.
+    codes = sorted(countries())
+    with pytest.raises(BadInput, match="too long for a verdict token"):
+        Licence(policy="outside:" + ",".join(codes[:74])).validated()
+    lic = Licence(policy="outside:" + ",".join(codes[:73])).validated()
+    spec = replace(parse_policy_spec(lic.policy), liars=MAX_LIARS)
+    text = token_for_latest_verdict("0" * 32, VerdictKind.VERIFIED, spec, seeded_key("v"), 1.7e9)
+    assert parse_token(text)[0].policy_spec == replace(spec, locates=Locates.KEY)

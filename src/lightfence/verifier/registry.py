@@ -12,7 +12,7 @@ from lightfence.core.measurement import InvalidMeasurement, Landmark
 from lightfence.core.policy import PolicyError, claimed_region, parse_policy
 from lightfence.crypto.keys import key_id, parse_public_key_hex
 from lightfence.identity.device import DeviceIdentity
-from lightfence.model.policy import split_policy_text
+from lightfence.model.policy import MAX_POLICY_CHARS, split_policy_text
 from lightfence.model.registry import LandmarkEntry, RegistryError, reachable_address
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
@@ -64,6 +64,13 @@ class Licence:
             stated = split_policy_text(self.policy)[1]
         except PolicyError as exc:
             raise BadInput(str(exc)) from None
+        assert policy.spec is not None  # parse_policy sets it
+        if policy.spec.longest_token_text() > MAX_POLICY_CHARS:
+            raise BadInput(
+                f"policy {policy.text!r} is too long for a verdict token (at most "
+                f"{MAX_POLICY_CHARS} characters with its qualifiers, about 73 country codes): "
+                "no gate could ever be given a token for this device"
+            )
         if "liars" in stated:
             raise BadInput(
                 "a licence's policy states no liars: the verifier's own `liars` setting "
