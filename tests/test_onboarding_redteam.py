@@ -4,18 +4,28 @@ reproduces it (the fix is in the commit that added the test)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 
 from lightfence.cli.remote import Remote, RemoteError
 from lightfence.core.kinds import VerdictKind
+from lightfence.crypto.tls import CA_FILE_ENV
 from lightfence.evidence.submit import SubmitError, post_json
 from lightfence.gate.client import VerifierClient
+from lightfence.gate.decision import SourceStatus
 from lightfence.gate.issuer import token_for_latest_verdict
 from lightfence.gate.token import parse_token
 from lightfence.geo.naturalearth import countries
@@ -179,3 +189,90 @@ def test_a_licence_no_token_could_carry_is_refused() -> None:
     spec = replace(parse_policy_spec(lic.policy), liars=MAX_LIARS)
     text = token_for_latest_verdict("0" * 32, VerdictKind.VERIFIED, spec, seeded_key("v"), 1.7e9)
     assert parse_token(text)[0].policy_spec == replace(spec, locates=Locates.KEY)
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself (a private CA's leaf, in effect)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lightfence-test-verifier")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https:// peer on loopback with a self-signed certificate; answers {} to anything."""
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_verifies_by_default_and_a_private_ca_can_be_pinned(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, cert = tls_server
+    for name in (CA_FILE_ENV, "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RemoteError, match=f"does not verify.*{CA_FILE_ENV}"), Remote(url) as r:
+        r.get("/verifier/key")  # an unknown certificate is never accepted
+    # The clients ignore proxy settings (trust_env=False), which also dropped SSL_CERT_FILE:
+    # a verifier behind a TLS proxy with a private CA could not be reached at all.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with Remote(url) as r:
+        assert r.get("/verifier/key") == {}
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv(CA_FILE_ENV, str(cert))
+    with Remote(url, SECRET) as r:
+        assert r.get("/verifier/key") == {}
+    assert post_json(url + "/records", {}, SECRET) == b"{}"
+    with VerifierClient(url, api_token=SECRET) as gate:
+        assert gate.fetch("0" * 32).status is not SourceStatus.UNAVAILABLE
+    monkeypatch.setenv(CA_FILE_ENV, str(tmp_path / "missing.pem"))
+    with pytest.raises(RemoteError, match=CA_FILE_ENV), Remote(url) as r:
+        r.get("/verifier/key")

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lightfence.crypto.tls import TlsConfigError
 from lightfence.gate.audit import audit_log
 from lightfence.gate.client import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -264,6 +265,8 @@ def _verifier_client(verifier: str, timeout_s: float) -> VerifierClient:
         )
     except BadApiToken as exc:
         raise typer.BadParameter(f"$LIGHTFENCE_VERIFIER_TOKEN: {exc}") from None
+    except TlsConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _check_one(

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
+from lightfence.crypto.tls import CA_FILE_ENV, TlsConfigError, verifier_tls
 from lightfence.model.bearer import BadApiToken, bearer_headers
 
 if TYPE_CHECKING:
@@ -115,11 +116,16 @@ class Remote:
         import httpx
 
         if self._client is None:
+            try:
+                verify = verifier_tls()
+            except TlsConfigError as exc:
+                raise RemoteError(str(exc)) from None
             self._client = httpx.Client(
                 timeout=self.timeout_s,
                 follow_redirects=False,
                 trust_env=False,
                 headers=self._headers,
+                verify=verify,
             )
         return self._client
 
@@ -184,6 +190,11 @@ def connect_problem(base_url: str, exc: Exception) -> str:
         return (
             f"cannot connect to the verifier at {base_url}: connection refused (is it running, "
             "and on this address? `lightfence serve` prints where it listens)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"cannot connect to the verifier at {base_url}: its TLS certificate does not verify "
+            f"({text}); for a private CA set ${CA_FILE_ENV} to its PEM file"
         )
     return f"cannot connect to the verifier at {base_url}: {text or type(exc).__name__}"
 

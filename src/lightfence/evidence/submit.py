@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightfence.crypto.tls import TlsConfigError, verifier_tls
 from lightfence.model.bearer import BadApiToken, bearer_headers
 
 if TYPE_CHECKING:
@@ -94,7 +95,11 @@ def post_json(
 
     check_url(url)
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        verify = verifier_tls()
+    except TlsConfigError as exc:
+        raise SubmitError(str(exc)) from None
+    try:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, verify=verify) as client:
             return _answer(client.post(url, json=payload, headers=_headers(token)))
     except httpx.HTTPError as exc:
         raise SubmitError(f"{type(exc).__name__}: {exc}") from exc

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lightfence.crypto.keyfile import KeyFileError, read_public_keys
+from lightfence.crypto.tls import verifier_tls
 from lightfence.gate.decision import Decision, Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import MAX_TOKEN_CHARS
 from lightfence.model.bearer import bearer_headers
@@ -101,6 +102,7 @@ class VerifierClient:
             follow_redirects=False,
             trust_env=False,
             headers=bearer_headers(api_token),  # BadApiToken (a ValueError) never quotes it
+            verify=verifier_tls(),  # TlsConfigError (a ValueError) for an unreadable CA file
         )
 
     def __enter__(self) -> VerifierClient:
