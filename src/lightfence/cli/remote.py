@@ -45,7 +45,8 @@ TokenOpt = Annotated[
     typer.Option(
         "--token",
         envvar=TOKEN_ENV,
-        help=f"API token (bearer) with the role this needs. Env: {TOKEN_ENV}.",
+        help=f"API token (bearer) with the role this needs. Prefer the env {TOKEN_ENV}: a "
+        "command line is visible to every user of the host (ps).",
         show_default=False,
     ),
 ]
