@@ -3,6 +3,7 @@ reproduces it (the fix is in the commit that added the test)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -19,7 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from lightfence.cli.app import app as cli_app
 from lightfence.cli.remote import Remote, RemoteError
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.tls import CA_FILE_ENV
@@ -276,3 +279,26 @@ def test_https_verifies_by_default_and_a_private_ca_can_be_pinned(
     monkeypatch.setenv(CA_FILE_ENV, str(tmp_path / "missing.pem"))
     with pytest.raises(RemoteError, match=CA_FILE_ENV), Remote(url) as r:
         r.get("/verifier/key")
+
+
+def test_one_address_for_a_registry_of_several_landmarks_is_refused(tmp_path: Path) -> None:
+    # `landmark register registry.json --address H:P` gave every landmark in it the same
+    # address: agents would measure one host under every landmark's name.
+    entries = [
+        {
+            "id": lid,
+            "public_key": seeded_key(lid).public_bytes.hex(),
+            "latitude": 50.0,
+            "longitude": 8.0,
+            "operator": "x",
+        }
+        for lid in ("a1", "b1")
+    ]
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"landmarks": entries}))
+    result = CliRunner().invoke(
+        cli_app,
+        ["landmark", "register", str(path), "--address", "192.0.2.1:7800"],
+        env={"LIGHTFENCE_VERIFIER_URL": "http://127.0.0.1:9", "LIGHTFENCE_TOKEN": SECRET},
+    )
+    assert result.exit_code != 0 and "holds 2" in result.output

@@ -260,6 +260,13 @@ def register(
     from lightfence.cli.device_cmd import read_json_arg
 
     items = _entries(read_json_arg(entry_file, "landmark entry"), entry_file)
+    if address is not None and len(items) > 1:
+        # One address for every landmark of a registry file would send agents to one host for
+        # all of them (and each re-registration would overwrite the right addresses).
+        raise fail(
+            f"--address is one landmark's address, and {entry_file} holds {len(items)}: "
+            "register them one at a time, or put each address in the file"
+        )
     bodies = []
     for item in items:
         try:
