@@ -134,9 +134,12 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     base = http_base(*listener.getsockname()[:2])
+    key = application.state.service.signing_key
+    # The key id, so whoever pins GET /verifier/key can compare it with what they fetched.
+    signed_by = f", signing key {key.key_id}" if key is not None else ""
     typer.echo(
         f"lightfence verifier listening on {base} (db: {redacted(config.db_url)}, "
-        f"dashboard: {base}/)",
+        f"dashboard: {base}/){signed_by}",
         err=True,
     )
     server = uvicorn.Server(
