@@ -39,6 +39,7 @@ from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import BadInput
+from lightfence.verifier.models import LandmarkRow
 from lightfence.verifier.registry import Licence
 from record_factory import seeded_key
 from verifier_support import make_fleet, token
@@ -302,3 +303,17 @@ def test_one_address_for_a_registry_of_several_landmarks_is_refused(tmp_path: Pa
         env={"LIGHTFENCE_VERIFIER_URL": "http://127.0.0.1:9", "LIGHTFENCE_TOKEN": SECRET},
     )
     assert result.exit_code != 0 and "holds 2" in result.output
+
+
+def test_a_bad_landmark_row_stored_earlier_does_not_fail_every_registry(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    # Rows registered before the checks above (a longitude of 200) stay in old databases.
+    client, _ = api
+    service = client.app.state.service  # type: ignore[attr-defined]
+    with service.write() as session:
+        session.get(LandmarkRow, "waw1").lon = 200.0
+    doc = client.get("/landmarks/registry.signed.json")
+    assert doc.status_code == 200
+    assert "waw1" not in {lm["id"] for lm in doc.json()["landmarks"]}
+    assert "fra1" in {lm["id"] for lm in doc.json()["landmarks"]}
