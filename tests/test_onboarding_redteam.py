@@ -41,6 +41,7 @@ from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import BadInput
 from lightfence.verifier.models import LandmarkRow
 from lightfence.verifier.registry import Licence
+from onboarding_support import assert_one_error_line, cli, live_verifier
 from record_factory import seeded_key
 from verifier_support import make_fleet, token
 
@@ -317,3 +318,42 @@ def test_a_bad_landmark_row_stored_earlier_does_not_fail_every_registry(
     assert doc.status_code == 200
     assert "waw1" not in {lm["id"] for lm in doc.json()["landmarks"]}
     assert "fra1" in {lm["id"] for lm in doc.json()["landmarks"]}
+
+
+def test_registering_a_taken_id_with_another_key_is_refused(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    # Two hosts both initialised with `--id fra1`: the second `landmark register` silently took
+    # the first one's place (new key, new position; the first one's records stopped verifying).
+    client, admin = api
+    body = _landmark("fra1", "second-host", lat=52.0, lon=13.4)
+    answer = client.post("/landmarks", headers=admin, json=body)
+    assert answer.status_code == 409 and "--rekey" in answer.json()["detail"]
+    fra1 = next(lm for lm in client.get("/landmarks", headers=admin).json() if lm["id"] == "fra1")
+    assert fra1["lat"] == 50.11
+    # The same key again is an update (a re-survey); a re-key is explicit.
+    same = {**body, "public_key": fra1["public_key"]}
+    assert client.post("/landmarks", headers=admin, json=same).status_code == 200
+    del body["id"]
+    assert client.put("/landmarks/fra1", headers=admin, json=body).status_code == 200
+
+
+def test_landmark_register_rekey_is_explicit(tmp_path: Path) -> None:
+    def init(directory: str) -> str:
+        made = cli(
+            "landmark", "init", "--id", "fra1", "--lat", "50.11", "--lon", "8.68",
+            "--listen", "127.0.0.1:17991", "--operator", "x", "--dir", str(tmp_path / directory),
+        )  # fmt: skip
+        assert made.exit_code == 0, made.output
+        return made.stdout
+
+    first, second = init("a"), init("b")
+    with live_verifier(tmp_path) as v:
+        remote = ["--verifier", v.url, "--token", v.admin]
+        assert cli("landmark", "register", "-", *remote, stdin=first).exit_code == 0
+        refused = cli("landmark", "register", "-", *remote, stdin=second)
+        assert_one_error_line(refused, contains="--rekey")
+        rekeyed = cli("landmark", "register", "-", "--rekey", *remote, stdin=second)
+        assert rekeyed.exit_code == 0, rekeyed.output
+        (row,) = json.loads(cli("landmark", "list", "--json", *remote).stdout)
+        assert row["public_key"] == json.loads(second)["public_key"]

@@ -253,6 +253,12 @@ def register(
     operator: Annotated[
         str | None, typer.Option(help="Who runs it, when the entry names no operator.")
     ] = None,
+    rekey: Annotated[
+        bool,
+        typer.Option(
+            "--rekey", help="Replace the key of a landmark id already registered (on purpose)."
+        ),
+    ] = False,
     verifier: VerifierOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -287,7 +293,12 @@ def register(
     try:
         with require_remote(verifier, token) as remote:
             for body in bodies:
-                out = remote.post("/landmarks", body)
+                if rekey:
+                    path = f"/landmarks/{segment(str(body['id']))}"
+                    fields = {k: v for k, v in body.items() if k != "id"}
+                    out = remote.request("PUT", path, body=fields)
+                else:
+                    out = remote.post("/landmarks", body)
                 state = "" if out["status"] == "active" else f"; its status is {out['status']}"
                 typer.echo(
                     f"registered landmark {out['id']} (key {out['key_id']}) at "

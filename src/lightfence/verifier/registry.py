@@ -132,9 +132,13 @@ def _landmark_payload(row: LandmarkRow) -> dict[str, Any]:
 
 
 def put_landmark(
-    session: Session, spec: LandmarkSpec, who: Principal, now_ns: int
+    session: Session, spec: LandmarkSpec, who: Principal, now_ns: int, *, rekey: bool = True
 ) -> tuple[LandmarkRow, bool]:
-    """Register or update a landmark (admin only). Returns (row, created)."""
+    """Register or update a landmark (admin only). Returns (row, created).
+
+    `rekey=False` (POST /landmarks, `landmark register`) refuses to change the key of an id that
+    exists: registering a second host under an id already taken would silently take the first
+    landmark's place. Re-keying is explicit (PUT /landmarks/{id}, `landmark register --rekey`)."""
     if who.role is not Role.ADMIN:
         raise Forbidden("only an admin token may register or change landmarks")
     try:
@@ -172,6 +176,12 @@ def put_landmark(
     _refuse_landmark_key_reuse(session, spec.id, key_id(public_key))
     row = session.get(LandmarkRow, spec.id)
     created = row is None
+    if row is not None and not rekey and row.public_key != public_key.hex():
+        raise Conflict(
+            f"landmark {spec.id!r} is registered with another key ({row.key_id}): pick another "
+            "id, or re-key it on purpose with `lightfence landmark register --rekey` "
+            f"(PUT /landmarks/{spec.id})"
+        )
     if row is None:
         row = LandmarkRow(id=spec.id, status="active", created_ns=now_ns, position_since_ns=0)
         session.add(row)
