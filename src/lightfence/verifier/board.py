@@ -189,7 +189,7 @@ def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str,
     )
     if who.role is Role.OPERATOR:
         stmt = stmt.where(DeviceRow.operator == who.owner)
-    pairs = list(session.execute(stmt).tuples())
+    pairs = [(d, v) for d, v in session.execute(stmt).all()]
     ids = [d.id for d, _ in pairs]
     open_kinds: dict[str, set[str]] = {}
     for device_id, kind in session.execute(
@@ -208,9 +208,7 @@ def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str,
         rejections.setdefault(str(r.device_id), r)
         rejected[str(r.device_id)] += r.count or 1
     return [
-        _device_row(
-            d, v, open_kinds.get(d.id, set()), rejections.get(d.id), rejected[d.id], now_ns
-        )
+        _device_row(d, v, open_kinds.get(d.id, set()), rejections.get(d.id), rejected[d.id], now_ns)
         for d, v in pairs
     ]
 
