@@ -32,9 +32,9 @@ function triangle(active) {
 function fitWorld() {
   map.invalidateSize();
   const { x: w, y: h } = map.getSize();
-  const zoom = Math.log2(w / 256);
+  const zoom = Math.ceil(Math.log2(w / 256) / SNAP) * SNAP; // round up: never a blank strip
   const wide = Math.log2(h / 256) < zoom - 0.6; // a short pane: centre on the inhabited band
-  map.setView([wide ? 22 : 12, 10], zoom, { animate: false });
+  map.setView([wide ? 22 : 12, 0], zoom, { animate: false }); // lon 0: -180 to 180 exactly
 }
 
 // Fit the world again unless the user has moved the map or opened a device.
@@ -42,9 +42,11 @@ export function refit() {
   if (!userMoved) fitWorld();
 }
 
+const SNAP = 0.05;
+
 export async function createMap(element) {
   map = L.map(element, {
-    minZoom: 0, zoomSnap: 0.05, zoomDelta: 0.5, worldCopyJump: false,
+    minZoom: 0, zoomSnap: SNAP, zoomDelta: 0.5, worldCopyJump: false,
     maxBounds: [[-88, -220], [88, 220]], maxBoundsViscosity: 1, attributionControl: true,
   });
   map.attributionControl.setPrefix("Leaflet").addAttribution("Natural Earth (public domain)");
@@ -201,7 +203,12 @@ export function highlight(deviceId, zoom) {
   if (!layers) return;
   layers.shape.bringToFront();
   layers.outline.bringToFront();
-  if (zoom) {
+  if (!zoom) return;
+  const feature = layers.shape.getLayers()[0]?.feature;
+  if (feature && !feature.properties.estimate) {
+    userMoved = false; // a region spanning much of the world: show the world
+    fitWorld();
+  } else {
     userMoved = true;
     map.fitBounds(layers.shape.getBounds(), { maxZoom: 5, animate: false });
   }
