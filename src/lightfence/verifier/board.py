@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,7 @@ def _round_km(km: float) -> int:
     return int(round(km / 10**digits) * 10**digits)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _forbidden(policy: str, bound: str, claimed: str | None) -> tuple[Region, str] | None:
     """The region a VERIFIED verdict must exclude, and its name, for a device's policy."""
     try:

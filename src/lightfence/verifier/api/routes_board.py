@@ -5,7 +5,7 @@ its own devices only."""
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import shapely
@@ -31,6 +31,9 @@ from lightfence.verifier.verdicts import verdict_of
 
 router = APIRouter(prefix="/board", tags=["dashboard"], responses=ERRORS)
 
+REGION_CACHE = 32
+"""Policies whose outline is kept: bounded, since any signed-in token may ask for any policy
+(`within:LAT,LON,R` alone has endless spellings)."""
 SIMPLIFY_DEG = 0.05
 """Display tolerance of a policy region's outline (about 5 km)."""
 
@@ -111,11 +114,11 @@ def policy_region(
     try:
         body = _region_feature(policy.strip(), bound, (claimed or "").strip().upper() or None)
     except (PolicyError, ValueError) as exc:
-        raise BadInput(f"policy {policy!r}: {exc}") from exc
+        raise BadInput(str(exc)) from exc
     return Response(body, media_type="application/geo+json")
 
 
-@cache
+@lru_cache(maxsize=REGION_CACHE)
 def _region_feature(policy: str, bound: str, claimed: str | None) -> bytes:
     import json
 
