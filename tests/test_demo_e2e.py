@@ -228,6 +228,17 @@ def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
             shots.append(_shot(page, tmp_path, "375"))
             shots.append(_shot(page, tmp_path, "375-full", full_page=True))
             check_no_null_text(page)
+            # The devices without a verdict: their detail says why, and never "null".
+            for verdict in ("REJECTED", "NO CHECK-IN"):
+                page.click(f"#devices tbody tr[data-verdict='{verdict}']")
+                page.wait_for_function(
+                    "v => document.querySelector('#detail h2')?.textContent.includes(v)",
+                    arg=verdict,
+                    timeout=30_000,
+                )
+                check_no_null_text(page)
+                rejected = page.locator("#rejections tr").count()
+                assert (rejected > 0) == (verdict == "REJECTED"), (verdict, rejected)
             assert not errors, errors
         finally:
             browser.close()
@@ -299,7 +310,8 @@ def check_grouped_alerts(page: Any, reports: list[DeviceReport]) -> None:
 def check_no_null_text(page: Any) -> None:
     text = page.evaluate("document.body.innerText")
     for word in ("null", "undefined", "NaN", "[object"):
-        assert not re.search(rf"\b{re.escape(word)}", text), (word, text[:3000])
+        found = re.search(rf"\b{re.escape(word)}", text)
+        assert not found, (word, text[max(0, found.start() - 300) : found.end() + 100])
 
 
 def _assert_not_blank(png: Path) -> None:

@@ -2,7 +2,7 @@
 // Every string from the API reaches the page as a text node or a DOM property (dom.js), never
 // as HTML: names, alerts and reasons are written by tenants and submitters.
 import * as api from "./api.js";
-import { ago, el, text, when } from "./dom.js";
+import { ago, el, fill, text, when } from "./dom.js";
 import {
   createMap, drawDevices, drawLandmarks, drawPolicies, highlight, refit, statusBadge, whereText,
 } from "./map.js";
@@ -94,7 +94,7 @@ function renderSummary(rows, groups) {
 }
 
 function renderDevices(located) {
-  $("#devices tbody").replaceChildren(...located.map(({ row, region }) => {
+  fill($("#devices tbody"), ...located.map(({ row, region }) => {
     const where = region ? whereText(region) : null;
     const tr = el("tr", { tabIndex: 0, title: `open ${row.name}` },
       el("td", { className: "status" }, statusBadge(row.status), " ",
@@ -121,6 +121,12 @@ function renderDevices(located) {
   }));
 }
 
+// Alert texts carry ISO times with milliseconds: shown as "2026-12-06 05:30:46 UTC".
+const ISO = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)/g;
+function readableTimes(message) {
+  return String(message).replace(ISO, (iso) => when(iso));
+}
+
 function renderAlerts(groups) {
   const items = groups.slice(0, 50).map((g) => {
     const who = g.device_name || (g.landmark_id ? `landmark ${g.landmark_id}` : "fleet");
@@ -131,16 +137,16 @@ function renderAlerts(groups) {
       " ", el("strong", {}, who),
       el("span", { className: "muted", title: `first ${when(g.first_at)}, last ${when(g.last_at)}` },
         ` · last ${ago(g.last_at)}${from}${g.open ? "" : " · acknowledged"}`),
-      el("div", { className: "message" }, g.message));
+      el("div", { className: "message" }, readableTimes(g.message)));
     li.dataset.kind = g.kind;
     if (g.device_id) li.dataset.deviceId = g.device_id;
     return li;
   });
-  $("#alerts").replaceChildren(...(items.length ? items : [el("li", {}, "no alerts")]));
+  fill($("#alerts"), ...(items.length ? items : [el("li", {}, "no alerts")]));
 }
 
 function renderLandmarks(health) {
-  $("#landmarks tbody").replaceChildren(...health.map((lm) => el("tr", {},
+  fill($("#landmarks tbody"), ...health.map((lm) => el("tr", {},
     el("td", {}, lm.id),
     el("td", {}, lm.status),
     el("td", { className: "muted" }, lm.operator),
@@ -157,7 +163,23 @@ function implicatedText(score) {
 }
 
 function renderFleet(fleet, health) {
-  $("#fleet-plots").replaceChildren(fleetCounts(fleet.timeline), coverageMap(countries, health));
+  fill($("#fleet-plots"), fleetCounts(fleet.timeline), coverageMap(countries, health));
+}
+
+// One line per (reason, detail): a clone answering every landmark is one story, not sixteen.
+function groupRejections(rows) {
+  const groups = new Map();
+  for (const r of rows) {
+    const key = `${r.reason}\n${r.detail}`;
+    const g = groups.get(key) || { reason: r.reason, detail: r.detail, count: 0, landmarks: [],
+      last: r.received_at };
+    g.count += r.count;
+    const lm = text(r.landmark_id, "unknown");
+    if (!g.landmarks.includes(lm)) g.landmarks.push(lm);
+    if (r.received_at > g.last) g.last = r.received_at;
+    groups.set(key, g);
+  }
+  return [...groups.values()];
 }
 
 async function openDevice(id, zoom = true, focus = false) {
@@ -167,8 +189,9 @@ async function openDevice(id, zoom = true, focus = false) {
     tr.classList.toggle("selected", on);
     tr.setAttribute("aria-selected", String(on));
   });
-  const [device, board, rows] = await Promise.all([
+  const [device, board, rows, rejections] = await Promise.all([
     api.get(`devices/${enc(id)}`), api.get(`board/devices/${enc(id)}`), api.get("board/devices"),
+    api.get(`rejections?device_id=${enc(id)}&limit=20`).catch(() => []),
   ]);
   const row = rows.find((r) => r.device_id === id);
   const status = row ? row.status : "PENDING";
@@ -186,7 +209,7 @@ async function openDevice(id, zoom = true, focus = false) {
     : null;
   const heading = el("h2", { tabIndex: -1 }, statusBadge(status), ` ${name}: ${status}`);
   $("#detail").hidden = false;
-  $("#detail").replaceChildren(
+  fill($("#detail"), 
     heading,
     el("p", { className: "sentence" }, row ? row.sentence : "no verdict yet"),
     board.region ? el("p", { className: "muted" }, whereText(board.region)) : null,
@@ -197,12 +220,20 @@ async function openDevice(id, zoom = true, focus = false) {
       + (device.last_record_at ? ` (${when(device.last_record_at)})` : "")),
     el("p", { className: "mono" }, `id ${device.device_id} · key ${device.key_id}`),
     evidence,
-    verdictTimeline(board.runs),
+    board.runs.length ? verdictTimeline(board.runs) : null,
     rttChart(board.rtt.key || [], board.reference, "key"),
     board.rtt.gpu ? rttChart(board.rtt.gpu, board.reference, "GPU-signed") : null,
     el("h3", {}, "Verdict changes"),
     changes.length ? el("table", { id: "history" }, el("tbody", {}, ...changes))
-      : el("p", { className: "muted" }, "no verdict has been computed for this device"));
+      : el("p", { className: "muted" }, "no verdict has been computed for this device"),
+    rejections.length ? el("h3", {}, "Rejected records") : null,
+    rejections.length ? el("table", { id: "rejections" }, el("tbody", {},
+      ...groupRejections(rejections).map((g) => el("tr", {},
+        el("td", { className: "kind" }, g.reason),
+        el("td", {}, `×${g.count} from ${g.landmarks.length} landmark`
+          + `${g.landmarks.length === 1 ? "" : "s"}`),
+        el("td", { className: "muted", title: g.landmarks.join(", ") }, `last ${ago(g.last)}`),
+        el("td", { className: "message" }, g.detail))))) : null);
   highlight(id, zoom);
   if (focus) heading.focus();
   else if (zoom) $("#detail").scrollIntoView({ block: "nearest" });

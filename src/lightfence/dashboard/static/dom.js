@@ -24,6 +24,13 @@ export function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Replace a node's children, leaving out missing ones (never call replaceChildren directly:
+// it prints a null child as the text "null").
+export function fill(node, ...children) {
+  node.replaceChildren(...kids(children));
+  return node;
+}
+
 // Text for a value that may be missing.
 export function text(value, missing = "-") {
   return value === null || value === undefined || value === "" ? missing : String(value);
