@@ -87,6 +87,18 @@ def test_unverified_sentence_says_what_would_verify_it(api: Board) -> None:
     assert "null" not in row["sentence"]
 
 
+def test_unverified_sentence_for_a_licensed_site(db_url: str) -> None:
+    fleet = make_fleet(db_url, policy="within:50.11,8.68,100", declared=None)
+    fleet.service.close()
+    app = create_app(VerifierConfig(db_url=db_url), worker=False)
+    with TestClient(app) as client:
+        api = Board(fleet, client)
+        api.measure({"fra1": 3.0, "par1": 8.0})  # 450 km from Frankfurt: past the 100 km disc
+        [row] = api.get("/board/devices")
+    assert row["status"] == "UNVERIFIED", row
+    assert row["sentence"].startswith("Could also be beyond 100 km of (50.1100, 8.6800)"), row
+
+
 def test_rejected_and_silent_devices_and_grouped_alerts(api: Board) -> None:
     clone_key = seeded_key("clone")
     # A clone answers as the enrolled identity with its own key: every record rejected, one

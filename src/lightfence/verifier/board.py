@@ -86,8 +86,11 @@ def _forbidden(policy: str, bound: str, claimed: str | None) -> tuple[Region, st
     except (PolicyError, ValueError):
         return None
     forbidden = allowed.complement()
-    name = forbidden.name.removeprefix("outside ")
-    return forbidden, name if isinstance(allowed, Complement) else f"outside {allowed.name}"
+    if isinstance(allowed, Complement):
+        return forbidden, forbidden.name
+    if allowed.name.startswith("within "):  # a licensed site's disc
+        return forbidden, "beyond " + allowed.name.removeprefix("within ")
+    return forbidden, f"outside {allowed.name}"
 
 
 def _closest(measurements: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -108,7 +111,7 @@ def unverified_sentence(row: VerdictRow, measurements: Sequence[dict[str, Any]])
     if inside:
         return (
             f"Could be {_in(name)}: its closest landmark, {lid}, is itself there; a landmark "
-            "outside it, close to the device, is needed."
+            "close to the device and away from that region is needed."
         )
     gap_km = float(region.boundary.distance_lower_bound_rad(vec)[0]) * EARTH_MEAN_RADIUS_KM
     need = _round_km(gap_km / ADVICE_SHARE)
@@ -125,7 +128,7 @@ def unverified_sentence(row: VerdictRow, measurements: Sequence[dict[str, Any]])
 
 
 def _in(name: str) -> str:
-    return name if name.startswith(("outside ", "within ")) else f"in {name}"
+    return name if name.startswith(("outside ", "within ", "beyond ")) else f"in {name}"
 
 
 def verdict_sentence(row: VerdictRow) -> str:
