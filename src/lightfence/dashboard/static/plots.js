@@ -103,7 +103,7 @@ export function fleetCounts(timeline, now = Date.now()) {
       const xa = x(Date.parse(p.at));
       const xb = i + 1 < timeline.length ? x(Date.parse(timeline[i + 1].at)) : x(t1);
       pts.push(`${xa},${y(upto)}`, `${xb},${y(upto)}`);
-      base.push(`${xb},${y(below)}`, `${xa},${y(below)}`);
+      base.push(`${xa},${y(below)}`, `${xb},${y(below)}`); // reversed below: right to left
     });
     bands.push(svg("polygon", { points: [...pts, ...base.reverse()].join(" "), fill: colour(k),
       "fill-opacity": 0.85, stroke: "#fff", "stroke-width": 0.5 }, svg("title", {}, k)));
@@ -118,7 +118,8 @@ export function fleetCounts(timeline, now = Date.now()) {
     `${glyph(k)} ${n} ${k}`);
   });
   return figure("plot-fleet", "Fleet verdicts over time",
-    "devices per latest verdict after each change (stacked; labels give the counts now)",
+    "devices with a verdict, by their latest verdict after each change (stacked; the labels "
+    + "give the counts now; devices without a verdict are not counted)",
     svg("svg", { viewBox: `0 0 ${W} ${H + 36}`, role: "img", "aria-label": "fleet verdicts over time" },
       ...bands, ...labels,
       svg("text", { x: 26, y: 18, "text-anchor": "end", "font-size": 11 }, String(total)),
