@@ -43,7 +43,8 @@ COMMANDS: dict[str, LazyCommand] = {
         "landmark_cmd", "Run a landmark: answer timed challenges, sign what it measured."
     ),
     "device": LazyCommand(
-        "device_cmd", "Enrol, list and retire devices on a verifier (--verifier URL --token T)."
+        "device_cmd",
+        "Enrol, list and retire devices on a verifier (--verifier URL).",
     ),
     "gate": LazyCommand(
         "gate_cmd",
