@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,37 +41,54 @@ def _service(db: str | None):  # type: ignore[no-untyped-def]
 
 @commands.command()
 def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file (TOML; deploy/verifier.toml is an example). Every key can also "
+            "be set as LIGHTFENCE_<KEY>; flags override the environment, which overrides the file.",
+        ),
+    ] = None,
     db: DbOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
     webhook: Annotated[
         str | None, typer.Option(help="POST each new alert as JSON to this URL.")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info (default), warning or error.")
+    ] = None,
     signing_key: Annotated[
-        str,
-        typer.Option(help="Ed25519 key that signs gate verdict tokens (created 0600 if absent)."),
-    ] = "lightfence-verifier.key",
-    checkpoints: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Append signed audit checkpoints to this file (JSON Lines); keep a copy off "
-            "this host. `lightfence audit verify --checkpoint FILE` checks the log against it."
+            help="Ed25519 key that signs gate verdict tokens (created 0600 if absent; default "
+            "lightfence-verifier.key)."
         ),
-    ] = "lightfence-audit-checkpoints.jsonl",
+    ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="Append signed audit checkpoints to this file (JSON Lines; default "
+            "lightfence-audit-checkpoints.jsonl); keep a copy off this host. `lightfence audit "
+            "verify --checkpoint FILE` checks the log against it."
+        ),
+    ] = None,
     checkpoint_webhook: Annotated[
         str | None, typer.Option(help="Also POST each signed checkpoint as JSON to this URL.")
     ] = None,
     records_per_s: Annotated[
-        float, typer.Option(help="Per token: records/s sustained (burst 60 s worth); 0 = off.")
-    ] = 500.0,
+        float | None,
+        typer.Option(help="Per token: records/s sustained (burst 60 s worth); 0 = off. [500]"),
+    ] = None,
     rejections_per_s: Annotated[
-        float,
-        typer.Option(help="Per token: rejected records/s before its writes get 429; 0 = off."),
-    ] = 1.0,
+        float | None,
+        typer.Option(help="Per token: rejected records/s before its writes get 429; 0 = off. [1]"),
+    ] = None,
     write_requests_per_s: Annotated[
-        float, typer.Option(help="Per token: write requests/s sustained; 0 = off.")
-    ] = 20.0,
+        float | None, typer.Option(help="Per token: write requests/s sustained; 0 = off. [20]")
+    ] = None,
     gpu_root: Annotated[
         str | None,
         typer.Option(
@@ -86,39 +104,93 @@ def serve(
         list[str] | None,
         typer.Option(help="Public key (64 hex) trusted to sign --gpu-calibration; repeatable."),
     ] = None,
+    tls_certfile: Annotated[
+        str | None,
+        typer.Option(help="PEM certificate chain: serve HTTPS (with --tls-keyfile)."),
+    ] = None,
+    tls_keyfile: Annotated[
+        str | None, typer.Option(help="PEM private key of --tls-certfile.")
+    ] = None,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
-    import os
-
     import uvicorn
 
     from lightfence.crypto.keys import KeyFileError
     from lightfence.verifier import logs
     from lightfence.verifier.api.app import create_app
-    from lightfence.verifier.config import WEBHOOK_ENV, VerifierConfig, db_url_from_env
+    from lightfence.verifier.config import VerifierConfig, normalise_db_url
+    from lightfence.verifier.config_file import ConfigFileError, resolve
     from lightfence.verifier.db import DatabaseError
 
-    logs.configure(log_level)
     try:
-        config = VerifierConfig(
-            db_url=db_url_from_env(db),
-            webhook_url=webhook or os.environ.get(WEBHOOK_ENV),
-            signing_key_path=signing_key,
-            checkpoint_path=checkpoints,
-            checkpoint_webhook_url=checkpoint_webhook,
-            records_per_s=records_per_s,
-            records_burst=max(1000, int(60 * records_per_s)),
-            rejections_per_s=rejections_per_s,
-            write_requests_per_s=write_requests_per_s,
-            gpu_root_file=gpu_root,
-            gpu_calibration_file=gpu_calibration,
-            gpu_calibration_keys=tuple(gpu_calibration_key or ()),
+        settings = resolve(
+            config,
+            {
+                "db_url": db,
+                "host": host,
+                "port": port,
+                "webhook_url": webhook,
+                "log_level": log_level,
+                "signing_key": signing_key,
+                "checkpoints": checkpoints,
+                "checkpoint_webhook_url": checkpoint_webhook,
+                "records_per_s": records_per_s,
+                "rejections_per_s": rejections_per_s,
+                "write_requests_per_s": write_requests_per_s,
+                "gpu_root": gpu_root,
+                "gpu_calibration": gpu_calibration,
+                "gpu_calibration_keys": tuple(gpu_calibration_key or ()),
+                "tls_certfile": tls_certfile,
+                "tls_keyfile": tls_keyfile,
+            },
+            normalise_db_url=normalise_db_url,
         )
-        application = create_app(config)
+    except ConfigFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logs.configure(settings.log_level)
+    try:
+        config_obj = VerifierConfig(
+            db_url=settings.db_url,
+            webhook_url=settings.webhook_url,
+            signing_key_path=settings.signing_key,
+            checkpoint_path=settings.checkpoints,
+            checkpoint_webhook_url=settings.checkpoint_webhook_url,
+            records_per_s=settings.records_per_s,
+            records_burst=max(1000, int(60 * settings.records_per_s)),
+            rejections_per_s=settings.rejections_per_s,
+            write_requests_per_s=settings.write_requests_per_s,
+            gpu_root_file=settings.gpu_root,
+            gpu_calibration_file=settings.gpu_calibration,
+            gpu_calibration_keys=settings.gpu_calibration_keys,
+        )
+        application = create_app(config_obj)
     except (DatabaseError, KeyFileError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        import ssl
+
+        try:  # uvicorn would fail later with a traceback; say which file is wrong instead
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.tls_certfile, settings.tls_keyfile
+            )
+        except (OSError, ssl.SSLError) as exc:
+            typer.echo(
+                f"error: cannot use TLS certificate {settings.tls_certfile} with key "
+                f"{settings.tls_keyfile}: {exc}",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+    )
 
 
 @commands.command()
