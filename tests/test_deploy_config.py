@@ -195,6 +195,8 @@ def test_serve_with_config_env_and_flag_over_tls(tmp_path: Path) -> None:
         )
     finally:
         _stop(proc)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert f"lightfence verifier listening on https://127.0.0.1:{port}" in err
     assert (tmp_path / "v.key").exists()
     assert (tmp_path / "v.db").exists()
 

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,10 +17,11 @@ from rich.table import Table
 
 from lightfence.agent.gpu_measure import GpuRoundResult
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
-from lightfence.cli.errors import fail
+from lightfence.cli.errors import fail, refused
+from lightfence.cli.remote import TokenOpt, VerifierKeyOpt, VerifierOpt
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import gpu_rounds_url, post_json, read_token
+from lightfence.evidence.submit import SubmitError, gpu_rounds_url, post_json, read_token
 from lightfence.identity.device import (
     PROVIDERS,
     AttestationHook,
@@ -87,8 +88,16 @@ def keygen(
 @agent_app.command()
 def measure(
     landmarks: Annotated[
-        Path, typer.Option("--landmarks", help="Landmark registry JSON (ids, addresses, keys).")
-    ],
+        Path | None,
+        typer.Option(
+            "--landmarks",
+            help="Landmark registry JSON (ids, addresses, keys); or use --verifier and "
+            "--verifier-key to fetch the verifier's signed registry.",
+        ),
+    ] = None,
+    verifier: VerifierOpt = None,
+    verifier_key: VerifierKeyOpt = None,
+    token: TokenOpt = None,
     rounds: Annotated[int, typer.Option(help="Timed rounds per landmark.")] = 10,
     out: Annotated[Path, typer.Option("--out", help="Evidence bundle to write.")] = Path(
         "evidence.json"
@@ -127,21 +136,39 @@ def measure(
         raise fail(f"--rounds must be in [1, {MAX_ROUNDS}]")
     if attempts < 1 or timeout <= 0:
         raise fail("--attempts must be >= 1 and --timeout > 0")
+    if (landmarks is None) == (verifier is None):
+        raise fail("give --landmarks FILE, or --verifier URL with --verifier-key KEY (not both)")
+    if verifier is not None and submit is None:
+        submit = f"{verifier.rstrip('/')}/records"
     try:
-        registry = load_registry(landmarks)
+        token = token or (read_token(token_file) if submit else None)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if verifier is not None and not token:
+        raise fail(
+            "give an API token to submit the records: --token TOKEN (or $LIGHTFENCE_TOKEN, "
+            "--token-file)"
+        )
+    if landmarks is not None:
+        source = str(landmarks)
+        try:
+            registry = load_registry(landmarks)
+        except RegistryError as exc:
+            raise fail(str(exc)) from None
+    else:
+        assert verifier is not None
+        source = f"the registry of {verifier}"
+        registry = fetch_signed_registry(verifier, verifier_key)
+    try:
         entries = [registry[i] for i in only] if only else list(registry.values())
         for e in entries:
             e.host_port()
     except KeyError as exc:
-        raise fail(f"landmark {exc} is not in {landmarks}") from None
+        raise fail(f"landmark {exc} is not in {source} (not registered, or retired)") from None
     except RegistryError as exc:
         raise fail(str(exc)) from None
     if not entries:
-        raise fail(f"no landmarks in {landmarks}")
-    try:
-        token = read_token(token_file) if submit else None
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise fail(f"no landmarks in {source}")
     if gpu_rounds not in ("auto", "off"):
         raise fail("--gpu-rounds must be auto or off")
     signing_key, ident = _identity(key, identity, gpu_index, attest)
@@ -192,6 +219,8 @@ def measure(
             reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
             text = reply.decode(errors="replace")[:200]
             console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
+            if verifier is not None:
+                check_submitted(reply, out)
             if gpu_pairs:
                 url = gpu_rounds_url(submit)
                 payload = {
@@ -202,12 +231,67 @@ def measure(
                 }
                 text = post_json(url, payload, token).decode(errors="replace")[:200]
                 console.print(f"submitted {len(gpu_pairs)} GPU round(s) to {url}: {text}")
+        except SubmitError as exc:
+            hint = (
+                " (is this device enrolled? `lightfence device enrol`)" if exc.status == 404 else ""
+            )
+            raise refused(
+                f"could not submit to {submit}: {exc}{hint} (the bundle is saved in {out})"
+            ) from None
         except (OSError, ValueError) as exc:
-            raise fail(
+            raise refused(
                 f"could not submit to {submit}: {exc} (the bundle is saved in {out})"
             ) from None
     if not records:
         raise typer.Exit(1)
+
+
+def fetch_signed_registry(verifier: str, verifier_key: str | None) -> dict[str, LandmarkEntry]:
+    """The verifier's signed landmark registry, checked against the pinned key; exit 1 with one
+    line if it cannot be fetched or does not check (exit 2 for a missing or bad key)."""
+    from lightfence.cli.remote import Remote, RemoteError
+    from lightfence.crypto.keys import read_verifier_key
+    from lightfence.model.signed_registry import verify_registry
+
+    if not verifier_key:
+        raise fail(
+            "give the verifier's public key to pin: --verifier-key KEY (64 hex, or a file with "
+            "the hex or the JSON of GET /verifier/key; or $LIGHTFENCE_VERIFIER_KEY)"
+        )
+    try:
+        pinned = read_verifier_key(verifier_key)
+    except ValueError as exc:
+        raise fail(f"--verifier-key: {exc}") from None
+    try:
+        with Remote(verifier) as remote:
+            doc = remote.get("/landmarks/registry.signed.json")
+    except RemoteError as exc:
+        raise refused(f"cannot fetch the landmark registry: {exc}") from None
+    try:
+        return verify_registry(doc, pinned, time.time_ns())
+    except RegistryError as exc:
+        raise refused(f"refusing the landmark registry from {verifier}: {exc}") from None
+
+
+def check_submitted(reply: bytes, out: Path) -> None:
+    """Exit 1 with one line when the verifier stored none of the records it was sent."""
+    try:
+        doc = json.loads(reply)
+    except ValueError:
+        return
+    if not isinstance(doc, dict) or doc.get("rejected", 0) == 0 or doc.get("stored", 0) > 0:
+        return
+    if doc.get("duplicate", 0) > 0:
+        return
+    first: dict[str, Any] = next(
+        (r for r in doc.get("results", []) if r.get("status") == "rejected"), {}
+    )
+    reason = first.get("reason") or "rejected"
+    hint = " (enrol it: `lightfence device enrol`)" if reason == "unknown_device" else ""
+    raise refused(
+        f"the verifier rejected every record ({reason}: {first.get('detail', '')}){hint}; "
+        f"the bundle is saved in {out}"
+    )
 
 
 def _print_results(console: Console, results: list[LandmarkResult]) -> None:

@@ -42,6 +42,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "landmark": LazyCommand(
         "landmark_cmd", "Run a landmark: answer timed challenges, sign what it measured."
     ),
+    "device": LazyCommand(
+        "device_cmd", "Enrol, list and retire devices on a verifier (--verifier URL --token T)."
+    ),
     "gate": LazyCommand(
         "gate_cmd",
         "The operator's compliance gate: may work start on this GPU? Read-only; no kill switch.",

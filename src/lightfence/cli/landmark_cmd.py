@@ -1,4 +1,5 @@
-"""`lightfence landmark init | keygen | entry | serve`."""
+"""`lightfence landmark init | keygen | entry | serve`, and on a remote verifier
+`lightfence landmark register | list | retire`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Annotated
 import typer
 
 from lightfence.attestation import AppraisalPolicy, ChainCache, ChainError, load_roots
-from lightfence.cli.errors import fail
+from lightfence.cli.errors import fail, refused
+from lightfence.cli.remote import RemoteError, TokenOpt, VerifierOpt, require_remote, segment
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.submit import gpu_rounds_url, read_token
 from lightfence.landmark.config import (
@@ -26,7 +28,7 @@ from lightfence.landmark.config import (
 from lightfence.landmark.gpu_server import GpuSubmission, serve_gpu_rounds
 from lightfence.landmark.server import SHUTDOWN_GRACE_S, LandmarkServer
 from lightfence.landmark.submitter import RecordSubmitter
-from lightfence.model.registry import RegistryError
+from lightfence.model.registry import LandmarkEntry, RegistryError, reachable_address
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.protocol.gpu_session import GpuLandmarkEndpoint
 from lightfence.protocol.landmark_session import LandmarkEndpoint
@@ -219,3 +221,109 @@ async def _serve(
         if delivery is not None:
             await asyncio.wait([delivery], timeout=SHUTDOWN_GRACE_S)
             delivery.cancel()
+
+
+def _entries(doc: object, source: str) -> list[dict[str, object]]:
+    """The entries in `landmark init`/`entry` output (one object) or a registry file."""
+    items: list[object]
+    if isinstance(doc, dict) and isinstance(doc.get("landmarks"), list):
+        items = list(doc["landmarks"])
+    else:
+        items = [doc]
+    if not items or not all(isinstance(i, dict) for i in items):
+        raise fail(
+            f"{source} holds no landmark entry (the JSON `lightfence landmark init` printed)"
+        )
+    return [i for i in items if isinstance(i, dict)]
+
+
+@landmark_app.command()
+def register(
+    entry_file: Annotated[
+        str,
+        typer.Argument(
+            help="The registry entry `landmark init` (or `landmark entry`) printed, saved to a "
+            "file, or - for standard input; a registry file registers each landmark in it."
+        ),
+    ],
+    address: Annotated[
+        str | None,
+        typer.Option(help="Public host:port agents reach it at (overrides the entry's)."),
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Who runs it, when the entry names no operator.")
+    ] = None,
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Register a landmark on the verifier (admin token), from its entry as it is."""
+    from lightfence.cli.device_cmd import read_json_arg
+
+    items = _entries(read_json_arg(entry_file, "landmark entry"), entry_file)
+    bodies = []
+    for item in items:
+        try:
+            entry = LandmarkEntry.from_json_dict(item)
+            body = entry.to_json_dict()
+            if address is not None:
+                body["address"] = address
+            if "address" in body:
+                reachable_address(str(body["address"]))
+        except RegistryError as exc:
+            hint = "" if address else " (pass --address PUBLIC_HOST:PORT)"
+            raise fail(f"{entry_file}: {exc}{hint}") from None
+        if operator is not None:
+            body["operator"] = operator
+        if not body.get("operator"):
+            raise fail(f"landmark {entry.id} names no operator: pass --operator NAME")
+        bodies.append(body)
+    try:
+        with require_remote(verifier, token) as remote:
+            for body in bodies:
+                out = remote.post("/landmarks", body)
+                typer.echo(
+                    f"registered landmark {out['id']} (key {out['key_id']}) at "
+                    f"{out.get('address') or 'no address'}, {out['lat']}, {out['lon']}"
+                )
+    except RemoteError as exc:
+        raise refused(str(exc)) from None
+
+
+@landmark_app.command("list")
+def list_landmarks(
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Landmarks registered on the verifier, with their status."""
+    try:
+        with require_remote(verifier, token) as remote:
+            rows = remote.get("/landmarks")
+    except RemoteError as exc:
+        raise refused(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no landmarks registered", err=True)
+    for r in rows:
+        typer.echo(
+            f"{r['id']}\t{r.get('address') or '-'}\t{r['lat']},{r['lon']}\t{r['key_id']}\t"
+            f"{r['operator']}\t{r['status']}"
+        )
+
+
+@landmark_app.command()
+def retire(
+    landmark_id: Annotated[str, typer.Argument(help="The landmark id.")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Retire a landmark (admin): its records stop counting; agents stop measuring it."""
+    try:
+        with require_remote(verifier, token) as remote:
+            out = remote.post(f"/landmarks/{segment(landmark_id)}/retire", {"reason": reason})
+    except RemoteError as exc:
+        raise refused(str(exc)) from None
+    typer.echo(f"landmark {out['id']} is {out['status']}")

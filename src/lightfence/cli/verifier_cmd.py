@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from lightfence.cli.errors import refused
+from lightfence.cli.remote import RemoteError, TokenOpt, VerifierOpt, require_remote, segment
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
@@ -148,6 +152,23 @@ def serve(
     except ConfigFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        import ssl
+
+        try:  # uvicorn would fail later with a traceback; say which file is wrong instead
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.tls_certfile, settings.tls_keyfile
+            )
+        except (OSError, ssl.SSLError) as exc:
+            typer.echo(
+                f"error: cannot use TLS certificate {settings.tls_certfile} with key "
+                f"{settings.tls_keyfile}: {exc}",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+    # Bound before anything else (and handed to uvicorn): a port in use is one clear line and
+    # exit 1, not uvicorn's error after the database was already migrated.
+    listener = bind_listener(settings.host, settings.port)
     logs.configure(settings.log_level)
     try:
         config_obj = VerifierConfig(
@@ -166,47 +187,101 @@ def serve(
         )
         application = create_app(config_obj)
     except (DatabaseError, KeyFileError, ValueError) as exc:
+        listener.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
-        import ssl
-
-        try:  # uvicorn would fail later with a traceback; say which file is wrong instead
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                settings.tls_certfile, settings.tls_keyfile
-            )
-        except (OSError, ssl.SSLError) as exc:
-            typer.echo(
-                f"error: cannot use TLS certificate {settings.tls_certfile} with key "
-                f"{settings.tls_keyfile}: {exc}",
-                err=True,
-            )
-            raise typer.Exit(2) from None
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
+    bound_host, bound_port = listener.getsockname()[:2]
+    base = http_base(bound_host, bound_port, scheme=settings.scheme)
+    typer.echo(
+        f"lightfence verifier listening on {base} (db: {redacted(config_obj.db_url)}, "
+        f"dashboard: {base}/)",
+        err=True,
     )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=settings.tls_certfile,
+            ssl_keyfile=settings.tls_keyfile,
+        )
+    )
+    server.run(sockets=[listener])
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound and listening on host:port; exit 1 with one line if it cannot be."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise refused(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart despite TIME_WAIT
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == 98:  # EADDRINUSE
+            why, hint = "the port is already in use", " (another verifier? choose --port)"
+        elif exc.errno == 13:  # EACCES
+            hint = " (ports below 1024 need privileges; choose --port 8080)"
+        raise refused(f"cannot listen on {host}:{port}: {why}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def http_base(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def redacted(db_url: str) -> str:
+    """The database URL with any password replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(db_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsed URL)"
+
+
+def _remote(db: str | None, verifier: str | None) -> bool:
+    """Whether a command runs against a remote verifier: --verifier (or its env) and no --db."""
+    return verifier is not None and db is None
+
+
+def _call(verifier: str | None, token: str | None, method: str, path: str, body: Any = None) -> Any:
+    try:
+        with require_remote(verifier, token) as remote:
+            return remote.request(method, path, body=body)
+    except RemoteError as exc:
+        raise refused(str(exc)) from None
 
 
 @commands.command()
 def status(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Fleet summary: devices by latest verdict, landmarks, open alerts, rejections."""
-    from lightfence.verifier.queries import summary
+    if _remote(db, verifier):
+        s = _call(verifier, token, "GET", "/status")
+    else:
+        from lightfence.verifier.queries import summary
 
-    service = _service(db)
-    try:
-        with service.read() as session:
-            s = summary(session)
-    finally:
-        service.close()
+        service = _service(db)
+        try:
+            with service.read() as session:
+                s = summary(session)
+        finally:
+            service.close()
     if as_json:
         typer.echo(json.dumps(s, indent=2))
         return
@@ -238,10 +313,28 @@ def audit_verify(
         str | None,
         typer.Option(help="The verifier's public key (hex; GET /verifier/key) to pin."),
     ] = None,
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Walk the hash chain and check the registry, token and verdict rows against it (and the
     chain against signed checkpoints); exit 1 listing every problem found."""
     from pathlib import Path
+
+    if _remote(db, verifier):
+        if checkpoint:
+            raise refused(
+                "--checkpoint checks a local database (--db): the verifier cannot be asked to "
+                "vouch for itself against checkpoints you hold"
+            )
+        out = _call(verifier, token, "GET", "/audit/verify")
+        if out["ok"]:
+            typer.echo(f"audit log intact: {out['entries']} entries, head {out['head_hash']}")
+            typer.echo("checked by the verifier itself: a rewound or re-hashed log would pass")
+            return
+        typer.echo(f"audit log BROKEN ({out['entries']} entries read):", err=True)
+        for problem in out["problems"]:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(1)
 
     from lightfence.verifier.audit import verify_chain
     from lightfence.verifier.checkpoint import CheckpointError, check, read_file
@@ -316,6 +409,8 @@ def token_create(
         str | None, typer.Option(help="Operator name (operator) or landmark id (landmark).")
     ] = None,
     db: DbOption = None,
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
     from lightfence.verifier.auth import Role, TokenError, create_token
@@ -327,6 +422,10 @@ def token_create(
         raise typer.BadParameter(
             "choose admin, operator, auditor or landmark", param_hint="--role"
         ) from None
+    if _remote(db, verifier):
+        body = {"name": name, "role": parsed.value, "owner": owner}
+        typer.echo(_call(verifier, token, "POST", "/tokens", body)["token"])
+        return
     service = _service(db)
     try:
         with service.write() as session:
@@ -343,11 +442,19 @@ def token_create(
 
 @token_app.command("revoke")
 def token_revoke(
-    name: Annotated[str, typer.Argument(help="The token's name.")], db: DbOption = None
+    name: Annotated[str, typer.Argument(help="The token's name.")],
+    db: DbOption = None,
+    verifier: VerifierOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Revoke a token; requests with it fail from now on."""
     from lightfence.verifier.auth import TokenError, revoke_token
     from lightfence.verifier.clock import now_ns
+
+    if _remote(db, verifier):
+        _call(verifier, token, "POST", f"/tokens/{segment(name)}/revoke", {})
+        typer.echo(f"revoked {name}")
+        return
 
     service = _service(db)
     try:
@@ -362,9 +469,14 @@ def token_revoke(
 
 
 @token_app.command("list")
-def token_list(db: DbOption = None) -> None:
+def token_list(db: DbOption = None, verifier: VerifierOpt = None, token: TokenOpt = None) -> None:
     """List tokens (names, roles, owners; never the secrets)."""
     from sqlalchemy import select
+
+    if _remote(db, verifier):
+        for t in _call(verifier, token, "GET", "/tokens"):
+            typer.echo(f"{t['name']}\t{t['role']}\t{t['owner'] or '-'}\t{t['state']}")
+        return
 
     from lightfence.verifier.clock import iso
     from lightfence.verifier.models import ApiTokenRow

@@ -184,3 +184,37 @@ def load_or_create(path: Path) -> tuple[SigningKey, bool]:
     key = SigningKey.generate()
     key.save(path)
     return key, True
+
+
+def read_verifier_key(value: str) -> bytes:
+    """A pinned verifier public key given as 64 hex digits, or as a file holding either the
+    bare hex or the JSON that `GET /verifier/key` serves ({"public_key": ..., "key_id": ...}).
+    ValueError with a message naming what was wrong otherwise."""
+    import json
+
+    text = value.strip()
+    if len(text) == 2 * PUBLIC_KEY_LEN and all(c in "0123456789abcdefABCDEF" for c in text):
+        return parse_public_key_hex(text)
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise ValueError(
+            f"verifier key {value!r} is neither 64 hex digits nor an existing file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read verifier key file {path}: {exc}") from None
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"verifier key file {path} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("public_key"), str):
+            raise ValueError(f'verifier key file {path}: JSON without a "public_key" string')
+        text = doc["public_key"]
+        if "key_id" in doc and doc["key_id"] != key_id(parse_public_key_hex(text)):
+            raise ValueError(f"verifier key file {path}: key_id does not match public_key")
+    try:
+        return parse_public_key_hex(text)
+    except ValueError as exc:
+        raise ValueError(f"verifier key file {path}: {exc}") from None

@@ -114,6 +114,21 @@ def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, 
     return host.strip("[]"), int(port)
 
 
+_UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "", "*"})
+
+
+def reachable_address(address: str) -> tuple[str, int]:
+    """("host", port) of an address others can send to: a wildcard listen address such as
+    0.0.0.0:7800 says where a landmark listens, not where agents reach it."""
+    host, port = split_address(address)
+    if host in _UNSPECIFIED_HOSTS:
+        raise RegistryError(
+            f"{address!r} is a listen-on-all address, not one agents can reach: give the "
+            "landmark's public host:port"
+        )
+    return host, port
+
+
 def parse_registry(data: object) -> dict[str, LandmarkEntry]:
     if not isinstance(data, Mapping) or not isinstance(data.get("landmarks"), list):
         raise RegistryError('a landmark registry is a JSON object {"landmarks": [...]}')

@@ -39,15 +39,20 @@ def landmark_entry(row: LandmarkRow) -> LandmarkEntry:
         longitude=row.lon,
         position_error_km=row.position_error_km,
         operator=row.operator,
+        address=row.address,
+        gpu_address=row.gpu_address,
     )
 
 
-def registry_document(session: Session, *, active_only: bool = True) -> dict[str, Any]:
+def active_landmarks(session: Session) -> list[LandmarkEntry]:
+    """The active landmarks as registry entries, by id."""
+    stmt = select(LandmarkRow).where(LandmarkRow.status == "active").order_by(LandmarkRow.id)
+    return [landmark_entry(r) for r in session.execute(stmt).scalars()]
+
+
+def registry_document(session: Session) -> dict[str, Any]:
     """The landmark registry file (landmark.registry format) for agents and auditors."""
-    stmt = select(LandmarkRow).order_by(LandmarkRow.id)
-    if active_only:
-        stmt = stmt.where(LandmarkRow.status == "active")
-    return registry_json(landmark_entry(r) for r in session.execute(stmt).scalars())
+    return registry_json(active_landmarks(session))
 
 
 def _gpu_rounds(

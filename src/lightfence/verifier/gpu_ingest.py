@@ -170,6 +170,8 @@ class GpuIngestor(Ingestor):
         dev = self._device(rec.device_id)
         if dev is None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is not enrolled")
+        if dev.retired_ns is not None:
+            raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is retired")
         if not verify_signature(landmark_key, rec.landmark_signature, rec.signed_bytes()):
             raise _Reject(
                 RejectReason.BAD_SIGNATURE,

@@ -148,6 +148,7 @@ _DEVICE_COLUMNS = load_only(
     DeviceRow.needs_verdict,
     DeviceRow.last_record_ns,
     DeviceRow.gpu_id,
+    DeviceRow.retired_ns,
 )
 """What ingestion reads of a device; its JSON columns (attributes, attestation) are not needed."""
 
@@ -295,6 +296,8 @@ class Ingestor:
         dev = self._device(rec.device_id)
         if dev is None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is not enrolled")
+        if dev.retired_ns is not None:
+            raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is retired")
         if dev.key_id != rec.device_key_id or dev.trust_level != rec.trust_level.value:
             # Only a record the landmark really signed is an identity change; garbage is not.
             if not verify_signature(landmark_key, rec.landmark_signature, rec.signed_bytes()):

@@ -57,6 +57,10 @@ class LandmarkRow(Base):
     blame_since_ns: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """When an admin last cleared the landmark: only its records measured later can implicate
     it again (the review covered the earlier ones)."""
+    address: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """host:port agents measure against (UDP); served in the signed registry."""
+    gpu_address: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """host:port of its GPU-round socket, when it serves GPU rounds."""
 
 
 class DeviceRow(Base):
@@ -90,6 +94,8 @@ class DeviceRow(Base):
     GPU-signed rounds naming another GPU are rejected, and without one every GPU round is."""
     require_locates: Mapped[str] = mapped_column(String(8), default="key", server_default="key")
     """Licence: what a VERIFIED verdict must locate, `key` or `gpu` (model.trust.Locates)."""
+    retired_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """When an admin retired it: its records and verdict tokens are refused from then on."""
 
 
 class RecordRow(Base):

@@ -68,6 +68,7 @@ def device_dict(row: DeviceRow, latest: VerdictRow | None) -> dict[str, Any]:
         "last_record_at": iso(row.last_record_ns),
         "verdict_pending": row.needs_verdict,
         "latest_verdict": None if latest is None else verdict_dict(latest),
+        "retired_at": iso(row.retired_ns) if row.retired_ns else None,
     }
 
 

@@ -12,6 +12,7 @@ from lightfence.core.measurement import InvalidMeasurement, Landmark
 from lightfence.core.policy import PolicyError, claimed_region, parse_policy
 from lightfence.crypto.keys import key_id, parse_public_key_hex
 from lightfence.identity.device import DeviceIdentity
+from lightfence.model.registry import RegistryError, reachable_address
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
@@ -30,6 +31,10 @@ class LandmarkSpec:
     public_key_hex: str
     operator: str
     position_error_km: float = 0.0
+    address: str | None = None
+    """host:port agents measure against; None keeps the registered one (if any)."""
+    gpu_address: str | None = None
+    """host:port of the GPU-round socket; None keeps the registered one (if any)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ def _landmark_payload(row: LandmarkRow) -> dict[str, Any]:
         "public_key": row.public_key,
         "operator": row.operator,
         "status": row.status,
+        "address": row.address,
+        "gpu_address": row.gpu_address,
     }
 
 
@@ -118,6 +125,12 @@ def put_landmark(
         raise BadInput(str(exc)) from None
     if not spec.operator.strip():
         raise BadInput("a landmark needs an operator name")
+    for name, address in (("address", spec.address), ("gpu_address", spec.gpu_address)):
+        if address is not None:
+            try:
+                reachable_address(address)
+            except RegistryError as exc:
+                raise BadInput(f"{name}: {exc}") from None
     row = session.get(LandmarkRow, spec.id)
     created = row is None
     if row is None:
@@ -133,6 +146,10 @@ def put_landmark(
     row.lat, row.lon, row.position_error_km = spec.lat, spec.lon, spec.position_error_km
     row.public_key, row.key_id = public_key.hex(), key_id(public_key)
     row.operator = spec.operator
+    if spec.address is not None:
+        row.address = spec.address
+    if spec.gpu_address is not None:
+        row.gpu_address = spec.gpu_address
     row.updated_ns = now_ns
     session.flush()
     audit.append(
@@ -215,6 +232,11 @@ def enrol_device(
     device_id = identity.device_id
     existing = session.get(DeviceRow, device_id)
     if existing is not None:
+        if existing.retired_ns is not None and existing.operator == operator:
+            raise Conflict(
+                f"device {device_id} was retired; a retired device stays retired: give the "
+                "machine a new device key (`lightfence agent keygen --key NEW_FILE`)"
+            )
         if existing.operator != operator:
             # Answered as for any id this token cannot see (never 403/409, which would confirm
             # that another operator has it).
@@ -376,6 +398,28 @@ def set_licence(
         action="device.licence",
         subject=device_id,
         payload=_licence_payload(row),
+        now_ns=now_ns,
+    )
+    return row
+
+
+def retire_device(
+    session: Session, device_id: str, reason: str, who: Principal, now_ns: int
+) -> DeviceRow:
+    """Retire a device (admin only): its records and verdict tokens are refused from now on.
+    Its history stays; retiring twice is a no-op."""
+    if who.role is not Role.ADMIN:
+        raise Forbidden("only an admin token may retire a device")
+    row = get_device(session, device_id, who)
+    if row.retired_ns is not None:
+        return row
+    row.retired_ns = now_ns
+    audit.append(
+        session,
+        actor=who.actor,
+        action="device.retire",
+        subject=device_id,
+        payload={"reason": reason},
         now_ns=now_ns,
     )
     return row

@@ -57,6 +57,8 @@ class LandmarkOut(Out):
     status: str
     status_reason: str | None
     updated_at: str | None
+    address: str | None = None
+    gpu_address: str | None = None
 
 
 class ImplicatedOut(Loose):
@@ -137,6 +139,7 @@ class DeviceOut(Out):
     last_record_at: str | None
     verdict_pending: bool
     latest_verdict: VerdictOut | None
+    retired_at: str | None = Field(None, description="When an admin retired it, if retired")
 
 
 class VerdictHistoryOut(Out):
@@ -238,6 +241,29 @@ class AuditVerifyOut(Out):
     entries: int
     head_hash: str
     problems: list[str]
+
+
+class SignedRegistryOut(Loose):
+    """The landmark registry signed by the verifier's key (lightfence.model.signed_registry)."""
+
+    landmarks: list[dict[str, Any]]
+    issued_at_unix_ns: int
+    verifier_key_id: str
+    signature: str
+
+
+class TokenOut(Out):
+    name: str
+    role: str
+    owner: str | None
+    state: str = Field(description="active, or revoked <time>")
+
+
+class NewTokenOut(Out):
+    name: str
+    role: str
+    owner: str | None
+    token: str = Field(description="The secret, shown once (only its hash is stored)")
 
 
 class VerifierKeyOut(Out):

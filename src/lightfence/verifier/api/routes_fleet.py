@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from lightfence.identity.device import DeviceIdentity
+from lightfence.model.signed_registry import sign_registry
 from lightfence.verifier import crosscheck, evidence, queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, WriterDep, require
 from lightfence.verifier.api.responses import (
@@ -19,6 +20,7 @@ from lightfence.verifier.api.responses import (
     LandmarkOut,
     PeerRttsOut,
     RegistryOut,
+    SignedRegistryOut,
     VerdictHistoryOut,
 )
 from lightfence.verifier.api.schemas import (
@@ -31,7 +33,7 @@ from lightfence.verifier.api.schemas import (
 )
 from lightfence.verifier.auth import Role
 from lightfence.verifier.clock import iso, now_ns
-from lightfence.verifier.errors import BadInput
+from lightfence.verifier.errors import BadInput, Unavailable
 from lightfence.verifier.models import LandmarkRow
 
 router = APIRouter(responses=ERRORS)
@@ -49,6 +51,8 @@ def landmark_dict(row: LandmarkRow) -> dict[str, Any]:
         "status": row.status,
         "status_reason": row.status_reason,
         "updated_at": iso(row.updated_ns),
+        "address": row.address,
+        "gpu_address": row.gpu_address,
     }
 
 
@@ -64,14 +68,21 @@ def _put_landmark(service: ServiceDep, who: WriterDep, spec: registry.LandmarkSp
 @router.post(
     "/landmarks",
     tags=["landmarks"],
-    summary="Register a landmark (admin)",
+    summary="Register a landmark (admin); takes `lightfence landmark init`'s entry as it is",
     response_model=LandmarkOut,
     status_code=201,
     responses={200: {"model": LandmarkOut, "description": "the id existed: updated"}},
 )
 def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
     spec = registry.LandmarkSpec(
-        body.id, body.lat, body.lon, body.public_key, body.operator, body.position_error_km
+        body.id,
+        body.lat,
+        body.lon,
+        body.public_key,
+        body.operator,
+        body.position_error_km,
+        body.address,
+        body.gpu_address,
     )
     return _put_landmark(service, who, spec)
 
@@ -87,7 +98,14 @@ def update_landmark(
     landmark_id: str, body: LandmarkUpdate, service: ServiceDep, who: WriterDep
 ) -> JSONResponse:
     spec = registry.LandmarkSpec(
-        landmark_id, body.lat, body.lon, body.public_key, body.operator, body.position_error_km
+        landmark_id,
+        body.lat,
+        body.lon,
+        body.public_key,
+        body.operator,
+        body.position_error_km,
+        body.address,
+        body.gpu_address,
     )
     return _put_landmark(service, who, spec)
 
@@ -288,6 +306,40 @@ def evidence_bundle(device_id: str, service: ServiceDep, who: PrincipalDep) -> J
 def registry_file(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     with service.read() as session:
         return evidence.registry_document(session)
+
+
+@router.get(
+    "/landmarks/registry.signed.json",
+    tags=["landmarks"],
+    summary="Active landmarks with addresses, signed by the verifier key (no token: for agents "
+    "that pin GET /verifier/key)",
+    response_model=SignedRegistryOut,
+)
+def signed_registry_file(service: ServiceDep) -> dict[str, Any]:
+    key = service.signing_key
+    if key is None:
+        raise Unavailable(
+            "this verifier has no signing key, so it cannot sign the landmark registry: start "
+            "it with `lightfence serve --signing-key FILE`"
+        )
+    with service.read() as session:
+        entries = evidence.active_landmarks(session)
+    return sign_registry(entries, key, now_ns())
+
+
+@router.post(
+    "/devices/{device_id}/retire",
+    tags=["devices"],
+    summary="Retire (admin): its records and verdict tokens are refused from now on",
+    response_model=DeviceOut,
+)
+def retire_device(
+    device_id: str, body: StatusChange, service: ServiceDep, who: WriterDep
+) -> dict[str, Any]:
+    require(who, Role.ADMIN)
+    with service.write() as session:
+        row = registry.retire_device(session, device_id, body.reason, who, now_ns())
+        return queries.device_dict(row, queries.latest_verdict(session, device_id))
 
 
 @router.get(

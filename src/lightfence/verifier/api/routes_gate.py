@@ -50,7 +50,9 @@ def device_token(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict
     if key is None:
         raise Unavailable(_NO_KEY)
     with service.read() as session:
-        registry.get_device(session, device_id, who)  # 404 as for the device itself
+        device = registry.get_device(session, device_id, who)  # 404 as for the device itself
+        if device.retired_ns is not None:
+            raise NotFound(f"device {device_id} is retired: no verdict token is issued for it")
         latest = queries.latest_verdict(session, device_id)
     if latest is None:
         raise NotFound(f"device {device_id} has no verdict yet: it must check in first")

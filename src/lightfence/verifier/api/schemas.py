@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from lightfence.verifier.config import DEFAULT_CHECKIN_INTERVAL_S
 
@@ -13,21 +13,49 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class LandmarkIn(Strict):
+_ADDRESS = "host:port agents measure against (UDP); kept as registered when absent"
+_GPU_ADDRESS = "host:port of the landmark's GPU-round socket (UDP), when it serves GPU rounds"
+
+
+class _Position(Strict):
+    """Accepts both spellings: `lat`/`lon`, and `latitude`/`longitude` as the registry entry
+    that `lightfence landmark init` prints has them, so that entry is registered as it is."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for short, long in (("lat", "latitude"), ("lon", "longitude")):
+                if short in data and long in data:
+                    raise ValueError(f"give {short} or {long}, not both")
+        return data
+
+
+class LandmarkIn(_Position):
     id: str = Field(min_length=1, max_length=255, description="Registry id, e.g. fra1")
-    lat: float = Field(description="Surveyed WGS84 latitude, degrees")
-    lon: float = Field(description="Surveyed WGS84 longitude, degrees")
+    lat: float = Field(
+        validation_alias=AliasChoices("lat", "latitude"),
+        description="Surveyed WGS84 latitude, degrees (or `latitude`)",
+    )
+    lon: float = Field(
+        validation_alias=AliasChoices("lon", "longitude"),
+        description="Surveyed WGS84 longitude, degrees (or `longitude`)",
+    )
     position_error_km: float = Field(0.0, ge=0.0, description="Survey uncertainty, km")
     public_key: str = Field(description="Ed25519 public key, 64 hex digits")
     operator: str = Field(min_length=1, max_length=255)
+    address: str | None = Field(None, max_length=300, description=_ADDRESS)
+    gpu_address: str | None = Field(None, max_length=300, description=_GPU_ADDRESS)
 
 
-class LandmarkUpdate(Strict):
-    lat: float
-    lon: float
+class LandmarkUpdate(_Position):
+    lat: float = Field(validation_alias=AliasChoices("lat", "latitude"))
+    lon: float = Field(validation_alias=AliasChoices("lon", "longitude"))
     position_error_km: float = Field(0.0, ge=0.0)
     public_key: str
     operator: str = Field(min_length=1, max_length=255)
+    address: str | None = Field(None, max_length=300, description=_ADDRESS)
+    gpu_address: str | None = Field(None, max_length=300, description=_GPU_ADDRESS)
 
 
 class LicenceIn(Strict):
@@ -65,3 +93,11 @@ class PeerRttsIn(Strict):
 
 class StatusChange(Strict):
     reason: str = Field("", max_length=2000)
+
+
+class TokenIn(Strict):
+    name: str = Field(min_length=1, max_length=255, description="e.g. ci-landmark-fra1")
+    role: Literal["admin", "operator", "auditor", "landmark"]
+    owner: str | None = Field(
+        None, max_length=255, description="Operator name (operator) or landmark id (landmark)"
+    )
