@@ -21,7 +21,7 @@ from lightfence.cli.errors import fail, refused
 from lightfence.cli.remote import TokenOpt, VerifierKeyOpt, VerifierOpt
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import SubmitError, gpu_rounds_url, post_json, read_token
+from lightfence.evidence.submit import gpu_rounds_url, post_json, read_token
 from lightfence.identity.device import (
     PROVIDERS,
     AttestationHook,
@@ -33,7 +33,7 @@ from lightfence.identity.device import (
 )
 from lightfence.identity.gpu_signer import GpuSigner
 from lightfence.model.registry import LandmarkEntry, RegistryError, load_registry
-from lightfence.protocol.record import MAX_ROUNDS
+from lightfence.protocol.record import MAX_ROUNDS, MeasurementRecord
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
@@ -214,30 +214,22 @@ def measure(
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc}") from None
     console.print(f"wrote {out}: {len(records)} of {len(entries)} landmarks measured")
-    if submit and records:
+    gpu_payload = {
+        "gpu_rounds": [
+            {"record": r.to_json_dict(), "evidence": e.to_json_dict()} for r, e in gpu_pairs
+        ]
+    }
+    if verifier is not None and records:
+        submit_to_verifier(console, verifier, token, records, gpu_payload, out)
+    elif submit and records:
         try:
             reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
             text = reply.decode(errors="replace")[:200]
             console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
-            if verifier is not None:
-                check_submitted(reply, out)
             if gpu_pairs:
                 url = gpu_rounds_url(submit)
-                payload = {
-                    "gpu_rounds": [
-                        {"record": r.to_json_dict(), "evidence": e.to_json_dict()}
-                        for r, e in gpu_pairs
-                    ]
-                }
-                text = post_json(url, payload, token).decode(errors="replace")[:200]
+                text = post_json(url, gpu_payload, token).decode(errors="replace")[:200]
                 console.print(f"submitted {len(gpu_pairs)} GPU round(s) to {url}: {text}")
-        except SubmitError as exc:
-            hint = (
-                " (is this device enrolled? `lightfence device enrol`)" if exc.status == 404 else ""
-            )
-            raise refused(
-                f"could not submit to {submit}: {exc}{hint} (the bundle is saved in {out})"
-            ) from None
         except (OSError, ValueError) as exc:
             raise refused(
                 f"could not submit to {submit}: {exc} (the bundle is saved in {out})"
@@ -273,12 +265,38 @@ def fetch_signed_registry(verifier: str, verifier_key: str | None) -> dict[str, 
         raise refused(f"refusing the landmark registry from {verifier}: {exc}") from None
 
 
-def check_submitted(reply: bytes, out: Path) -> None:
-    """Exit 1 with one line when the verifier stored none of the records it was sent."""
+def submit_to_verifier(
+    console: Console,
+    verifier: str,
+    token: str | None,
+    records: tuple[MeasurementRecord, ...],
+    gpu_payload: dict[str, Any],
+    out: Path,
+) -> None:
+    """POST the records (and GPU rounds) to the verifier; exit 1 with one line when it cannot
+    be reached, refuses the request, or stores none of the records."""
+    from lightfence.cli.remote import Remote, RemoteError
+
     try:
-        doc = json.loads(reply)
-    except ValueError:
-        return
+        with Remote(verifier, token) as remote:
+            doc = remote.post("/records", {"records": [r.to_json_dict() for r in records]})
+            check_submitted(doc, out)
+            console.print(
+                f"submitted {len(records)} record(s) to {verifier}: {doc.get('stored', 0)} "
+                f"stored, {doc.get('duplicate', 0)} duplicate, {doc.get('rejected', 0)} rejected"
+            )
+            if gpu_payload["gpu_rounds"]:
+                g = remote.post("/gpu-rounds", gpu_payload)
+                console.print(f"submitted {len(gpu_payload['gpu_rounds'])} GPU round(s): {g}")
+    except RemoteError as exc:
+        hint = " (is this device enrolled? `lightfence device enrol`)" if exc.status == 404 else ""
+        raise refused(
+            f"could not submit to {verifier}: {exc}{hint}; the bundle is saved in {out}"
+        ) from None
+
+
+def check_submitted(doc: object, out: Path) -> None:
+    """Exit 1 with one line when the verifier stored none of the records it was sent."""
     if not isinstance(doc, dict) or doc.get("rejected", 0) == 0 or doc.get("stored", 0) > 0:
         return
     if doc.get("duplicate", 0) > 0:
@@ -287,7 +305,9 @@ def check_submitted(reply: bytes, out: Path) -> None:
         (r for r in doc.get("results", []) if r.get("status") == "rejected"), {}
     )
     reason = first.get("reason") or "rejected"
-    hint = " (enrol it: `lightfence device enrol`)" if reason == "unknown_device" else ""
+    detail = str(first.get("detail", ""))
+    enrol = reason == "unknown_device" and "not enrolled" in detail
+    hint = " (enrol it: `lightfence device enrol`)" if enrol else ""
     raise refused(
         f"the verifier rejected every record ({reason}: {first.get('detail', '')}){hint}; "
         f"the bundle is saved in {out}"

@@ -114,7 +114,7 @@ def list_devices(
         return
     for d in rows:
         latest = d.get("latest_verdict") or {}
-        verdict = latest.get("kind", "pending" if d.get("verdict_pending") else "none")
+        verdict = latest.get("verdict") or ("pending" if d.get("verdict_pending") else "none")
         state = f"retired {d['retired_at']}" if d.get("retired_at") else "active"
         typer.echo(
             f"{d['device_id']}\t{d['operator']}\t{d['trust_level']}\t"

@@ -203,7 +203,10 @@ def mark_landmark_devices_dirty(session: Session, landmark_id: str) -> None:
 def get_landmark(session: Session, landmark_id: str) -> LandmarkRow:
     row = session.get(LandmarkRow, landmark_id)
     if row is None:
-        raise NotFound(f"no landmark {landmark_id!r}; register it first (POST /landmarks)")
+        raise NotFound(
+            f"no landmark {landmark_id!r}; register it first (`lightfence landmark register`, "
+            "or POST /landmarks)"
+        )
     return row
 
 
@@ -227,7 +230,10 @@ def enrol_device(
     elif who.role is not Role.ADMIN:
         raise Forbidden(f"a {who.role.value} token cannot enrol devices")
     if not operator:
-        raise BadInput("name the device's operator")
+        raise BadInput(
+            "an admin token must name the device's operator (`operator` in the body; "
+            "`lightfence device enrol --operator NAME`)"
+        )
     lic = licence.validated()
     device_id = identity.device_id
     existing = session.get(DeviceRow, device_id)
