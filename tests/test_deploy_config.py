@@ -59,7 +59,7 @@ def test_paths_in_the_file_are_relative_to_it(tmp_path: Path) -> None:
 def test_lists_from_env_and_file(tmp_path: Path) -> None:
     cfg = _write(tmp_path, 'gpu_calibration_keys = ["aa", "bb"]\n')
     assert resolve(cfg, {}, {}).gpu_calibration_keys == ("aa", "bb")
-    env = {"LIGHTFENCE_GPU_CALIBRATION_KEYS": "cc, dd"}
+    env = {"LIGHTFENCE_GPU_CALIBRATION_KEYS": "cc; dd"}
     assert resolve(cfg, {}, env).gpu_calibration_keys == ("cc", "dd")
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lightfence.cli.errors import refused
+from lightfence.cli.errors import fail, refused
 from lightfence.cli.remote import RemoteError, TokenOpt, VerifierOpt, require_remote, segment
 
 commands = typer.Typer()
@@ -115,6 +115,13 @@ def serve(
     tls_keyfile: Annotated[
         str | None, typer.Option(help="PEM private key of --tls-certfile.")
     ] = None,
+    preload_policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Build this policy's region before listening (seconds for a large country), "
+            "so the first enrolment under it does not wait; repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import uvicorn
@@ -146,6 +153,7 @@ def serve(
                 "gpu_calibration_keys": tuple(gpu_calibration_key or ()),
                 "tls_certfile": tls_certfile,
                 "tls_keyfile": tls_keyfile,
+                "preload_policies": tuple(preload_policy or ()),
             },
             normalise_db_url=normalise_db_url,
         )
@@ -190,6 +198,16 @@ def serve(
         listener.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if settings.preload_policies:
+        from lightfence.core.policy import PolicyError, parse_policy
+
+        for text in settings.preload_policies:
+            try:
+                parse_policy(text)  # core.policy caches the region for the service's requests
+            except PolicyError as exc:
+                listener.close()
+                typer.echo(f"error: preload_policies: {exc}", err=True)
+                raise typer.Exit(2) from None
     bound_host, bound_port = listener.getsockname()[:2]
     base = http_base(bound_host, bound_port, scheme=settings.scheme)
     typer.echo(
@@ -208,6 +226,36 @@ def serve(
         )
     )
     server.run(sockets=[listener])
+
+
+@commands.command("verifier-key")
+def verifier_key(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The verifier's settings file (as given to `serve`)."),
+    ] = None,
+    signing_key: Annotated[
+        str | None,
+        typer.Option(
+            help="The verifier's signing key file (default: the config's, or "
+            "lightfence-verifier.key)."
+        ),
+    ] = None,
+) -> None:
+    """Print the verifier's public key, as GET /verifier/key serves it: the key that agents and
+    gates pin (--verifier-key FILE). Read from the signing key file on the verifier's host, so
+    nobody has to trust the network for it."""
+    from lightfence.crypto.keys import KeyFileError, SigningKey
+    from lightfence.verifier.config_file import ConfigFileError, resolve
+
+    try:
+        settings = resolve(config, {"signing_key": signing_key})
+        key = SigningKey.load(Path(settings.signing_key))
+    except ConfigFileError as exc:
+        raise fail(str(exc)) from None
+    except KeyFileError as exc:
+        raise fail(f"{exc} (`lightfence serve` creates it on its first start)") from None
+    typer.echo(json.dumps({"public_key": key.public_bytes.hex(), "key_id": key.key_id}))
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

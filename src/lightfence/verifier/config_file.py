@@ -2,8 +2,9 @@
 
 Each key below can be written in the file (`port = 8080`), set as LIGHTFENCE_<KEY> in the
 environment (`LIGHTFENCE_PORT=8080`), or given as a flag (`--port 8080`); a flag overrides the
-environment, which overrides the file, which overrides the default. Paths in the file are relative
-to the file; paths from the environment or a flag are relative to the working directory.
+environment, which overrides the file, which overrides the default. Paths in the file are
+relative to the file; paths from the environment or a flag are relative to the working
+directory. A list in the environment is separated by semicolons (a policy text holds commas).
 deploy/verifier.toml is a commented example; docs/deploy.md says how to run it.
 """
 
@@ -48,6 +49,10 @@ class ServeSettings:
     tls_certfile: str | None = None
     """PEM certificate chain: with tls_keyfile, serve HTTPS itself (uvicorn's TLS)."""
     tls_keyfile: str | None = None
+    preload_policies: tuple[str, ...] = ()
+    """Policies whose regions are built before `serve` says it listens. Building a large
+    country's region takes seconds (15 s for outside:CN,HK,MO on a busy 2-core host); without
+    this the first enrolment or verdict under it pays that, and a client may time out."""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -79,7 +84,7 @@ def _convert(key: str, value: object, source: str) -> object:
     where = f"{key} ({source})"
     if kind.startswith("tuple"):
         if isinstance(value, str):
-            return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(v.strip() for v in value.split(";") if v.strip())
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise ConfigFileError(f"{where} must be a list of strings")
