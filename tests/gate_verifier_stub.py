@@ -18,8 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey
 from lightfence.gate.issuer import token_for_latest_verdict, token_response
+from lightfence.model.policy import parse_policy_spec
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
+POLICY = parse_policy_spec("outside:CN,HK,MO", liars=1)
+"""The policy every stub token is issued under (a verdict that tolerated one liar)."""
 
 
 @dataclass
@@ -50,7 +53,7 @@ def _handler(state: FakeVerifier) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b'{"detail": "no verdict for this device"}', {})
                 return
             now = state.now_unix_s if state.now_unix_s is not None else time.time()
-            text = token_for_latest_verdict(device, verdict, "outside:CN,HK,MO", VERIFIER, now, 300)
+            text = token_for_latest_verdict(device, verdict, POLICY, VERIFIER, now, 300)
             self._send(200, json.dumps(token_response(text)).encode(), {})
 
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -11,11 +11,17 @@ are checked.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from lightfence.demo.gate import gate_examples
 from lightfence.demo.report import DeviceReport, device_reports, wait_settled
 from lightfence.demo.scenario import Scenario
 from lightfence.demo.world import DemoWorld
@@ -53,6 +59,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         check_moved_key_caught_by_gpu_rounds(world)
         check_operator_token_sees_only_its_devices(world)
         check_evidence_download_checks_offline(world)
+        check_printed_gate_commands(world)
         if not Path(CHROMIUM).exists():
             pytest.skip(
                 f"BROWSER PART SKIPPED (the scenario checks above passed): {CHROMIUM} is "
@@ -141,6 +148,28 @@ def check_evidence_download_checks_offline(world: World) -> None:
     check = check_bundle(bundle, trusted, now_unix_ns=bundle.created_at_unix_ns)
     assert check.all_valid and len(check.accepted) == len(bundle.records) >= 3
     assert bundle.device.device_id == honest.id
+
+
+def check_printed_gate_commands(world: World) -> None:
+    """The `lightfence gate check` lines the demo prints, run verbatim in a shell: the key is
+    pinned as GET /verifier/key serves it, the licence's policy is allowed, a stronger one is
+    denied with a reason that says what differs."""
+    w, reports = world
+    examples = gate_examples(w, reports)
+    assert [e.expect for e in examples] == ["allowed", "denied"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for ex in examples:
+        run = subprocess.run(
+            ["bash", "-c", ex.command], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == {"allowed": 0, "denied": 1}[ex.expect], (ex, run.stderr)
+        out = json.loads(run.stdout)
+        assert out["answer"] == ex.expect, out
+        if ex.expect == "denied":
+            assert out["reason"] == "wrong-policy"
+            assert re.fullmatch(
+                r"token tolerates \d+ lying landmarks?, the operator requires \d+", out["detail"]
+            ), out["detail"]
 
 
 def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:

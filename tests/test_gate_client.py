@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gate_verifier_stub import VERIFIER, FakeVerifier, dead_url, serve_verifier
+from gate_verifier_stub import POLICY, VERIFIER, FakeVerifier, dead_url, serve_verifier
 from lightfence.cli.app import app
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.keys import SigningKey
@@ -127,7 +127,7 @@ def test_token_signed_by_another_key_is_denied(
     other = SigningKey.from_seed(bytes(32))
     import time
 
-    text = token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, "p", other, time.time(), 300)
+    text = token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, POLICY, other, time.time(), 300)
     fake.raw[DEVICE] = (200, json.dumps({"token": text}).encode(), {})
     state = GateState(tmp_path / "state")
     assert _check(url, state) is Answer.DENIED
@@ -175,11 +175,11 @@ def test_cli_check_from_token_file(tmp_path: Path, key_file: Path) -> None:
 
     token_file = tmp_path / "t"
     token_file.write_text(
-        token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, "p", VERIFIER, time.time(), 60)
+        token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, POLICY, VERIFIER, time.time(), 60)
     )
     code, out = _cli(
         "--device", DEVICE, "--verifier-key", str(key_file), "--token", str(token_file),
-        "--state-dir", str(tmp_path / "s"), "--policy", "p",
+        "--state-dir", str(tmp_path / "s"), "--policy", "outside:CN,HK,MO",
     )  # fmt: skip
     assert (code, out["answer"]) == (0, "allowed")
 

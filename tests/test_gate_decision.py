@@ -18,6 +18,7 @@ from lightfence.gate.decision import (
     decide,
 )
 from lightfence.gate.token import issue_token
+from lightfence.model.policy import parse_policy_spec
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
 ATTACKER = SigningKey.from_seed(bytes(32))
@@ -158,8 +159,60 @@ def test_token_from_the_future_beyond_skew_denies() -> None:
 
 
 def test_expected_policy_mismatch_denies() -> None:
-    d = run(fresh(tok(policy="anywhere")), T0, GatePolicy(expected_policy="outside:CN,HK,MO"))
+    need = parse_policy_spec("outside:CN,HK,MO")
+    d = run(fresh(tok(policy="anywhere")), T0, GatePolicy(expected_policy=need))
     assert (d.answer, d.reason) == (Answer.DENIED, "wrong-policy")
+    assert "cannot be read as a policy" in d.detail
+
+
+def need(text: str, bound: str | None = None, liars: str | None = None) -> GatePolicy:
+    return GatePolicy(expected_policy=parse_policy_spec(text, bound, liars, absent_liars=0))
+
+
+def test_legacy_token_text_satisfies_its_region() -> None:
+    """Issue 18: `gate check --policy in:DE` denied a VERIFIED token reading
+    `in:DE (bound: vacuum)`, the text verifiers have issued."""
+    legacy = tok(policy="in:DE (bound: vacuum)")
+    assert run(fresh(legacy), T0, need("in:DE")).answer is Answer.ALLOWED
+    assert run(fresh(legacy), T0, need("in:de", bound="fibre")).answer is Answer.ALLOWED
+    # It states no liars: read as none tolerated, so a requirement of one denies.
+    d = run(fresh(legacy), T0, need("in:DE", liars="1"))
+    assert (d.answer, d.reason) == (Answer.DENIED, "wrong-policy")
+    assert d.detail == "token tolerates 0 lying landmarks, the operator requires 1"
+
+
+def test_structured_policy_comparison() -> None:
+    token = tok(policy="outside:CN,HK,MO (bound: vacuum, liars: 1)")
+    for allowed in ("outside:MO,HK,CN", "outside: cn, hk", "outside:CN (bound: fibre, liars: 1)"):
+        d = run(fresh(token), T0, need(allowed))
+        assert d.answer is Answer.ALLOWED, (allowed, d.detail)
+        assert (
+            d.to_json_dict()["required_policy"]
+            == parse_policy_spec(allowed, absent_liars=0).canonical_text()
+        )
+    for denied, detail in (
+        ("outside:CN,HK,MO,RU", "token region outside:CN,HK,MO does not exclude RU"),
+        (
+            "outside:CN,HK,MO (liars: 2)",
+            "token tolerates 1 lying landmark, the operator requires 2",
+        ),
+        ("in:DE", "token region is outside:CN,HK,MO, the operator requires in:DE"),
+    ):
+        d = run(fresh(token), T0, need(denied))
+        assert (d.answer, d.reason) == (Answer.DENIED, "wrong-policy"), denied
+        assert d.detail.startswith(detail), d.detail
+    fibre = tok(policy="outside:CN,HK,MO (bound: fibre, liars: 1)")
+    d = run(fresh(fibre), T0, need("outside:CN,HK,MO"))
+    assert d.detail == "token bound is fibre, the operator requires vacuum"
+
+
+def test_locates_in_the_required_policy() -> None:
+    d = run(fresh(tok()), T0, need("outside:CN,HK,MO (locates: gpu)"))
+    assert (d.answer, d.reason) == (Answer.DENIED, "locates-key")
+    # Two shortfalls: one sentence names both, and the reason is the policy's.
+    d = run(fresh(tok()), T0, need("outside:CN,HK,MO,RU (locates: gpu)"))
+    assert d.reason == "wrong-policy"
+    assert "does not exclude RU" in d.detail and "locates the key" in d.detail
 
 
 def test_damaged_cache_is_ignored_not_fatal() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import lightfence
-from gate_verifier_stub import VERIFIER, FakeVerifier, dead_url, serve_verifier
+from gate_verifier_stub import POLICY, VERIFIER, FakeVerifier, dead_url, serve_verifier
 from lightfence.core.kinds import VerdictKind
 
 pytestmark = pytest.mark.slow  # each case starts the CLI: ~0.5 s per process, more under load
@@ -88,7 +88,7 @@ def test_prolog_with_token_files(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
     tokens.mkdir()
     for device, verdict in ((GPU0, VerdictKind.VERIFIED), (GPU1, VerdictKind.VERIFIED)):
-        text = token_for_latest_verdict(device, verdict, "p", VERIFIER, time.time(), 300)
+        text = token_for_latest_verdict(device, verdict, POLICY, VERIFIER, time.time(), 300)
         (tokens / f"{device}.token").write_text(text)
     env = _env(tmp_path, "", LIGHTFENCE_TOKEN_DIR=str(tokens), SLURM_JOB_GPUS="1")
     assert _run(env).returncode == 0

@@ -23,6 +23,7 @@ from lightfence.gate.token import (
     parse_token,
     verify_token,
 )
+from lightfence.model.policy import parse_policy_spec
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
 OTHER = SigningKey.from_seed(bytes(32))
@@ -159,15 +160,18 @@ def test_rotation_accepts_any_trusted_key() -> None:
     )
 
 
+IN_DE = parse_policy_spec("in:DE", liars=1)
+
+
 def test_issuer_downgrades_a_stale_verified_verdict() -> None:
     fresh = token_for_latest_verdict(
-        DEVICE, VerdictKind.VERIFIED, "in:DE", VERIFIER, NOW, 300, verdict_at_unix_s=NOW - 60
+        DEVICE, VerdictKind.VERIFIED, IN_DE, VERIFIER, NOW, 300, verdict_at_unix_s=NOW - 60
     )
     stale = token_for_latest_verdict(
-        DEVICE, VerdictKind.VERIFIED, "in:DE", VERIFIER, NOW, 300, verdict_at_unix_s=NOW - 7200
+        DEVICE, VerdictKind.VERIFIED, IN_DE, VERIFIER, NOW, 300, verdict_at_unix_s=NOW - 7200
     )
     refuted = token_for_latest_verdict(
-        DEVICE, VerdictKind.REFUTED, "in:DE", VERIFIER, NOW, 300, verdict_at_unix_s=NOW - 7200
+        DEVICE, VerdictKind.REFUTED, IN_DE, VERIFIER, NOW, 300, verdict_at_unix_s=NOW - 7200
     )
     assert check(fresh) is VerdictKind.VERIFIED
     assert check(stale) is VerdictKind.UNVERIFIED
@@ -175,3 +179,5 @@ def test_issuer_downgrades_a_stale_verified_verdict() -> None:
     body = token_response(fresh)
     assert body["token"] == fresh and body["verdict"] == "VERIFIED"
     assert parse_token(body["token"])[0].device_id == DEVICE
+    assert body["policy"] == "in:DE (bound: vacuum, liars: 1)"
+    assert body["policy_spec"] == IN_DE.to_json_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
+import lightfence.cli  # noqa: F401  (registers every command)
+from lightfence.cli.app import app
 from lightfence.gate.client import GateState, VerifierClient, check_device
 from lightfence.gate.decision import Answer, GateMode, GatePolicy
 from lightfence.verifier.api.app import create_app
@@ -80,6 +84,30 @@ def test_gate_allows_a_verified_device_and_denies_without_a_verdict(
             state=state,
         )
     assert after.answer is Answer.ALLOWED, after
+    # The token states its policy whole; the gate compares it as a structure (issue 18: a gate
+    # asking for `in:DE` used to deny a token reading `in:DE (bound: vacuum)`).
+    assert after.token is not None
+    assert after.token.policy == "in:DE (bound: vacuum, liars: 0)"
+    key_json = tmp_path / "verifier-key.json"
+    key_json.write_text(httpx.get(f"{url}/verifier/key").text)  # pinned as served
+    for args, answer, detail in (
+        (["--policy", "in:DE"], "allowed", ""),
+        (["--policy", " IN: de ", "--bound", "fibre"], "allowed", ""),
+        (["--policy", "in:DE (bound: vacuum, liars: 0)"], "allowed", ""),
+        (["--policy", "in:DE,FR"], "allowed", ""),  # inside DE is inside DE or FR
+        (["--policy", "in:DE", "--liars", "1"], "denied", "tolerates 0 lying landmarks"),
+        (["--policy", "in:FR"], "denied", "token region is in:DE, the operator requires in:FR"),
+        (["--policy", "in:DE", "--require", "gpu"], "denied", "locates the key"),
+    ):
+        result = CliRunner().invoke(
+            app,
+            ["gate", "check", "--device", device, "--verifier", url, "--verifier-key",
+             str(key_json), "--state-dir", str(tmp_path / "cli"), *args],
+            env={"LIGHTFENCE_VERIFIER_TOKEN": acme},
+        )  # fmt: skip
+        out = json.loads(result.output)
+        assert out["answer"] == answer, (args, out)
+        assert detail in out["detail"]
 
     # Another operator's token cannot fetch this device's token; the gate then denies.
     other = token(service, "other-ops", Role.OPERATOR, "globex")

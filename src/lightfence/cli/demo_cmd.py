@@ -94,7 +94,7 @@ def demo(
             for problem in missing:
                 console.print(f"[yellow]warning:[/] {problem}")
             if not once:
-                _serve(console, world)
+                _serve(console, world, reports)
         finally:
             world.close()
 
@@ -121,12 +121,21 @@ def _print_table(console: Console, reports: list[DeviceReport]) -> None:
     out.print(table)
 
 
-def _serve(console: Console, world: DemoWorld) -> None:
+def _serve(console: Console, world: DemoWorld, reports: list[DeviceReport]) -> None:
+    from lightfence.demo.gate import gate_examples
+
     token = world.tokens["auditor"]
     url = f"{world.base_url}/dashboard/"
     console.print(f"\ndashboard: [bold]{url}[/]")
     console.print(f"read-only auditor token: [bold]{token}[/]")
     console.print(f"(or open {url}#token={token})")
+    examples = gate_examples(world, reports)
+    if not examples:
+        console.print("no device is VERIFIED yet: no `lightfence gate check` example to show")
+    for ex in examples:
+        console.print(f"\ngate, {ex.expect} ({ex.why}):")
+        # Unwrapped and unstyled, so the command copies and pastes as one line.
+        console.print(ex.command, soft_wrap=True, markup=False, highlight=False)
     console.print(f"measuring again every {ROUND_INTERVAL_S:.0f} s; Ctrl-C to stop")
     # Ctrl-C sets a flag instead of raising wherever the main thread happens to be (inside a
     # round's event loop, an interrupt would leave agent threads and sockets half torn down).

@@ -48,7 +48,9 @@ from lightfence.gate.kube import (
     load_device_map,
 )
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
+from lightfence.model.policy import PolicyError, PolicySpec, parse_policy_spec
 from lightfence.model.trust import Locates
+from lightfence.units import Bound
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
@@ -69,10 +71,11 @@ class ModeOption(StrEnum):
 
 
 VerifierKey = Annotated[
-    Path,
+    str,
     typer.Option(
         "--verifier-key",
-        help="File with the verifier's Ed25519 public key(s), 64 hex digits per line.",
+        help="The verifier's Ed25519 public key: 64 hex digits, or a file holding them (one key "
+        "per line) or the JSON that GET /verifier/key serves.",
     ),
 ]
 Mode = Annotated[
@@ -91,13 +94,32 @@ Skew = Annotated[
 ]
 ExpectedPolicy = Annotated[
     str | None,
-    typer.Option("--policy", help="Deny tokens for any other policy text (e.g. outside:CN,HK,MO)."),
+    typer.Option(
+        "--policy",
+        help="Require a verdict under this policy or a stronger one, e.g. outside:CN,HK,MO, or "
+        "a whole canonical text such as 'outside:CN,HK,MO (bound: vacuum, liars: 1)'.",
+    ),
+]
+BoundOpt = Annotated[
+    Bound | None,
+    typer.Option(
+        "--bound", help="With --policy: vacuum (default; fibre tokens deny) or fibre (both allow)."
+    ),
+]
+LiarsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--liars",
+        help="With --policy: lying landmarks the verdict must have tolerated, a count or auto "
+        "(default 0: any).",
+    ),
 ]
 Require = Annotated[
-    Locates,
+    Locates | None,
     typer.Option(
         "--require",
-        help="What the verdict must locate: key (any) or gpu (GPU-signed rounds; docs/trust.md).",
+        help="What the verdict must locate: key (any; default) or gpu (GPU-signed rounds; "
+        "docs/trust.md).",
     ),
 ]
 StateDir = Annotated[
@@ -127,12 +149,31 @@ def _state(state_dir: Path | None) -> GateState:
     return GateState(state_dir or Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR))
 
 
+def required_policy(
+    text: str | None,
+    bound: Bound | None = None,
+    liars: str | None = None,
+    require: Locates | None = None,
+) -> PolicySpec | None:
+    """The operator's required policy from --policy, --bound, --liars, --require; None without
+    --policy. What neither the text nor an option states is the weakest requirement (liars 0,
+    key) except the bound, which stays vacuum: a fibre verdict must be accepted explicitly."""
+    if text is None:
+        if bound is not None or liars is not None:
+            raise typer.BadParameter("--bound and --liars qualify a --policy; give --policy too")
+        return None
+    try:
+        return parse_policy_spec(text, bound, liars, require, absent_liars=0)
+    except PolicyError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _policy(
     mode: ModeOption,
     grace: float,
     skew: float,
-    expected: str | None,
-    require: Locates = Locates.KEY,
+    expected: PolicySpec | None,
+    require: Locates | None = None,
 ) -> GatePolicy:
     try:
         return GatePolicy(
@@ -140,7 +181,7 @@ def _policy(
             grace_s=grace,
             max_clock_skew_s=skew,
             expected_policy=expected,
-            required_locates=require,
+            required_locates=require or Locates.KEY,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -163,7 +204,9 @@ def check_cmd(
     grace: Grace = 0.0,
     max_skew: Skew = DEFAULT_MAX_CLOCK_SKEW_S,
     policy: ExpectedPolicy = None,
-    require: Require = Locates.KEY,
+    bound: BoundOpt = None,
+    liars: LiarsOpt = None,
+    require: Require = None,
     state_dir: StateDir = None,
     timeout: Timeout = DEFAULT_READ_TIMEOUT_S,
 ) -> None:
@@ -182,7 +225,9 @@ def check_cmd(
         raise typer.BadParameter("--token FILE holds one device's token; give one --device")
     if not 0 < timeout <= 60:
         raise typer.BadParameter("--timeout must be between 0 and 60 seconds")
-    gate_policy = _policy(mode, grace, max_skew, policy, require)
+    gate_policy = _policy(
+        mode, grace, max_skew, required_policy(policy, bound, liars, require), require
+    )
     try:
         state = _state(state_dir)
     except GateStateError as exc:
@@ -219,7 +264,7 @@ def _verifier_client(verifier: str, timeout_s: float) -> VerifierClient:
 def _check_one(
     device: str,
     fetch: Callable[[str], Fetched],
-    verifier_key: Path,
+    verifier_key: str,
     policy: GatePolicy,
     state: GateState,
 ) -> Decision:
@@ -252,7 +297,9 @@ def label_cmd(
     grace: Grace = 0.0,
     max_skew: Skew = DEFAULT_MAX_CLOCK_SKEW_S,
     policy: ExpectedPolicy = None,
-    require: Require = Locates.KEY,
+    bound: BoundOpt = None,
+    liars: LiarsOpt = None,
+    require: Require = None,
     state_dir: StateDir = None,
     timeout: Timeout = DEFAULT_READ_TIMEOUT_S,
     once: Annotated[
@@ -294,7 +341,9 @@ def label_cmd(
         raise typer.BadParameter(str(exc)) from None
     if interval < 1:
         raise typer.BadParameter("--interval must be at least 1 second")
-    gate_policy = _policy(mode, grace, max_skew, policy, require)
+    gate_policy = _policy(
+        mode, grace, max_skew, required_policy(policy, bound, liars, require), require
+    )
     try:
         state = _state(state_dir)
         kube = (

@@ -16,6 +16,9 @@ device in its declared country's waters, on its islands or in areas it claims.
 
 Every policy also says how many lying landmarks a verdict must survive (`liars`): a count, or
 "auto" (the default: 1 for a device measured by at least 4 landmarks, 0 below; core.robust).
+
+The text is parsed once into a `model.policy.PolicySpec` (canonical, hashable, comparable: what
+tokens, the gate and the API use); this module adds the geometry a spec stands for.
 """
 
 from __future__ import annotations
@@ -23,14 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from lightfence.core.robust import DEFAULT_LIARS, Liars, check_liars
 from lightfence.geo.governed import Governed, LandAndSea
 from lightfence.geo.regions import Complement, Countries, Disc, Region
+from lightfence.model.policy import DEFAULT_LIARS, Liars, PolicySpec, RegionKind, parse_policy_spec
+from lightfence.model.policy import PolicyError as PolicyError
 from lightfence.units import Bound
-
-
-class PolicyError(ValueError):
-    """A policy text that cannot be understood."""
 
 
 @cache
@@ -61,7 +61,7 @@ class Policy:
     """What a VERIFIED verdict promises: every position the RTTs allow lies in `allowed`."""
 
     text: str
-    """The policy as written, for display and for evidence bundles."""
+    """The region as canonical text (PolicySpec.region_text), for display and evidence bundles."""
     allowed: Region | None
     """The allowed region A; None means 'the country the device declares'."""
     bound: Bound = Bound.VACUUM
@@ -69,6 +69,8 @@ class Policy:
     """Lying landmarks each verdict must survive: a count, or 'auto' (see core.robust)."""
     sea: bool = False
     """in-declared-country+sea: the declared country's territorial sea is allowed too."""
+    spec: PolicySpec | None = None
+    """The parsed policy this was built from (`parse_policy` always sets it)."""
 
     @property
     def in_declared_country(self) -> bool:
@@ -92,63 +94,38 @@ def claimed_region(code: str) -> Governed:
     return governed_region((code.strip().upper(),), "claim")
 
 
-def _codes(text: str) -> tuple[str, ...]:
-    codes = tuple(sorted({c.strip().upper() for c in text.split(",") if c.strip()}))
-    if not codes:
-        raise PolicyError("name at least one country code, e.g. outside:CN,HK,MO")
-    return codes
+def _allowed(spec: PolicySpec) -> Region | None:
+    if spec.kind is RegionKind.OUTSIDE:
+        return _outside(spec.codes)
+    if spec.kind is RegionKind.IN:
+        return countries_region(spec.codes)
+    if spec.kind is RegionKind.IN_SEA:
+        return sea_region(spec.codes)
+    if spec.kind is RegionKind.WITHIN:
+        assert spec.disc is not None  # PolicySpec checks it
+        return Disc(*spec.disc)
+    return None
+
+
+def policy_of(spec: PolicySpec) -> Policy:
+    """The Policy (with its region) a spec stands for. PolicyError for an unknown country."""
+    try:
+        allowed = _allowed(spec)
+    except ValueError as exc:
+        raise PolicyError(f"policy {spec.region_text!r}: {exc}") from exc
+    return Policy(
+        text=spec.region_text,
+        allowed=allowed,
+        bound=spec.bound,
+        liars=spec.liars,
+        sea=spec.kind is RegionKind.IN_DECLARED_SEA,
+        spec=spec,
+    )
 
 
 def parse_policy(
-    text: str, bound: Bound | str = Bound.VACUUM, liars: Liars | str = DEFAULT_LIARS
+    text: str, bound: Bound | str | None = None, liars: Liars | str | None = None
 ) -> Policy:
-    """Parse a policy text (see the module docstring). Raises PolicyError with what to fix."""
-    bound = Bound(bound)
-    try:
-        f = check_liars(liars)
-    except ValueError as exc:
-        raise PolicyError(str(exc)) from exc
-    raw = text.strip()
-    kind, _, arg = raw.partition(":")
-    kind = kind.strip().lower()
-    try:
-        if kind in ("in-declared-country", "in-declared-country+sea") and not arg:
-            sea = kind.endswith("+sea")
-            return Policy(text=kind, allowed=None, bound=bound, liars=f, sea=sea)
-        if kind == "outside":
-            codes = _codes(arg)
-            return Policy(
-                text=f"outside:{','.join(codes)}", allowed=_outside(codes), bound=bound, liars=f
-            )
-        if kind == "in":
-            codes = _codes(arg)
-            return Policy(
-                text=f"in:{','.join(codes)}",
-                allowed=countries_region(codes),
-                bound=bound,
-                liars=f,
-            )
-        if kind == "in+sea":
-            codes = _codes(arg)
-            return Policy(
-                text=f"in+sea:{','.join(codes)}", allowed=sea_region(codes), bound=bound, liars=f
-            )
-        if kind == "within":
-            parts = [p.strip() for p in arg.split(",")]
-            if len(parts) != 3:
-                raise PolicyError("write within:LAT,LON,RADIUS_KM, e.g. within:50.11,8.68,100")
-            lat, lon, radius = (float(p) for p in parts)
-            return Policy(
-                text=f"within:{lat},{lon},{radius}",
-                allowed=Disc(lat, lon, radius),
-                bound=bound,
-                liars=f,
-            )
-    except PolicyError:
-        raise
-    except ValueError as exc:
-        raise PolicyError(f"policy {text!r}: {exc}") from exc
-    raise PolicyError(
-        f"unknown policy {text!r}: use outside:CC,..., in:CC,..., in+sea:CC,..., "
-        "within:LAT,LON,RADIUS_KM, in-declared-country or in-declared-country+sea"
-    )
+    """Parse a policy text (see the module docstring and model.policy). `bound` and `liars`, when
+    given, must agree with what the text states. Raises PolicyError with what to fix."""
+    return policy_of(parse_policy_spec(text, bound, liars))

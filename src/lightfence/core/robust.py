@@ -16,8 +16,6 @@ a point of F_f lies in all but at most f caps. The algorithm and its cost: docs/
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -32,27 +30,13 @@ from lightfence.geo.depth import (
 from lightfence.geo.regions import Region
 from lightfence.geo.sphere import Float64Array
 
+# The liar setting is a policy's, defined with it on the ground floor (model.policy).
+from lightfence.model.policy import DEFAULT_LIARS as DEFAULT_LIARS
+from lightfence.model.policy import Liars as Liars
+from lightfence.model.policy import check_liars as check_liars
+
 AUTO_LIARS_MIN_LANDMARKS = 4
 """Under liars='auto', a device measured by at least this many landmarks tolerates one liar."""
-
-Liars = int | Literal["auto"]
-
-DEFAULT_LIARS: Liars = "auto"
-"""The one default liar rule, shared by the verifier, `verify`, `eval`, `coverage`, `plan` and
-every Policy: what planning assumes is what a deployment will verify with."""
-
-
-def check_liars(liars: object) -> Liars:
-    """A tolerated-liar setting: a count >= 0 or 'auto'. Raises ValueError with what to write."""
-    if isinstance(liars, str):
-        text = liars.strip().lower()
-        if text == "auto":
-            return "auto"
-        if text.isdigit():
-            return int(text)
-    elif isinstance(liars, int) and not isinstance(liars, bool) and liars >= 0:
-        return liars
-    raise ValueError(f"liars must be 'auto' or a whole number >= 0, not {liars!r}")
 
 
 def liars_per_device(liars: Liars, landmarks: NDArray[np.int64]) -> NDArray[np.int64]:

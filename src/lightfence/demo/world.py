@@ -175,6 +175,8 @@ class DemoWorld:
             recompute_interval_s=0.2,
             checkin_sweep_interval_s=1.0,
             min_checkin_interval_s=1,
+            # Signs verdict tokens, so `lightfence gate check` can be tried against the demo.
+            signing_key_path=str(self.workdir / "verifier-signing.key"),
         )
         service = Service(config)  # creates the schema; tokens as `lightfence token create` does
         try:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lightfence.crypto.keys import parse_public_key_hex
+from lightfence.crypto.keyfile import KeyFileError, read_public_keys
 from lightfence.gate.decision import Decision, Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import MAX_TOKEN_CHARS
 from lightfence.protocol.challenge import id_bytes
@@ -170,23 +170,13 @@ def read_token_file(path: Path) -> Fetched:
     )
 
 
-def load_verifier_keys(path: Path) -> list[bytes]:
-    """Trusted verifier public keys: 64 hex digits per line, `#` comments; several for rotation."""
+def load_verifier_keys(value: str | Path) -> list[bytes]:
+    """Trusted verifier public keys from a `--verifier-key` value: 64 hex digits, or a file of
+    hex lines (several for rotation) or of the JSON GET /verifier/key serves (crypto.keyfile)."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise GateStateError(f"cannot read verifier key file {path}: {exc.strerror}") from None
-    keys = []
-    for n, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            try:
-                keys.append(parse_public_key_hex(line))
-            except ValueError as exc:
-                raise GateStateError(f"{path}:{n}: {exc}") from None
-    if not keys:
-        raise GateStateError(f"{path} holds no verifier public key (64 hex digits per line)")
-    return keys
+        return read_public_keys(value)
+    except KeyFileError as exc:
+        raise GateStateError(str(exc)) from None
 
 
 class GateState:

@@ -19,8 +19,10 @@ Rules, in order:
 2. Of the authentic tokens at hand (fresh and cached) the newest by issued-at rules, so a fresh
    REFUTED beats a cached VERIFIED, and a replayed older token cannot mask a newer one.
 3. A token issued further in the future than the clock-skew allowance denies.
-4. A verdict other than VERIFIED denies, expired or not; so does a policy other than the one
-   the operator expects (when it names one).
+4. A verdict other than VERIFIED denies, expired or not; so does a token whose policy does not
+   satisfy the one the operator requires (when it names one), compared as structures
+   (model.policy.satisfies: same or narrower region, bound and liars at least as strict), and
+   one that locates less than the operator requires. The detail says what differs.
 5. An unexpired VERIFIED token allows.
 6. An expired VERIFIED token denies under fail-closed. Under fail-open it allows until
    `grace_s` after its expiry, unless the verifier answered that it has no verdict for the
@@ -30,7 +32,7 @@ Rules, in order:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -44,6 +46,7 @@ from lightfence.gate.token import (
     authenticate_token,
     check_validity,
 )
+from lightfence.model.policy import PolicySpec, shortfalls
 from lightfence.model.trust import Locates
 
 EXIT_ALLOWED = 0
@@ -99,12 +102,17 @@ class GatePolicy:
     grace_s: float = 0.0
     """Fail-open only: how long after a VERIFIED token's expiry work may still start."""
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
-    expected_policy: str | None = None
-    """When set, a token for any other policy text denies (e.g. the licence's `outside:CN`)."""
+    expected_policy: PolicySpec | None = None
+    """When set, a token whose policy does not satisfy it denies (model.policy.satisfies)."""
     required_locates: Locates = Locates.KEY
-    """`gpu`: only a verdict from GPU-signed rounds allows (docs/trust.md); a key verdict denies."""
+    """`gpu`: only a verdict from GPU-signed rounds allows (docs/trust.md); a key verdict denies.
+    An `expected_policy` that says `locates: gpu` requires the same."""
 
     def __post_init__(self) -> None:
+        if self.expected_policy is not None and not isinstance(self.expected_policy, PolicySpec):
+            raise ValueError(
+                "expected_policy must be a PolicySpec (model.policy.parse_policy_spec)"
+            )
         if not math.isfinite(self.grace_s) or not 0 <= self.grace_s <= MAX_GRACE_S:
             raise ValueError(f"grace must be between 0 and {MAX_GRACE_S:.0f} s, got {self.grace_s}")
         if self.grace_s > 0 and self.mode is not GateMode.FAIL_OPEN:
@@ -133,6 +141,8 @@ class Decision:
     """The skew allowance in force, logged so an audit can re-apply the same rule."""
     token_text: str | None = None
     """Its compact text, logged so an auditor can re-check the signature offline."""
+    required_policy: str | None = None
+    """The operator's required policy (canonical text), when it named one."""
 
     @property
     def exit_code(self) -> int:
@@ -156,6 +166,7 @@ class Decision:
             "verdict": None if t is None else t.verdict.value,
             "locates": None if t is None else t.locates.value,
             "policy": None if t is None else t.policy,
+            "required_policy": self.required_policy,
             "token_issued_at_unix_s": None if t is None else t.issued_at_unix_s,
             "token_expires_at_unix_s": None if t is None else t.expires_at_unix_s,
             "verifier_key_id": None if t is None else t.verifier_key_id,
@@ -207,8 +218,10 @@ def decide(
             token=None if chosen is None else chosen[0],
             token_text=None if chosen is None else chosen[1],
             max_clock_skew_s=policy.max_clock_skew_s,
+            required_policy=None if need is None else need.canonical_text(),
         )
 
+    need = policy.expected_policy
     candidates: list[tuple[VerdictToken, str]] = []
     if fetched.status is SourceStatus.TOKEN:
         text = fetched.token_text or ""
@@ -256,22 +269,9 @@ def decide(
             f"under policy {token.policy!r} ({origin} token)",
             chosen,
         )
-    if policy.expected_policy is not None and token.policy != policy.expected_policy:
-        return answer(
-            Answer.DENIED,
-            "wrong-policy",
-            f"token verifies policy {token.policy!r}, the operator requires "
-            f"{policy.expected_policy!r}",
-            chosen,
-        )
-    if token.locates.rank < policy.required_locates.rank:
-        return answer(
-            Answer.DENIED,
-            "locates-key",
-            f"the verdict locates the {token.locates.value}, the operator requires one that "
-            f"locates the {policy.required_locates.value} (GPU-signed rounds)",
-            chosen,
-        )
+    refusal = _policy_refusal(token, policy)
+    if refusal is not None:
+        return answer(Answer.DENIED, refusal[0], refusal[1], chosen)
     if expired is None:
         return answer(
             Answer.ALLOWED,
@@ -305,3 +305,34 @@ def decide(
         f"beyond the {policy.grace_s:.0f} s grace",
         chosen,
     )
+
+
+def _policy_refusal(token: VerdictToken, policy: GatePolicy) -> tuple[str, str] | None:
+    """(reason, one sentence) when the token's policy falls short of the operator's, else None.
+
+    `locates-key` when only what the verdict locates falls short, `wrong-policy` otherwise."""
+    need = policy.expected_policy
+    required_locates = max(
+        policy.required_locates,
+        Locates.KEY if need is None else need.locates,
+        key=lambda loc: loc.rank,
+    )
+    have = token.policy_spec
+    missing: dict[str, str] = {}
+    if need is not None:
+        if have is None:
+            return (
+                "wrong-policy",
+                f"token policy {token.policy!r} cannot be read as a policy, the operator "
+                f"requires {need.canonical_text()}",
+            )
+        missing = shortfalls(have, replace(need, locates=required_locates))
+    elif token.locates.rank < required_locates.rank:
+        missing = {
+            "locates": f"the verdict locates the {token.locates.value}, the operator requires "
+            f"one that locates the {required_locates.value} (GPU-signed rounds)"
+        }
+    if not missing:
+        return None
+    reason = "locates-key" if set(missing) == {"locates"} else "wrong-policy"
+    return reason, "; ".join(missing.values())

@@ -35,6 +35,7 @@ from lightfence.crypto.keys import (
     verify_signature,
 )
 from lightfence.model.canonical import canonical_json
+from lightfence.model.policy import PolicyError, PolicySpec, parse_policy_spec
 from lightfence.model.trust import Locates
 from lightfence.protocol.challenge import id_bytes
 
@@ -128,7 +129,9 @@ class VerdictToken:
     verdict: VerdictKind
     """The verifier's latest verdict for the device."""
     policy: str
-    """The policy text the verdict was computed under (core.policy), e.g. `outside:CN,HK,MO`."""
+    """The policy the verdict was computed under, as text: the canonical text of its
+    model.policy.PolicySpec without locates, e.g. `outside:CN,HK,MO (bound: vacuum, liars: 1)`.
+    Compare `policy_spec`, never this text."""
     issued_at_unix_s: int
     """Verifier's UTC clock when it signed, whole seconds since the epoch."""
     expires_at_unix_s: int
@@ -162,6 +165,20 @@ class VerdictToken:
             )
         if len(self.signature) not in (0, SIGNATURE_LEN):
             raise TokenMalformed(f"signature must be {SIGNATURE_LEN} bytes")
+
+    @property
+    def policy_spec(self) -> PolicySpec | None:
+        """The policy as a structure, or None if its text cannot be read.
+
+        Tokens from verifiers before the structure read `in:DE (bound: vacuum)`: they state no
+        liars, which counts as 0 tolerated (conservative). What the verdict locates is this
+        token's `locates` field, whatever the text says.
+        """
+        try:
+            spec = parse_policy_spec(self.policy, absent_liars=0)
+        except PolicyError:
+            return None
+        return replace(spec, locates=self.locates)
 
     def payload(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from lightfence.core.measurement import InvalidMeasurement, Landmark
 from lightfence.core.policy import PolicyError, claimed_region, parse_policy
 from lightfence.crypto.keys import key_id, parse_public_key_hex
 from lightfence.identity.device import DeviceIdentity
+from lightfence.model.policy import split_policy_text
 from lightfence.model.registry import RegistryError, reachable_address
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
@@ -60,8 +61,19 @@ class Licence:
             raise BadInput(f"bound must be 'vacuum' or 'fibre', got {self.bound!r}") from None
         try:
             policy = parse_policy(self.policy, bound)
+            stated = split_policy_text(self.policy)[1]
         except PolicyError as exc:
             raise BadInput(str(exc)) from None
+        if "liars" in stated:
+            raise BadInput(
+                "a licence's policy states no liars: the verifier's own `liars` setting "
+                "applies to every device"
+            )
+        if stated.get("locates", self.require_locates) != self.require_locates:
+            raise BadInput(
+                f"the policy says locates: {stated['locates']}, require_locates says "
+                f"{self.require_locates}"
+            )
         country = None
         if self.declared_country:
             country = self.declared_country.strip().upper()

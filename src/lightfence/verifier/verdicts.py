@@ -32,9 +32,10 @@ from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
 from lightfence.core.freshness import WindowRecord, measurement_of, verdict_inputs
 from lightfence.core.kinds import Reason, VerdictKind
 from lightfence.core.measurement import Landmark, Measurement
-from lightfence.core.policy import parse_policy
+from lightfence.core.policy import parse_policy, policy_of
 from lightfence.core.robust import DEFAULT_LIARS
 from lightfence.core.verdict import Verdict, decide, reason_text
+from lightfence.model.policy import PolicySpec, parse_policy_spec
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit, statehash
 from lightfence.verifier.config import VerifierConfig
@@ -259,13 +260,14 @@ class Decided:
 
 
 def decide_pending(pending: list[Pending]) -> list[Decided]:
-    """Decide every pending device, batched per (policy, bound, liars) through the core engine."""
-    groups: dict[tuple[str, str, str], list[Pending]] = defaultdict(list)
+    """Decide every pending device, batched per policy (one PolicySpec: region, bound, liars)
+    through the core engine."""
+    groups: dict[PolicySpec, list[Pending]] = defaultdict(list)
     for p in pending:
-        groups[(p.policy, p.bound, p.liars)].append(p)
+        groups[parse_policy_spec(p.policy, p.bound, p.liars)].append(p)
     out: list[Decided] = []
-    for (policy_text, bound, liars), group in groups.items():
-        policy = parse_policy(policy_text, bound, liars)
+    for spec, group in groups.items():
+        policy = policy_of(spec)
         table = _table(group)
         result = decide_batch(table, policy, [p.claimed for p in group])
         start = 0

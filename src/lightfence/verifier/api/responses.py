@@ -271,11 +271,26 @@ class VerifierKeyOut(Out):
     key_id: str
 
 
+class PolicySpecOut(Out):
+    """A policy as a structure (model.policy.PolicySpec): compare this, not its text."""
+
+    kind: str = Field(description="outside, in, in+sea, within, in-declared-country[+sea]")
+    codes: list[str] = Field(description="ISO alpha-2 codes, sorted (outside/in/in+sea)")
+    disc: list[float] | None = Field(description="within: [lat_deg, lon_deg, radius_km]")
+    bound: str = Field(description="vacuum or fibre")
+    liars: int | str = Field(description="Lying landmarks tolerated: a count, or 'auto'")
+    locates: str = Field(description="key or gpu")
+    text: str = Field(description="The canonical text; parses back to this structure")
+
+
 class DeviceTokenOut(Out):
     token: str
     device_id: str
     verdict: str
-    policy: str
+    policy: str = Field(description="The policy's canonical text (without locates)")
+    policy_spec: PolicySpecOut | None = Field(
+        None, description="The policy as a structure (null if a legacy text cannot be read)"
+    )
     issued_at_unix_s: float
     expires_at_unix_s: float
     verifier_key_id: str
