@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy_doc import DocError, Step, read_steps, steps, write_standins
+from lightfence.evidence.bundle import load_bundle
 from lightfence.rttdata import load_dataset
 from lightfence.sim.emulate import path_rtt_ms, site_of
 from netns_lab import Lab, require_netns
@@ -159,16 +160,16 @@ def test_deploy_md_verbatim_across_namespaces(lab: Lab) -> None:
     assert [s.exit_code for s, _ in gates] == [0, 1]
     allowed = json.loads(gates[0][1].strip().splitlines()[-1])
     denied = json.loads(gates[1][1].strip().splitlines()[-1])
-    assert allowed["allowed"] is True, allowed
-    assert denied["allowed"] is False, denied
-    assert "liar" in json.dumps(denied).lower(), denied  # the reason says what differs
+    assert (allowed["answer"], allowed["exit_code"]) == ("allowed", 0), allowed
+    assert (denied["answer"], denied["exit_code"]) == ("denied", 1), denied
+    assert "lying landmark" in denied["detail"], denied  # the reason says what differs
 
-    # The round trips the landmarks measured are the emulated ones or longer, never shorter.
-    measured = next(out for s, out in outputs if "agent measure" in s.script)
+    # The round trips the landmarks measured (in the bundle the agent wrote) are the emulated
+    # city pairs' or a little longer, never shorter: real delays, only ever added.
+    bundle = load_bundle(lab.hosts["gpu-host"].directory / "evidence.json")
+    measured = {r.landmark_id: r.min_rtt_ms for r in bundle.records}
     dataset = load_dataset()
     device = site_of(dataset, DEVICE_SITE)
     for name, site in LANDMARK_SITES.items():
-        lid = name.removeprefix("landmark-")
-        m = re.search(rf"{lid}\b.*?([0-9.]+) ms", measured)
-        assert m is not None, measured
-        assert float(m.group(1)) >= path_rtt_ms(dataset, device, site_of(dataset, site)), measured
+        emulated_ms = path_rtt_ms(dataset, device, site_of(dataset, site))
+        assert measured[name.removeprefix("landmark-")] >= emulated_ms, (name, measured)
