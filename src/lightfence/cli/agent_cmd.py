@@ -138,7 +138,9 @@ def measure(
         raise fail("--attempts must be >= 1 and --timeout > 0")
     if (landmarks is None) == (verifier is None):
         raise fail("give --landmarks FILE, or --verifier URL with --verifier-key KEY (not both)")
-    if verifier is not None and submit is None:
+    if verifier is not None and submit is not None:
+        raise fail("--verifier submits to the verifier's /records itself: drop --submit")
+    if verifier is not None:
         submit = f"{verifier.rstrip('/')}/records"
     try:
         token = token or (read_token(token_file) if submit else None)

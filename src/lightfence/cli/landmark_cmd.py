@@ -281,9 +281,10 @@ def register(
         with require_remote(verifier, token) as remote:
             for body in bodies:
                 out = remote.post("/landmarks", body)
+                state = "" if out["status"] == "active" else f"; its status is {out['status']}"
                 typer.echo(
                     f"registered landmark {out['id']} (key {out['key_id']}) at "
-                    f"{out.get('address') or 'no address'}, {out['lat']}, {out['lon']}"
+                    f"{out.get('address') or 'no address'}, {out['lat']}, {out['lon']}{state}"
                 )
     except RemoteError as exc:
         raise refused(str(exc)) from None

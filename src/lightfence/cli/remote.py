@@ -199,6 +199,12 @@ def _detail(resp: httpx.Response) -> str | None:
 
 def http_problem(base_url: str, method: str, path: str, resp: httpx.Response) -> str:
     status = resp.status_code
+    if 300 <= status < 400:
+        where = resp.headers.get("location", "elsewhere")
+        return (
+            f"the verifier at {base_url} redirects {path} to {where} ({status}); give the URL it "
+            "redirects to as --verifier (the token is not sent on to another address)"
+        )
     detail = _detail(resp)
     if status == 401:
         return (

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from lightfence.cli.errors import fail, refused
-from lightfence.cli.remote import RemoteError, TokenOpt, VerifierOpt, require_remote, segment
+from lightfence.cli.remote import (
+    VERIFIER_ENV,
+    RemoteError,
+    TokenOpt,
+    VerifierOpt,
+    require_remote,
+    segment,
+)
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
@@ -298,9 +305,13 @@ def redacted(db_url: str) -> str:
         return "(unparsed URL)"
 
 
-def _remote(db: str | None, verifier: str | None) -> bool:
-    """Whether a command runs against a remote verifier: --verifier (or its env) and no --db."""
-    return verifier is not None and db is None
+def _remote(db: str | None, verifier: str | None, token: str | None = None) -> bool:
+    """Whether a command runs against a remote verifier: --verifier (or its env) and no --db.
+    A token with neither is a remote call missing its URL, not a wish for the local default
+    database (which would be created empty in the working directory)."""
+    if db is None and not verifier and token:
+        raise refused(f"give the verifier's URL: --verifier URL (or ${VERIFIER_ENV})")
+    return bool(verifier) and db is None
 
 
 def _call(verifier: str | None, token: str | None, method: str, path: str, body: Any = None) -> Any:
@@ -319,7 +330,7 @@ def status(
     token: TokenOpt = None,
 ) -> None:
     """Fleet summary: devices by latest verdict, landmarks, open alerts, rejections."""
-    if _remote(db, verifier):
+    if _remote(db, verifier, token):
         s = _call(verifier, token, "GET", "/status")
     else:
         from lightfence.verifier.queries import summary
@@ -368,7 +379,7 @@ def audit_verify(
     chain against signed checkpoints); exit 1 listing every problem found."""
     from pathlib import Path
 
-    if _remote(db, verifier):
+    if _remote(db, verifier, token):
         if checkpoint:
             raise refused(
                 "--checkpoint checks a local database (--db): the verifier cannot be asked to "
@@ -470,7 +481,7 @@ def token_create(
         raise typer.BadParameter(
             "choose admin, operator, auditor or landmark", param_hint="--role"
         ) from None
-    if _remote(db, verifier):
+    if _remote(db, verifier, token):
         body = {"name": name, "role": parsed.value, "owner": owner}
         typer.echo(_call(verifier, token, "POST", "/tokens", body)["token"])
         return
@@ -499,7 +510,7 @@ def token_revoke(
     from lightfence.verifier.auth import TokenError, revoke_token
     from lightfence.verifier.clock import now_ns
 
-    if _remote(db, verifier):
+    if _remote(db, verifier, token):
         _call(verifier, token, "POST", f"/tokens/{segment(name)}/revoke", {})
         typer.echo(f"revoked {name}")
         return
@@ -521,7 +532,7 @@ def token_list(db: DbOption = None, verifier: VerifierOpt = None, token: TokenOp
     """List tokens (names, roles, owners; never the secrets)."""
     from sqlalchemy import select
 
-    if _remote(db, verifier):
+    if _remote(db, verifier, token):
         for t in _call(verifier, token, "GET", "/tokens"):
             typer.echo(f"{t['name']}\t{t['role']}\t{t['owner'] or '-'}\t{t['state']}")
         return
