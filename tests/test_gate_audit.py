@@ -7,17 +7,20 @@ from lightfence.crypto.keys import SigningKey
 from lightfence.gate.audit import audit_log
 from lightfence.gate.decision import Fetched, GateMode, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import issue_token
+from lightfence.model.policy import parse_policy_spec
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
 DEVICE = "0123456789abcdef0123456789abcdef"
 T0 = 1_800_000_000.0
 
 
-def entry(now: float, policy: GatePolicy, cached_at: float = T0) -> dict[str, Any]:
+def entry(
+    now: float, policy: GatePolicy, cached_at: float = T0, *, token_policy: str = "p"
+) -> dict[str, Any]:
     text = issue_token(
         device_id=DEVICE,
         verdict=VerdictKind.VERIFIED,
-        policy="p",
+        policy=token_policy,
         signing_key=VERIFIER,
         now_unix_s=cached_at,
         ttl_s=300,
@@ -53,3 +56,17 @@ def test_invented_or_stretched_entries_are_found() -> None:
     assert "after expiry" in problems[0]
     assert "without a token" in problems[1]
     assert problems[2].startswith(("token-forged", "token-malformed"))
+
+
+def test_an_allowed_entry_must_satisfy_its_logged_requirement() -> None:
+    need = parse_policy_spec("outside:CN,HK,MO", liars=1)
+    good = entry(T0 + 10, GatePolicy(), token_policy="outside:CN,HK,MO (bound: vacuum, liars: 1)")
+    good_required = good | {"required_policy": need.canonical_text()}
+    stronger = good | {"required_policy": "outside:CN,HK,MO (bound: vacuum, liars: 2)"}
+    unreadable = good | {"required_policy": "nowhere"}
+    legacy = entry(T0 + 10, GatePolicy()) | {"required_policy": "outside:CN"}
+    report = audit_log([good_required, stronger, unreadable, legacy], [VERIFIER.public_bytes])
+    problems = [f["problem"] for f in report.findings]
+    assert report.backed == 1 and len(problems) == 3
+    assert problems[0] == "token tolerates 1 lying landmark, the operator requires 2"
+    assert "cannot be read" in problems[1] and "cannot be read" in problems[2]

@@ -197,6 +197,51 @@ def test_cli_usage_errors_exit_2_without_traceback(tmp_path: Path, key_file: Pat
         assert "Traceback" not in result.output
 
 
+def test_cli_policy_options_and_key_forms(
+    verifier: tuple[str, FakeVerifier], tmp_path: Path
+) -> None:
+    """--policy with --bound/--liars or one canonical text; --verifier-key as bare hex or as
+    the JSON GET /verifier/key serves. The stub issues `outside:CN,HK,MO (..., liars: 1)`."""
+    url, fake = verifier
+    fake.verdicts[DEVICE] = VerdictKind.VERIFIED
+    served = tmp_path / "key.json"
+    served.write_text(
+        json.dumps({"public_key": VERIFIER.public_bytes.hex(), "key_id": VERIFIER.key_id})
+    )
+    for key in (VERIFIER.public_bytes.hex(), str(served)):
+        base = ["--device", DEVICE, "--verifier", url, "--verifier-key", key]
+        base += ["--state-dir", str(tmp_path / "s")]
+        for policy, code, detail in (
+            (["--policy", "outside:MO,HK,CN"], 0, ""),
+            (["--policy", "outside:CN,HK,MO", "--bound", "vacuum", "--liars", "1"], 0, ""),
+            (["--policy", "outside:CN,HK,MO (bound: fibre, liars: auto)"], 0, ""),
+            (["--policy", "outside:CN,HK,MO", "--liars", "2"], 1, "the operator requires 2"),
+            (["--policy", "outside:CN,HK,MO,RU"], 1, "does not exclude RU"),
+        ):
+            got, out = _cli(*base, *policy)
+            assert (got, out["answer"]) == (code, ["allowed", "denied"][code]), (policy, out)
+            assert detail in str(out["detail"])
+
+
+def test_cli_bad_policy_options_exit_2(tmp_path: Path, key_file: Path) -> None:
+    base = ["gate", "check", "--device", DEVICE, "--verifier", "http://127.0.0.1:1"]
+    base += ["--verifier-key", str(key_file), "--state-dir", str(tmp_path)]
+    for extra, message in (
+        (["--liars", "1"], "give --policy too"),
+        (["--bound", "fibre"], "give --policy too"),
+        (["--policy", "outside:CN", "--liars", "-1"], "liars must be"),
+        (["--policy", "outside:CN", "--liars", "lots"], "liars must be"),
+        (["--policy", "outside:CN (bound: fibre)", "--bound", "vacuum"], "but bound is given as"),
+        (["--policy", "outside:CN (locates: gpu)", "--require", "key"], "but locates is given as"),
+        (["--policy", "nowhere"], "unknown policy"),
+        (["--policy", "in:DE (colour: red)"], "is not one of"),
+    ):
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output, (extra, result.output)
+        assert "Traceback" not in result.output
+
+
 def test_cli_bad_verifier_key_is_unknown_and_logged(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pub"
     bad.write_text("not a key\n")

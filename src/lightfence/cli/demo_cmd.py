@@ -134,8 +134,8 @@ def _serve(console: Console, world: DemoWorld, reports: list[DeviceReport]) -> N
         console.print("no device is VERIFIED yet: no `lightfence gate check` example to show")
     for ex in examples:
         console.print(f"\ngate, {ex.expect} ({ex.why}):")
-        # Unwrapped and unstyled, so the command copies and pastes as one line.
-        console.print(ex.command, soft_wrap=True, markup=False, highlight=False)
+        # Plain, not through rich (no wrapping, markup or emoji codes): it pastes as it is.
+        typer.echo(ex.command, err=True)
     console.print(f"measuring again every {ROUND_INTERVAL_S:.0f} s; Ctrl-C to stop")
     # Ctrl-C sets a flag instead of raising wherever the main thread happens to be (inside a
     # round's event loop, an interrupt would leave agent threads and sockets half torn down).

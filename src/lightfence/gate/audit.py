@@ -1,7 +1,8 @@
 """Re-check a gate's decision log with the verifier's public key alone (the auditor's side).
 
 For every `allowed` entry the token it rested on must be authentic (signed by a trusted
-verifier key), for the logged device, say VERIFIED, and cover the logged decision time: from
+verifier key), for the logged device, say VERIFIED, satisfy the logged `required_policy` (when
+the gate required one; model.policy.satisfies), and cover the logged decision time: from
 issue (less the logged clock-skew allowance) to expiry (plus the logged fail-open grace). An
 entry that fails is a decision the verifier never backed. Pure: entries in, findings out.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S, TokenError, authenticate_token
+from lightfence.model.policy import PolicyError, parse_policy_spec, shortfalls
 
 
 @dataclass
@@ -54,6 +56,18 @@ def _problem(entry: Mapping[str, Any], keys: list[bytes]) -> str | None:
         return f"{exc.reason}: {exc}"
     if token.verdict is not VerdictKind.VERIFIED:
         return f"token says {token.verdict.value}"
+    required = entry.get("required_policy")
+    if required is not None:
+        try:
+            need = parse_policy_spec(str(required))
+        except PolicyError as exc:
+            return f"logged required_policy cannot be read: {exc}"
+        have = token.policy_spec
+        if have is None:
+            return f"token policy {token.policy!r} cannot be read; the gate required {need}"
+        missing = shortfalls(have, need)
+        if missing:
+            return "; ".join(missing.values())
     if at < token.issued_at_unix_s - skew:
         return f"decided at {at:.0f}, before the token was issued ({token.issued_at_unix_s})"
     if at >= token.expires_at_unix_s + grace:

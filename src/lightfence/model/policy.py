@@ -127,13 +127,16 @@ class PolicySpec:
             lat, lon, radius = self.disc
             if not all(isinstance(v, float) and math.isfinite(v) for v in self.disc):
                 raise PolicyError("within: latitude, longitude and radius must be finite numbers")
-            if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 360.0):  # as geo.sphere allows
                 raise PolicyError(f"within: ({lat}, {lon}) is not a latitude/longitude in degrees")
             if not radius > 0.0:
                 raise PolicyError(f"within: radius {radius} km must be positive")
         elif self.disc is not None:
             raise PolicyError(f"{kind.value} takes no disc")
         object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "codes", tuple(self.codes))  # hashable whatever was passed
+        if self.disc is not None:  # -0.0 -> 0.0: one canonical text per value
+            object.__setattr__(self, "disc", tuple(v + 0.0 for v in self.disc))
         object.__setattr__(self, "bound", Bound(self.bound))
         object.__setattr__(self, "locates", Locates(self.locates))
         try:
@@ -231,6 +234,8 @@ def _region(raw: str) -> tuple[RegionKind, tuple[str, ...], tuple[float, float, 
             "within:LAT,LON,RADIUS_KM, in-declared-country or in-declared-country+sea"
         ) from None
     if kind in _COUNTRY_KINDS:
+        if not arg.isascii():  # "ı".upper() is "I": only ASCII is case-folded here
+            raise PolicyError(f"country codes are ASCII letters, got {arg.strip()!r}")
         codes = tuple(sorted({c.strip().upper() for c in arg.split(",") if c.strip()}))
         if not codes:
             raise PolicyError(f"name at least one country code, e.g. {kind.value}:CN,HK,MO")
@@ -254,7 +259,9 @@ def _merge(name: str, stated: str | None, given: object | None) -> str | None:
         return stated
     given_text = str(getattr(given, "value", given)).strip().lower()
     if stated is not None and stated != given_text:
-        raise PolicyError(f"the policy text says {name}: {stated}, the option says {given_text}")
+        raise PolicyError(
+            f"the policy text says {name}: {stated}, but {name} is given as {given_text}"
+        )
     return given_text
 
 
