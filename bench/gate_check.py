@@ -32,6 +32,7 @@ from lightfence.gate.client import GateState, check_device, fetch_token
 from lightfence.gate.decision import Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.issuer import token_for_latest_verdict, token_response
 from lightfence.gate.token import verify_token
+from lightfence.model.policy import parse_policy_spec
 
 DEVICE = "0123456789abcdef0123456789abcdef"
 KEY = SigningKey.from_seed(bytes(range(32)))
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     n = args.n
     now = time.time()
-    text = token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, "outside:CN", KEY, now, 300)
+    policy_spec = parse_policy_spec("outside:CN", liars=1)
+    text = token_for_latest_verdict(DEVICE, VerdictKind.VERIFIED, policy_spec, KEY, now, 300)
     pub = KEY.public_bytes
     msg = b"x" * 300
     sig = KEY.sign(msg)

@@ -10,11 +10,13 @@
 # Configuration (environment, or the file $LIGHTFENCE_GATE_CONF, default /etc/lightfence/gate.env):
 #   LIGHTFENCE_VERIFIER_URL   verifier base URL (required unless LIGHTFENCE_TOKEN_DIR is set)
 #   LIGHTFENCE_TOKEN_DIR      read tokens from DIR/<device id>.token instead of the verifier
-#   LIGHTFENCE_VERIFIER_KEY   verifier public key file      (default /etc/lightfence/verifier.pub)
+#   LIGHTFENCE_VERIFIER_KEY   verifier public key file, hex or GET /verifier/key's JSON
+#                                                            (default /etc/lightfence/verifier.pub)
 #   LIGHTFENCE_DEVICE_MAP     lines "GPU_INDEX DEVICE_ID"    (default /etc/lightfence/devices)
 #   LIGHTFENCE_GATE_MODE      fail-closed | fail-open        (default fail-closed)
 #   LIGHTFENCE_GATE_GRACE     fail-open grace, seconds       (default 0)
-#   LIGHTFENCE_GATE_POLICY    required policy text, e.g. outside:CN,HK,MO (optional)
+#   LIGHTFENCE_GATE_POLICY    required policy (optional), e.g. outside:CN,HK,MO or the whole
+#                             'outside:CN,HK,MO (bound: vacuum, liars: 1)' (docs/gate.md)
 #   LIGHTFENCE_GATE_STATE     decision log and token cache   (default /var/lib/lightfence/gate)
 #   LIGHTFENCE_BIN            the lightfence command         (default lightfence)
 #
