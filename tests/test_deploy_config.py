@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import socket
@@ -223,3 +224,27 @@ def test_serve_with_a_wrong_tls_key_says_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "cannot use TLS certificate" in lines[0], lines
+
+
+def test_verifier_key_prints_what_agents_and_gates_pin(tmp_path: Path) -> None:
+    from lightfence.crypto.keys import SigningKey, read_verifier_key
+
+    key = SigningKey.generate()
+    (tmp_path / "keys").mkdir()
+    key.save(tmp_path / "keys" / "v.key")
+    cfg = _write(tmp_path, 'signing_key = "keys/v.key"\n')
+    proc = _cli("verifier-key", "--config", str(cfg))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc == {"public_key": key.public_bytes.hex(), "key_id": key.key_id}
+    (tmp_path / "pin.json").write_bytes(out)
+    assert read_verifier_key(str(tmp_path / "pin.json")) == key.public_bytes
+
+
+def test_verifier_key_without_a_key_says_one_line(tmp_path: Path) -> None:
+    proc = _cli("verifier-key", "--signing-key", str(tmp_path / "none.key"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "not found" in lines[0] and "lightfence serve" in lines[0], lines
