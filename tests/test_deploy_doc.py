@@ -173,3 +173,22 @@ def test_deploy_md_verbatim_across_namespaces(lab: Lab) -> None:
     for name, site in LANDMARK_SITES.items():
         emulated_ms = path_rtt_ms(dataset, device, site_of(dataset, site))
         assert measured[name.removeprefix("landmark-")] >= emulated_ms, (name, measured)
+
+    # Mistakes a new user makes on this network: one `error:` line, a non-zero exit, no traceback.
+    gate = lab.hosts["gate"]
+    for script, says in (
+        ("lightfence status --verifier http://10.77.1.2:9 --token x", "10.77.1.2:9"),
+        ("lightfence status --verifier http://10.77.1.2:8080 --token wrong", "token"),
+        (
+            "lightfence device list --verifier http://10.77.1.2:8080 --token "
+            '"$(cat operator.token)" | wc -l',
+            None,
+        ),
+    ):
+        done = lab.run(gate, script, timeout_s=STEP_TIMEOUT_S)
+        if says is None:  # the operator token sees its one device
+            assert done.returncode == 0 and done.stdout.strip() == "1", done
+            continue
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1, done
+        assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
