@@ -14,8 +14,9 @@ address, and nothing in the deployment (registry, configs, commands) knows about
 Only the device's UDP to the landmark is delayed; HTTP to the verifier is routed directly.
 The relay only ever adds delay, so it can only widen a cap, never make a verdict unsound.
 
-Names are unique per run (`lf<6 hex>-<host>`), so parallel pytest workers never collide, and
-`Lab.close` deletes every namespace it made and stops every process it started, by its id.
+Names are unique per run (`lf<pid>x<4 hex>-<host>`), so parallel pytest workers never collide,
+and `Lab.close` deletes every namespace it made and stops every process it started, by its id.
+A run killed before its cleanup leaves namespaces whose pid is gone; the next Lab removes them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -78,6 +80,28 @@ def require_netns() -> None:
     pytest.skip(message)
 
 
+LEFTOVER = re.compile(r"^lf(?P<pid>\d+)x[0-9a-f]{4}-\S+")
+
+
+def sweep_leftovers() -> list[str]:
+    """Delete namespaces a killed run left behind (its creating process is gone), stopping the
+    processes still running in them by their ids. Returns the names deleted."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    gone = []
+    for line in listed.splitlines():
+        m = LEFTOVER.match(line)
+        if m is None or Path(f"/proc/{m.group('pid')}").exists():
+            continue
+        ns = m.group(0)
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        _ip("netns", "del", ns, check=False)
+        gone.append(ns)
+    return gone
+
+
 def _ip(*args: str, check: bool = True) -> None:
     done = subprocess.run(["ip", *args], capture_output=True, text=True)
     if check and done.returncode != 0:
@@ -103,13 +127,16 @@ class Lab:
     """Every host's directory lives under here."""
     env: dict[str, str]
     """Environment every command gets (PATH with a `lightfence` on it, PYTHONPATH)."""
-    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    run_id: str = field(default_factory=lambda: f"{os.getpid()}x{secrets.token_hex(2)}")
+    """In every namespace name: the creating process's id, so a later run can tell a namespace
+    left by a killed run (its process is gone) from one a parallel worker is using."""
     hosts: dict[str, Host] = field(default_factory=dict)
     _namespaces: list[str] = field(default_factory=list)
     _procs: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
     _paths: list[tuple[str, int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        sweep_leftovers()
         self.router = self._namespace("router")
         _ip("netns", "exec", self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 

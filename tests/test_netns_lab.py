@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netns_lab import Lab, require_netns
+from netns_lab import Lab, require_netns, sweep_leftovers
 
 ECHO = (
     "import socket\n"
@@ -80,3 +81,20 @@ def test_close_removes_namespaces(tmp_path: Path) -> None:
 
 def _q(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def test_leftovers_of_a_killed_run_are_swept() -> None:
+    require_netns()
+    dead_pid = 9_999_999  # above any pid_max: no such process
+    ns = f"lf{dead_pid}x{os.getpid() % 0xFFFF:04x}-left"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "600"], start_new_session=True)
+    try:
+        assert ns in sweep_leftovers()
+        assert sleeper.wait(timeout=10) != 0  # killed
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert ns not in listed
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
