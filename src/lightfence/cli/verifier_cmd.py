@@ -249,9 +249,10 @@ def verifier_key(
         ),
     ] = None,
 ) -> None:
-    """Print the verifier's public key, as GET /verifier/key serves it: the key that agents and
-    gates pin (--verifier-key FILE). Read from the signing key file on the verifier's host, so
-    nobody has to trust the network for it."""
+    """Print the verifier's public key (what agents and gates pin).
+
+    The JSON GET /verifier/key serves, for --verifier-key FILE; read from the signing key file on
+    the verifier's host, so nobody has to trust the network for it."""
     from lightfence.crypto.keys import KeyFileError, SigningKey
     from lightfence.verifier.config_file import ConfigFileError, resolve
 
