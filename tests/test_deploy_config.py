@@ -64,6 +64,15 @@ def test_lists_from_env_and_file(tmp_path: Path) -> None:
     assert resolve(cfg, {}, env).gpu_calibration_keys == ("cc", "dd")
 
 
+def test_liars_from_file_and_env(tmp_path: Path) -> None:
+    assert resolve(_write(tmp_path, "liars = 2\n"), {}, {}).liars == "2"
+    assert resolve(_write(tmp_path, 'liars = "AUTO"\n'), {}, {}).liars == "auto"
+    assert resolve(None, {}, {"LIGHTFENCE_LIARS": "0"}).liars == "0"
+    for bad in ("liars = -1\n", 'liars = "some"\n', "liars = true\n", "liars = 1.5\n"):
+        with pytest.raises(ConfigFileError, match="liars"):
+            resolve(_write(tmp_path, bad), {}, {})
+
+
 def test_db_url_from_env_is_normalised() -> None:
     from lightfence.verifier.config import normalise_db_url
 

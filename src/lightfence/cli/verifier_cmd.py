@@ -199,6 +199,8 @@ def serve(
             gpu_root_file=settings.gpu_root,
             gpu_calibration_file=settings.gpu_calibration,
             gpu_calibration_keys=settings.gpu_calibration_keys,
+            liars=int(settings.liars) if settings.liars.isdigit() else settings.liars,
+            token_ttl_s=settings.token_ttl_s,
         )
         application = create_app(config_obj)
     except (DatabaseError, KeyFileError, ValueError) as exc:

@@ -49,6 +49,11 @@ class ServeSettings:
     tls_certfile: str | None = None
     """PEM certificate chain: with tls_keyfile, serve HTTPS itself (uvicorn's TLS)."""
     tls_keyfile: str | None = None
+    liars: str = "auto"
+    """Lying landmarks every verdict must survive: a whole number, or auto (1 for a device
+    measured by 4 or more landmarks, else 0); docs/robust.md."""
+    token_ttl_s: float = 300.0
+    """Lifetime of a gate's verdict token: a verdict that flips reaches every gate within this."""
     preload_policies: tuple[str, ...] = ()
     """Policies whose regions are built before `serve` says it listens. Building a large
     country's region takes seconds (15 s for outside:CN,HK,MO on a busy 2-core host); without
@@ -59,6 +64,10 @@ class ServeSettings:
             raise ConfigFileError(f"port must be in 1..65535, not {self.port}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigFileError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if not (self.liars == "auto" or self.liars.isdigit()):
+            raise ConfigFileError(f"liars must be auto or a whole number >= 0, not {self.liars!r}")
+        if not self.token_ttl_s > 0:
+            raise ConfigFileError("token_ttl_s must be positive")
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ConfigFileError("tls_certfile and tls_keyfile go together: set both or neither")
 
@@ -106,9 +115,11 @@ def _convert(key: str, value: object, source: str) -> object:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ConfigFileError(f"{where} must be a number, not {value!r}")
+    if key == "liars" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `liars = 1` in the file, like "1" from the environment
     if not isinstance(value, str):
         raise ConfigFileError(f"{where} must be a string, not {value!r}")
-    return value
+    return value.strip().lower() if key == "liars" else value
 
 
 def read_file(path: Path) -> dict[str, object]:
