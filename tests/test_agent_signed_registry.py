@@ -171,9 +171,17 @@ def test_agent_measures_from_the_verifier_url_and_key_alone(
         "--verifier", verifier.url, "--token", ops,
     )  # fmt: skip
     assert enrol.exit_code == 0, enrol.output
+    # A landmark registered without an address (the old API form) is skipped, and said so.
+    old_form = {
+        "id": "noaddr1", "lat": 52.52, "lon": 13.40, "operator": "x",
+        "public_key": SigningKey.generate().public_bytes.hex(),
+    }  # fmt: skip
+    hdr = {"authorization": f"Bearer {verifier.admin}"}
+    assert httpx.post(f"{verifier.url}/landmarks", json=old_form, headers=hdr).status_code == 201
     ok = cli(*measure)
     assert ok.exit_code == 0, ok.output
     assert "2 stored" in ok.stderr
+    assert "warning: landmark noaddr1 is registered without an address" in ok.stderr
     device_id = json.loads(identity.read_text())["device_id"]
     deadline = time.monotonic() + 20
     verdict = None

@@ -249,6 +249,11 @@ def test_verifier_key_forms(verifier: LiveVerifier, tmp_path: Path) -> None:
         read_verifier_key(str(as_json))
     with pytest.raises(ValueError, match="neither 64 hex digits nor an existing file"):
         read_verifier_key(str(tmp_path / "missing"))
+    secret = tmp_path / "not-a-key"
+    secret.write_text("password=hunter2\n")
+    with pytest.raises(ValueError, match="neither 64 hex digits nor the JSON") as caught:
+        read_verifier_key(str(secret))
+    assert "hunter2" not in str(caught.value)
 
 
 def test_a_redirect_is_one_line_and_the_token_stays(tmp_path: Path) -> None:

@@ -161,6 +161,15 @@ def measure(
         assert verifier is not None
         source = f"the registry of {verifier}"
         registry = fetch_signed_registry(verifier, verifier_key)
+    if verifier is not None and not only:
+        # One landmark registered without an address must not stop the others being measured.
+        for e in [e for e in registry.values() if e.address is None]:
+            typer.echo(
+                f"warning: landmark {e.id} is registered without an address and is not "
+                "measured (an admin sets one: `lightfence landmark register --address`)",
+                err=True,
+            )
+            del registry[e.id]
     try:
         entries = [registry[i] for i in only] if only else list(registry.values())
         for e in entries:

@@ -270,7 +270,7 @@ def register(
             if "address" in body:
                 reachable_address(str(body["address"]))
         except RegistryError as exc:
-            hint = "" if address else " (pass --address PUBLIC_HOST:PORT)"
+            hint = " (pass --address PUBLIC_HOST:PORT)" if "address" in str(exc) else ""
             raise fail(f"{entry_file}: {exc}{hint}") from None
         if operator is not None:
             body["operator"] = operator

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 VERIFIER_ENV = "LIGHTFENCE_VERIFIER_URL"
 TOKEN_ENV = "LIGHTFENCE_TOKEN"
 VERIFIER_KEY_ENV = "LIGHTFENCE_VERIFIER_KEY"
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 30.0
+"""Generous: a verifier's first licence check loads the region geometry (seconds on a busy
+host); a verifier that is down is refused at once, not timed out."""
 MAX_DETAIL_CHARS = 300
 """An error line quotes at most this much of the verifier's answer."""
 
@@ -213,10 +215,10 @@ def http_problem(base_url: str, method: str, path: str, resp: httpx.Response) ->
         )
     if status == 403:
         return f"not allowed with this token (403): {detail or 'forbidden'}"
-    if status == 404 and detail is None:
+    if status == 404 and detail in (None, "Not Found"):  # no such route: the framework's 404
         return (
-            f"{base_url}{path} not found (404): is {base_url} a lightfence verifier (and the "
-            "right path)?"
+            f"{base_url}{path} not found (404): is {base_url} a lightfence verifier, and the "
+            "id right?"
         )
     if status >= 500 and detail is None:
         return f"the verifier at {base_url} failed ({status}) on {method} {path}; see its log"

@@ -217,4 +217,9 @@ def read_verifier_key(value: str) -> bytes:
     try:
         return parse_public_key_hex(text)
     except ValueError as exc:
+        if len(text) != 2 * PUBLIC_KEY_LEN:  # some other file: do not quote its content
+            raise ValueError(
+                f"verifier key file {path} holds neither 64 hex digits nor the JSON of "
+                "GET /verifier/key"
+            ) from None
         raise ValueError(f"verifier key file {path}: {exc}") from None
