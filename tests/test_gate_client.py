@@ -221,6 +221,13 @@ def test_cli_policy_options_and_key_forms(
             got, out = _cli(*base, *policy)
             assert (got, out["answer"]) == (code, ["allowed", "denied"][code]), (policy, out)
             assert detail in str(out["detail"])
+    # Without --verifier-key the key comes from $LIGHTFENCE_VERIFIER_KEY (as for onboarding).
+    result = runner.invoke(
+        app,
+        ["gate", "check", "--device", DEVICE, "--verifier", url, "--state-dir", str(tmp_path)],
+        env={"LIGHTFENCE_VERIFIER_KEY": str(served)},
+    )
+    assert (result.exit_code, json.loads(result.stdout)["answer"]) == (0, "allowed")
 
 
 def test_cli_bad_policy_options_exit_2(tmp_path: Path, key_file: Path) -> None:

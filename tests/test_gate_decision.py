@@ -19,6 +19,7 @@ from lightfence.gate.decision import (
 )
 from lightfence.gate.token import issue_token
 from lightfence.model.policy import parse_policy_spec
+from lightfence.model.trust import Locates
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
 ATTACKER = SigningKey.from_seed(bytes(32))
@@ -209,6 +210,26 @@ def test_structured_policy_comparison() -> None:
 def test_locates_in_the_required_policy() -> None:
     d = run(fresh(tok()), T0, need("outside:CN,HK,MO (locates: gpu)"))
     assert (d.answer, d.reason) == (Answer.DENIED, "locates-key")
+    gpu = issue_token(
+        device_id=DEVICE,
+        verdict=VerdictKind.VERIFIED,
+        policy="outside:CN,HK,MO (bound: vacuum, liars: 0)",
+        signing_key=VERIFIER,
+        now_unix_s=T0,
+        ttl_s=TTL_S,
+        locates=Locates.GPU,
+    ).to_text()
+    d = run(fresh(gpu), T0, need("outside:CN,HK,MO (locates: gpu)"))
+    assert d.answer is Answer.ALLOWED, d.detail
+    # --require gpu given beside the policy is folded into it, and logged so.
+    both = GatePolicy(
+        expected_policy=parse_policy_spec("outside:CN", liars="0"), required_locates=Locates.GPU
+    )
+    d = run(fresh(tok()), T0, both)
+    assert (d.answer, d.reason) == (Answer.DENIED, "locates-key")
+    assert (
+        d.to_json_dict()["required_policy"] == "outside:CN (bound: vacuum, liars: 0, locates: gpu)"
+    )
     # Two shortfalls: one sentence names both, and the reason is the policy's.
     d = run(fresh(tok()), T0, need("outside:CN,HK,MO,RU (locates: gpu)"))
     assert d.reason == "wrong-policy"

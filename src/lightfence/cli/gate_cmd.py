@@ -74,6 +74,7 @@ VerifierKey = Annotated[
     str,
     typer.Option(
         "--verifier-key",
+        envvar="LIGHTFENCE_VERIFIER_KEY",
         help="The verifier's Ed25519 public key: 64 hex digits, or a file holding them (one key "
         "per line) or the JSON that GET /verifier/key serves.",
     ),

@@ -108,6 +108,14 @@ class GatePolicy:
     """`gpu`: only a verdict from GPU-signed rounds allows (docs/trust.md); a key verdict denies.
     An `expected_policy` that says `locates: gpu` requires the same."""
 
+    @property
+    def required_spec(self) -> PolicySpec | None:
+        """The expected policy with `required_locates` folded in (None without one)."""
+        need = self.expected_policy
+        if need is None or need.locates.rank >= self.required_locates.rank:
+            return need
+        return replace(need, locates=self.required_locates)
+
     def __post_init__(self) -> None:
         if self.expected_policy is not None and not isinstance(self.expected_policy, PolicySpec):
             raise ValueError(
@@ -221,7 +229,7 @@ def decide(
             required_policy=None if need is None else need.canonical_text(),
         )
 
-    need = policy.expected_policy
+    need = policy.required_spec
     candidates: list[tuple[VerdictToken, str]] = []
     if fetched.status is SourceStatus.TOKEN:
         text = fetched.token_text or ""
@@ -311,27 +319,23 @@ def _policy_refusal(token: VerdictToken, policy: GatePolicy) -> tuple[str, str] 
     """(reason, one sentence) when the token's policy falls short of the operator's, else None.
 
     `locates-key` when only what the verdict locates falls short, `wrong-policy` otherwise."""
-    need = policy.expected_policy
-    required_locates = max(
-        policy.required_locates,
-        Locates.KEY if need is None else need.locates,
-        key=lambda loc: loc.rank,
-    )
-    have = token.policy_spec
-    missing: dict[str, str] = {}
+    need = policy.required_spec
     if need is not None:
+        have = token.policy_spec
         if have is None:
             return (
                 "wrong-policy",
                 f"token policy {token.policy!r} cannot be read as a policy, the operator "
                 f"requires {need.canonical_text()}",
             )
-        missing = shortfalls(have, replace(need, locates=required_locates))
-    elif token.locates.rank < required_locates.rank:
+        missing = shortfalls(have, need)
+    elif token.locates.rank < policy.required_locates.rank:
         missing = {
             "locates": f"the verdict locates the {token.locates.value}, the operator requires "
-            f"one that locates the {required_locates.value} (GPU-signed rounds)"
+            f"one that locates the {policy.required_locates.value} (GPU-signed rounds)"
         }
+    else:
+        return None
     if not missing:
         return None
     reason = "locates-key" if set(missing) == {"locates"} else "wrong-policy"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lightfence.model.policy import PolicySpec, parse_policy_spec
+from lightfence.model.trust import Locates
+from lightfence.units import Bound
 from lightfence.verifier.alerts import alert_dict
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.clock import iso
@@ -43,6 +47,7 @@ def verdict_dict(row: VerdictRow, *, geojson: bool = False) -> dict[str, Any]:
         "claimed": row.claimed,
         "liars": row.liars,
         "tolerated_liars": row.tolerated_liars,
+        "policy_spec": _policy_json(row),
         "implicated_landmarks": list(row.implicated or ()),
         "as_of": iso(row.as_of_ns),
         "computed_at": iso(row.computed_ns),
@@ -53,6 +58,25 @@ def verdict_dict(row: VerdictRow, *, geojson: bool = False) -> dict[str, Any]:
         verdict = verdict_of(row)
         out["feasible_geojson"] = None if verdict is None else verdict.feasible_geojson()
     return out
+
+
+def verdict_policy(row: VerdictRow) -> PolicySpec:
+    """The policy a stored verdict holds under, as a structure: its region, its bound, the
+    liars it tolerated as the count it resolved to (never 'auto'), and what it locates. What
+    verdict tokens carry and gates compare. PolicyError if the stored text cannot be read."""
+    return replace(
+        parse_policy_spec(row.policy),
+        bound=Bound(row.bound),
+        liars=int(row.tolerated_liars or 0),
+        locates=Locates(row.locates or "key"),
+    )
+
+
+def _policy_json(row: VerdictRow) -> dict[str, Any] | None:
+    try:
+        return verdict_policy(row).to_json_dict()
+    except ValueError:  # PolicyError, or a bound or locates this version does not know
+        return None
 
 
 def device_dict(row: DeviceRow, latest: VerdictRow | None) -> dict[str, Any]:

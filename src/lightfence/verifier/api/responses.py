@@ -97,6 +97,18 @@ class LicenceOut(Out):
     require_locates: str = "key"
 
 
+class PolicySpecOut(Out):
+    """A policy as a structure (model.policy.PolicySpec): compare this, not its text."""
+
+    kind: str = Field(description="outside, in, in+sea, within, in-declared-country[+sea]")
+    codes: list[str] = Field(description="ISO alpha-2 codes, sorted (outside/in/in+sea)")
+    disc: list[float] | None = Field(description="within: [lat_deg, lon_deg, radius_km]")
+    bound: str = Field(description="vacuum or fibre")
+    liars: int | str = Field(description="Lying landmarks tolerated: a count, or 'auto'")
+    locates: str = Field(description="key or gpu")
+    text: str = Field(description="The canonical text; parses back to this structure")
+
+
 class VerdictOut(Out):
     id: int
     device_id: str
@@ -117,6 +129,11 @@ class VerdictOut(Out):
     claimed: str | None
     liars: str | None
     tolerated_liars: int
+    policy_spec: PolicySpecOut | None = Field(
+        None,
+        description="The policy this verdict holds under, as a structure: region, bound, the "
+        "liars it tolerated as a count, what it locates (what its gate token carries)",
+    )
     implicated_landmarks: list[str]
     as_of: str | None
     computed_at: str | None
@@ -269,18 +286,6 @@ class NewTokenOut(Out):
 class VerifierKeyOut(Out):
     public_key: str
     key_id: str
-
-
-class PolicySpecOut(Out):
-    """A policy as a structure (model.policy.PolicySpec): compare this, not its text."""
-
-    kind: str = Field(description="outside, in, in+sea, within, in-declared-country[+sea]")
-    codes: list[str] = Field(description="ISO alpha-2 codes, sorted (outside/in/in+sea)")
-    disc: list[float] | None = Field(description="within: [lat_deg, lon_deg, radius_km]")
-    bound: str = Field(description="vacuum or fibre")
-    liars: int | str = Field(description="Lying landmarks tolerated: a count, or 'auto'")
-    locates: str = Field(description="key or gpu")
-    text: str = Field(description="The canonical text; parses back to this structure")
 
 
 class DeviceTokenOut(Out):

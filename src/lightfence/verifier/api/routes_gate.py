@@ -6,22 +6,17 @@ can change a device: a token only says what the latest verdict was, for a few mi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
 
 from lightfence.core.kinds import VerdictKind
 from lightfence.gate.issuer import token_for_latest_verdict, token_response
-from lightfence.model.policy import PolicySpec, parse_policy_spec
-from lightfence.model.trust import Locates
-from lightfence.units import Bound
 from lightfence.verifier import queries, registry
 from lightfence.verifier.api.deps import PrincipalDep, ServiceDep
 from lightfence.verifier.api.responses import ERRORS, DeviceTokenOut, VerifierKeyOut
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.errors import NotFound, Unavailable
-from lightfence.verifier.models import VerdictRow
 
 router = APIRouter(responses=ERRORS)
 
@@ -64,22 +59,10 @@ def device_token(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict
     text = token_for_latest_verdict(
         device_id=device_id,
         verdict=VerdictKind(latest.kind),
-        policy=verdict_policy(latest),
+        policy=queries.verdict_policy(latest),
         signing_key=key,
         now_unix_s=now / 1e9,
         ttl_s=service.config.token_ttl_s,
         verdict_at_unix_s=latest.as_of_ns / 1e9,
     )
     return token_response(text)
-
-
-def verdict_policy(row: VerdictRow) -> PolicySpec:
-    """The policy a stored verdict holds under, as a structure: its region, its bound, the
-    liars it tolerated as the count it resolved to, and what it locates."""
-    region = parse_policy_spec(row.policy)
-    return replace(
-        region,
-        bound=Bound(row.bound),
-        liars=int(row.tolerated_liars or 0),
-        locates=Locates(row.locates or "key"),
-    )

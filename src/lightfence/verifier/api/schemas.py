@@ -59,7 +59,11 @@ class LandmarkUpdate(_Position):
 
 
 class LicenceIn(Strict):
-    policy: str = Field(description="Allowed region, e.g. outside:CN,HK,MO or in:DE")
+    policy: str = Field(
+        description="Allowed region, e.g. outside:CN,HK,MO or in:DE (stored canonical: codes "
+        "sorted). A '(bound: ..., locates: ...)' suffix must agree with bound and "
+        "require_locates; liars are the verifier's setting, not a licence's"
+    )
     bound: str = Field("vacuum", description="vacuum (default) or fibre")
     declared_country: str | None = Field(None, description="Where the operator says it is (ISO)")
     site_lat: float | None = None
