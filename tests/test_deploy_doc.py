@@ -153,6 +153,8 @@ def test_deploy_md_verbatim_across_namespaces(lab: Lab) -> None:
     for n, step in enumerate(read_steps(DOC)):
         outputs.append((step, _run(lab, step, n)))
 
+    # Every step's output, kept beside the hosts' directories for whoever debugs a failure.
+    (lab.root / "outputs.txt").write_text("".join(f"{s.script}{out}\n" for s, out in outputs))
     verdicts = [out for s, out in outputs if "device list" in s.script]
     assert verdicts and "VERIFIED" in verdicts[-1], verdicts
 
@@ -163,6 +165,10 @@ def test_deploy_md_verbatim_across_namespaces(lab: Lab) -> None:
     assert (allowed["answer"], allowed["exit_code"]) == ("allowed", 0), allowed
     assert (denied["answer"], denied["exit_code"]) == ("denied", 1), denied
     assert "lying landmark" in denied["detail"], denied  # the reason says what differs
+    # The excerpt the page shows is what the gate printed.
+    page = DOC.read_text()
+    assert f'"policy": "{allowed["policy"]}"' in page, allowed["policy"]
+    assert f'"reason": "{denied["reason"]}", "detail": "{denied["detail"]}"' in page, denied
 
     # The round trips the landmarks measured (in the bundle the agent wrote) are the emulated
     # city pairs' or a little longer, never shorter: real delays, only ever added.
