@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -257,3 +258,39 @@ def test_verifier_key_without_a_key_says_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "not found" in lines[0] and "lightfence serve" in lines[0], lines
+
+
+def test_example_config_as_compose_runs_it_on_postgresql(tmp_path: Path) -> None:
+    """deploy/verifier.toml as the compose file uses it: the database (PostgreSQL) and the rest
+    from LIGHTFENCE_<KEY> (here also host, port and state paths, which a container has fixed)."""
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("LIGHTFENCE_TEST_PG_URL")
+    if not base:
+        pytest.skip(
+            "!!! LIGHTFENCE_TEST_PG_URL is not set: the PostgreSQL run of the example did NOT run"
+        )
+    schema = "t_" + secrets.token_hex(6)
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    port = _free_port()
+    env = {
+        "LIGHTFENCE_DB_URL": f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}",
+        "LIGHTFENCE_HOST": "127.0.0.1",
+        "LIGHTFENCE_PORT": str(port),
+        "LIGHTFENCE_SIGNING_KEY": str(tmp_path / "v.key"),
+        "LIGHTFENCE_CHECKPOINTS": str(tmp_path / "cp.jsonl"),
+        "LIGHTFENCE_PRELOAD_POLICIES": "in:LU",  # the example's outside:CN,HK,MO takes 15 s
+    }
+    proc = _cli("serve", "--config", str(EXAMPLE), env=env)
+    try:
+        _wait_healthy(proc, f"http://127.0.0.1:{port}")
+    finally:
+        _stop(proc)
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert f"listening on http://127.0.0.1:{port} (db: postgresql+psycopg://" in err, err
+    assert (tmp_path / "v.key").exists()
