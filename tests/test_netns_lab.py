@@ -98,3 +98,19 @@ def test_leftovers_of_a_killed_run_are_swept() -> None:
         if sleeper.poll() is None:
             sleeper.kill()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_without_root_it_skips_loudly_or_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netns_lab
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "needs root" in (netns_lab.missing_capability() or "")
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv(netns_lab.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="NOT RUN: creating network namespaces"):
+        netns_lab.require_netns()
+    for name, value in (("CI", "true"), (netns_lab.REQUIRE_ENV, "1")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            with pytest.raises(pytest.fail.Exception, match="NOT RUN"):
+                netns_lab.require_netns()
