@@ -233,7 +233,7 @@ def test_a_silent_verifier_times_out_in_one_line() -> None:
 
 
 def test_verifier_key_forms(verifier: LiveVerifier, tmp_path: Path) -> None:
-    from lightfence.crypto.keys import read_verifier_key
+    from lightfence.crypto.keyfile import read_verifier_key
 
     served = httpx.get(f"{verifier.url}/verifier/key")
     key = bytes.fromhex(served.json()["public_key"])
@@ -245,7 +245,7 @@ def test_verifier_key_forms(verifier: LiveVerifier, tmp_path: Path) -> None:
     assert read_verifier_key(str(as_hex)) == key
     other = SigningKey.generate().public_bytes.hex()
     as_json.write_text(json.dumps({"public_key": key.hex(), "key_id": other[:32]}))
-    with pytest.raises(ValueError, match="key_id does not match"):
+    with pytest.raises(ValueError, match="does not belong"):
         read_verifier_key(str(as_json))
     with pytest.raises(ValueError, match="neither 64 hex digits nor an existing file"):
         read_verifier_key(str(tmp_path / "missing"))

@@ -253,7 +253,7 @@ def fetch_signed_registry(verifier: str, verifier_key: str | None) -> dict[str, 
     """The verifier's signed landmark registry, checked against the pinned key; exit 1 with one
     line if it cannot be fetched or does not check (exit 2 for a missing or bad key)."""
     from lightfence.cli.remote import Remote, RemoteError
-    from lightfence.crypto.keys import read_verifier_key
+    from lightfence.crypto.keyfile import read_verifier_key
     from lightfence.model.signed_registry import verify_registry
 
     if not verifier_key:

@@ -64,6 +64,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "Fleet summary: devices by latest verdict, landmarks, open alerts, rejections.",
     ),
     "audit": LazyCommand("verifier_cmd", "The verifier's hash-chained audit log."),
+    "report": LazyCommand(
+        "report_cmd",
+        "Write a compliance report (HTML, and PDF where chromium is installed) for an auditor.",
+    ),
     "token": LazyCommand("verifier_cmd", "API tokens for the verifier (stored hashed)."),
     "demo": LazyCommand(
         "demo_cmd",

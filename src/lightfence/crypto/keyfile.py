@@ -62,6 +62,12 @@ def parse_public_keys(text: str, source: str = "key") -> list[bytes]:
             for n, line in enumerate(text.splitlines(), 1):
                 line = line.split("#", 1)[0].strip()
                 if line:
+                    if not _is_hex_key(line):
+                        # Never quote the line: the path may name some other, secret file.
+                        raise KeyFileError(
+                            f"{source}:{n} is not 64 hex digits: the file holds neither 64 hex "
+                            "digits nor the JSON of GET /verifier/key"
+                        )
                     try:
                         keys.append(parse_public_key_hex(line))
                     except ValueError as exc:
@@ -90,6 +96,11 @@ def read_public_keys(value: str | Path) -> list[bytes]:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_KEY_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"cannot read verifier key file {path}: the value is neither 64 hex digits nor an "
+            "existing file"
+        ) from None
     except OSError as exc:
         raise KeyFileError(
             f"cannot read verifier key file {path}: {exc.strerror or exc} "
@@ -102,3 +113,12 @@ def read_public_keys(value: str | Path) -> list[bytes]:
     except UnicodeDecodeError:
         raise KeyFileError(f"{path} is not text: not a key file") from None
     return parse_public_keys(content, str(path))
+
+
+def read_verifier_key(value: str | Path) -> bytes:
+    """The one key a `--verifier-key` value names (what signs the landmark registry); a file
+    with several keys is refused, since a registry is checked against one pinned key."""
+    keys = read_public_keys(value)
+    if len(keys) != 1:
+        raise KeyFileError(f"--verifier-key names {len(keys)} keys; pin exactly one")
+    return keys[0]

@@ -26,7 +26,14 @@ from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.errors import Conflict
-from lightfence.verifier.models import AuditHeadRow, GpuRoundRow, LandmarkRow, RecordRow
+from lightfence.verifier.models import (
+    AuditHeadRow,
+    DeviceRow,
+    GpuRoundRow,
+    LandmarkRow,
+    RecordRow,
+    VerdictRow,
+)
 from lightfence.verifier.queries import latest_verdict, verdict_dict
 from lightfence.verifier.registry import device_identity, get_device
 
@@ -78,6 +85,14 @@ def device_bundle(session: Session, device_id: str, who: Principal, now_ns: int)
             f"device {device_id} has no verdict yet: submit its records first (the verifier "
             "decides within a second of their arrival)"
         )
+    return verdict_bundle(session, device, verdict, now_ns)
+
+
+def verdict_bundle(
+    session: Session, device: DeviceRow, verdict: VerdictRow, now_ns: int
+) -> dict[str, Any]:
+    """The bundle of one stored verdict of `device` (the compliance report bundles the verdict
+    in force at the end of its window, which need not be the latest)."""
     ids = [int(i["record_id"]) for i in verdict.inputs]
     rows = {
         r.id: r for r in session.execute(select(RecordRow).where(RecordRow.id.in_(ids))).scalars()
