@@ -237,7 +237,8 @@ def test_serve_with_a_wrong_tls_key_says_one_line(tmp_path: Path) -> None:
 
 
 def test_verifier_key_prints_what_agents_and_gates_pin(tmp_path: Path) -> None:
-    from lightfence.crypto.keys import SigningKey, read_verifier_key
+    from lightfence.crypto.keyfile import read_verifier_key
+    from lightfence.crypto.keys import SigningKey
 
     key = SigningKey.generate()
     (tmp_path / "keys").mkdir()
