@@ -206,16 +206,27 @@ class Lab:
     def run(
         self, host: Host, script: str, timeout_s: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
-        """Run a shell script on `host` (its namespace, its directory) and wait for it."""
-        return subprocess.run(
-            self._argv(host, script),
-            capture_output=True,
+        """Run a shell script on `host` (its namespace, its directory) and wait for it; past
+        `timeout_s` the script and everything it started are killed and TimeoutExpired raised."""
+        argv = self._argv(host, script)
+        with subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             text=True,
             cwd=host.directory,
             env=self.env | {"HOME": str(host.directory)},
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-        )
+            start_new_session=True,  # its own process group, so a timeout kills all of it
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     def spawn(self, host: Host, script: str, label: str) -> subprocess.Popen[bytes]:
         """Start a long-running script on `host`; its output goes to <root>/<label>.log."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +115,12 @@ def test_without_root_it_skips_loudly_or_fails_in_ci(monkeypatch: pytest.MonkeyP
             m.setenv(name, value)
             with pytest.raises(pytest.fail.Exception, match="NOT RUN"):
                 netns_lab.require_netns()
+
+
+def test_a_step_past_its_timeout_is_killed_whole(lab: Lab) -> None:
+    host = lab.add_host("slow", 5)
+    marker = lab.root / "still-running"
+    with pytest.raises(subprocess.TimeoutExpired):
+        lab.run(host, f"(sleep 2; touch {marker}) & sleep 60", timeout_s=0.5)
+    time.sleep(3)
+    assert not marker.exists()  # the background child died with the step
