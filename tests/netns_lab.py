@@ -93,13 +93,18 @@ def sweep_leftovers() -> list[str]:
         if m is None or Path(f"/proc/{m.group('pid')}").exists():
             continue
         ns = m.group(0)
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
+        _kill_all_in(ns)
         _ip("netns", "del", ns, check=False)
         gone.append(ns)
     return gone
+
+
+def _kill_all_in(ns: str) -> None:
+    """SIGKILL every process still in namespace `ns` (one this module made), by its id."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    for pid in pids.stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def _ip(*args: str, check: bool = True) -> None:
@@ -269,5 +274,6 @@ class Lab:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         for ns in reversed(self._namespaces):
+            _kill_all_in(ns)  # anything that left its process group: the namespace is ours
             _ip("netns", "del", ns, check=False)
         self._namespaces.clear()

@@ -124,3 +124,25 @@ def test_a_step_past_its_timeout_is_killed_whole(lab: Lab) -> None:
         lab.run(host, f"(sleep 2; touch {marker}) & sleep 60", timeout_s=0.5)
     time.sleep(3)
     assert not marker.exists()  # the background child died with the step
+
+
+def test_close_kills_what_left_its_process_group(tmp_path: Path) -> None:
+    require_netns()
+    lab = Lab(tmp_path, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    host = lab.add_host("a", 1)
+    lab.run(host, "setsid sleep 600 > /dev/null 2>&1 < /dev/null &")
+    pids = subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True, text=True)
+    escaped = [int(p) for p in pids.stdout.split()]
+    assert escaped  # a daemon in a session of its own
+    lab.close()
+    time.sleep(0.5)
+    assert not any(_alive(p) for p in escaped)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a killed orphan may stay a zombie until init reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
