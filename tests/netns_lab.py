@@ -11,7 +11,9 @@ that holds each datagram for the path's one-way delay and forwards it to the lan
 router's address; replies come back the same way. The relay binds the landmark's address
 transparently (IP_TRANSPARENT), so the device sends to and hears from the landmark's real
 address, and nothing in the deployment (registry, configs, commands) knows about the relay.
-Only the device's UDP to the landmark is delayed; HTTP to the verifier is routed directly.
+Everything the device sends to a landmark's address reaches the router's own stack: UDP to the
+landmark port is relayed with the delay, anything else is refused there (the deployment sends
+nothing else). Other hosts' traffic, and the device's HTTP to the verifier, is routed directly.
 The relay only ever adds delay, so it can only widen a cap, never make a verdict unsound.
 
 Names are unique per run (`lf<pid>x<4 hex>-<host>`), so parallel pytest workers never collide,
