@@ -208,6 +208,7 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
 
     from lightfence.dashboard import mount_dashboard
     from lightfence.verifier.api import (
+        routes_board,
         routes_fleet,
         routes_gate,
         routes_gpu,
@@ -222,6 +223,7 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
     app.include_router(routes_views.router)
     app.include_router(routes_gate.router)
     app.include_router(routes_tokens.router)
+    app.include_router(routes_board.router)
     mount_dashboard(app)
     app.add_middleware(GuardMiddleware, service=service)
     return app
