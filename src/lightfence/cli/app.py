@@ -57,6 +57,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "serve": LazyCommand(
         "verifier_cmd", "Run the verifier service (migrates the database schema in place first)."
     ),
+    "verifier-key": LazyCommand(
+        "verifier_cmd", "Print the verifier's public key (what agents and gates pin)."
+    ),
     "status": LazyCommand(
         "verifier_cmd",
         "Fleet summary: devices by latest verdict, landmarks, open alerts, rejections.",
