@@ -87,7 +87,7 @@ def test_db_url_from_env_is_normalised() -> None:
     [
         ("prot = 1\n", {}, "unknown key(s) prot"),
         ('port = "x"\n', {}, "port"),
-        ("port = 70000\n", {}, "1..65535"),
+        ("port = 70000\n", {}, "0..65535"),
         ("port = true\n", {}, "whole number"),
         ("records_per_s = [1]\n", {}, "must be a number"),
         ('tls_certfile = "c.pem"\n', {}, "go together"),

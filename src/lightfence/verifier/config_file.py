@@ -60,8 +60,8 @@ class ServeSettings:
     this the first enrolment or verdict under it pays that, and a client may time out."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ConfigFileError(f"port must be in 1..65535, not {self.port}")
+        if not 0 <= self.port < 65536:
+            raise ConfigFileError(f"port must be in 0..65535 (0: any free port), not {self.port}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigFileError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not (self.liars == "auto" or self.liars.isdigit()):
