@@ -20,7 +20,7 @@ takes it), so ingestion never waits on the geometry.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,8 +154,15 @@ def _inputs_for(
     return [VerdictInput.from_json_dict(d) for d in chosen]
 
 
-def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) -> list[Pending]:
-    devices = session.execute(
+def read_pending(
+    session: Session,
+    config: VerifierConfig,
+    limit: int = 2000,
+    devices_of: Collection[str] | None = None,
+) -> list[Pending]:
+    """Devices awaiting a verdict, with their inputs; `devices_of`: only these (a stream
+    worker decides the devices of its own partitions, so two workers never decide one twice)."""
+    query = (
         select(
             DeviceRow.id,
             DeviceRow.dirty_seq,
@@ -168,7 +175,10 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
         .where(DeviceRow.needs_verdict.is_(True))
         .order_by(DeviceRow.id)
         .limit(limit)
-    ).all()
+    )
+    if devices_of is not None:
+        query = query.where(DeviceRow.id.in_(sorted(devices_of)))
+    devices = session.execute(query).all()
     if not devices:
         return []
     window_ns = int(config.verdict_window_s * 1e9)
@@ -299,12 +309,18 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     """
     ids = [d.pending.device_id for d in decided]
     seqs: dict[str, int] = {}
+    waiting: set[str] = set()
     previous: dict[str, str] = {}
     previous_alert: dict[str, str | None] = {}
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
-        query = select(DeviceRow.id, DeviceRow.dirty_seq).where(DeviceRow.id.in_(chunk))
-        seqs.update({did: seq for did, seq in session.execute(query)})
+        query = select(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict).where(
+            DeviceRow.id.in_(chunk)
+        )
+        for did, seq, needs in session.execute(query):
+            seqs[did] = seq
+            if needs:
+                waiting.add(did)
         latest = (
             select(func.max(VerdictRow.id))
             .where(VerdictRow.device_id.in_(chunk))
@@ -323,6 +339,10 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
         p = d.pending
         if seqs.get(p.device_id) != p.dirty_seq:
             continue  # changed meanwhile: stays dirty, the next pass decides on fresh inputs
+        if p.device_id not in waiting:
+            # Another recompute (an API replica, a stream worker) stored this very verdict
+            # after both read it: storing it again would put one input set in the history twice.
+            continue
         rows.append(
             {
                 "device_id": p.device_id,
