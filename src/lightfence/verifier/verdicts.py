@@ -39,6 +39,7 @@ from lightfence.units import Bound
 from lightfence.verifier import alerts, audit, statehash
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, VerdictRow
+from lightfence.verifier.sqlin import one_of
 
 NS_PER_H = 3600 * 10**9
 NS_PER_MS = 10**6
@@ -177,7 +178,7 @@ def read_pending(
         .limit(limit)
     )
     if devices_of is not None:
-        query = query.where(DeviceRow.id.in_(sorted(devices_of)))
+        query = query.where(one_of(DeviceRow.id, sorted(devices_of)))
     devices = session.execute(query).all()
     if not devices:
         return []
@@ -200,7 +201,7 @@ def read_pending(
                 RecordRow.landmark_id,
                 RecordRow.min_rtt_ns,
                 RecordRow.measured_ns,
-            ).where(RecordRow.device_id.in_(ids[k : k + 500]), RecordRow.measured_ns >= oldest)
+            ).where(one_of(RecordRow.device_id, ids[k : k + 500]), RecordRow.measured_ns >= oldest)
         )
         for rid, did, lid, rtt_ns, measured in rows:
             # A record taken before the landmark's current position was registered was
@@ -315,7 +316,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
         query = select(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict).where(
-            DeviceRow.id.in_(chunk)
+            one_of(DeviceRow.id, chunk)
         )
         for did, seq, needs in session.execute(query):
             seqs[did] = seq
@@ -323,7 +324,7 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
                 waiting.add(did)
         latest = (
             select(func.max(VerdictRow.id))
-            .where(VerdictRow.device_id.in_(chunk))
+            .where(one_of(VerdictRow.device_id, chunk))
             .group_by(VerdictRow.device_id)
         )
         for did, kind, alert in session.execute(
@@ -379,7 +380,9 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     done = [r["device_id"] for r in rows]
     for k in range(0, len(done), 500):
         session.execute(
-            update(DeviceRow).where(DeviceRow.id.in_(done[k : k + 500])).values(needs_verdict=False)
+            update(DeviceRow)
+            .where(one_of(DeviceRow.id, done[k : k + 500]))
+            .values(needs_verdict=False)
         )
     stmt = insert(VerdictRow).returning(VerdictRow.id, sort_by_parameter_order=True)
     new_ids = [int(i) for i in session.execute(stmt, rows).scalars()]
