@@ -10,7 +10,7 @@ Measured in the same run:
   time over the interval both were consuming, against one worker's;
 * PostgreSQL's own insert rate here: rows of the records table per second, batches of 2,000.
 
-    python -m bench.stream_signed [--records 12000] [--devices 1000] [--partitions 4]
+    python -m bench.stream_signed [--records 16000] [--devices 1000] [--partitions 4]
 
 Needs $LIGHTFENCE_KAFKA_BOOTSTRAP (a broker; scripts/start-kafka.sh) and a PostgreSQL URL
 ($LIGHTFENCE_BENCH_PG_URL or $LIGHTFENCE_TEST_PG_URL); scratch schemas and topics are its own.
@@ -140,11 +140,13 @@ def run_workers(
         ]
         outs = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
     marks = [o["marks"] for o in outs]
-    # Records per CPU-second of each worker, from its first message to its last.
-    cpu = sum(m[-1][2] - m[0][2] for m in marks)
-    records = sum(m[-1][1] - m[0][1] for m in marks)
-    # Wall rate over the interval every worker was consuming (its first batch to its last).
     busy = [m for m in marks if m[-1][1] > 0]
+    # Records per CPU-second of each worker, from the end of its first batch (start-up, group
+    # join and the first batch's connections excluded) to its end (last verdicts included).
+    firsts = [next(x for x in m if x[1] > 0) for m in busy]
+    cpu = sum(m[-1][2] - f[2] for m, f in zip(busy, firsts, strict=True))
+    records = sum(m[-1][1] - f[1] for m, f in zip(busy, firsts, strict=True))
+    # Wall rate over the interval every worker was consuming (its first batch to its last).
     start = max(next(t for t, n, _ in m if n > 0) for m in busy)
     end = min(next(t for t, n, _ in m if n == m[-1][1]) for m in busy)
     end = max(end, start + 1e-3)
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=12000)
+    ap.add_argument("--records", type=int, default=16000)
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument(

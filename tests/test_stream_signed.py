@@ -29,6 +29,7 @@ from lightfence.protocol.record_topic import (
     encode,
     parse_kafka_url,
 )
+from lightfence.verifier.ingest import record_hash
 from lightfence.verifier.models import DeviceRow, RecordRow, RejectionRow
 from lightfence.verifier.service import Service
 from stream_signed_support import (
@@ -41,7 +42,7 @@ from stream_signed_support import (
     signed_records,
     start_tansu,
 )
-from verifier_support import LANDMARKS
+from verifier_support import ADMIN, LANDMARKS
 
 HERE = Path(__file__).parent
 KAFKA_ENV = "LIGHTFENCE_KAFKA_BOOTSTRAP"
@@ -241,5 +242,47 @@ def test_the_landmark_submitter_publishes_to_kafka(pg_url: str) -> None:
         thread.join(30)
         _run_until_done(service, SignedStreamConfig(bootstrap, topic, group), len(records))
         check_store(pg_url, records)
+    finally:
+        service.close()
+
+
+def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: str) -> None:
+    from sqlalchemy import text, update
+
+    from lightfence.fleet.reverify import reverify
+    from lightfence.verifier.models import AlertRow, VerdictRow
+
+    service = service_for(pg_url)
+    try:
+        labels = enrol_fleet(service, 3)
+        records = signed_records(labels, rounds=1)
+        service.ingest(records, ADMIN)
+        service.recompute_all()
+        with service.read() as s:
+            before = s.execute(select(func.count()).select_from(VerdictRow)).scalar_one()
+        report = reverify(service, engine="local")
+        assert (report.devices, report.records, report.verdicts) == (3, 12, 3)
+        assert report.failed == []
+        check_store(pg_url, records, reverified=True)  # one history; the chain verifies
+        again = reverify(service, engine="local")
+        assert again.verdicts == 3  # a re-verification is a new verdict, once per pass
+        # A stored row edited behind the verifier's back: that device is not decided again.
+        victim = records[0].device_id
+        with service.db.write() as s:
+            s.execute(
+                update(RecordRow)
+                .where(RecordRow.record_hash == record_hash(records[0]))
+                .values(min_rtt_ns=1)
+            )
+        edited = reverify(service, engine="local")
+        assert [f[1] for f in edited.failed] == [victim]
+        assert "columns differ" in edited.failed[0][2]
+        assert edited.verdicts == 2
+        with service.read() as s:
+            after = s.execute(select(func.count()).select_from(VerdictRow)).scalar_one()
+            alerts = s.execute(select(AlertRow.device_id, AlertRow.kind)).all()
+            assert s.execute(text("select 1")).scalar_one() == 1
+        assert after == before + 3 + 3 + 2
+        assert (victim, "rejected_evidence") in [tuple(a) for a in alerts]
     finally:
         service.close()

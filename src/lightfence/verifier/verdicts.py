@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
@@ -160,9 +160,12 @@ def read_pending(
     config: VerifierConfig,
     limit: int = 2000,
     devices_of: Collection[str] | None = None,
+    *,
+    marked_only: bool = True,
 ) -> list[Pending]:
     """Devices awaiting a verdict, with their inputs; `devices_of`: only these (a stream
-    worker decides the devices of its own partitions, so two workers never decide one twice)."""
+    worker decides the devices of its own partitions, so two workers never decide one twice).
+    `marked_only=False` (batch re-verification): these devices whether marked or not."""
     query = (
         select(
             DeviceRow.id,
@@ -173,7 +176,7 @@ def read_pending(
             DeviceRow.last_record_ns,
             DeviceRow.require_locates,
         )
-        .where(DeviceRow.needs_verdict.is_(True))
+        .where(DeviceRow.needs_verdict.is_(True) if marked_only else true())
         .order_by(DeviceRow.id)
         .limit(limit)
     )
