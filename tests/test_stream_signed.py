@@ -8,6 +8,7 @@ stored once, every verdict in the history once, and the audit chain verifying.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -240,7 +241,17 @@ def test_the_landmark_submitter_publishes_to_kafka(pg_url: str) -> None:
         thread = threading.Thread(target=lambda: asyncio.run(submit()))
         thread.start()
         thread.join(30)
-        _run_until_done(service, SignedStreamConfig(bootstrap, topic, group), len(records))
+        # The worker as deployed: `lightfence stream-worker`, in this process (CliRunner).
+        from typer.testing import CliRunner
+
+        from lightfence.cli.app import app
+
+        argv = ["stream-worker", "--bootstrap", bootstrap, "--topic", topic, "--group", group]
+        argv += ["--db", pg_url, "--stop-when-idle", "6", "--log-level", "warning"]
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        stats = json.loads(result.output.strip().splitlines()[-1])
+        assert stats["stored"] == len(records) and stats["verdicts"] == 1
         check_store(pg_url, records)
     finally:
         service.close()
@@ -286,3 +297,22 @@ def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: st
         assert (victim, "rejected_evidence") in [tuple(a) for a in alerts]
     finally:
         service.close()
+
+
+def test_worker_metrics_show_throughput_and_lag() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from lightfence.fleet.stream_metrics import StreamMetrics
+
+    registry = CollectorRegistry()
+    metrics = StreamMetrics.on(registry)
+    assert StreamMetrics.on(registry) is metrics  # registered once per registry
+    metrics.consumed(500, now_s=100.0)
+    metrics.consumed(500, now_s=102.0)
+    metrics.set_lag({0: 7, 1: 3})
+    text = generate_latest(registry).decode()
+    assert "lightfence_stream_records_per_second 500.0" in text
+    assert 'lightfence_stream_consumer_lag{partition="0"} 7.0' in text
+    assert "lightfence_stream_consumer_lag_total 10.0" in text
+    metrics.forget(0)
+    assert 'partition="0"' not in generate_latest(registry).decode()
