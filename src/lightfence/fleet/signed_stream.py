@@ -71,6 +71,8 @@ class SignedWorkerStats:
     rejected: int = 0
     verdicts: int = 0
     batches: int = 0
+    recompute_cpu_s: float = 0.0
+    """CPU time of this process in verdict passes (the benchmark reports ingestion apart)."""
 
 
 def parse_message(value: bytes | None) -> MeasurementRecord:
@@ -165,7 +167,9 @@ class SignedStreamWorker:
         after an assignment)."""
         devices = None if self._sweep_all else self._dirty
         if devices is None or devices:
+            cpu = time.process_time()
             self.stats.verdicts += self.service.recompute_all(devices_of=devices)
+            self.stats.recompute_cpu_s += time.process_time() - cpu
         self._dirty = set()
         self._sweep_all = False
         self._last_recompute = time.monotonic()
@@ -242,4 +246,5 @@ def worker_summary(stats: SignedWorkerStats) -> dict[str, Any]:
         "bad_messages": stats.bad_messages,
         "verdicts": stats.verdicts,
         "batches": stats.batches,
+        "recompute_cpu_s": round(stats.recompute_cpu_s, 3),
     }
