@@ -316,3 +316,24 @@ def test_worker_metrics_show_throughput_and_lag() -> None:
     assert "lightfence_stream_consumer_lag_total 10.0" in text
     metrics.forget(0)
     assert 'partition="0"' not in generate_latest(registry).decode()
+
+
+def test_two_recomputers_store_one_verdict_per_dirty_seq(tmp_path: Path) -> None:
+    """Two recomputers (API replicas, stream workers) that read the same marked device both
+    decide it; only the first store lands, the second finds the device no longer marked."""
+    from lightfence.verifier import verdicts
+    from lightfence.verifier.clock import now_ns
+
+    service = service_for(f"sqlite:///{tmp_path}/v.db")
+    try:
+        labels = enrol_fleet(service, 1)
+        service.ingest(signed_records(labels, rounds=1), ADMIN)
+        with service.read() as s:
+            pending = verdicts.read_pending(s, service.config)
+        first, second = verdicts.decide_pending(pending), verdicts.decide_pending(pending)
+        with service.write() as s:
+            assert len(verdicts.store_decided(s, first, now_ns())) == 1
+        with service.write() as s:
+            assert verdicts.store_decided(s, second, now_ns()) == []
+    finally:
+        service.close()
