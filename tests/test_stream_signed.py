@@ -197,8 +197,27 @@ def test_bad_messages_are_counted_and_forged_records_rejected(pg_url: str) -> No
         with service.read() as s:
             reasons = s.execute(select(RejectionRow.reason)).scalars().all()
         assert reasons == ["bad_signature"]
+        _check_lag_endpoint(pg_url, f"kafka://{bootstrap}/{topic}", group, len(good) + 3)
     finally:
         service.close()
+
+
+def _check_lag_endpoint(url: str, stream: str, group: str, end: int) -> None:
+    """GET /stream, as a dashboard panel reads it: every partition consumed to its end."""
+    from fastapi.testclient import TestClient
+
+    from lightfence.verifier.api.app import create_app
+    from lightfence.verifier.auth import Role
+    from lightfence.verifier.config import VerifierConfig
+    from verifier_support import token
+
+    config = VerifierConfig(db_url=url, stream_url=stream, stream_group=group)
+    with TestClient(create_app(config, worker=False)) as client:
+        assert client.get("/stream").status_code == 401
+        secret = token(client.app.state.service, "ops", Role.AUDITOR)  # type: ignore[attr-defined]
+        got = client.get("/stream", headers={"authorization": f"Bearer {secret}"}).json()
+    assert got["configured"] is True and got["group"] == group
+    assert got["lag_total"] == 0 and got["partitions"][0]["committed"] == end
 
 
 def test_kafka_urls_and_messages() -> None:

@@ -86,6 +86,16 @@ def serve(
         list[str] | None,
         typer.Option(help="Public key (64 hex) trusted to sign --gpu-calibration; repeatable."),
     ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(
+            help="kafka://HOST:PORT/TOPIC that `lightfence stream-worker`s consume into this "
+            "database: GET /stream then shows their consumer lag."
+        ),
+    ] = None,
+    stream_group: Annotated[
+        str, typer.Option(help="The stream workers' consumer group.")
+    ] = "lightfence-verifier",
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import os
@@ -93,6 +103,7 @@ def serve(
     import uvicorn
 
     from lightfence.crypto.keys import KeyFileError
+    from lightfence.protocol.record_topic import parse_kafka_url
     from lightfence.verifier import logs
     from lightfence.verifier.api.app import create_app
     from lightfence.verifier.config import WEBHOOK_ENV, VerifierConfig, db_url_from_env
@@ -113,7 +124,11 @@ def serve(
             gpu_root_file=gpu_root,
             gpu_calibration_file=gpu_calibration,
             gpu_calibration_keys=tuple(gpu_calibration_key or ()),
+            stream_url=stream,
+            stream_group=stream_group,
         )
+        if stream is not None:
+            parse_kafka_url(stream)
         application = create_app(config)
     except (DatabaseError, KeyFileError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -212,6 +212,7 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
         routes_gate,
         routes_gpu,
         routes_records,
+        routes_stream,
         routes_views,
     )
 
@@ -220,6 +221,7 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
     app.include_router(routes_fleet.router)
     app.include_router(routes_views.router)
     app.include_router(routes_gate.router)
+    app.include_router(routes_stream.router)
     mount_dashboard(app)
     app.add_middleware(GuardMiddleware, service=service)
     return app
