@@ -188,16 +188,21 @@ def test_bad_messages_are_counted_and_forged_records_rejected(pg_url: str) -> No
         raw = Producer({"bootstrap.servers": bootstrap})
         raw.produce(topic, key=b"x", value=b"not json")
         raw.produce(topic, key=b"x", value=b'{"device_id": "x"}')
+        # A well-formed record PostgreSQL cannot store as text (NUL in an id it quotes).
+        poison = good[1].to_json_dict()
+        poison["landmark_id"] = "fra\u0000"
+        poison["session_id"] = uuid.uuid4().hex
+        raw.produce(topic, key=b"x", value=json.dumps(poison).encode())
         assert raw.flush(10) == 0
         config = SignedStreamConfig(bootstrap, topic, group)
-        worker = _run_until_done(service, config, len(good), min_messages=len(good) + 3)
-        assert worker.stats.bad_messages == 2
+        worker = _run_until_done(service, config, len(good), min_messages=len(good) + 4)
+        assert worker.stats.bad_messages == 3
         assert worker.stats.rejected == 1
         check_store(pg_url, good)
         with service.read() as s:
             reasons = s.execute(select(RejectionRow.reason)).scalars().all()
         assert reasons == ["bad_signature"]
-        _check_lag_endpoint(pg_url, f"kafka://{bootstrap}/{topic}", group, len(good) + 3)
+        _check_lag_endpoint(pg_url, f"kafka://{bootstrap}/{topic}", group, len(good) + 4)
     finally:
         service.close()
 

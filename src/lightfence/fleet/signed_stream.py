@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from sqlalchemy.exc import DataError, IntegrityError
 
 from lightfence.fleet.stream_metrics import StreamMetrics
 from lightfence.protocol.record import MeasurementRecord, RecordError
@@ -147,9 +148,13 @@ class SignedStreamWorker:
         started = time.perf_counter()
         records, offsets = self._parse(messages)
         if records:
-            outcomes = self.service.ingest(
-                records, self.principal, before_commit=lambda: self.fault("in_transaction")
-            )
+            try:
+                outcomes = self._ingest(records)
+            except (DataError, IntegrityError) as exc:
+                # One record the database refuses (text it cannot store, say) would otherwise
+                # fail its batch on every replay and stall the partition: find it alone.
+                log.warning("batch refused by the database (%s); ingesting one by one", exc.orig)
+                records, outcomes = self._ingest_singly(records)
             self.fault("after_db_commit")
             self._tally(records, outcomes)
         if self._sweep_all or time.monotonic() - self._last_recompute >= (
@@ -161,6 +166,30 @@ class SignedStreamWorker:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.stats.batches += 1
         self._update_lag()
+
+    def _ingest(self, records: Sequence[MeasurementRecord]) -> list[Outcome]:
+        return self.service.ingest(
+            records, self.principal, before_commit=lambda: self.fault("in_transaction")
+        )
+
+    def _ingest_singly(
+        self, records: Sequence[MeasurementRecord]
+    ) -> tuple[list[MeasurementRecord], list[Outcome]]:
+        """Each record in its own transaction; one the database refuses is counted as a bad
+        message and logged (connection errors are not caught: the batch is replayed)."""
+        kept: list[MeasurementRecord] = []
+        outcomes: list[Outcome] = []
+        for rec in records:
+            try:
+                outcomes.extend(self._ingest([rec]))
+                kept.append(rec)
+            except (DataError, IntegrityError) as exc:
+                self.stats.bad_messages += 1
+                self.metrics.bad_messages.inc()
+                log.warning(
+                    "record of device %r refused by the database: %s", rec.device_id, exc.orig
+                )
+        return kept, outcomes
 
     def recompute(self) -> None:
         """Verdicts for the devices this worker stored records of (all marked devices, once
