@@ -46,7 +46,9 @@ def stream_worker(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Check signed records from a Kafka topic with the verifier's own code; store in the DB."""
+    from confluent_kafka import KafkaException
     from prometheus_client import start_http_server
+    from sqlalchemy.exc import SQLAlchemyError
 
     from lightfence.fleet.signed_stream import (
         SignedStreamConfig,
@@ -71,7 +73,12 @@ def stream_worker(
         poll_batch=batch,
         recompute_interval_s=recompute_interval,
     )
-    worker = SignedStreamWorker(service, config)
+    try:
+        worker = SignedStreamWorker(service, config)
+    except KafkaException as exc:
+        service.close()
+        typer.echo(f"error: Kafka client: {exc}", err=True)
+        raise typer.Exit(2) from None
     if metrics_port is not None:
         start_http_server(metrics_port, "127.0.0.1", registry=service.metrics.registry)
     stopping = False
@@ -92,6 +99,11 @@ def stream_worker(
 
     try:
         stats = worker.run(should_stop)
+    except (KafkaException, SQLAlchemyError) as exc:
+        # Nothing of the batch in flight is lost: its offsets were not committed, so the
+        # group's next owner (or this worker, restarted) replays it.
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         service.close()
     typer.echo(json.dumps(worker_summary(stats), sort_keys=True))
