@@ -361,3 +361,34 @@ def test_two_recomputers_store_one_verdict_per_dirty_seq(tmp_path: Path) -> None
             assert verdicts.store_decided(s, second, now_ns()) == []
     finally:
         service.close()
+
+
+def test_copy_keeps_every_character_of_what_it_stores(pg_url: str) -> None:
+    """COPY's text format gives backslash, tab, newline and CR meanings: each field and the
+    JSON body must come back exactly as written."""
+    from lightfence.verifier.pgcopy import copy_records
+
+    service = service_for(pg_url)
+    try:
+        labels = enrol_fleet(service, 1)
+        rec = signed_records(labels, rounds=1)[0]
+        odd = "a\\b\tc\nd\re\\\\N"
+        row = {
+            "record_hash": record_hash(rec),
+            "device_id": rec.device_id,
+            "landmark_id": "fra1",
+            "session_id": rec.session_id.hex(),
+            "min_rtt_ns": rec.min_rtt_ns,
+            "measured_ns": rec.measured_at_unix_ns,
+            "received_ns": 1,
+            "submitted_by": odd,
+            "body": {**rec.to_json_dict(), "note": odd + "é\u0001"},
+        }
+        with service.db.write() as s:
+            (rid,) = copy_records(s, [row])
+        with service.read() as s:
+            got = s.get(RecordRow, rid)
+            assert got is not None
+            assert got.submitted_by == odd and got.body == row["body"]
+    finally:
+        service.close()
