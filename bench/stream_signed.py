@@ -42,6 +42,8 @@ from lightfence.verifier.service import Service
 BATCH = 2000
 TARGET_PER_CORE = 0.8
 TARGET_SCALING = 1.7
+START_DELAY_S = 15.0
+"""Workers start consuming together this long after launch: imports and the group join first."""
 
 
 def _cpu_s() -> float:
@@ -97,16 +99,30 @@ def pg_insert_rate(url: str, fx: Fixture) -> tuple[float, float]:
     return insert_rate, copy_rate
 
 
-def _child(url: str, bootstrap: str, topic: str, group: str, expected: int) -> None:
-    """One worker process: consume until the database holds every record, then report."""
+def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, start: float) -> None:
+    """One worker process: joins the group, holds its partitions paused until `start` (epoch
+    s, so that every worker of a run starts consuming at once, after the group has settled),
+    consumes until the database holds every record, then reports."""
+    from confluent_kafka import Consumer, TopicPartition
+
     from lightfence.fleet.signed_stream import SignedStreamConfig, SignedStreamWorker
 
+    class Gated(SignedStreamWorker):
+        def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+            super()._on_assign(consumer, parts)
+            if time.time() < start:
+                consumer.pause(parts)
+
     service = Service(VerifierConfig(db_url=url), migrate=False)
-    worker = SignedStreamWorker(service, SignedStreamConfig(bootstrap, topic, group, BATCH))
+    worker = Gated(service, SignedStreamConfig(bootstrap, topic, group, BATCH))
     marks: list[tuple[float, int, float, float]] = []
     last_check = [0.0]
+    gated = [True]
 
     def done() -> bool:
+        if gated[0] and time.time() >= start:
+            worker.consumer.resume(worker.consumer.assignment())
+            gated[0] = False
         n = worker.stats.messages
         if not marks or marks[-1][1] != n:
             marks.append((time.time(), n, _cpu_s(), worker.stats.recompute_cpu_s))
@@ -143,7 +159,7 @@ def run_workers(
         fx.populate(service)
         service.close()
         argv = [sys.executable, "-m", "bench.stream_signed", "--child", url, bootstrap, topic]
-        argv += [group, str(len(fx.records))]
+        argv += [group, str(len(fx.records)), str(time.time() + START_DELAY_S)]
         procs = [
             subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(n_workers)
         ]
@@ -180,7 +196,7 @@ def run_workers(
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]))
+        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=24000)
