@@ -92,6 +92,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "batch": LazyCommand(
         "fleet_cmd", "Verdicts for every device in a set of measurement Parquet files."
     ),
+    "stream-worker": LazyCommand(
+        "stream_cmd",
+        "Check signed records from a Kafka topic with the verifier's own code; store in the DB.",
+    ),
     "version": LazyCommand("version_cmd", "Print the lightfence version."),
 }
 

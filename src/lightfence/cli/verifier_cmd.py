@@ -129,11 +129,23 @@ def serve(
             "so the first enrolment under it does not wait; repeatable."
         ),
     ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(
+            help="kafka://HOST:PORT/TOPIC that `lightfence stream-worker`s consume into this "
+            "database: GET /stream then shows their consumer lag."
+        ),
+    ] = None,
+    stream_group: Annotated[
+        str | None,
+        typer.Option(help="The stream workers' consumer group (default lightfence-verifier)."),
+    ] = None,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
     import uvicorn
 
     from lightfence.crypto.keys import KeyFileError
+    from lightfence.protocol.record_topic import parse_kafka_url
     from lightfence.verifier import logs
     from lightfence.verifier.api.app import create_app
     from lightfence.verifier.config import VerifierConfig, normalise_db_url
@@ -161,6 +173,8 @@ def serve(
                 "tls_certfile": tls_certfile,
                 "tls_keyfile": tls_keyfile,
                 "preload_policies": tuple(preload_policy or ()),
+                "stream_url": stream,
+                "stream_group": stream_group,
             },
             normalise_db_url=normalise_db_url,
         )
@@ -201,7 +215,11 @@ def serve(
             gpu_calibration_keys=settings.gpu_calibration_keys,
             liars=int(settings.liars) if settings.liars.isdigit() else settings.liars,
             token_ttl_s=settings.token_ttl_s,
+            stream_url=settings.stream_url,
+            stream_group=settings.stream_group,
         )
+        if settings.stream_url is not None:
+            parse_kafka_url(settings.stream_url)
         application = create_app(config_obj)
     except (DatabaseError, KeyFileError, ValueError) as exc:
         listener.close()

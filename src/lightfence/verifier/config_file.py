@@ -54,6 +54,11 @@ class ServeSettings:
     measured by 4 or more landmarks, else 0); docs/robust.md."""
     token_ttl_s: float = 300.0
     """Lifetime of a gate's verdict token: a verdict that flips reaches every gate within this."""
+    stream_url: str | None = None
+    """kafka://HOST:PORT/TOPIC that `lightfence stream-worker`s consume into this database;
+    GET /stream then shows their consumer lag (docs/fleet.md)."""
+    stream_group: str = "lightfence-verifier"
+    """The stream workers' consumer group."""
     preload_policies: tuple[str, ...] = ()
     """Policies whose regions are built before `serve` says it listens. Building a large
     country's region takes seconds (15 s for outside:CN,HK,MO on a busy 2-core host); without

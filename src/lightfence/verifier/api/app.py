@@ -213,6 +213,7 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
         routes_gate,
         routes_gpu,
         routes_records,
+        routes_stream,
         routes_tokens,
         routes_views,
     )
@@ -224,6 +225,7 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
     app.include_router(routes_gate.router)
     app.include_router(routes_tokens.router)
     app.include_router(routes_board.router)
+    app.include_router(routes_stream.router)
     mount_dashboard(app)
     app.add_middleware(GuardMiddleware, service=service)
     return app
