@@ -57,6 +57,8 @@ lock: | $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) pyproject.toml -o requirements/core.txt
 	$(UV) pip compile $(LOCK_FLAGS) pyproject.toml --extra demo -o requirements/demo.txt
 	$(UV) pip compile $(LOCK_FLAGS) pyproject.toml --extra dev -o requirements/dev.txt
+	# The verifier image's lock (deploy/Dockerfile): the dev lock's versions, verifier + postgres.
+	$(UV) pip compile $(LOCK_FLAGS) pyproject.toml --extra postgres -c requirements/dev.txt -o requirements/postgres.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

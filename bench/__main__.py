@@ -30,6 +30,7 @@ BENCHMARKS = [
     "verifier_blame",  # issue 9: recompute with every device INCONSISTENT vs an honest fleet
     "gpu_rounds",  # issue 16: GPU evidence appraisal and GPU-round verdicts vs the key-only path
     "verifier_gpu",  # issue 16: GPU rounds in the verifier service vs key records, same run
+    "stream_signed",  # issue 22: signed records via Kafka to PostgreSQL, per core, 1 -> 2 workers
     "fleet_batch",  # issue 6: 1,000,000 devices x 10 landmarks, local vs Ray on 1 and 2 workers
     "startup",  # issue 19: `lightfence gate check --help`, `--version` vs `python -c pass`
 ]

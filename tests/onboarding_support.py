@@ -3,7 +3,9 @@ and the checks every failure line must pass."""
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -64,6 +66,14 @@ def live_verifier(directory: Path, *, signing_key: bool = True) -> Iterator[Live
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def token_file(token: str) -> str:
+    """A file holding `token` (mode 0600), as an operator keeps one: tokens never go in argv."""
+    fd, path = tempfile.mkstemp(prefix="lightfence-token-")
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return path
 
 
 def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:

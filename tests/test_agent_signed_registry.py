@@ -28,7 +28,7 @@ from lightfence.model.signed_registry import (
     verify_registry,
 )
 from lightfence.verifier.auth import Role
-from onboarding_support import LiveVerifier, assert_one_error_line, cli, live_verifier
+from onboarding_support import LiveVerifier, assert_one_error_line, cli, live_verifier, token_file
 from test_cli_protocol import FRANKFURT, SERVE, SRC, free_udp_port
 from verifier_support import token
 
@@ -123,7 +123,7 @@ def site(tmp_path: Path) -> Iterator[tuple[LiveVerifier, Path]]:
                 assert made.exit_code == 0, made.output
                 reg = cli(
                     "landmark", "register", "-", "--verifier", verifier.url,
-                    "--token", verifier.admin, stdin=made.stdout,
+                    "--token-file", token_file(verifier.admin), stdin=made.stdout,
                 )  # fmt: skip
                 assert reg.exit_code == 0, reg.output
                 proc = subprocess.Popen(
@@ -155,7 +155,8 @@ def test_agent_measures_from_the_verifier_url_and_key_alone(
     identity.write_text(cli("agent", "keygen", "--key", str(device_key)).stdout)
     measure = [
         "agent", "measure", "--verifier", verifier.url, "--verifier-key", str(key_file),
-        "--token", ops, "--key", str(device_key), "--rounds", "3", "--timeout", "5",
+        "--token-file", token_file(ops), "--key", str(device_key),
+        "--rounds", "3", "--timeout", "5",
         "--gpu-rounds", "off", "--out", str(tmp_path / "evidence.json"),
     ]  # fmt: skip
 
@@ -163,12 +164,12 @@ def test_agent_measures_from_the_verifier_url_and_key_alone(
     assert_one_error_line(cli(*measure), contains="lightfence device enrol")
     # An admin's token can, and every record is rejected: one line, with the reason.
     admin_measure = [*measure]
-    admin_measure[admin_measure.index(ops)] = verifier.admin
+    admin_measure[admin_measure.index("--token-file") + 1] = token_file(verifier.admin)
     assert_one_error_line(cli(*admin_measure), contains="is not enrolled")
 
     enrol = cli(
         "device", "enrol", str(identity), "--policy", "in:DE",
-        "--verifier", verifier.url, "--token", ops,
+        "--verifier", verifier.url, "--token-file", token_file(ops),
     )  # fmt: skip
     assert enrol.exit_code == 0, enrol.output
     # A landmark registered without an address (the old API form) is skipped, and said so.
@@ -187,7 +188,15 @@ def test_agent_measures_from_the_verifier_url_and_key_alone(
     verdict = None
     while time.monotonic() < deadline and verdict is None:
         listed = json.loads(
-            cli("device", "list", "--json", "--verifier", verifier.url, "--token", ops).stdout
+            cli(
+                "device",
+                "list",
+                "--json",
+                "--verifier",
+                verifier.url,
+                "--token-file",
+                token_file(ops),
+            ).stdout
         )
         verdict = (listed[0]["latest_verdict"] or {}).get("verdict")
         time.sleep(0.2)
@@ -228,7 +237,7 @@ def test_a_verifier_without_a_signing_key_serves_no_registry(tmp_path: Path) -> 
         result = cli(
             "agent", "measure", "--verifier", verifier.url,
             "--verifier-key", SigningKey.generate().public_bytes.hex(),
-            "--token", verifier.admin, "--key", str(tmp_path / "d.key"),
+            "--token-file", token_file(verifier.admin), "--key", str(tmp_path / "d.key"),
         )  # fmt: skip
     assert_one_error_line(result, contains="--signing-key")
 

@@ -53,7 +53,15 @@ def test_dashboard_served_and_api_still_guarded(tmp_path: Path) -> None:
         page = client.get("/dashboard/")
         assert page.status_code == 200 and "lightfence" in page.text
         assert client.get("/dashboard").status_code == 200  # redirected to the slash
-        for asset in ("app.js", "api.js", "map.js", "verdicts.js", "style.css"):
+        for asset in (
+            "app.js",
+            "api.js",
+            "dom.js",
+            "map.js",
+            "plots.js",
+            "verdicts.js",
+            "style.css",
+        ):
             assert client.get(f"/dashboard/{asset}").status_code == 200
         leaflet = client.get("/dashboard/vendor/leaflet/leaflet.js")
         assert leaflet.status_code == 200 and "Leaflet" in leaflet.text[:400]

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,6 +173,20 @@ def check_printed_gate_commands(world: World) -> None:
             ), out["detail"]
 
 
+SHOTS_ENV = "LIGHTFENCE_SCREENSHOTS"
+"""Set to a folder (docs/img) to keep the dashboard screenshots there (docs/dashboard.md)."""
+VIEWPORTS = {"1920": (1920, 1080), "1366": (1366, 768), "375": (375, 812)}
+# What the table's sentence must say for each scenario (verifier/board.py words it).
+SENTENCES = {
+    Scenario.HONEST.value: r"^Verified: ",
+    Scenario.SPARSE.value: r"needs (a landmark|\d+ independently run landmarks) within ~",
+    Scenario.RELAYED.value: r"^Could also be in CN,HK,MO: .*needs .* within ~",
+    Scenario.CLONED.value: r"^Rejected: the device answered with a key that is not the enrolled",
+    Scenario.SILENT.value: r"^No check-in",
+    Scenario.MOVED_KEY.value: r"^The key and the GPU answered from different places",
+}
+
+
 def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     w, reports = world
@@ -179,46 +194,151 @@ def check_dashboard_in_chromium(world: World, tmp_path: Path) -> None:
     # device verdict (the moved key's INCONSISTENT), labelled `locates gpu`.
     expected = {r.name: r.verdict for r in reports}
     moved = {r.name for r in reports if r.scenario == Scenario.MOVED_KEY.value}
-    shot = tmp_path / "dashboard.png"
+    shots: list[Path] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 850})
+            width, height = VIEWPORTS["1920"]
+            page = browser.new_page(viewport={"width": width, "height": height})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(f"{w.base_url}/dashboard/")
             page.fill("#token", w.tokens["auditor"])
             page.click("#sign-in-form button[type=submit]")
             page.wait_for_selector("#devices tbody tr", timeout=60_000)
+            page.wait_for_selector("#plot-coverage svg", timeout=30_000)
+            page.wait_for_selector("#map .estimate-icon[data-device-id]", timeout=30_000)
             rows = page.eval_on_selector_all(
                 "#devices tbody tr",
                 """rows => rows.map(r => ({
-                    name: r.children[1].textContent, verdict: r.dataset.verdict,
-                    colour: getComputedStyle(r.querySelector('.swatch')).backgroundColor}))""",
+                    id: r.dataset.deviceId, name: r.querySelector('.device-name').textContent,
+                    verdict: r.dataset.verdict, reason: r.querySelector('.reason').textContent,
+                    locates: r.querySelector('.locates').textContent,
+                    colour: getComputedStyle(r.querySelector('.badge')).backgroundColor}))""",
             )
             assert {r["name"]: r["verdict"] for r in rows} == expected
-            locates = page.eval_on_selector_all(
-                "#devices tbody tr",
-                "rows => rows.map(r => [r.children[1].textContent, "
-                "r.querySelector('.locates').textContent])",
-            )
-            assert {n for n, where in locates if where == "gpu"} == moved
-            assert "key-gpu-mismatch" in page.locator("#alerts").inner_text()
+            assert {r["name"] for r in rows if r["locates"] == "gpu"} == moved
             colours = {r["verdict"]: r["colour"] for r in rows}
-            assert colours["VERIFIED"] == "rgb(46, 125, 50)"
+            assert colours["VERIFIED"] == "rgb(0, 158, 115)"  # Okabe-Ito bluish green
             assert len(set(colours.values())) == len(colours)  # one colour per verdict
+            check_reasons(reports, rows)
+            check_legend(page)
+            check_no_marker_for_unlocated(page, reports)
+            check_grouped_alerts(page, reports)
             assert page.locator("#map path.leaflet-interactive").count() > 0  # regions drawn
-            page.click("#devices tbody tr[data-verdict=VERIFIED]")
-            page.wait_for_selector("#history tr", timeout=30_000)
+            assert page.locator("#plot-fleet svg rect, #plot-fleet svg polygon").count() > 0
+            shots.append(_shot(page, tmp_path, "1920"))
+            # Keyboard: focus a row, Enter opens its detail with the plots.
+            page.focus("#devices tbody tr[data-verdict=VERIFIED]")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#detail #plot-rtt-key svg", timeout=30_000)
             assert page.locator("#evidence").is_visible()
-            page.screenshot(path=str(shot))
+            assert page.locator("#plot-timeline svg rect").count() >= 1
+            assert page.evaluate("document.activeElement.closest('#detail') !== null")
+            relayed = by_scenario(reports, Scenario.RELAYED)[0]
+            page.set_viewport_size(dict(zip(("width", "height"), VIEWPORTS["1366"], strict=True)))
+            page.click(f"#devices tbody tr[data-device-id='{relayed.id}']")
+            page.wait_for_function(
+                "n => document.querySelector('#detail h2')?.textContent.includes(n)",
+                arg=relayed.name,
+                timeout=30_000,
+            )
+            page.wait_for_timeout(300)
+            shots.append(_shot(page, tmp_path, "1366"))
+            page.set_viewport_size(dict(zip(("width", "height"), VIEWPORTS["375"], strict=True)))
+            page.reload()
+            page.wait_for_selector("#devices tbody tr", timeout=60_000)
+            page.wait_for_selector("#plot-coverage svg", timeout=30_000)
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= 375 + 1, f"the page scrolls sideways at 375 px ({scroll} px wide)"
+            shots.append(_shot(page, tmp_path, "375"))
+            shots.append(_shot(page, tmp_path, "375-full", full_page=True))
+            check_no_null_text(page)
+            # The devices without a verdict: their detail says why, and never "null".
+            for verdict in ("REJECTED", "NO CHECK-IN"):
+                page.click(f"#devices tbody tr[data-verdict='{verdict}']")
+                page.wait_for_function(
+                    "v => document.querySelector('#detail h2')?.textContent.includes(v)",
+                    arg=verdict,
+                    timeout=30_000,
+                )
+                check_no_null_text(page)
+                rejected = page.locator("#rejections tr").count()
+                assert (rejected > 0) == (verdict == "REJECTED"), (verdict, rejected)
             assert not errors, errors
         finally:
             browser.close()
-    _assert_not_blank(shot)
+    for shot in shots:
+        _assert_not_blank(shot)
     keep = Path("reports")
     if keep.is_dir():
-        shutil.copy(shot, keep / "dashboard.png")
+        shutil.copy(shots[0], keep / "dashboard.png")
+    folder = os.environ.get(SHOTS_ENV)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copy(shot, Path(folder) / shot.name)
+
+
+def _shot(page: Any, folder: Path, name: str, full_page: bool = False) -> Path:
+    path = folder / f"dashboard-{name}.png"
+    page.mouse.move(0, 0)  # no tooltip left open where the last click was
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def check_reasons(reports: list[DeviceReport], rows: list[dict[str, str]]) -> None:
+    """Each scenario's sentence says why, in words (and for UNVERIFIED what would verify it)."""
+    by_id = {r["id"]: r for r in rows}
+    for report in reports:
+        reason = by_id[report.id]["reason"]
+        assert re.search(SENTENCES[report.scenario], reason), (report.name, reason)
+
+
+def check_legend(page: Any) -> None:
+    legend = page.locator("#legend")
+    assert legend.is_visible()
+    text = legend.inner_text()
+    for word in ("VERIFIED", "UNVERIFIED", "INCONSISTENT", "REJECTED", "NO CHECK-IN"):
+        assert word in text, text
+    for word in ("landmark", "feasible region", "estimate", "forbidden"):
+        assert word in text, text
+
+
+def check_no_marker_for_unlocated(page: Any, reports: list[DeviceReport]) -> None:
+    """The relayed device's region covers most of the globe: no dot (never one at 0,0), and the
+    table says so in words."""
+    markers = page.eval_on_selector_all(
+        "#map .estimate-icon[data-device-id]",
+        "m => m.map(x => [x.dataset.deviceId, +x.dataset.lat, +x.dataset.lon])",
+    )
+    assert markers, "no estimate marker at all"
+    assert not [m for m in markers if abs(m[1]) < 2 and abs(m[2]) < 2], markers
+    for r in by_scenario(reports, Scenario.RELAYED):
+        assert r.id not in {m[0] for m in markers}, (r.name, markers)
+        row = page.locator(f"#devices tbody tr[data-device-id='{r.id}'] .reason").inner_text()
+        assert "no point estimate" in row, row
+
+
+def check_grouped_alerts(page: Any, reports: list[DeviceReport]) -> None:
+    """The cloned key's identity changes (one per landmark) are one alert, named by device."""
+    for r in by_scenario(reports, Scenario.CLONED):
+        items = page.locator(f"#alerts li[data-kind=identity_change][data-device-id='{r.id}']")
+        assert items.count() == 1
+        text = items.inner_text()
+        assert r.name in text and "×" in text, text
+    for r in by_scenario(reports, Scenario.SILENT):
+        items = page.locator(f"#alerts li[data-kind=missed_checkin][data-device-id='{r.id}']")
+        assert items.count() == 1 and r.name in items.inner_text()
+
+
+def check_no_null_text(page: Any) -> None:
+    text = page.evaluate("document.body.innerText")
+    for word in ("null", "undefined", "NaN", "[object"):
+        found = re.search(rf"\b{re.escape(word)}", text)
+        assert not found, (word, text[max(0, found.start() - 300) : found.end() + 100])
 
 
 def _assert_not_blank(png: Path) -> None:

@@ -23,6 +23,7 @@ from onboarding_support import (
     cli,
     free_tcp_port,
     live_verifier,
+    token_file,
 )
 from verifier_support import token
 
@@ -47,7 +48,7 @@ def init_landmark(tmp_path: Path, lid: str, listen: str, operator: str = "acme-i
 
 def test_landmark_init_output_registers_as_it_is(verifier: LiveVerifier, tmp_path: Path) -> None:
     entry = init_landmark(tmp_path, "fra1", "127.0.0.1:17990")
-    remote = ["--verifier", verifier.url, "--token", verifier.admin]
+    remote = ["--verifier", verifier.url, "--token-file", token_file(verifier.admin)]
     made = cli("landmark", "register", str(entry), *remote)
     assert made.exit_code == 0, made.output
     assert "registered landmark fra1" in made.stdout and "127.0.0.1:17990" in made.stdout
@@ -76,7 +77,7 @@ def test_register_refuses_a_listen_on_all_address_unless_given_one(
     verifier: LiveVerifier, tmp_path: Path
 ) -> None:
     entry = init_landmark(tmp_path, "fra2", "0.0.0.0:7800", operator="")
-    remote = ["--verifier", verifier.url, "--token", verifier.admin]
+    remote = ["--verifier", verifier.url, "--token-file", token_file(verifier.admin)]
     bad = cli("landmark", "register", str(entry), *remote)
     assert_one_error_line(bad, contains="--address", code=2)
     bad = cli("landmark", "register", str(entry), "--address", "192.0.2.7:7800", *remote)
@@ -174,14 +175,29 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("args", "contains", "code"),
     [
-        (["status", "--verifier", "ftp://127.0.0.1:8080", "--token", "t"], "http://", 1),
-        (["status", "--verifier", "http://127.0.0.1:notaport", "--token", "t"], "valid URL", 1),
         (
-            ["landmark", "list", "--verifier", "http://nosuchhost.invalid:8080", "--token", "t"],
+            ["status", "--verifier", "ftp://127.0.0.1:8080", "--token-file", token_file("t")],
+            "http://",
+            1,
+        ),
+        (
+            ["status", "--verifier", "http://127.0.0.1:notaport", "--token-file", token_file("t")],
+            "valid URL",
+            1,
+        ),
+        (
+            [
+                "landmark",
+                "list",
+                "--verifier",
+                "http://nosuchhost.invalid:8080",
+                "--token-file",
+                token_file("t"),
+            ],
             "cannot resolve",
             1,
         ),
-        (["token", "list", "--token", "t"], "--verifier URL", 1),
+        (["token", "list", "--token-file", token_file("t")], "--verifier URL", 1),
     ],
 )
 def test_wrong_url_is_one_line(args: list[str], contains: str, code: int) -> None:
@@ -202,17 +218,19 @@ def test_wrong_url_is_one_line(args: list[str], contains: str, code: int) -> Non
 )
 def test_verifier_down_is_one_line(args: list[str]) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
-    result = cli(*args, "--verifier", url, "--token", "t")
+    result = cli(*args, "--verifier", url, "--token-file", token_file("t"))
     assert_one_error_line(result, contains="connection refused")
 
 
 def test_wrong_token_and_unregistered_landmark(verifier: LiveVerifier) -> None:
     remote = ["--verifier", verifier.url]
     for args in (["status"], ["landmark", "list"], ["device", "list"], ["token", "list"]):
-        assert_one_error_line(cli(*args, *remote, "--token", "lft_wrong"), contains="401")
-    assert_one_error_line(cli("status", *remote), contains="--token", code=1)
+        assert_one_error_line(
+            cli(*args, *remote, "--token-file", token_file("lft_wrong")), contains="401"
+        )
+    assert_one_error_line(cli("status", *remote), contains="--token-file", code=1)
     assert_one_error_line(
-        cli("landmark", "retire", "nosuch", *remote, "--token", verifier.admin),
+        cli("landmark", "retire", "nosuch", *remote, "--token-file", token_file(verifier.admin)),
         contains="no landmark 'nosuch'",
     )
 
@@ -277,7 +295,7 @@ def test_a_redirect_is_one_line_and_the_token_stays(tmp_path: Path) -> None:
     Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = cli("status", "--verifier", url, "--token", "secret")
+        result = cli("status", "--verifier", url, "--token-file", token_file("secret"))
     finally:
         server.shutdown()
         server.server_close()

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from lightfence.cli.app import app as cli_app
-from lightfence.cli.remote import Remote, RemoteError
+from lightfence.cli.remote import TOKEN_ENV, VERIFIER_ENV, Remote, RemoteError
 from lightfence.core.kinds import VerdictKind
 from lightfence.crypto.tls import CA_FILE_ENV
 from lightfence.evidence.submit import SubmitError, post_json
@@ -301,7 +301,7 @@ def test_one_address_for_a_registry_of_several_landmarks_is_refused(tmp_path: Pa
     result = CliRunner().invoke(
         cli_app,
         ["landmark", "register", str(path), "--address", "192.0.2.1:7800"],
-        env={"LIGHTFENCE_VERIFIER_URL": "http://127.0.0.1:9", "LIGHTFENCE_TOKEN": SECRET},
+        env={VERIFIER_ENV: "http://127.0.0.1:9", TOKEN_ENV: SECRET},
     )
     assert result.exit_code != 0 and "holds 2" in result.output
 
@@ -349,11 +349,11 @@ def test_landmark_register_rekey_is_explicit(tmp_path: Path) -> None:
 
     first, second = init("a"), init("b")
     with live_verifier(tmp_path) as v:
-        remote = ["--verifier", v.url, "--token", v.admin]
-        assert cli("landmark", "register", "-", *remote, stdin=first).exit_code == 0
-        refused = cli("landmark", "register", "-", *remote, stdin=second)
+        env = {VERIFIER_ENV: v.url, TOKEN_ENV: v.admin}
+        assert cli("landmark", "register", "-", env=env, stdin=first).exit_code == 0
+        refused = cli("landmark", "register", "-", env=env, stdin=second)
         assert_one_error_line(refused, contains="--rekey")
-        rekeyed = cli("landmark", "register", "-", "--rekey", *remote, stdin=second)
+        rekeyed = cli("landmark", "register", "-", "--rekey", env=env, stdin=second)
         assert rekeyed.exit_code == 0, rekeyed.output
-        (row,) = json.loads(cli("landmark", "list", "--json", *remote).stdout)
+        (row,) = json.loads(cli("landmark", "list", "--json", env=env).stdout)
         assert row["public_key"] == json.loads(second)["public_key"]

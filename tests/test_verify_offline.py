@@ -275,3 +275,20 @@ def test_help_documents_the_exit_codes() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "Exit codes: 0" in text and "1 any record rejected" in text and "2 unreadable" in text
+
+
+def test_a_bound_past_half_the_earth_is_said_in_words(tmp_path: Path) -> None:
+    """Issue 20: a 344 ms RTT bounds the device to 51,579 km, more than any distance on Earth:
+    the table says so instead of printing the number as if it placed the device."""
+    doc = bundle_doc(record("fra1", 0.5, 0, 1), record("waw1", 344.0, 0, 2))
+    _, out = verify(tmp_path, doc, "--policy", NEAR_FRANKFURT)
+    assert "51,579" not in out and "anywhere on Earth" in " ".join(out.split()), out
+
+
+def test_distance_words() -> None:
+    from lightfence.core.estimate import distance_words
+
+    assert distance_words(75.04) == "75.0 km"
+    assert distance_words(12_000.0) == "12,000 km: most of the globe"
+    assert distance_words(51_579.0).startswith("anywhere on Earth")
+    assert distance_words(float("inf")).startswith("anywhere on Earth")

@@ -18,10 +18,17 @@ from rich.table import Table
 from lightfence.agent.gpu_measure import GpuRoundResult
 from lightfence.agent.measure import LandmarkResult, RetryPolicy, measure_all
 from lightfence.cli.errors import fail, refused
-from lightfence.cli.remote import TokenOpt, VerifierKeyOpt, VerifierOpt
+from lightfence.cli.remote import (
+    TOKEN_ENV,
+    RemoteError,
+    TokenOpt,
+    VerifierKeyOpt,
+    VerifierOpt,
+    read_token,
+)
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, save_bundle
-from lightfence.evidence.submit import gpu_rounds_url, post_json, read_token
+from lightfence.evidence.submit import gpu_rounds_url, post_json
 from lightfence.identity.device import (
     PROVIDERS,
     AttestationHook,
@@ -110,10 +117,6 @@ def measure(
             "the sibling .../gpu-rounds.",
         ),
     ] = None,
-    token_file: Annotated[
-        Path | None,
-        typer.Option(help="Verifier API token file (else $LIGHTFENCE_VERIFIER_TOKEN)."),
-    ] = None,
     only: Annotated[
         list[str] | None, typer.Option("--landmark", help="Measure only this landmark (repeat).")
     ] = None,
@@ -143,14 +146,11 @@ def measure(
     if verifier is not None:
         submit = f"{verifier.rstrip('/')}/records"
     try:
-        token = token or (read_token(token_file) if submit else None)
-    except ValueError as exc:
+        api_token = read_token(token) if submit else None
+    except RemoteError as exc:
         raise fail(str(exc)) from None
-    if verifier is not None and not token:
-        raise fail(
-            "give an API token to submit the records: --token TOKEN (or $LIGHTFENCE_TOKEN, "
-            "--token-file)"
-        )
+    if verifier is not None and not api_token:
+        raise fail(f"give an API token to submit the records: --token-file FILE (or ${TOKEN_ENV})")
     if landmarks is not None:
         source = str(landmarks)
         try:
@@ -231,15 +231,15 @@ def measure(
         ]
     }
     if verifier is not None and records:
-        submit_to_verifier(console, verifier, token, records, gpu_payload, out)
+        submit_to_verifier(console, verifier, api_token, records, gpu_payload, out)
     elif submit and records:
         try:
-            reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, token)
+            reply = post_json(submit, {"records": [r.to_json_dict() for r in records]}, api_token)
             text = reply.decode(errors="replace")[:200]
             console.print(f"submitted {len(records)} record(s) to {submit}: {text}")
             if gpu_pairs:
                 url = gpu_rounds_url(submit)
-                text = post_json(url, gpu_payload, token).decode(errors="replace")[:200]
+                text = post_json(url, gpu_payload, api_token).decode(errors="replace")[:200]
                 console.print(f"submitted {len(gpu_pairs)} GPU round(s) to {url}: {text}")
         except (OSError, ValueError) as exc:
             raise refused(

@@ -43,7 +43,8 @@ COMMANDS: dict[str, LazyCommand] = {
         "landmark_cmd", "Run a landmark: answer timed challenges, sign what it measured."
     ),
     "device": LazyCommand(
-        "device_cmd", "Enrol, list and retire devices on a verifier (--verifier URL --token T)."
+        "device_cmd",
+        "Enrol, list and retire devices on a verifier (--verifier URL).",
     ),
     "gate": LazyCommand(
         "gate_cmd",
@@ -55,6 +56,9 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "serve": LazyCommand(
         "verifier_cmd", "Run the verifier service (migrates the database schema in place first)."
+    ),
+    "verifier-key": LazyCommand(
+        "verifier_cmd", "Print the verifier's public key (what agents and gates pin)."
     ),
     "status": LazyCommand(
         "verifier_cmd",
@@ -87,6 +91,10 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "batch": LazyCommand(
         "fleet_cmd", "Verdicts for every device in a set of measurement Parquet files."
+    ),
+    "stream-worker": LazyCommand(
+        "stream_cmd",
+        "Check signed records from a Kafka topic with the verifier's own code; store in the DB.",
     ),
     "version": LazyCommand("version_cmd", "Print the lightfence version."),
 }

@@ -16,7 +16,7 @@ commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
 
 device_app = typer.Typer(
-    help="Enrol, list and retire devices on a verifier (--verifier URL --token T).",
+    help="Enrol, list and retire devices on a verifier (--verifier URL).",
     no_args_is_help=True,
 )
 commands.add_typer(device_app, name="device")

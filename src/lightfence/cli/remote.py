@@ -1,4 +1,4 @@
-"""The CLI's client for a remote verifier: `--verifier URL --token T`, one request per call.
+"""The CLI's client for a remote verifier: `--verifier URL --token-file F`, one request per call.
 
 Every way a request can fail becomes one `RemoteError` whose message is the whole line the user
 sees (after `error: `): a wrong URL, a verifier that is down or unreachable, a timeout, a token
@@ -10,8 +10,10 @@ to the host the operator named and nowhere else.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -24,11 +26,14 @@ if TYPE_CHECKING:
     import httpx
 
 VERIFIER_ENV = "LIGHTFENCE_VERIFIER_URL"
-TOKEN_ENV = "LIGHTFENCE_TOKEN"
+TOKEN_ENV = "LIGHTFENCE_VERIFIER_TOKEN"
+"""The one variable every command reads a verifier API token from (agent, gate, report, these)."""
 VERIFIER_KEY_ENV = "LIGHTFENCE_VERIFIER_KEY"
 DEFAULT_TIMEOUT_S = 30.0
 """Generous: a verifier's first licence check loads the region geometry (seconds on a busy
 host); a verifier that is down is refused at once, not timed out."""
+MAX_TOKEN_FILE_BYTES = 4096
+"""A token file is one short line; a larger file is something else."""
 MAX_DETAIL_CHARS = 300
 """An error line quotes at most this much of the verifier's answer."""
 
@@ -43,10 +48,10 @@ VerifierOpt = Annotated[
 TokenOpt = Annotated[
     str | None,
     typer.Option(
-        "--token",
-        envvar=TOKEN_ENV,
-        help=f"API token (bearer) with the role this needs. Prefer the env {TOKEN_ENV}: a "
-        "command line is visible to every user of the host (ps).",
+        "--token-file",
+        help="File holding the API token (bearer) with the role this needs; else "
+        f"${TOKEN_ENV}. Never the token itself on the command line: any local user can read "
+        "a process's arguments.",
         show_default=False,
     ),
 ]
@@ -103,7 +108,7 @@ class Remote:
         try:
             self._headers = bearer_headers(self.token)
         except BadApiToken as exc:
-            raise RemoteError(f"--token / ${TOKEN_ENV}: {exc}") from None
+            raise RemoteError(f"--token-file / ${TOKEN_ENV}: {exc}") from None
 
     def __enter__(self) -> Remote:
         return self
@@ -231,7 +236,7 @@ def http_problem(base_url: str, method: str, path: str, resp: httpx.Response) ->
     detail = _detail(resp)
     if status == 401:
         return (
-            f"the verifier refused the token (401: {detail or 'unauthorised'}); check --token "
+            f"the verifier refused the token (401: {detail or 'unauthorised'}); check --token-file "
             f"or ${TOKEN_ENV}"
         )
     if status == 403:
@@ -246,12 +251,32 @@ def http_problem(base_url: str, method: str, path: str, resp: httpx.Response) ->
     return f"{detail or resp.reason_phrase} ({status})"
 
 
-def require_remote(verifier: str | None, token: str | None, *, need_token: bool = True) -> Remote:
-    """The client for --verifier/--token, or RemoteError naming the missing option."""
+def read_token(token_file: str | None) -> str | None:
+    """The API token: the first line of `token_file` if given, else ${TOKEN_ENV}, else None.
+    RemoteError (without quoting the file) when the file cannot be read."""
+    if token_file is None:
+        return os.environ.get(TOKEN_ENV, "").strip() or None
+    path = Path(token_file).expanduser()
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise RemoteError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+    lines = raw.decode("utf-8", "replace").strip().splitlines()
+    if len(raw) > MAX_TOKEN_FILE_BYTES or len(lines) != 1 or not lines[0].strip():
+        raise RemoteError(f"token file {path} must hold one token on one line")
+    return lines[0].strip()
+
+
+def require_remote(
+    verifier: str | None, token_file: str | None, *, need_token: bool = True
+) -> Remote:
+    """The client for --verifier/--token-file, or RemoteError naming what is missing."""
     if not verifier:
         raise RemoteError(f"give the verifier's URL: --verifier URL (or ${VERIFIER_ENV})")
+    token = read_token(token_file)
     if need_token and not token:
-        raise RemoteError(f"give an API token: --token TOKEN (or ${TOKEN_ENV})")
+        raise RemoteError(f"give an API token: --token-file FILE (or ${TOKEN_ENV})")
     return Remote(verifier, token)
 
 

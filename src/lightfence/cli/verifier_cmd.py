@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from lightfence.cli.errors import refused
+from lightfence.cli.errors import fail, refused
 from lightfence.cli.remote import (
     VERIFIER_ENV,
     RemoteError,
@@ -51,37 +52,54 @@ def _service(db: str | None):  # type: ignore[no-untyped-def]
 
 @commands.command()
 def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file (TOML; deploy/verifier.toml is an example). Every key can also "
+            "be set as LIGHTFENCE_<KEY>; flags override the environment, which overrides the file.",
+        ),
+    ] = None,
     db: DbOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
     webhook: Annotated[
         str | None, typer.Option(help="POST each new alert as JSON to this URL.")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info (default), warning or error.")
+    ] = None,
     signing_key: Annotated[
-        str,
-        typer.Option(help="Ed25519 key that signs gate verdict tokens (created 0600 if absent)."),
-    ] = "lightfence-verifier.key",
-    checkpoints: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Append signed audit checkpoints to this file (JSON Lines); keep a copy off "
-            "this host. `lightfence audit verify --checkpoint FILE` checks the log against it."
+            help="Ed25519 key that signs gate verdict tokens (created 0600 if absent; default "
+            "lightfence-verifier.key)."
         ),
-    ] = "lightfence-audit-checkpoints.jsonl",
+    ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="Append signed audit checkpoints to this file (JSON Lines; default "
+            "lightfence-audit-checkpoints.jsonl); keep a copy off this host. `lightfence audit "
+            "verify --checkpoint FILE` checks the log against it."
+        ),
+    ] = None,
     checkpoint_webhook: Annotated[
         str | None, typer.Option(help="Also POST each signed checkpoint as JSON to this URL.")
     ] = None,
     records_per_s: Annotated[
-        float, typer.Option(help="Per token: records/s sustained (burst 60 s worth); 0 = off.")
-    ] = 500.0,
+        float | None,
+        typer.Option(help="Per token: records/s sustained (burst 60 s worth); 0 = off. [500]"),
+    ] = None,
     rejections_per_s: Annotated[
-        float,
-        typer.Option(help="Per token: rejected records/s before its writes get 429; 0 = off."),
-    ] = 1.0,
+        float | None,
+        typer.Option(help="Per token: rejected records/s before its writes get 429; 0 = off. [1]"),
+    ] = None,
     write_requests_per_s: Annotated[
-        float, typer.Option(help="Per token: write requests/s sustained; 0 = off.")
-    ] = 20.0,
+        float | None, typer.Option(help="Per token: write requests/s sustained; 0 = off. [20]")
+    ] = None,
     gpu_root: Annotated[
         str | None,
         typer.Option(
@@ -97,55 +115,178 @@ def serve(
         list[str] | None,
         typer.Option(help="Public key (64 hex) trusted to sign --gpu-calibration; repeatable."),
     ] = None,
+    tls_certfile: Annotated[
+        str | None,
+        typer.Option(help="PEM certificate chain: serve HTTPS (with --tls-keyfile)."),
+    ] = None,
+    tls_keyfile: Annotated[
+        str | None, typer.Option(help="PEM private key of --tls-certfile.")
+    ] = None,
+    preload_policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Build this policy's region before listening (seconds for a large country), "
+            "so the first enrolment under it does not wait; repeatable."
+        ),
+    ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(
+            help="kafka://HOST:PORT/TOPIC that `lightfence stream-worker`s consume into this "
+            "database: GET /stream then shows their consumer lag."
+        ),
+    ] = None,
+    stream_group: Annotated[
+        str | None,
+        typer.Option(help="The stream workers' consumer group (default lightfence-verifier)."),
+    ] = None,
 ) -> None:
     """Run the verifier service (migrates the database schema in place first)."""
-    import os
-
     import uvicorn
 
     from lightfence.crypto.keys import KeyFileError
+    from lightfence.protocol.record_topic import parse_kafka_url
     from lightfence.verifier import logs
     from lightfence.verifier.api.app import create_app
-    from lightfence.verifier.config import WEBHOOK_ENV, VerifierConfig, db_url_from_env
+    from lightfence.verifier.config import VerifierConfig, normalise_db_url
+    from lightfence.verifier.config_file import ConfigFileError, resolve
     from lightfence.verifier.db import DatabaseError
 
+    try:
+        settings = resolve(
+            config,
+            {
+                "db_url": db,
+                "host": host,
+                "port": port,
+                "webhook_url": webhook,
+                "log_level": log_level,
+                "signing_key": signing_key,
+                "checkpoints": checkpoints,
+                "checkpoint_webhook_url": checkpoint_webhook,
+                "records_per_s": records_per_s,
+                "rejections_per_s": rejections_per_s,
+                "write_requests_per_s": write_requests_per_s,
+                "gpu_root": gpu_root,
+                "gpu_calibration": gpu_calibration,
+                "gpu_calibration_keys": tuple(gpu_calibration_key or ()),
+                "tls_certfile": tls_certfile,
+                "tls_keyfile": tls_keyfile,
+                "preload_policies": tuple(preload_policy or ()),
+                "stream_url": stream,
+                "stream_group": stream_group,
+            },
+            normalise_db_url=normalise_db_url,
+        )
+    except ConfigFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        import ssl
+
+        try:  # uvicorn would fail later with a traceback; say which file is wrong instead
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.tls_certfile, settings.tls_keyfile
+            )
+        except (OSError, ssl.SSLError) as exc:
+            typer.echo(
+                f"error: cannot use TLS certificate {settings.tls_certfile} with key "
+                f"{settings.tls_keyfile}: {exc}",
+                err=True,
+            )
+            raise typer.Exit(2) from None
     # Bound before anything else (and handed to uvicorn): a port in use is one clear line and
     # exit 1, not uvicorn's error after the database was already migrated.
-    listener = bind_listener(host, port)
-    logs.configure(log_level)
+    listener = bind_listener(settings.host, settings.port)
+    logs.configure(settings.log_level)
     try:
-        config = VerifierConfig(
-            db_url=db_url_from_env(db),
-            webhook_url=webhook or os.environ.get(WEBHOOK_ENV),
-            signing_key_path=signing_key,
-            checkpoint_path=checkpoints,
-            checkpoint_webhook_url=checkpoint_webhook,
-            records_per_s=records_per_s,
-            records_burst=max(1000, int(60 * records_per_s)),
-            rejections_per_s=rejections_per_s,
-            write_requests_per_s=write_requests_per_s,
-            gpu_root_file=gpu_root,
-            gpu_calibration_file=gpu_calibration,
-            gpu_calibration_keys=tuple(gpu_calibration_key or ()),
+        config_obj = VerifierConfig(
+            db_url=settings.db_url,
+            webhook_url=settings.webhook_url,
+            signing_key_path=settings.signing_key,
+            checkpoint_path=settings.checkpoints,
+            checkpoint_webhook_url=settings.checkpoint_webhook_url,
+            records_per_s=settings.records_per_s,
+            records_burst=max(1000, int(60 * settings.records_per_s)),
+            rejections_per_s=settings.rejections_per_s,
+            write_requests_per_s=settings.write_requests_per_s,
+            gpu_root_file=settings.gpu_root,
+            gpu_calibration_file=settings.gpu_calibration,
+            gpu_calibration_keys=settings.gpu_calibration_keys,
+            liars=int(settings.liars) if settings.liars.isdigit() else settings.liars,
+            token_ttl_s=settings.token_ttl_s,
+            stream_url=settings.stream_url,
+            stream_group=settings.stream_group,
         )
-        application = create_app(config)
+        if settings.stream_url is not None:
+            parse_kafka_url(settings.stream_url)
+        application = create_app(config_obj)
     except (DatabaseError, KeyFileError, ValueError) as exc:
         listener.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    base = http_base(*listener.getsockname()[:2])
+    if settings.preload_policies:
+        from lightfence.core.policy import PolicyError, parse_policy
+
+        for text in settings.preload_policies:
+            try:
+                parse_policy(text)  # core.policy caches the region for the service's requests
+            except PolicyError as exc:
+                listener.close()
+                typer.echo(f"error: preload_policies: {exc}", err=True)
+                raise typer.Exit(2) from None
+    bound_host, bound_port = listener.getsockname()[:2]
+    base = http_base(bound_host, bound_port, scheme=settings.scheme)
     key = application.state.service.signing_key
     # The key id, so whoever pins GET /verifier/key can compare it with what they fetched.
     signed_by = f", signing key {key.key_id}" if key is not None else ""
     typer.echo(
-        f"lightfence verifier listening on {base} (db: {redacted(config.db_url)}, "
+        f"lightfence verifier listening on {base} (db: {redacted(config_obj.db_url)}, "
         f"dashboard: {base}/){signed_by}",
         err=True,
     )
     server = uvicorn.Server(
-        uvicorn.Config(application, log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Config(
+            application,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=settings.tls_certfile,
+            ssl_keyfile=settings.tls_keyfile,
+        )
     )
     server.run(sockets=[listener])
+
+
+@commands.command("verifier-key")
+def verifier_key(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The verifier's settings file (as given to `serve`)."),
+    ] = None,
+    signing_key: Annotated[
+        str | None,
+        typer.Option(
+            help="The verifier's signing key file (default: the config's, or "
+            "lightfence-verifier.key)."
+        ),
+    ] = None,
+) -> None:
+    """Print the verifier's public key (what agents and gates pin).
+
+    The JSON GET /verifier/key serves, for --verifier-key FILE; read from the signing key file on
+    the verifier's host, so nobody has to trust the network for it."""
+    from lightfence.crypto.keys import KeyFileError, SigningKey
+    from lightfence.verifier.config_file import ConfigFileError, resolve
+
+    try:
+        settings = resolve(config, {"signing_key": signing_key})
+        key = SigningKey.load(Path(settings.signing_key))
+    except ConfigFileError as exc:
+        raise fail(str(exc)) from None
+    except KeyFileError as exc:
+        raise fail(f"{exc} (`lightfence serve` creates it on its first start)") from None
+    typer.echo(json.dumps({"public_key": key.public_bytes.hex(), "key_id": key.key_id}))
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -173,8 +314,8 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def http_base(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def http_base(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def redacted(db_url: str) -> str:

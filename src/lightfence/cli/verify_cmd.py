@@ -22,6 +22,7 @@ from lightfence.attestation import (
 )
 from lightfence.attestation.certs import DEFAULT_ROOT_PATH
 from lightfence.cli.errors import fail
+from lightfence.core.estimate import distance_words
 from lightfence.core.freshness import (
     MAX_CLOCK_SKEW_S,
     MAX_DEVICE_SPEED_KM_PER_H,
@@ -289,7 +290,7 @@ def _print(
             str(rec.index),
             rec.landmark_id,
             f"{rec.min_rtt_ms:.3f}",
-            f"{max_distance_km(rec.min_rtt_ms, bound):,.1f}",
+            distance_words(max_distance_km(rec.min_rtt_ms, bound)),
             rec.timestamp_source.value,
             status,
         )

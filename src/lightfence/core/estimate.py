@@ -154,6 +154,26 @@ class MeasurementLike(Protocol):
     def floor_ms(self) -> float: ...
 
 
+HALF_CIRCUMFERENCE_KM = math.pi * EARTH_MEAN_RADIUS_KM
+"""No point on the Earth is farther than this from any other (about 20,015 km)."""
+LOCATES_NOTHING_KM = HALF_CIRCUMFERENCE_KM / 2.0
+"""A radius past a quarter of the circumference (about 10,000 km) covers most of a hemisphere
+or more: stated in words, not as a number that reads like a location."""
+
+
+def distance_words(km: float) -> str:
+    """A distance bound for people: the number while it places something, words past that.
+
+    "within 51,579 km" is true but reads like information; past half the circumference the
+    bound excludes nothing on Earth, and past a quarter it covers most of the globe.
+    """
+    if not math.isfinite(km) or km >= HALF_CIRCUMFERENCE_KM:
+        return "anywhere on Earth (the bound exceeds half the circumference)"
+    if km >= LOCATES_NOTHING_KM:
+        return f"{km:,.0f} km: most of the globe"
+    return f"{km:,.1f} km"
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A best guess, labelled as such: a point and how far the truth may plausibly be."""

@@ -43,7 +43,12 @@ class Verdict:
     def feasible_geojson(self) -> dict[str, Any]:
         """The feasible region as GeoJSON (display approximation; see geo.feasible)."""
         table = table_for(self.measurements)
-        return feasible_geojson(table.lat_deg, table.lon_deg, cap_radius_rad(table, self.bound))
+        return feasible_geojson(
+            table.lat_deg,
+            table.lon_deg,
+            cap_radius_rad(table, self.bound),
+            ids=[m.landmark.id for m in self.measurements],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,13 @@ from functools import cache
 from typing import Any
 
 from lightfence.agent.measure import LandmarkResult
-from lightfence.core.estimate import Bestline, BestlineCalibration, estimate_position
+from lightfence.core.estimate import (
+    LOCATES_NOTHING_KM,
+    Bestline,
+    BestlineCalibration,
+    distance_words,
+    estimate_position,
+)
 from lightfence.core.measurement import Landmark, Measurement
 from lightfence.demo.scenario import LANDMARKS, Scenario
 from lightfence.demo.world import DemoWorld
@@ -96,6 +102,8 @@ def estimate_text(verdict: dict[str, Any]) -> str:
     if not measurements:
         return "-"
     est = estimate_position(measurements, _bestlines())
+    if est.error_radius_km >= LOCATES_NOTHING_KM:
+        return f"not located (± {distance_words(est.error_radius_km)})"
     return f"{est.lat:.1f}, {est.lon:.1f} ± {est.error_radius_km:,.0f} km"
 
 

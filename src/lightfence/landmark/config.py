@@ -22,6 +22,7 @@ mode = "auto"                  # auto: kernel if the OS gives it, else monotonic
 
 [verifier]
 url = "http://verifier:8000/records"   # optional: records are POSTed here in batches
+                                        # (or kafka://HOST:PORT/TOPIC: published to a topic)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from lightfence.model.registry import LandmarkEntry, RegistryError, split_address
 from lightfence.protocol.landmark_session import LandmarkConfig
 from lightfence.protocol.record import MAX_ROUNDS, MAX_RTT_NS
+from lightfence.protocol.record_topic import TopicAddressError, parse_kafka_url
 
 TIMESTAMP_MODES = ("auto", "kernel", "monotonic")
 
@@ -139,8 +141,17 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
         raise ConfigError("[protocol] check_every_round must be true or false")
     url = ver.get("url")
     tf = ver.get("token_file")
-    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-        raise ConfigError("[verifier] url must be an http:// or https:// URL")
+    if url is not None and not (
+        isinstance(url, str) and url.startswith(("http://", "https://", "kafka://"))
+    ):
+        raise ConfigError(
+            "[verifier] url must be an http:// or https:// URL, or kafka://HOST:PORT/TOPIC"
+        )
+    if isinstance(url, str) and url.startswith("kafka://"):
+        try:
+            parse_kafka_url(url)
+        except TopicAddressError as exc:
+            raise ConfigError(f"[verifier] url: {exc}") from None
     protocol = LandmarkConfig(
         landmark_id=_get(lm, "id", str, "[landmark]"),
         max_rounds=max_rounds,

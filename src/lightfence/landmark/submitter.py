@@ -6,6 +6,10 @@ request was in flight (up to `max_batch`, after waiting `linger_s` for company) 
 `{"records": [...]}` POST, and keeps the records for a retry with backoff when the verifier
 cannot be reached. The backlog is bounded: past `max_backlog` the oldest records are dropped,
 counted and logged (their agents still hold them, in their evidence bundles).
+
+A `kafka://HOST:PORT/TOPIC` URL publishes the same records to a Kafka topic instead
+(protocol.record_topic), for the verifier's stream workers; a batch counts as delivered once the
+broker has acknowledged all of it, and is retried like a failed POST otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import httpx
 
 from lightfence.backoff import backoff_delay_s
 from lightfence.evidence.submit import SubmitError, post_json_async
+from lightfence.protocol.record_topic import PublishError, RecordPublisher, is_kafka_url
 
 log = logging.getLogger("lightfence.landmark")
 
@@ -71,6 +76,7 @@ class RecordSubmitter:
         self._backlog: deque[Submittable] = deque()
         self._wake = asyncio.Event()
         self._in_flight = 0
+        self._publisher = RecordPublisher.from_url(url) if is_kafka_url(url) else None
 
     @property
     def pending(self) -> int:
@@ -117,7 +123,15 @@ class RecordSubmitter:
         self._in_flight = len(batch)
         payload = {self.body_key: [r.to_json_dict() for r in batch]}
         try:
-            await post_json_async(client, self.url, payload, self.token)
+            if self._publisher is not None:
+                await asyncio.to_thread(self._publisher.publish, payload[self.body_key])
+            else:
+                await post_json_async(client, self.url, payload, self.token)
+        except PublishError as exc:
+            self.counters.submit_errors += 1
+            self._backlog.extendleft(reversed(batch))
+            log.warning("could not publish records to %s: %s; will retry", self.url, exc)
+            return False
         except SubmitError as exc:
             self.counters.submit_errors += 1
             if exc.refused:

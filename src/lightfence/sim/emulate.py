@@ -141,13 +141,27 @@ class RelayHub:
         self._thread: threading.Thread | None = None
         self.lateness = LatenessStats()
 
-    def add_path(self, landmark_addr: tuple[str, int], rtt_ms: float) -> tuple[str, int]:
-        """A relay towards `landmark_addr` with round trip `rtt_ms`; returns its address."""
+    def add_path(
+        self,
+        landmark_addr: tuple[str, int],
+        rtt_ms: float,
+        front_addr: tuple[str, int] = ("127.0.0.1", 0),
+        transparent: bool = False,
+    ) -> tuple[str, int]:
+        """A relay towards `landmark_addr` with round trip `rtt_ms`; returns its address.
+
+        `transparent`: bind the agent side to `front_addr` even though no interface here has
+        that address (IP_TRANSPARENT, needs CAP_NET_ADMIN). A router whose policy routing
+        delivers a device's packets for the landmark's own address locally then delays them
+        without the device or the landmark seeing any other address (tests/netns_lab.py).
+        """
         if not rtt_ms >= 0:
             raise ValueError(f"path RTT must be >= 0 ms, got {rtt_ms}")
         front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        front.bind(("127.0.0.1", 0))
+        if transparent:
+            front.setsockopt(socket.SOL_IP, socket.IP_TRANSPARENT, 1)
+        front.bind(front_addr)
         back.connect(landmark_addr)
         for s in (front, back):
             s.setblocking(False)

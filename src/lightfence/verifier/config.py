@@ -71,6 +71,10 @@ class VerifierConfig:
     """Also POST each checkpoint there, so a copy lives outside this host."""
     checkpoint_interval_s: float = 300.0
     """How often the worker checkpoints the audit head (only when it moved)."""
+    stream_url: str | None = None
+    """kafka://HOST:PORT/TOPIC the stream workers consume (`serve --stream`): GET /stream shows
+    their group's lag. None: no Kafka ingestion configured."""
+    stream_group: str = "lightfence-verifier"
     implicated_flag_min_devices: int = 3
     """Flag a landmark for review (its records stop counting) once this many devices' latest
     verdicts are INCONSISTENT naming it alone. 0 turns automatic flagging off (scores are still

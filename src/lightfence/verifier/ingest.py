@@ -34,7 +34,9 @@ from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.errors import Forbidden, NotFound
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, RejectionRow
+from lightfence.verifier.pgcopy import copy_records
 from lightfence.verifier.precheck import Prechecked
+from lightfence.verifier.sqlin import one_of
 
 
 class RejectReason(StrEnum):
@@ -210,15 +212,19 @@ class Ingestor:
         return out
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
-        """One multi-row INSERT ... RETURNING for the batch, and one audit entry for it."""
+        """One multi-row INSERT ... RETURNING (COPY on PostgreSQL: verifier.pgcopy) for the
+        batch, and one audit entry for it."""
         if not rows:
             return []
         self.session.flush()
         # A Core insert into the table: the ORM's bulk path adds per-row work and nothing else
         # here (no relationships, no defaults to fetch); about 1.2 to 2x faster per record.
-        table = cast(Table, RecordRow.__table__)
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = [int(i) for i in self.session.execute(stmt, rows).scalars()]
+        if self.session.get_bind().dialect.name == "postgresql":
+            ids = copy_records(self.session, rows)
+        else:
+            table = cast(Table, RecordRow.__table__)
+            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            ids = [int(i) for i in self.session.execute(stmt, rows).scalars()]
         audit.append(
             self.session,
             actor=self.who.actor,
@@ -231,7 +237,7 @@ class Ingestor:
 
     def _existing(self, hashes: Sequence[str]) -> dict[str, int]:
         rows = self.session.execute(
-            select(RecordRow.record_hash, RecordRow.id).where(RecordRow.record_hash.in_(hashes))
+            select(RecordRow.record_hash, RecordRow.id).where(one_of(RecordRow.record_hash, hashes))
         )
         return {h: i for h, i in rows}
 
@@ -242,7 +248,7 @@ class Ingestor:
         sessions = {r.session_id.hex() for r in records}
         rows = self.session.execute(
             select(RecordRow.landmark_id, RecordRow.session_id, RecordRow.id).where(
-                RecordRow.session_id.in_(sessions)
+                one_of(RecordRow.session_id, sessions)
             )
         )
         return {(lm, sid): i for lm, sid, i in rows}
@@ -259,10 +265,10 @@ class Ingestor:
         self._landmarks.update(dict.fromkeys(lids))
         self._devices.update(dict.fromkeys(dids))
         for lm in self.session.execute(
-            select(LandmarkRow).where(LandmarkRow.id.in_(lids))
+            select(LandmarkRow).where(one_of(LandmarkRow.id, lids))
         ).scalars():
             self._landmarks[lm.id] = lm
-        devices = select(DeviceRow).where(DeviceRow.id.in_(dids)).options(_DEVICE_COLUMNS)
+        devices = select(DeviceRow).where(one_of(DeviceRow.id, dids)).options(_DEVICE_COLUMNS)
         for dev in self.session.execute(devices).scalars():
             self._devices[dev.id] = dev
 

@@ -26,6 +26,7 @@ from lightfence.protocol.record import (
     signature_checks,
 )
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow
+from lightfence.verifier.sqlin import one_of
 
 VERIFY_WORKERS = os.cpu_count() or 2
 PARALLEL_MIN_RECORDS = 16
@@ -63,7 +64,7 @@ def precheck(
     if len(records) < PARALLEL_MIN_RECORDS:
         return out
     stored = set(
-        session.execute(select(RecordRow.record_hash).where(RecordRow.record_hash.in_(hashes)))
+        session.execute(select(RecordRow.record_hash).where(one_of(RecordRow.record_hash, hashes)))
         .scalars()
         .all()
     )
@@ -73,7 +74,7 @@ def precheck(
         lm_id: (key_id, bytes.fromhex(pub))
         for lm_id, key_id, pub in session.execute(
             select(LandmarkRow.id, LandmarkRow.key_id, LandmarkRow.public_key).where(
-                LandmarkRow.id.in_(lids)
+                one_of(LandmarkRow.id, lids)
             )
         )
     }
@@ -81,7 +82,7 @@ def precheck(
         dev.id: (dev.key_id, bytes.fromhex(dev.public_key))
         for dev in session.execute(
             select(DeviceRow)
-            .where(DeviceRow.id.in_(dids))
+            .where(one_of(DeviceRow.id, dids))
             .options(load_only(DeviceRow.id, DeviceRow.key_id, DeviceRow.public_key))
         ).scalars()
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,13 +118,25 @@ class Service:
     def read(self) -> AbstractContextManager[Session]:
         return self.db.read()
 
-    def ingest(self, records: Sequence[MeasurementRecord], who: Principal) -> list[Outcome]:
+    def ingest(
+        self,
+        records: Sequence[MeasurementRecord],
+        who: Principal,
+        *,
+        before_commit: Callable[[], None] | None = None,
+    ) -> list[Outcome]:
+        """Check, store or reject `records` in one write transaction (POST /records and the
+        stream workers both come here). `before_commit` runs inside that transaction, after the
+        batch is written: the stream worker's crash tests kill the process there."""
         hashes = [record_hash(r) for r in records]
         with self.read() as session:  # signatures checked outside the write lock: see precheck
             prechecked = precheck(session, records, hashes)
         with self.write() as session:
             ingestor = Ingestor(session, self.config, who, now_ns())
             outcomes = ingestor.ingest(records, hashes, prechecked)
+            if before_commit is not None:
+                session.flush()
+                before_commit()
         self._count(outcomes, who, "record.rejected")
         return outcomes
 
@@ -156,11 +168,12 @@ class Service:
                     by=who.actor,
                 )
 
-    def recompute(self, limit: int = 2000) -> int:
-        """One recompute pass over devices with new inputs. Returns verdicts stored."""
+    def recompute(self, limit: int = 2000, devices_of: Collection[str] | None = None) -> int:
+        """One recompute pass over devices with new inputs (only `devices_of`, if given).
+        Returns verdicts stored."""
         started = time.perf_counter()
         with self.db.read() as session:
-            pending = verdicts.read_pending(session, self.config, limit)
+            pending = verdicts.read_pending(session, self.config, limit, devices_of)
             pending = gpu_verdicts.attach_gpu_inputs(session, self.config, pending)
         if not pending:
             return 0
@@ -176,10 +189,12 @@ class Service:
         self.metrics.recompute_seconds.observe(time.perf_counter() - started)
         return len(kinds)
 
-    def recompute_all(self, max_passes: int = 100) -> int:
+    def recompute_all(
+        self, max_passes: int = 100, devices_of: Collection[str] | None = None
+    ) -> int:
         total = 0
         for _ in range(max_passes):
-            n = self.recompute()
+            n = self.recompute(devices_of=devices_of)
             total += n
             if n == 0:
                 break

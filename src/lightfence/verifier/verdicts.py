@@ -20,12 +20,12 @@ takes it), so ingestion never waits on the geometry.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from lightfence.core.batch import MeasurementTable, blamed_rows, decide_batch
@@ -40,6 +40,7 @@ from lightfence.units import Bound
 from lightfence.verifier import alerts, audit, statehash
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, VerdictRow
+from lightfence.verifier.sqlin import one_of
 
 NS_PER_H = 3600 * 10**9
 NS_PER_MS = 10**6
@@ -155,8 +156,18 @@ def _inputs_for(
     return [VerdictInput.from_json_dict(d) for d in chosen]
 
 
-def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) -> list[Pending]:
-    devices = session.execute(
+def read_pending(
+    session: Session,
+    config: VerifierConfig,
+    limit: int = 2000,
+    devices_of: Collection[str] | None = None,
+    *,
+    marked_only: bool = True,
+) -> list[Pending]:
+    """Devices awaiting a verdict, with their inputs; `devices_of`: only these (a stream
+    worker decides the devices of its own partitions, so two workers never decide one twice).
+    `marked_only=False` (batch re-verification): these devices whether marked or not."""
+    query = (
         select(
             DeviceRow.id,
             DeviceRow.dirty_seq,
@@ -166,10 +177,13 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
             DeviceRow.last_record_ns,
             DeviceRow.require_locates,
         )
-        .where(DeviceRow.needs_verdict.is_(True))
+        .where(DeviceRow.needs_verdict.is_(True) if marked_only else true())
         .order_by(DeviceRow.id)
         .limit(limit)
-    ).all()
+    )
+    if devices_of is not None:
+        query = query.where(one_of(DeviceRow.id, sorted(devices_of)))
+    devices = session.execute(query).all()
     if not devices:
         return []
     window_ns = int(config.verdict_window_s * 1e9)
@@ -191,7 +205,7 @@ def read_pending(session: Session, config: VerifierConfig, limit: int = 2000) ->
                 RecordRow.landmark_id,
                 RecordRow.min_rtt_ns,
                 RecordRow.measured_ns,
-            ).where(RecordRow.device_id.in_(ids[k : k + 500]), RecordRow.measured_ns >= oldest)
+            ).where(one_of(RecordRow.device_id, ids[k : k + 500]), RecordRow.measured_ns >= oldest)
         )
         for rid, did, lid, rtt_ns, measured in rows:
             # A record taken before the landmark's current position was registered was
@@ -301,15 +315,21 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     """
     ids = [d.pending.device_id for d in decided]
     seqs: dict[str, int] = {}
+    waiting: set[str] = set()
     previous: dict[str, str] = {}
     previous_alert: dict[str, str | None] = {}
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
-        query = select(DeviceRow.id, DeviceRow.dirty_seq).where(DeviceRow.id.in_(chunk))
-        seqs.update({did: seq for did, seq in session.execute(query)})
+        query = select(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict).where(
+            one_of(DeviceRow.id, chunk)
+        )
+        for did, seq, needs in session.execute(query):
+            seqs[did] = seq
+            if needs:
+                waiting.add(did)
         latest = (
             select(func.max(VerdictRow.id))
-            .where(VerdictRow.device_id.in_(chunk))
+            .where(one_of(VerdictRow.device_id, chunk))
             .group_by(VerdictRow.device_id)
         )
         for did, kind, alert in session.execute(
@@ -325,6 +345,10 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
         p = d.pending
         if seqs.get(p.device_id) != p.dirty_seq:
             continue  # changed meanwhile: stays dirty, the next pass decides on fresh inputs
+        if p.device_id not in waiting:
+            # Another recompute (an API replica, a stream worker) stored this very verdict
+            # after both read it: storing it again would put one input set in the history twice.
+            continue
         rows.append(
             {
                 "device_id": p.device_id,
@@ -361,7 +385,9 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
     done = [r["device_id"] for r in rows]
     for k in range(0, len(done), 500):
         session.execute(
-            update(DeviceRow).where(DeviceRow.id.in_(done[k : k + 500])).values(needs_verdict=False)
+            update(DeviceRow)
+            .where(one_of(DeviceRow.id, done[k : k + 500]))
+            .values(needs_verdict=False)
         )
     stmt = insert(VerdictRow).returning(VerdictRow.id, sort_by_parameter_order=True)
     new_ids = [int(i) for i in session.execute(stmt, rows).scalars()]

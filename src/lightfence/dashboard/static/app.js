@@ -1,30 +1,22 @@
-// The dashboard: sign in with an API token, then show the fleet on the map and in tables.
-// Every string from the API reaches the page as a text node or a DOM property (el() below),
-// never as HTML: names, alerts and reasons are written by tenants and submitters.
+// The dashboard: sign in with an API token, then the fleet on the map, in tables and in plots.
+// Every string from the API reaches the page as a text node or a DOM property (dom.js), never
+// as HTML: names, alerts and reasons are written by tenants and submitters.
 import * as api from "./api.js";
-import { createMap, drawDevices, drawLandmarks, highlight } from "./map.js";
-import { colour, status } from "./verdicts.js";
+import { ago, el, fill, text, when } from "./dom.js";
+import {
+  createMap, drawDevices, drawLandmarks, drawPolicies, highlight, refit, statusBadge, whereText,
+} from "./map.js";
+import { coverageMap, fleetCounts, rttChart, verdictTimeline } from "./plots.js";
+import { STATUSES, glyph } from "./verdicts.js";
 
 const REFRESH_MS = 10000;
 const $ = (sel) => document.querySelector(sel);
+const enc = encodeURIComponent; // a device id in a URL path: never trust it to be hex
 let mapReady = null;
 let selected = null;
-let regions = new Map(); // device id -> feasible region of its latest verdict
-
-function el(tag, attrs = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), attrs);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function swatch(s) {
-  const node = el("span", { className: "swatch", title: s });
-  node.style.background = colour(s); // CSSOM: allowed by the CSP, unlike a style attribute
-  return node;
-}
-
-// A device id in a URL path (ids are hex, but never trust that in a path).
-const enc = encodeURIComponent;
+let countries = null;
+const details = new Map(); // device id -> {verdict_id, detail} (board/devices/{id})
+const policies = new Map(); // policy key -> GeoJSON Feature
 
 function showSignIn(message = "") {
   $("#app").hidden = true;
@@ -33,75 +25,135 @@ function showSignIn(message = "") {
   $("#sign-in-error").textContent = message;
 }
 
+async function detailOf(row) {
+  const cached = details.get(row.device_id);
+  if (cached && cached.verdict_id === row.verdict_id) return cached.detail;
+  const detail = await api.get(`board/devices/${enc(row.device_id)}`);
+  details.set(row.device_id, { verdict_id: row.verdict_id, detail });
+  return detail;
+}
+
+function policyKey(row) {
+  const claimed = row.policy.startsWith("in-declared") ? row.claim || "" : "";
+  return `policy=${enc(row.policy)}&bound=${enc(row.bound || "vacuum")}&claimed=${enc(claimed)}`;
+}
+
+async function policyRegions(rows) {
+  const keys = [...new Set(rows.map(policyKey))];
+  await Promise.all(keys.filter((k) => !policies.has(k)).map(async (k) => {
+    try {
+      policies.set(k, await api.get(`board/policy-region?${k}`));
+    } catch (_) {
+      policies.set(k, null); // a policy the map cannot draw: the table still says it
+    }
+  }));
+  return keys.map((k) => policies.get(k));
+}
+
 async function load() {
-  const [devices, alerts, health] = await Promise.all([
-    api.get("devices"), api.get("alerts?limit=200"), api.get("landmarks/health"),
+  const [rows, groups, health, fleet] = await Promise.all([
+    api.get("board/devices"), api.get("board/alerts"), api.get("landmarks/health"),
+    api.get("board/fleet"),
   ]);
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
   $("#sign-out").hidden = false;
   mapReady = mapReady || createMap($("#map"));
   await mapReady;
-  const rows = devices.map((d) => ({ device: d, status: status(d, alerts) }));
-  await Promise.all(rows.map(async (row) => {
-    if (!row.device.latest_verdict) return;
-    const hist = await api.get(`devices/${enc(row.device.device_id)}/verdicts?limit=1&geojson=latest`);
-    regions.set(row.device.device_id, hist.verdicts[0]?.feasible_geojson || null);
-  }));
-  for (const row of rows) row.region = regions.get(row.device.device_id) || null;
-  renderSummary(rows, alerts);
-  renderDevices(rows);
-  renderAlerts(alerts);
+  countries = countries || await (await fetch("countries.geojson")).json();
+  rows.sort((a, b) => urgency(a.status) - urgency(b.status) || a.name.localeCompare(b.name));
+  const located = await Promise.all(rows.map(async (row) => ({
+    row, region: row.verdict_id === null ? null : (await detailOf(row)).region,
+  })));
+  renderSummary(rows, groups);
+  renderDevices(located);
+  renderAlerts(groups);
   renderLandmarks(health);
+  renderFleet(fleet, health);
+  drawPolicies(await policyRegions(rows));
   drawLandmarks(health);
-  drawDevices(rows, openDevice);
+  drawDevices(located, (id) => openDevice(id));
+  refit(); // the tables' first render changes the panes' widths
   if (selected) await openDevice(selected, false);
 }
 
-function renderSummary(rows, alerts) {
-  const counts = {};
-  for (const r of rows) counts[r.status] = (counts[r.status] || 0) + 1;
-  const parts = Object.entries(counts).map(([k, n]) => `${n} ${k}`);
-  const open = alerts.filter((a) => !a.acknowledged_at).length;
-  $("#summary").textContent = `${rows.length} devices: ${parts.join(", ")} · ${open} open alerts`;
+// Most urgent first: what needs a person's attention leads the table.
+const ORDER = ["REFUTED", "INCONSISTENT", "REJECTED", "NO CHECK-IN", "UNVERIFIED", "PENDING", "VERIFIED"];
+function urgency(status) {
+  const i = ORDER.indexOf(status);
+  return i < 0 ? ORDER.length : i;
 }
 
-function renderDevices(rows) {
-  const body = $("#devices tbody");
-  body.replaceChildren(...rows.map(({ device, status: s }) => {
-    const tr = el("tr", {},
-      el("td", {}, swatch(s)),
-      el("td", {}, device.attributes.host || device.device_id.slice(0, 12)),
-      el("td", {}, device.licence.declared_country || "-"),
-      el("td", { className: "verdict" }, s),
-      el("td", { className: "locates" }, device.latest_verdict?.locates || "-"),
-      el("td", {}, device.operator));
-    tr.dataset.deviceId = device.device_id;
-    tr.dataset.verdict = s;
-    tr.classList.toggle("selected", device.device_id === selected);
-    tr.addEventListener("click", () => openDevice(device.device_id));
+function renderSummary(rows, groups) {
+  const counts = new Map();
+  for (const r of rows) counts.set(r.status, (counts.get(r.status) || 0) + 1);
+  const parts = STATUSES.filter((s) => counts.has(s.name))
+    .map((s) => `${glyph(s.name)} ${counts.get(s.name)} ${s.name}`);
+  const open = groups.filter((g) => g.open > 0).length;
+  $("#summary").textContent = `${rows.length} devices: ${parts.join(" · ")} · ${open} open alert groups`;
+}
+
+function renderDevices(located) {
+  fill($("#devices tbody"), ...located.map(({ row, region }) => {
+    const where = region ? whereText(region) : null;
+    const tr = el("tr", { tabIndex: 0, title: `open ${row.name}` },
+      el("td", { className: "status" }, statusBadge(row.status), " ",
+        el("span", { className: "verdict" }, row.status)),
+      el("td", { className: "name" }, el("span", { className: "device-name" }, row.name),
+        el("div", { className: "muted" }, `claims ${text(row.claim)} · ${row.operator}`)),
+      el("td", { className: "reason" }, row.sentence,
+        where ? el("span", { className: "muted where" }, ` (${where})`) : null),
+      el("td", { className: "locates", title: "what the verdict locates: the device key or the GPU" },
+        text(row.locates)),
+      el("td", { className: "seen", title: when(row.last_seen_at) }, ago(row.last_seen_at)));
+    tr.dataset.deviceId = row.device_id;
+    tr.dataset.verdict = row.status;
+    tr.setAttribute("aria-selected", String(row.device_id === selected));
+    tr.classList.toggle("selected", row.device_id === selected);
+    tr.addEventListener("click", () => openDevice(row.device_id));
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        openDevice(row.device_id, true, true);
+      }
+    });
     return tr;
   }));
 }
 
-function renderAlerts(alerts) {
-  const items = alerts.slice(0, 50).map((a) => el("li", {},
-    el("span", { className: "kind" }, a.kind), a.count > 1 ? ` ×${a.count} ` : " ",
-    el("span", { className: "muted" }, `${a.created_at} · ${a.device_id?.slice(0, 8) || ""}`
-      + ` ${a.landmark_id || ""}`),
-    el("div", {}, a.message)));
-  $("#alerts").replaceChildren(...(items.length ? items : [el("li", {}, "no alerts")]));
+// Alert texts carry ISO times with milliseconds: shown as "2026-12-06 05:30:46 UTC".
+const ISO = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)/g;
+function readableTimes(message) {
+  return String(message).replace(ISO, (iso) => when(iso));
+}
+
+function renderAlerts(groups) {
+  const items = groups.slice(0, 50).map((g) => {
+    const who = g.device_name || (g.landmark_id ? `landmark ${g.landmark_id}` : "fleet");
+    const from = g.landmarks.length > 1 ? ` · from ${g.landmarks.length} landmarks` : "";
+    const li = el("li", { className: g.open ? "open" : "closed" },
+      el("span", { className: "kind" }, g.kind),
+      g.count > 1 ? el("span", { className: "count" }, ` ×${g.count}`) : null,
+      " ", el("strong", {}, who),
+      el("span", { className: "muted", title: `first ${when(g.first_at)}, last ${when(g.last_at)}` },
+        ` · last ${ago(g.last_at)}${from}${g.open ? "" : " · acknowledged"}`),
+      el("div", { className: "message" }, readableTimes(g.message)));
+    li.dataset.kind = g.kind;
+    if (g.device_id) li.dataset.deviceId = g.device_id;
+    return li;
+  });
+  fill($("#alerts"), ...(items.length ? items : [el("li", {}, "no alerts")]));
 }
 
 function renderLandmarks(health) {
-  $("#landmarks tbody").replaceChildren(...health.map((lm) => el("tr", {},
+  fill($("#landmarks tbody"), ...health.map((lm) => el("tr", {},
     el("td", {}, lm.id),
     el("td", {}, lm.status),
     el("td", { className: "muted" }, lm.operator),
     el("td", {}, lm.peers_breaking_physics.length
       ? `breaks physics with ${lm.peers_breaking_physics.join(", ")}`
       : `${lm.peers_checked} peers ok`),
-    el("td", { title: lm.status_reason || "" }, implicatedText(lm.implicated)))));
+    el("td", { title: text(lm.status_reason, "") }, implicatedText(lm.implicated)))));
 }
 
 // How many devices' latest INCONSISTENT verdicts name the landmark (alone: the review count).
@@ -110,44 +162,81 @@ function implicatedText(score) {
   return `${score.named_alone} alone / ${score.named} named (blame ${score.blame.toFixed(2)})`;
 }
 
-async function openDevice(id, zoom = true) {
+function renderFleet(fleet, health) {
+  fill($("#fleet-plots"), fleetCounts(fleet.timeline), coverageMap(countries, health));
+}
+
+// One line per (reason, detail): a clone answering every landmark is one story, not sixteen.
+function groupRejections(rows) {
+  const groups = new Map();
+  for (const r of rows) {
+    const key = `${r.reason}\n${r.detail}`;
+    const g = groups.get(key) || { reason: r.reason, detail: r.detail, count: 0, landmarks: [],
+      last: r.received_at };
+    g.count += r.count;
+    const lm = text(r.landmark_id, "unknown");
+    if (!g.landmarks.includes(lm)) g.landmarks.push(lm);
+    if (r.received_at > g.last) g.last = r.received_at;
+    groups.set(key, g);
+  }
+  return [...groups.values()];
+}
+
+async function openDevice(id, zoom = true, focus = false) {
   selected = id;
   document.querySelectorAll("#devices tbody tr").forEach((tr) => {
-    tr.classList.toggle("selected", tr.dataset.deviceId === id);
+    const on = tr.dataset.deviceId === id;
+    tr.classList.toggle("selected", on);
+    tr.setAttribute("aria-selected", String(on));
   });
-  const [device, hist] = await Promise.all([
-    api.get(`devices/${enc(id)}`), api.get(`devices/${enc(id)}/verdicts?limit=20&geojson=latest`),
+  const [device, board, rows, rejections] = await Promise.all([
+    api.get(`devices/${enc(id)}`), api.get(`board/devices/${enc(id)}`), api.get("board/devices"),
+    api.get(`rejections?device_id=${enc(id)}&limit=20`).catch(() => []),
   ]);
-  const historyRows = hist.verdicts.map((v) => el("tr", {},
-    el("td", {}, swatch(v.verdict)), el("td", {}, `${v.verdict} (locates ${v.locates})`),
-    el("td", { className: "muted" }, v.computed_at), el("td", {}, v.reason),
-    el("td", { className: "muted", title: "lying landmarks tolerated: f, from the rule in brackets" },
-      `f=${v.tolerated_liars} (liars: ${v.liars ?? "auto"})`)));
-  const latest = hist.verdicts[0];
-  const evidence = latest
+  const row = rows.find((r) => r.device_id === id);
+  const status = row ? row.status : "PENDING";
+  const name = row ? row.name : id.slice(0, 12);
+  const lic = device.licence;
+  const changes = board.runs.map((r) => el("tr", {},
+    el("td", { className: "status" }, statusBadge(r.verdict), ` ${r.verdict}`),
+    el("td", {}, r.sentence),
+    el("td", { className: "muted", title: `${when(r.since)} to ${when(r.until)}` },
+      r.count > 1 ? `${ago(r.since)} (held for ${r.count} checks)` : ago(r.since)),
+    el("td", {}, `locates ${r.locates}`)));
+  const evidence = device.latest_verdict
     ? el("button", { id: "evidence", onclick: () => api.download(`devices/${enc(id)}/evidence`,
       `evidence-${id}.json`) }, "Download evidence bundle")
-    : el("p", { className: "muted" }, "no verdict yet, so no evidence bundle");
+    : null;
+  const heading = el("h2", { tabIndex: -1 }, statusBadge(status), ` ${name}: ${status}`);
   $("#detail").hidden = false;
-  $("#detail").replaceChildren(
-    el("h2", {}, `Device ${device.attributes.host || ""}`),
+  fill($("#detail"), 
+    heading,
+    el("p", { className: "sentence" }, row ? row.sentence : "no verdict yet"),
+    board.region ? el("p", { className: "muted" }, whereText(board.region)) : null,
+    el("p", {}, `operator ${device.operator} · identity ${device.trust_level} · policy `
+      + `${lic.policy} (declares ${text(lic.declared_country)})`
+      + (lic.require_locates === "gpu" ? " · must locate the GPU" : "")
+      + ` · last check-in ${ago(device.last_record_at)}`
+      + (device.last_record_at ? ` (${when(device.last_record_at)})` : "")),
     el("p", { className: "mono" }, `id ${device.device_id} · key ${device.key_id}`),
-    el("p", {}, `operator ${device.operator} · identity ${device.trust_level}`
-      + ` · licence ${device.licence.policy} (declares ${device.licence.declared_country || "-"})`
-      + (device.licence.require_locates === "gpu" ? " · must locate the GPU" : "")
-      + ` · last check-in ${device.last_record_at || "never"}`),
-    latest ? el("p", {}, `measurements: ${latest.measurements.map((m) =>
-      `${m.landmark_id} ${m.rtt_ms.toFixed(2)} ms`).join(", ")}`) : null,
-    latest && latest.gpu_verdict ? el("p", { className: "gpu" },
-      `locates ${latest.locates}: key rounds ${latest.key_verdict || "-"}, GPU-signed rounds `
-      + `${latest.gpu_verdict} (${latest.gpu_measurements.map((m) =>
-        `${m.landmark_id} ${m.rtt_ms.toFixed(2)} ms - S_floor ${m.floor_ms.toFixed(2)}`).join(", ")})`
-      + (latest.alerts.length ? ` · ${latest.alerts.join(", ")}` : "")) : null,
     evidence,
-    el("h2", {}, "Verdict history"),
-    historyRows.length ? el("table", { id: "history" }, el("tbody", {}, ...historyRows))
-      : el("p", { className: "muted" }, "no verdicts"));
+    board.runs.length ? verdictTimeline(board.runs) : null,
+    rttChart(board.rtt.key || [], board.reference, "key"),
+    board.rtt.gpu ? rttChart(board.rtt.gpu, board.reference, "GPU-signed") : null,
+    el("h3", {}, "Verdict changes"),
+    changes.length ? el("table", { id: "history" }, el("tbody", {}, ...changes))
+      : el("p", { className: "muted" }, "no verdict has been computed for this device"),
+    rejections.length ? el("h3", {}, "Rejected records") : null,
+    rejections.length ? el("table", { id: "rejections" }, el("tbody", {},
+      ...groupRejections(rejections).map((g) => el("tr", {},
+        el("td", { className: "kind" }, g.reason),
+        el("td", {}, `×${g.count} from ${g.landmarks.length} landmark`
+          + `${g.landmarks.length === 1 ? "" : "s"}`),
+        el("td", { className: "muted", title: g.landmarks.join(", ") }, `last ${ago(g.last)}`),
+        el("td", { className: "message" }, g.detail))))) : null);
   highlight(id, zoom);
+  if (focus) heading.focus();
+  else if (zoom) $("#detail").scrollIntoView({ block: "nearest" });
 }
 
 async function refresh() {

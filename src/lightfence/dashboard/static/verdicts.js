@@ -1,20 +1,25 @@
-// One status per device for the table and the map: its latest verdict, or, without one, what
-// the alerts say (evidence rejected, missed check-in).
-const COLOURS = {
-  VERIFIED: "#2e7d32", UNVERIFIED: "#f9a825", REFUTED: "#c62828", INCONSISTENT: "#6a1b9a",
-  REJECTED: "#b71c1c", "NO CHECK-IN": "#616161", PENDING: "#90a4ae",
-};
+// One look per status, for the table, the map, the legend and the plots. Colours are the
+// Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), and every
+// status also has its own glyph and its name in text: colour is never the only cue.
+export const STATUSES = [
+  { name: "VERIFIED", colour: "#009e73", glyph: "✓", says: "every position its RTTs allow is allowed" },
+  { name: "UNVERIFIED", colour: "#e69f00", glyph: "?", says: "could also be somewhere forbidden" },
+  { name: "REFUTED", colour: "#d55e00", glyph: "✕", says: "not where it claims" },
+  { name: "INCONSISTENT", colour: "#cc79a7", glyph: "!", says: "the measurements contradict each other" },
+  { name: "REJECTED", colour: "#000000", glyph: "⊘", says: "its evidence failed its checks" },
+  { name: "NO CHECK-IN", colour: "#7f7f7f", glyph: "…", says: "has stopped reporting" },
+  { name: "PENDING", colour: "#56b4e9", glyph: "·", says: "no verdict yet" },
+];
+const BY_NAME = new Map(STATUSES.map((s) => [s.name, s]));
 
-export function colour(status) {
-  return COLOURS[status] || COLOURS.PENDING;
+export function look(status) {
+  return BY_NAME.get(status) || BY_NAME.get("PENDING");
 }
 
-export function status(device, alerts) {
-  if (device.latest_verdict) return device.latest_verdict.verdict;
-  const mine = alerts.filter((a) => a.device_id === device.device_id);
-  if (mine.some((a) => a.kind === "identity_change" || a.kind === "rejected_evidence")) {
-    return "REJECTED";
-  }
-  if (mine.some((a) => a.kind === "missed_checkin")) return "NO CHECK-IN";
-  return "PENDING";
+export function colour(status) {
+  return look(status).colour;
+}
+
+export function glyph(status) {
+  return look(status).glyph;
 }

@@ -208,10 +208,12 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
 
     from lightfence.dashboard import mount_dashboard
     from lightfence.verifier.api import (
+        routes_board,
         routes_fleet,
         routes_gate,
         routes_gpu,
         routes_records,
+        routes_stream,
         routes_tokens,
         routes_views,
     )
@@ -222,6 +224,8 @@ def create_app(config: VerifierConfig, *, worker: bool = True) -> FastAPI:
     app.include_router(routes_views.router)
     app.include_router(routes_gate.router)
     app.include_router(routes_tokens.router)
+    app.include_router(routes_board.router)
+    app.include_router(routes_stream.router)
     mount_dashboard(app)
     app.add_middleware(GuardMiddleware, service=service)
     return app

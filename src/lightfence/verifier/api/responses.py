@@ -300,3 +300,38 @@ class DeviceTokenOut(Out):
     expires_at_unix_s: float
     verifier_key_id: str
     locates: str = Field("key", description="What the token's verdict locates: key or gpu")
+
+
+class BoardDeviceOut(Loose):
+    """GET /board/devices: one row per device (verifier/board.py)."""
+
+    device_id: str
+    name: str
+    status: str = Field(description="the latest verdict, or REJECTED, NO CHECK-IN, PENDING")
+    sentence: str = Field(
+        description="why, in one plain sentence; for UNVERIFIED what would fix it"
+    )
+    locates: str | None = Field(None, description="key or gpu; null without a verdict")
+    last_seen: str = Field(description="last check-in in words, e.g. '3 min ago' or 'never'")
+
+
+class BoardDeviceDetailOut(Loose):
+    """GET /board/devices/{id}: verdict changes (runs), RTTs per landmark, feasible region."""
+
+    device_id: str
+    runs: list[dict[str, Any]]
+    rtt: dict[str, list[dict[str, Any]]]
+
+
+class BoardAlertOut(Loose):
+    """GET /board/alerts: alerts grouped by (device, kind), newest group first."""
+
+    kind: str
+    count: int
+    message: str
+
+
+class BoardFleetOut(Loose):
+    """GET /board/fleet: the fleet's verdict counts after each change."""
+
+    timeline: list[dict[str, Any]]

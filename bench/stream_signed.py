@@ -1,0 +1,245 @@
+"""Signed records through Kafka to PostgreSQL: stream-worker records/s per core, 1 -> 2 workers.
+
+Measured in the same run:
+* the ceiling: the signature checks alone (`protocol.record.verify`), records per CPU-second of
+  one thread;
+* one worker process (fleet.signed_stream: parse, Service.ingest with every check, one
+  PostgreSQL transaction per batch, offsets after it, verdicts every second): records per
+  CPU-second of the worker process (all its threads), and records/s of wall time;
+* two worker processes in one consumer group on the same kind of topic: records/s of wall
+  time over the interval both were consuming, against one worker's;
+* PostgreSQL's own insert rate here: rows of the records table per second, batches of 2,000.
+
+    python -m bench.stream_signed [--records 24000] [--devices 1000] [--partitions 4]
+
+Needs $LIGHTFENCE_KAFKA_BOOTSTRAP (a broker; scripts/start-kafka.sh) and a PostgreSQL URL
+($LIGHTFENCE_BENCH_PG_URL or $LIGHTFENCE_TEST_PG_URL); scratch schemas and topics are its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select
+
+from bench.verifier_ingest import Fixture, _pg_schema
+from lightfence.protocol.record import verify
+from lightfence.protocol.record_topic import RecordPublisher
+from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.ingest import record_hash
+from lightfence.verifier.models import DeviceRow, RecordRow
+from lightfence.verifier.pgcopy import copy_records
+from lightfence.verifier.service import Service
+
+BATCH = 2000
+TARGET_PER_CORE = 0.8
+TARGET_SCALING = 1.7
+START_DELAY_S = 15.0
+"""Workers start consuming together this long after launch: imports and the group join first."""
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def signature_ceiling(fx: Fixture) -> float:
+    """Records per CPU-second of the two signature checks alone, one thread."""
+    keys = {lid: k.public_bytes for lid, k in fx.landmark_keys.items()}
+    dev = {i.device_id: i.public_key for i in fx.identities}
+    sample = fx.records[:3000]
+    t = time.process_time()
+    for r in sample:
+        verify(r, keys[r.landmark_id], dev[r.device_id])
+    return len(sample) / (time.process_time() - t)
+
+
+def pg_insert_rate(url: str, fx: Fixture) -> tuple[float, float]:
+    """Rows/s into the records table, batches of 2,000, one transaction each: the multi-row
+    INSERT (SQLAlchemy, as SQLite still does) and COPY (verifier.pgcopy, ingestion on
+    PostgreSQL), half the rows each."""
+    service = Service(VerifierConfig(db_url=url))
+    fx.populate(service)
+    table = RecordRow.__table__
+    assert isinstance(table, Table)
+    rows = [
+        {
+            "record_hash": record_hash(r),
+            "device_id": r.device_id,
+            "landmark_id": r.landmark_id,
+            "session_id": r.session_id.hex(),
+            "min_rtt_ns": r.min_rtt_ns,
+            "measured_ns": r.measured_at_unix_ns,
+            "received_ns": 0,
+            "submitted_by": "bench",
+            "body": r.to_json_dict(),
+        }
+        for r in fx.records
+    ]
+    half = len(rows) // 2
+    t = time.perf_counter()
+    for k in range(0, half, BATCH):
+        with service.db.write() as s:
+            s.execute(insert(table).returning(table.c.id), rows[k : min(k + BATCH, half)])
+    insert_rate = half / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for k in range(half, len(rows), BATCH):
+        with service.db.write() as s:
+            copy_records(s, rows[k : k + BATCH])
+    copy_rate = (len(rows) - half) / (time.perf_counter() - t)
+    service.close()
+    return insert_rate, copy_rate
+
+
+def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, start: float) -> None:
+    """One worker process: joins the group, holds its partitions paused until `start` (epoch
+    s, so that every worker of a run starts consuming at once, after the group has settled),
+    consumes until the database holds every record, then reports."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from lightfence.fleet.signed_stream import SignedStreamConfig, SignedStreamWorker
+
+    class Gated(SignedStreamWorker):
+        def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+            super()._on_assign(consumer, parts)
+            if time.time() < start:
+                consumer.pause(parts)
+
+    service = Service(VerifierConfig(db_url=url), migrate=False)
+    worker = Gated(service, SignedStreamConfig(bootstrap, topic, group, BATCH))
+    marks: list[tuple[float, int, float, float]] = []
+    last_check = [0.0]
+    gated = [True]
+
+    def done() -> bool:
+        if gated[0] and time.time() >= start:
+            worker.consumer.resume(worker.consumer.assignment())
+            gated[0] = False
+        n = worker.stats.messages
+        if not marks or marks[-1][1] != n:
+            marks.append((time.time(), n, _cpu_s(), worker.stats.recompute_cpu_s))
+        if time.monotonic() - last_check[0] < 0.2:
+            return False
+        last_check[0] = time.monotonic()
+        with service.read() as s:
+            stored = s.execute(select(func.count()).select_from(RecordRow)).scalar_one()
+            waiting = s.execute(
+                select(func.count()).select_from(DeviceRow).where(DeviceRow.needs_verdict)
+            ).scalar_one()
+        return bool(stored >= expected and waiting == 0)
+
+    stats = worker.run(done)
+    marks.append((time.time(), worker.stats.messages, _cpu_s(), worker.stats.recompute_cpu_s))
+    service.close()
+    print(json.dumps({"marks": marks, "stored": stats.stored, "verdicts": stats.verdicts}))
+
+
+def run_workers(
+    base_pg: str, bootstrap: str, fx: Fixture, n_workers: int, partitions: int
+) -> dict[str, Any]:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    topic, group = f"bench-signed-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        fut.result(15)
+    publisher = RecordPublisher(bootstrap, topic)
+    publisher.publish([r.to_json_dict() for r in fx.records])
+    publisher.close()
+    with _pg_schema(base_pg) as url:
+        service = Service(VerifierConfig(db_url=url))
+        fx.populate(service)
+        service.close()
+        argv = [sys.executable, "-m", "bench.stream_signed", "--child", url, bootstrap, topic]
+        argv += [group, str(len(fx.records)), str(time.time() + START_DELAY_S)]
+        procs = [
+            subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(n_workers)
+        ]
+        outs = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
+    marks = [o["marks"] for o in outs]
+    busy = [m for m in marks if m[-1][1] > 0]
+    # Records per CPU-second of each worker, from the end of its first batch (start-up, group
+    # join and the first batch's connections excluded) to its end (last verdicts included).
+    firsts = [next(x for x in m if x[1] > 0) for m in busy]
+    cpu = sum(m[-1][2] - f[2] for m, f in zip(busy, firsts, strict=True))
+    recompute_cpu = sum(m[-1][3] - f[3] for m, f in zip(busy, firsts, strict=True))
+    records = sum(m[-1][1] - f[1] for m, f in zip(busy, firsts, strict=True))
+    # Wall rate over the interval every worker was consuming (its first batch to its last).
+    start = max(next(t for t, n, *_ in m if n > 0) for m in busy)
+    end = min(next(t for t, n, *_ in m if n == m[-1][1]) for m in busy)
+    end = max(end, start + 1e-3)
+
+    def count_at(m: list[list[float]], when: float) -> float:
+        return max([n for t, n, *_ in m if t <= when] or [0])
+
+    in_window = sum(count_at(m, end) - count_at(m, start) for m in busy)
+    return {
+        "per_cpu_s": records / cpu if cpu > 0 else 0.0,
+        "ingest_per_cpu_s": records / (cpu - recompute_cpu) if cpu > recompute_cpu else 0.0,
+        "recompute_share": recompute_cpu / cpu if cpu > 0 else 0.0,
+        "wall_rate": in_window / (end - start),
+        "wall_s": end - start,
+        "stored": sum(o["stored"] for o in outs),
+        "verdicts": sum(o["verdicts"] for o in outs),
+        "idle_workers": len(marks) - len(busy),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=24000)
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get("LIGHTFENCE_BENCH_PG_URL")
+        or os.environ.get("LIGHTFENCE_TEST_PG_URL"),
+    )
+    ap.add_argument("--bootstrap", default=os.environ.get("LIGHTFENCE_KAFKA_BOOTSTRAP"))
+    args = ap.parse_args(argv)
+    if not args.pg or not args.bootstrap:
+        print("  (skipped: needs a PostgreSQL URL and LIGHTFENCE_KAFKA_BOOTSTRAP)")
+        return
+    print(
+        f"signed stream: {args.records} records, {args.devices} devices, "
+        f"{args.partitions} partitions, batches of {BATCH}; load {os.getloadavg()}"
+    )
+    fx = Fixture(args.records, args.devices)
+    ceiling = signature_ceiling(fx)
+    one = run_workers(args.pg, args.bootstrap, fx, 1, args.partitions)
+    ceiling_after = signature_ceiling(fx)
+    fx2 = Fixture(args.records, args.devices)
+    two = run_workers(args.pg, args.bootstrap, fx2, 2, args.partitions)
+    with _pg_schema(args.pg) as url:
+        insert_rate, copy_rate = pg_insert_rate(url, Fixture(args.records, args.devices))
+    sig = (ceiling + ceiling_after) / 2
+    print(f"  signature checks alone: {ceiling:.0f} / {ceiling_after:.0f} records per CPU-s "
+          f"(before / after the 1-worker run)")  # fmt: skip
+    print(f"  1 worker: {one['ingest_per_cpu_s']:.0f} records per worker CPU-s in ingestion "
+          f"({one['ingest_per_cpu_s'] / sig:.2f}x the ceiling; target {TARGET_PER_CORE}x); "
+          f"{one['per_cpu_s']:.0f} with its verdict passes ({one['recompute_share']:.0%} of its "
+          f"CPU, {one['verdicts']} verdicts); {one['wall_rate']:.0f} records/s wall over "
+          f"{one['wall_s']:.1f} s")  # fmt: skip
+    print(f"  2 workers: {two['ingest_per_cpu_s']:.0f} records per worker CPU-s in ingestion, "
+          f"{two['wall_rate']:.0f} records/s wall over {two['wall_s']:.1f} s: "
+          f"{two['wall_rate'] / one['wall_rate']:.2f}x one worker "
+          f"(target {TARGET_SCALING}x)")  # fmt: skip
+    print(f"  PostgreSQL into records, batches of {BATCH}: multi-row INSERT {insert_rate:.0f} "
+          f"rows/s, COPY {copy_rate:.0f} rows/s")  # fmt: skip
+    print(f"  load average at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

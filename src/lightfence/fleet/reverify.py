@@ -1,0 +1,189 @@
+"""Batch re-verification of the verifier's stored signed records, on Ray or in one process.
+
+Reads the records the verifier stored (their signed JSON bodies, in its database: no side
+channel), checks each again, and puts fresh verdicts into the verifier's own history:
+
+1. the driver lists the devices with stored records and cuts them into chunks;
+2. each chunk is one task (a Ray task, or a plain call with `engine="local"`): it reads the
+   chunk's stored records and the registry's current keys, checks that each body is the record
+   its hash names and that the row's columns are the body's, re-checks both signatures
+   (`protocol.record.verify`), then decides the devices whose records all held with
+   verifier.verdicts (`read_pending` + `decide_pending`: the core's `decide_batch`);
+3. the driver, in one write per chunk, marks the decided devices for a verdict and stores the
+   decisions with `store_decided` (the stream workers' and API's path, audited): a device that
+   got a new record since its task read it (its `dirty_seq` moved) is left to the normal pass,
+   which decides it on the newer inputs. For for a device with a record that fails, raises a
+   `rejected_evidence` alert and decides nothing: its last verdict stands, and a record that no
+   longer verifies never enters a verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+
+from lightfence.protocol.record import MeasurementRecord, RecordError, verify
+from lightfence.verifier import alerts, audit, verdicts
+from lightfence.verifier.clock import now_ns
+from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.db import Database
+from lightfence.verifier.ingest import record_hash
+from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow
+from lightfence.verifier.service import Service
+from lightfence.verifier.sqlin import one_of
+
+CHUNK_DEVICES = 2000
+
+
+@dataclass
+class ChunkResult:
+    records: int = 0
+    failed: list[tuple[int, str, str]] = field(default_factory=list)
+    """(record id, device id, why) of records that no longer verify."""
+    decided: list[verdicts.Decided] = field(default_factory=list)
+
+
+@dataclass
+class ReverifyReport:
+    devices: int = 0
+    records: int = 0
+    verdicts: int = 0
+    failed: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def _problem(row: Any, lm_key: bytes | None, dev_key: bytes | None) -> str | None:
+    try:
+        rec = MeasurementRecord.from_json_dict(row.body)
+    except RecordError as exc:
+        return f"stored body is not a record: {exc}"
+    if record_hash(rec) != row.record_hash:
+        return "stored body is not the record its hash names"
+    columns = (row.device_id, row.landmark_id, row.min_rtt_ns, row.measured_ns)
+    if columns != (rec.device_id, rec.landmark_id, rec.min_rtt_ns, rec.measured_at_unix_ns):
+        return "stored columns differ from the signed body"
+    if lm_key is None or dev_key is None:
+        return "its landmark or device is no longer registered"
+    try:
+        verify(rec, lm_key, dev_key)
+    except RecordError as exc:
+        return f"signature re-check failed: {exc}"
+    return None
+
+
+def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) -> ChunkResult:
+    """One task: re-check the chunk's stored records, decide the devices that held."""
+    db = Database(db_url)
+    out = ChunkResult()
+    try:
+        with db.read() as s:
+            devices = {
+                d: bytes.fromhex(pub)
+                for d, pub in s.execute(
+                    select(DeviceRow.id, DeviceRow.public_key).where(
+                        one_of(DeviceRow.id, device_ids)
+                    )
+                )
+            }
+            landmarks = {
+                lid: bytes.fromhex(pub)
+                for lid, pub in s.execute(select(LandmarkRow.id, LandmarkRow.public_key))
+            }
+            rows = s.execute(
+                select(
+                    RecordRow.id,
+                    RecordRow.record_hash,
+                    RecordRow.device_id,
+                    RecordRow.landmark_id,
+                    RecordRow.min_rtt_ns,
+                    RecordRow.measured_ns,
+                    RecordRow.body,
+                ).where(one_of(RecordRow.device_id, device_ids))
+            ).all()
+            for row in rows:
+                why = _problem(row, landmarks.get(row.landmark_id), devices.get(row.device_id))
+                if why is not None:
+                    out.failed.append((row.id, row.device_id, why))
+            out.records = len(rows)
+            bad = {d for _, d, _ in out.failed}
+            good = [d for d in device_ids if d not in bad]
+            pending = (
+                verdicts.read_pending(s, config, len(good), good, marked_only=False) if good else []
+            )
+        out.decided = verdicts.decide_pending(pending)
+    finally:
+        db.dispose()
+    return out
+
+
+def _devices_with_records(service: Service) -> list[str]:
+    with service.read() as s:
+        return sorted(s.execute(select(RecordRow.device_id).distinct()).scalars().all())
+
+
+def _store(service: Service, result: ChunkResult) -> int:
+    with service.write() as s:
+        ids = [d.pending.device_id for d in result.decided]
+        for k in range(0, len(ids), 500):
+            s.execute(
+                update(DeviceRow)
+                .where(one_of(DeviceRow.id, ids[k : k + 500]))
+                .values(needs_verdict=True)
+            )
+        if ids:
+            audit.append(
+                s,
+                actor="system",
+                action="verdict.reverify",
+                subject=f"{len(ids)} device(s)",
+                payload={"devices": ids},
+                now_ns=now_ns(),
+            )
+        stored = verdicts.store_decided(s, result.decided, now_ns())
+        for rid, device_id, why in result.failed:
+            alerts.raise_alert(
+                s,
+                kind=alerts.AlertKind.REJECTED_EVIDENCE,
+                device_id=device_id,
+                message=f"stored record {rid} fails re-verification: {why}",
+                now_ns=now_ns(),
+            )
+        if result.failed:
+            audit.append(
+                s,
+                actor="system",
+                action="record.reverify_failed",
+                subject=f"{len(result.failed)} record(s)",
+                payload={"failed": [list(f) for f in result.failed]},
+                now_ns=now_ns(),
+            )
+    return len(stored)
+
+
+def reverify(
+    service: Service, *, engine: str = "local", chunk: int = CHUNK_DEVICES
+) -> ReverifyReport:
+    """Re-check every stored record and store fresh verdicts. `engine`: local or ray (Ray
+    must be started: fleet.engine_ray.start_ray)."""
+    device_ids = _devices_with_records(service)
+    report = ReverifyReport(devices=len(device_ids))
+    if not device_ids:
+        return report
+    chunks = [device_ids[k : k + chunk] for k in range(0, len(device_ids), chunk)]
+    url, config = service.db.url, service.config
+    if engine == "ray":
+        import ray
+
+        task = ray.remote(check_chunk)
+        results: list[ChunkResult] = ray.get([task.remote(url, c, config) for c in chunks])
+    elif engine == "local":
+        results = [check_chunk(url, c, config) for c in chunks]
+    else:
+        raise ValueError(f"unknown engine {engine!r}; use local or ray")
+    for result in results:
+        report.records += result.records
+        report.failed.extend(result.failed)
+        report.verdicts += _store(service, result)
+    return report

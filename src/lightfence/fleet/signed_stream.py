@@ -1,0 +1,279 @@
+"""Stream workers for SIGNED records: Kafka in, the verifier's own checks, PostgreSQL out.
+
+A consumer-group member reads record messages (protocol.record_topic: key = device id, value =
+the record's JSON form as POST /records takes it) and hands each batch to `Service.ingest`, the
+code POST /records runs: signatures, freshness, registry and replay checks, one write
+transaction that stores the records once (by record hash), keeps rejections, raises alerts and
+appends to the one audit chain. Verdicts come from `Service.recompute`, the same pass the API
+runs, for the devices this worker stored records of. The API and dashboard read the same
+database.
+
+Exactly once per record and per verdict, without broker transactions (docs/fleet.md):
+
+1. a batch's records are stored in one database transaction, idempotently: a record already
+   stored (same signed bytes) is acknowledged as a duplicate and not written again;
+2. offsets are committed only after that transaction commits; a crash before the commit
+   replays the batch, whose records then come back as duplicates;
+3. a stored record marks its device for a verdict in the same transaction, and a verdict is
+   stored only for a device still marked at the same `dirty_seq` (verifier.verdicts), so each
+   set of inputs lands in the history once, whichever worker or API replica decides it. A newly
+   assigned partition may carry devices its crashed predecessor marked and never decided: the
+   first pass after an assignment decides every marked device.
+
+Audit: every write transaction locks the single audit head row (SELECT ... FOR UPDATE), so the
+chain stays one verifiable chain whatever the number of workers and API replicas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from sqlalchemy.exc import DataError, IntegrityError
+
+from lightfence.fleet.stream_metrics import StreamMetrics
+from lightfence.protocol.record import MeasurementRecord, RecordError
+from lightfence.verifier.auth import Principal, Role
+from lightfence.verifier.ingest import Outcome
+from lightfence.verifier.service import Service
+
+log = logging.getLogger(__name__)
+
+Fault = Callable[[str], None]
+"""Test hook called at named points ("in_transaction", "after_db_commit"); production: none."""
+
+
+@dataclass(frozen=True)
+class SignedStreamConfig:
+    bootstrap_servers: str
+    topic: str
+    group_id: str = "lightfence-verifier"
+    poll_batch: int = 2000
+    """Messages per database transaction, at most."""
+    poll_timeout_s: float = 0.2
+    recompute_interval_s: float = 1.0
+    """Verdicts for this worker's devices at most this often: a device's records that arrive
+    within one interval enter one verdict, not one verdict each."""
+    session_timeout_ms: int = 6_000
+    """Short, so a crashed worker's partitions move on quickly (and Tansu needs it short)."""
+
+
+@dataclass
+class SignedWorkerStats:
+    messages: int = 0
+    bad_messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    verdicts: int = 0
+    batches: int = 0
+    recompute_cpu_s: float = 0.0
+    """CPU time of this process in verdict passes (the benchmark reports ingestion apart)."""
+
+
+def parse_message(value: bytes | None) -> MeasurementRecord:
+    """A record from its message; RecordError (with the record module's message) if not one."""
+    try:
+        doc = json.loads(value or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"message is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RecordError("message is not a record object")
+    return MeasurementRecord.from_json_dict(doc)
+
+
+class SignedStreamWorker:
+    """One consumer-group member. `run()` polls until `should_stop()` says so."""
+
+    def __init__(
+        self,
+        service: Service,
+        config: SignedStreamConfig,
+        *,
+        metrics: StreamMetrics | None = None,
+        fault: Fault | None = None,
+    ) -> None:
+        self.service, self.config = service, config
+        self.metrics = metrics or StreamMetrics.on(service.metrics.registry)
+        self.fault = fault or (lambda _point: None)
+        self.stats = SignedWorkerStats()
+        # Kafka's topic ACLs decide who may publish; each record is then checked on its own
+        # signatures. The actor names the topic in rejections and the audit log.
+        self.principal = Principal(name=f"kafka/{config.topic}", role=Role.ADMIN)
+        self.owned: set[int] = set()
+        self._dirty: set[str] = set()
+        self._sweep_all = False
+        self._last_recompute = time.monotonic()
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": config.bootstrap_servers,
+                "group.id": config.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": config.session_timeout_ms,
+                "heartbeat.interval.ms": max(config.session_timeout_ms // 6, 100),
+            }
+        )
+
+    def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.owned.update(tp.partition for tp in parts)
+        self._sweep_all = True  # the previous owner may have died with devices undecided
+        log.info("assigned partitions %s", sorted(tp.partition for tp in parts))
+
+    def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        for tp in parts:
+            self.owned.discard(tp.partition)
+            self.metrics.forget(tp.partition)
+
+    def run(self, should_stop: Callable[[], bool]) -> SignedWorkerStats:
+        self.consumer.subscribe(
+            [self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        try:
+            while not should_stop():
+                self.step()
+            self.recompute()
+        finally:
+            self.consumer.close()
+        return self.stats
+
+    def step(self) -> None:
+        """Consume one batch, ingest it in one transaction, then commit its offsets."""
+        messages = self.consumer.consume(self.config.poll_batch, self.config.poll_timeout_s)
+        started = time.perf_counter()
+        records, offsets = self._parse(messages)
+        if records:
+            try:
+                outcomes = self._ingest(records)
+            except (DataError, IntegrityError) as exc:
+                # One record the database refuses (text it cannot store, say) would otherwise
+                # fail its batch on every replay and stall the partition: find it alone.
+                log.warning("batch refused by the database (%s); ingesting one by one", exc.orig)
+                records, outcomes = self._ingest_singly(records)
+            self.fault("after_db_commit")
+            self._tally(records, outcomes)
+        if self._sweep_all or time.monotonic() - self._last_recompute >= (
+            self.config.recompute_interval_s
+        ):
+            self.recompute()
+        if offsets:
+            self._commit(offsets)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.stats.batches += 1
+        self._update_lag()
+
+    def _ingest(self, records: Sequence[MeasurementRecord]) -> list[Outcome]:
+        return self.service.ingest(
+            records, self.principal, before_commit=lambda: self.fault("in_transaction")
+        )
+
+    def _ingest_singly(
+        self, records: Sequence[MeasurementRecord]
+    ) -> tuple[list[MeasurementRecord], list[Outcome]]:
+        """Each record in its own transaction; one the database refuses is counted as a bad
+        message and logged (connection errors are not caught: the batch is replayed)."""
+        kept: list[MeasurementRecord] = []
+        outcomes: list[Outcome] = []
+        for rec in records:
+            try:
+                outcomes.extend(self._ingest([rec]))
+                kept.append(rec)
+            except (DataError, IntegrityError) as exc:
+                self.stats.bad_messages += 1
+                self.metrics.bad_messages.inc()
+                log.warning(
+                    "record of device %r refused by the database: %s", rec.device_id, exc.orig
+                )
+        return kept, outcomes
+
+    def recompute(self) -> None:
+        """Verdicts for the devices this worker stored records of (all marked devices, once
+        after an assignment)."""
+        devices = None if self._sweep_all else self._dirty
+        if devices is None or devices:
+            cpu = time.process_time()
+            self.stats.verdicts += self.service.recompute_all(devices_of=devices)
+            self.stats.recompute_cpu_s += time.process_time() - cpu
+        self._dirty = set()
+        self._sweep_all = False
+        self._last_recompute = time.monotonic()
+
+    def _parse(self, messages: Sequence[Message]) -> tuple[list[MeasurementRecord], dict[int, int]]:
+        records: list[MeasurementRecord] = []
+        offsets: dict[int, int] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            if partition is None or offset is None or partition not in self.owned:
+                continue  # revoked meanwhile: the new owner replays it
+            offsets[partition] = offset + 1
+            try:
+                records.append(parse_message(msg.value()))
+            except RecordError as exc:
+                # Not a record at all: nothing to check a signature on. Counted and logged;
+                # skipping it keeps one bad producer from stalling its partition.
+                self.stats.bad_messages += 1
+                self.metrics.bad_messages.inc()
+                log.warning(
+                    "%s[%d] offset %d: not a record: %s", msg.topic(), partition, offset, exc
+                )
+        n = sum(1 for m in messages if m.error() is None)
+        self.stats.messages += n
+        if n:
+            self.metrics.consumed(n)
+        return records, offsets
+
+    def _tally(self, records: Sequence[MeasurementRecord], outcomes: Sequence[Outcome]) -> None:
+        for rec, out in zip(records, outcomes, strict=True):
+            if out.status == "stored":
+                self.stats.stored += 1
+                self._dirty.add(rec.device_id)
+            elif out.status == "duplicate":
+                self.stats.duplicates += 1
+            else:
+                self.stats.rejected += 1
+
+    def _commit(self, offsets: dict[int, int]) -> None:
+        tps = [TopicPartition(self.config.topic, p, o) for p, o in sorted(offsets.items())]
+        try:
+            self.consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            # A rebalance in flight: the next owner replays the batch, whose records are then
+            # duplicates. Nothing is lost and nothing is stored twice.
+            log.warning("offset commit failed: %s", exc)
+
+    def _update_lag(self) -> None:
+        lags: dict[int, int] = {}
+        tps = [TopicPartition(self.config.topic, p) for p in sorted(self.owned)]
+        if not tps:
+            self.metrics.set_lag({})
+            return
+        for tp in self.consumer.position(tps):
+            if tp.offset < 0:
+                continue  # nothing consumed from it yet
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                lags[tp.partition] = max(high - tp.offset, 0)
+        self.metrics.set_lag(lags)
+
+
+def worker_summary(stats: SignedWorkerStats) -> dict[str, Any]:
+    return {
+        "messages": stats.messages,
+        "stored": stats.stored,
+        "duplicates": stats.duplicates,
+        "rejected": stats.rejected,
+        "bad_messages": stats.bad_messages,
+        "verdicts": stats.verdicts,
+        "batches": stats.batches,
+        "recompute_cpu_s": round(stats.recompute_cpu_s, 3),
+    }
