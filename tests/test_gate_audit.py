@@ -8,6 +8,7 @@ from lightfence.gate.audit import audit_log
 from lightfence.gate.decision import Fetched, GateMode, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import issue_token
 from lightfence.model.policy import parse_policy_spec
+from lightfence.model.trust import Locates
 
 VERIFIER = SigningKey.from_seed(bytes(range(32)))
 DEVICE = "0123456789abcdef0123456789abcdef"
@@ -70,3 +71,17 @@ def test_an_allowed_entry_must_satisfy_its_logged_requirement() -> None:
     assert report.backed == 1 and len(problems) == 3
     assert problems[0] == "token tolerates 1 lying landmark, the operator requires 2"
     assert "cannot be read" in problems[1] and "cannot be read" in problems[2]
+
+
+def test_an_allowed_entry_must_locate_what_the_gate_required() -> None:
+    # `gate check --require gpu` without --policy logged nothing the audit could re-apply: a
+    # decision log edited to allow a key token passed the audit as backed.
+    gpu_gate = GatePolicy(required_locates=Locates.GPU)
+    denied = entry(T0 + 10, gpu_gate)
+    assert denied["answer"] == "denied" and denied["required_locates"] == "gpu"
+    forged = denied | {"answer": "allowed"}
+    report = audit_log([forged], [VERIFIER.public_bytes])
+    assert report.backed == 0 and "locates the gpu" in report.findings[0]["problem"]
+    unreadable = entry(T0 + 10, GatePolicy()) | {"required_locates": "soul"}
+    assert not audit_log([unreadable], [VERIFIER.public_bytes]).clean
+    assert entry(T0 + 10, GatePolicy())["required_locates"] == "key"

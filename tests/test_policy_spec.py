@@ -230,3 +230,49 @@ def test_core_policy_is_built_from_the_spec() -> None:
     assert policy.describe() == "outside:CN,HK,MO (bound: vacuum, liars: 1)"
     with pytest.raises(PolicyError, match="unknown country code 'XX'"):
         parse_policy("in:XX")
+
+
+# --- satisfies against a model of what regions mean ------------------------------------------
+# Places: each country's land, territorial sea and governed extras (islands, internal waters,
+# disputed areas it claims), the high seas, and one private place per disc. A disc may cover any
+# of the others (nothing here knows where it lies), so it is modelled as covering all of them.
+# A verdict under `have` proves the device is in region(have); `satisfies` must only say yes
+# where that region lies inside region(need) for every declared country and every landmark
+# count, with a bound, liars and locates at least as strong.
+
+_COUNTRIES = (*CODES, "XX")
+_ZONES = ("land", "sea", "extra")
+_EARTH = frozenset({(c, z) for c in _COUNTRIES for z in _ZONES} | {("high-sea", "")})
+
+
+def _region(p: PolicySpec, declared: str) -> frozenset[tuple[str, str]]:
+    def of(cs: tuple[str, ...], zones: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+        return frozenset((c, z) for c in cs for z in zones)
+
+    if p.kind is RegionKind.OUTSIDE:
+        return _EARTH - of(p.codes, _ZONES)
+    if p.kind is RegionKind.IN:
+        return of(p.codes, ("land",))
+    if p.kind is RegionKind.IN_SEA:
+        return of(p.codes, ("land", "sea"))
+    if p.kind is RegionKind.IN_DECLARED:
+        return of((declared,), ("land",))
+    if p.kind is RegionKind.IN_DECLARED_SEA:
+        return of((declared,), ("land", "sea"))
+    return _EARTH | {("disc", repr(p.disc))}
+
+
+def _resolved(liars: Liars, landmarks: int) -> int:
+    return (1 if landmarks >= 4 else 0) if liars == "auto" else int(liars)
+
+
+@settings(max_examples=400, deadline=None)
+@given(specs(), specs())
+def test_satisfies_only_what_the_regions_imply(have: PolicySpec, need: PolicySpec) -> None:
+    if not satisfies(have, need):
+        return
+    for declared in _COUNTRIES:
+        assert _region(have, declared) <= _region(need, declared), (have, need, declared)
+    assert not (have.bound is Bound.FIBRE and need.bound is Bound.VACUUM)
+    assert all(_resolved(have.liars, n) >= _resolved(need.liars, n) for n in range(8))
+    assert have.locates.rank >= need.locates.rank

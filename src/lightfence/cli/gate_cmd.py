@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lightfence.crypto.tls import TlsConfigError
 from lightfence.gate.audit import audit_log
 from lightfence.gate.client import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -48,6 +49,7 @@ from lightfence.gate.kube import (
     load_device_map,
 )
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S
+from lightfence.model.bearer import BadApiToken
 from lightfence.model.policy import PolicyError, PolicySpec, parse_policy_spec
 from lightfence.model.trust import Locates
 from lightfence.units import Bound
@@ -254,12 +256,17 @@ def _verifier_client(verifier: str, timeout_s: float) -> VerifierClient:
     # The verifier API token comes from $LIGHTFENCE_VERIFIER_TOKEN, never the command line.
     from lightfence.evidence.submit import read_token
 
-    return VerifierClient(
-        verifier,
-        connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
-        read_timeout_s=timeout_s,
-        api_token=read_token(None),
-    )
+    try:
+        return VerifierClient(
+            verifier,
+            connect_timeout_s=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S),
+            read_timeout_s=timeout_s,
+            api_token=read_token(None),
+        )
+    except BadApiToken as exc:
+        raise typer.BadParameter(f"$LIGHTFENCE_VERIFIER_TOKEN: {exc}") from None
+    except TlsConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _check_one(

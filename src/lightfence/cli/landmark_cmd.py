@@ -253,6 +253,12 @@ def register(
     operator: Annotated[
         str | None, typer.Option(help="Who runs it, when the entry names no operator.")
     ] = None,
+    rekey: Annotated[
+        bool,
+        typer.Option(
+            "--rekey", help="Replace the key of a landmark id already registered (on purpose)."
+        ),
+    ] = False,
     verifier: VerifierOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -260,6 +266,13 @@ def register(
     from lightfence.cli.device_cmd import read_json_arg
 
     items = _entries(read_json_arg(entry_file, "landmark entry"), entry_file)
+    if address is not None and len(items) > 1:
+        # One address for every landmark of a registry file would send agents to one host for
+        # all of them (and each re-registration would overwrite the right addresses).
+        raise fail(
+            f"--address is one landmark's address, and {entry_file} holds {len(items)}: "
+            "register them one at a time, or put each address in the file"
+        )
     bodies = []
     for item in items:
         try:
@@ -280,7 +293,12 @@ def register(
     try:
         with require_remote(verifier, token) as remote:
             for body in bodies:
-                out = remote.post("/landmarks", body)
+                if rekey:
+                    path = f"/landmarks/{segment(str(body['id']))}"
+                    fields = {k: v for k, v in body.items() if k != "id"}
+                    out = remote.request("PUT", path, body=fields)
+                else:
+                    out = remote.post("/landmarks", body)
                 state = "" if out["status"] == "active" else f"; its status is {out['status']}"
                 typer.echo(
                     f"registered landmark {out['id']} (key {out['key_id']}) at "

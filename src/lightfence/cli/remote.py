@@ -19,6 +19,9 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
+from lightfence.crypto.tls import CA_FILE_ENV, TlsConfigError, verifier_tls
+from lightfence.model.bearer import BadApiToken, bearer_headers
+
 if TYPE_CHECKING:
     import httpx
 
@@ -98,9 +101,14 @@ class Remote:
     token: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _headers: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = check_base_url(self.base_url)
+        try:
+            self._headers = bearer_headers(self.token)
+        except BadApiToken as exc:
+            raise RemoteError(f"--token-file / ${TOKEN_ENV}: {exc}") from None
 
     def __enter__(self) -> Remote:
         return self
@@ -114,9 +122,16 @@ class Remote:
         import httpx
 
         if self._client is None:
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            try:
+                verify = verifier_tls()
+            except TlsConfigError as exc:
+                raise RemoteError(str(exc)) from None
             self._client = httpx.Client(
-                timeout=self.timeout_s, follow_redirects=False, trust_env=False, headers=headers
+                timeout=self.timeout_s,
+                follow_redirects=False,
+                trust_env=False,
+                headers=self._headers,
+                verify=verify,
             )
         return self._client
 
@@ -181,6 +196,11 @@ def connect_problem(base_url: str, exc: Exception) -> str:
         return (
             f"cannot connect to the verifier at {base_url}: connection refused (is it running, "
             "and on this address? `lightfence serve` prints where it listens)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"cannot connect to the verifier at {base_url}: its TLS certificate does not verify "
+            f"({text}); for a private CA set ${CA_FILE_ENV} to its PEM file"
         )
     return f"cannot connect to the verifier at {base_url}: {text or type(exc).__name__}"
 

@@ -237,9 +237,12 @@ def serve(
                 raise typer.Exit(2) from None
     bound_host, bound_port = listener.getsockname()[:2]
     base = http_base(bound_host, bound_port, scheme=settings.scheme)
+    key = application.state.service.signing_key
+    # The key id, so whoever pins GET /verifier/key can compare it with what they fetched.
+    signed_by = f", signing key {key.key_id}" if key is not None else ""
     typer.echo(
         f"lightfence verifier listening on {base} (db: {redacted(config_obj.db_url)}, "
-        f"dashboard: {base}/)",
+        f"dashboard: {base}/){signed_by}",
         err=True,
     )
     server = uvicorn.Server(

@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightfence.crypto.tls import TlsConfigError, verifier_tls
+from lightfence.model.bearer import BadApiToken, bearer_headers
+
 if TYPE_CHECKING:
     import httpx
 
@@ -59,7 +62,10 @@ def check_url(url: str) -> str:
 
 
 def _headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return bearer_headers(token)
+    except BadApiToken as exc:  # its message never quotes the token
+        raise SubmitError(str(exc)) from None
 
 
 def _answer(resp: httpx.Response) -> bytes:
@@ -89,7 +95,11 @@ def post_json(
 
     check_url(url)
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        verify = verifier_tls()
+    except TlsConfigError as exc:
+        raise SubmitError(str(exc)) from None
+    try:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, verify=verify) as client:
             return _answer(client.post(url, json=payload, headers=_headers(token)))
     except httpx.HTTPError as exc:
         raise SubmitError(f"{type(exc).__name__}: {exc}") from exc

@@ -1,10 +1,11 @@
 """Re-check a gate's decision log with the verifier's public key alone (the auditor's side).
 
 For every `allowed` entry the token it rested on must be authentic (signed by a trusted
-verifier key), for the logged device, say VERIFIED, satisfy the logged `required_policy` (when
-the gate required one; model.policy.satisfies), and cover the logged decision time: from
-issue (less the logged clock-skew allowance) to expiry (plus the logged fail-open grace). An
-entry that fails is a decision the verifier never backed. Pure: entries in, findings out.
+verifier key), for the logged device, say VERIFIED, locate what the logged `required_locates`
+says, satisfy the logged `required_policy` (when the gate required one;
+model.policy.satisfies), and cover the logged decision time: from issue (less the logged
+clock-skew allowance) to expiry (plus the logged fail-open grace). An entry that fails is a
+decision the verifier never backed. Pure: entries in, findings out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from lightfence.core.kinds import VerdictKind
 from lightfence.gate.token import DEFAULT_MAX_CLOCK_SKEW_S, TokenError, authenticate_token
 from lightfence.model.policy import PolicyError, parse_policy_spec, shortfalls
+from lightfence.model.trust import Locates
 
 
 @dataclass
@@ -56,6 +58,15 @@ def _problem(entry: Mapping[str, Any], keys: list[bytes]) -> str | None:
         return f"{exc.reason}: {exc}"
     if token.verdict is not VerdictKind.VERIFIED:
         return f"token says {token.verdict.value}"
+    try:
+        locates = Locates(entry.get("required_locates") or Locates.KEY.value)
+    except ValueError:
+        return f"logged required_locates {entry.get('required_locates')!r} cannot be read"
+    if token.locates.rank < locates.rank:
+        return (
+            f"the gate required a verdict that locates the {locates.value}, the token's "
+            f"locates the {token.locates.value}"
+        )
     required = entry.get("required_policy")
     if required is not None:
         try:

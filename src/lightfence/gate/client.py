@@ -24,8 +24,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lightfence.crypto.keyfile import KeyFileError, read_public_keys
+from lightfence.crypto.tls import verifier_tls
 from lightfence.gate.decision import Decision, Fetched, GatePolicy, SourceStatus, decide
 from lightfence.gate.token import MAX_TOKEN_CHARS
+from lightfence.model.bearer import bearer_headers
 from lightfence.protocol.challenge import id_bytes
 
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
@@ -99,7 +101,8 @@ class VerifierClient:
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             follow_redirects=False,
             trust_env=False,
-            headers={"Authorization": f"Bearer {api_token}"} if api_token else None,
+            headers=bearer_headers(api_token),  # BadApiToken (a ValueError) never quotes it
+            verify=verifier_tls(),  # TlsConfigError (a ValueError) for an unreadable CA file
         )
 
     def __enter__(self) -> VerifierClient:

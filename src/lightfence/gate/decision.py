@@ -151,6 +151,9 @@ class Decision:
     """Its compact text, logged so an auditor can re-check the signature offline."""
     required_policy: str | None = None
     """The operator's required policy (canonical text), when it named one."""
+    required_locates: Locates = Locates.KEY
+    """What the verdict had to locate (`--require`), logged so an audit re-applies it even
+    without a required policy."""
 
     @property
     def exit_code(self) -> int:
@@ -175,6 +178,7 @@ class Decision:
             "locates": None if t is None else t.locates.value,
             "policy": None if t is None else t.policy,
             "required_policy": self.required_policy,
+            "required_locates": self.required_locates.value,
             "token_issued_at_unix_s": None if t is None else t.issued_at_unix_s,
             "token_expires_at_unix_s": None if t is None else t.expires_at_unix_s,
             "verifier_key_id": None if t is None else t.verifier_key_id,
@@ -227,6 +231,7 @@ def decide(
             token_text=None if chosen is None else chosen[1],
             max_clock_skew_s=policy.max_clock_skew_s,
             required_policy=None if need is None else need.canonical_text(),
+            required_locates=policy.required_locates if need is None else need.locates,
         )
 
     need = policy.required_spec

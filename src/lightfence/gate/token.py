@@ -35,6 +35,7 @@ from lightfence.crypto.keys import (
     verify_signature,
 )
 from lightfence.model.canonical import canonical_json
+from lightfence.model.policy import MAX_POLICY_CHARS as MAX_POLICY_CHARS
 from lightfence.model.policy import PolicyError, PolicySpec, parse_policy_spec
 from lightfence.model.trust import Locates
 from lightfence.protocol.challenge import id_bytes
@@ -48,7 +49,6 @@ MAX_TOKEN_CHARS = 2048
 """Longest compact token accepted; a real one is about 350 characters."""
 MAX_TOKEN_TTL_S = 24 * 3600
 """Longest lifetime a token may claim. Tokens are meant to live minutes; a day is a hard cap."""
-MAX_POLICY_CHARS = 255
 DEFAULT_MAX_CLOCK_SKEW_S = 60.0
 """How far in the future a token's issued-at may lie before it is refused (clocks differ)."""
 

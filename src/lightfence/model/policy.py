@@ -47,6 +47,10 @@ MAX_LIARS = 1000
 
 QUALIFIERS = ("bound", "liars", "locates")
 
+MAX_POLICY_CHARS = 255
+"""Longest policy text a verdict token carries (gate.token): a licence whose canonical text could
+be longer (about 73 country codes) is refused, since no token could ever be issued for it."""
+
 
 class PolicyError(ValueError):
     """A policy text that cannot be understood."""
@@ -164,6 +168,11 @@ class PolicySpec:
 
     def __str__(self) -> str:
         return self.canonical_text()
+
+    def longest_token_text(self) -> int:
+        """Length of the longest text a token for a verdict under this spec can carry: its
+        canonical text without locates, with the most liars a verdict can resolve to."""
+        return len(replace(self, liars=MAX_LIARS).canonical_text(with_locates=False))
 
     def to_json_dict(self) -> dict[str, Any]:
         """The structure as JSON (API answers, decision logs); `from_json_dict` reads it back."""

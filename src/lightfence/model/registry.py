@@ -111,6 +111,8 @@ def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, 
     lowest = 0 if allow_port_zero else 1
     if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise RegistryError(f"address must be host:port, got {address!r}")
+    if not all(c.isprintable() and not c.isspace() for c in host):
+        raise RegistryError(f"address host holds white space or a control character: {address!r}")
     return host.strip("[]"), int(port)
 
 

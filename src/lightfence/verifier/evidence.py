@@ -15,6 +15,7 @@ the verifier's verdict is never more confident than what the bundle itself suppo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +27,7 @@ from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier.auth import Principal
 from lightfence.verifier.errors import Conflict
+from lightfence.verifier.logs import log
 from lightfence.verifier.models import (
     AuditHeadRow,
     DeviceRow,
@@ -52,9 +54,19 @@ def landmark_entry(row: LandmarkRow) -> LandmarkEntry:
 
 
 def active_landmarks(session: Session) -> list[LandmarkEntry]:
-    """The active landmarks as registry entries, by id."""
+    """The active landmarks as registry entries, by id.
+
+    A row the registry format cannot hold (stored before registration checked for it: a
+    longitude past 180, an over-long id) is left out and logged, so one bad row cannot fail
+    every agent's registry."""
     stmt = select(LandmarkRow).where(LandmarkRow.status == "active").order_by(LandmarkRow.id)
-    return [landmark_entry(r) for r in session.execute(stmt).scalars()]
+    out = []
+    for row in session.execute(stmt).scalars():
+        try:
+            out.append(landmark_entry(row))
+        except ValueError as exc:  # RegistryError
+            log("landmark_unlisted", logging.ERROR, landmark_id=row.id[:80], error=str(exc)[:200])
+    return out
 
 
 def registry_document(session: Session) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from lightfence.core.measurement import InvalidMeasurement, Landmark
 from lightfence.core.policy import PolicyError, claimed_region, parse_policy
 from lightfence.crypto.keys import key_id, parse_public_key_hex
 from lightfence.identity.device import DeviceIdentity
-from lightfence.model.policy import split_policy_text
-from lightfence.model.registry import RegistryError, reachable_address
+from lightfence.model.policy import MAX_POLICY_CHARS, split_policy_text
+from lightfence.model.registry import LandmarkEntry, RegistryError, reachable_address
 from lightfence.units import Bound
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
@@ -64,6 +64,13 @@ class Licence:
             stated = split_policy_text(self.policy)[1]
         except PolicyError as exc:
             raise BadInput(str(exc)) from None
+        assert policy.spec is not None  # parse_policy sets it
+        if policy.spec.longest_token_text() > MAX_POLICY_CHARS:
+            raise BadInput(
+                f"policy {policy.text!r} is too long for a verdict token (at most "
+                f"{MAX_POLICY_CHARS} characters with its qualifiers, about 73 country codes): "
+                "no gate could ever be given a token for this device"
+            )
         if "liars" in stated:
             raise BadInput(
                 "a licence's policy states no liars: the verifier's own `liars` setting "
@@ -125,9 +132,13 @@ def _landmark_payload(row: LandmarkRow) -> dict[str, Any]:
 
 
 def put_landmark(
-    session: Session, spec: LandmarkSpec, who: Principal, now_ns: int
+    session: Session, spec: LandmarkSpec, who: Principal, now_ns: int, *, rekey: bool = True
 ) -> tuple[LandmarkRow, bool]:
-    """Register or update a landmark (admin only). Returns (row, created)."""
+    """Register or update a landmark (admin only). Returns (row, created).
+
+    `rekey=False` (POST /landmarks, `landmark register`) refuses to change the key of an id that
+    exists: registering a second host under an id already taken would silently take the first
+    landmark's place. Re-keying is explicit (PUT /landmarks/{id}, `landmark register --rekey`)."""
     if who.role is not Role.ADMIN:
         raise Forbidden("only an admin token may register or change landmarks")
     try:
@@ -137,14 +148,40 @@ def put_landmark(
         raise BadInput(str(exc)) from None
     if not spec.operator.strip():
         raise BadInput("a landmark needs an operator name")
+    for name, text in (("id", spec.id), ("operator", spec.operator)):
+        if not text.isprintable():
+            # A newline in an id or name forges lines in `landmark list` and in logs.
+            raise BadInput(f"landmark {name} {text!r} holds a control or non-printing character")
     for name, address in (("address", spec.address), ("gpu_address", spec.gpu_address)):
         if address is not None:
             try:
                 reachable_address(address)
             except RegistryError as exc:
                 raise BadInput(f"{name}: {exc}") from None
+    try:
+        # What the registry file agents fetch can hold: a landmark it cannot (a longitude past
+        # 180, an id over 255 UTF-8 bytes) would fail every GET /landmarks/registry*.json.
+        LandmarkEntry(
+            spec.id,
+            public_key,
+            spec.lat,
+            spec.lon,
+            spec.position_error_km,
+            spec.address,
+            spec.operator,
+            spec.gpu_address,
+        )
+    except RegistryError as exc:
+        raise BadInput(str(exc)) from None
+    _refuse_landmark_key_reuse(session, spec.id, key_id(public_key))
     row = session.get(LandmarkRow, spec.id)
     created = row is None
+    if row is not None and not rekey and row.public_key != public_key.hex():
+        raise Conflict(
+            f"landmark {spec.id!r} is registered with another key ({row.key_id}): pick another "
+            "id, or re-key it on purpose with `lightfence landmark register --rekey` "
+            f"(PUT /landmarks/{spec.id})"
+        )
     if row is None:
         row = LandmarkRow(id=spec.id, status="active", created_ns=now_ns, position_since_ns=0)
         session.add(row)
@@ -175,6 +212,24 @@ def put_landmark(
     if moved:
         mark_landmark_devices_dirty(session, spec.id)
     return row, created
+
+
+def _refuse_landmark_key_reuse(session: Session, landmark_id: str, kid: str) -> None:
+    """One key signs for one landmark position. The same key under a second id (a pasted key, or
+    a retired, perhaps compromised landmark's key under a new id) would let the box holding it
+    sign records as a landmark somewhere else: its RTTs would be read from the wrong place, and a
+    device could be VERIFIED where it is not."""
+    holder = session.execute(
+        select(LandmarkRow.id)
+        .where(LandmarkRow.key_id == kid, LandmarkRow.id != landmark_id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if holder is not None:
+        raise Conflict(
+            f"landmark key {kid} is already registered for landmark {holder!r} (retired ones "
+            "included); one key signs for one landmark: give this landmark its own key "
+            "(`lightfence landmark init`)"
+        )
 
 
 def set_landmark_status(

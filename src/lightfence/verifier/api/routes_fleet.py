@@ -56,10 +56,12 @@ def landmark_dict(row: LandmarkRow) -> dict[str, Any]:
     }
 
 
-def _put_landmark(service: ServiceDep, who: WriterDep, spec: registry.LandmarkSpec) -> JSONResponse:
+def _put_landmark(
+    service: ServiceDep, who: WriterDep, spec: registry.LandmarkSpec, *, rekey: bool
+) -> JSONResponse:
     with service.write() as session:
         now = now_ns()
-        row, created = registry.put_landmark(session, spec, who, now)
+        row, created = registry.put_landmark(session, spec, who, now, rekey=rekey)
         crosscheck.refresh_links(session, spec.id, now)
         out = landmark_dict(row)
     return JSONResponse(out, status_code=201 if created else 200)
@@ -68,7 +70,8 @@ def _put_landmark(service: ServiceDep, who: WriterDep, spec: registry.LandmarkSp
 @router.post(
     "/landmarks",
     tags=["landmarks"],
-    summary="Register a landmark (admin); takes `lightfence landmark init`'s entry as it is",
+    summary="Register a landmark (admin); takes `lightfence landmark init`'s entry as it is "
+    "(409 for an existing id with another key: re-key with PUT)",
     response_model=LandmarkOut,
     status_code=201,
     responses={200: {"model": LandmarkOut, "description": "the id existed: updated"}},
@@ -84,7 +87,7 @@ def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JS
         body.address,
         body.gpu_address,
     )
-    return _put_landmark(service, who, spec)
+    return _put_landmark(service, who, spec, rekey=False)
 
 
 @router.put(
@@ -107,7 +110,7 @@ def update_landmark(
         body.address,
         body.gpu_address,
     )
-    return _put_landmark(service, who, spec)
+    return _put_landmark(service, who, spec, rekey=True)
 
 
 @router.get(
