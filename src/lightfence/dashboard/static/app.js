@@ -7,6 +7,7 @@ import {
   createMap, drawDevices, drawLandmarks, drawPolicies, highlight, refit, statusBadge, whereText,
 } from "./map.js";
 import { coverageMap, fleetCounts, rttChart, verdictTimeline } from "./plots.js";
+import { readStream, renderStream } from "./stream.js";
 import { STATUSES, glyph } from "./verdicts.js";
 
 const REFRESH_MS = 10000;
@@ -51,9 +52,9 @@ async function policyRegions(rows) {
 }
 
 async function load() {
-  const [rows, groups, health, fleet] = await Promise.all([
+  const [rows, groups, health, fleet, stream] = await Promise.all([
     api.get("board/devices"), api.get("board/alerts"), api.get("landmarks/health"),
-    api.get("board/fleet"),
+    api.get("board/fleet"), readStream(api.get),
   ]);
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
@@ -70,6 +71,7 @@ async function load() {
   renderAlerts(groups);
   renderLandmarks(health);
   renderFleet(fleet, health);
+  renderStream($("#stream-panel"), stream);
   drawPolicies(await policyRegions(rows));
   drawLandmarks(health);
   drawDevices(located, (id) => openDevice(id));
