@@ -95,3 +95,30 @@ def test_signal_leaves_no_verifier(sig: signal.Signals) -> None:
             demo.kill()
         if _alive(verifier):
             os.kill(verifier, signal.SIGKILL)
+
+
+ORPHAN = """
+import os, sys, time
+from lightfence.demo.orphan import die_with_parent
+if os.fork() == 0:
+    die_with_parent(os.getppid(), kernel_signal=False)  # the pid poll alone
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    sys.exit(0)
+time.sleep(60)
+"""
+
+
+def test_the_pid_poll_alone_notices_a_killed_parent() -> None:
+    # Where the kernel's signal is not asked for (another OS, a parent thread that may end).
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        assert _alive(child)
+        parent.kill()
+        parent.wait(GONE_TIMEOUT_S)
+        assert _wait_gone(child), "the orphan outlived its parent"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
