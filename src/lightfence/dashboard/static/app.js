@@ -52,9 +52,12 @@ async function policyRegions(rows) {
 }
 
 async function load() {
-  const [rows, groups, health, fleet, stream] = await Promise.all([
+  // Not awaited with the rest: a broker that does not answer takes its timeout (5 s), and the
+  // other panels need not wait for it.
+  readStream(api.get).then((stream) => renderStream($("#stream-panel"), stream));
+  const [rows, groups, health, fleet] = await Promise.all([
     api.get("board/devices"), api.get("board/alerts"), api.get("landmarks/health"),
-    api.get("board/fleet"), readStream(api.get),
+    api.get("board/fleet"),
   ]);
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
@@ -71,7 +74,6 @@ async function load() {
   renderAlerts(groups);
   renderLandmarks(health);
   renderFleet(fleet, health);
-  renderStream($("#stream-panel"), stream);
   drawPolicies(await policyRegions(rows));
   drawLandmarks(health);
   drawDevices(located, (id) => openDevice(id));
