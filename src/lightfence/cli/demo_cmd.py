@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from signal import SIGINT, SIGTERM
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -46,11 +47,28 @@ def demo(
     ] = 8765,
 ) -> None:
     """Run a verifier, 16 landmarks and a small fleet on emulated geography; show the verdicts."""
+    if not 0 <= port < 65536:
+        raise fail("--port must be in [0, 65535]")
+    # SIGTERM's default would end this process at once, skipping the `finally` blocks in _run
+    # that stop the verifier and relay processes: make it unwind like Ctrl-C instead.
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run(once, as_json, port)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # Once: a second SIGTERM must not interrupt the cleanup the first one started (SIGKILL
+    # still ends everything: the children notice a dead parent, demo/orphan.py).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def _run(once: bool, as_json: bool, port: int) -> None:
     from lightfence.demo.report import device_reports, wait_settled
     from lightfence.demo.world import DemoWorld
 
-    if not 0 <= port < 65536:
-        raise fail("--port must be in [0, 65535]")
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="lightfence-demo-") as tmp:
         started = time.monotonic()
@@ -137,13 +155,15 @@ def _serve(console: Console, world: DemoWorld, reports: list[DeviceReport]) -> N
         # Plain, not through rich (no wrapping, markup or emoji codes): it pastes as it is.
         typer.echo(ex.command, err=True)
     console.print(f"measuring again every {ROUND_INTERVAL_S:.0f} s; Ctrl-C to stop")
-    # Ctrl-C sets a flag instead of raising wherever the main thread happens to be (inside a
-    # round's event loop, an interrupt would leave agent threads and sockets half torn down).
+    # Ctrl-C and SIGTERM set a flag instead of raising wherever the main thread happens to be
+    # (inside a round's event loop, an interrupt would leave agent threads and sockets half torn
+    # down); the caller's `finally` then stops the world, verifier process included.
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (SIGINT, SIGTERM)}
     try:
         while not stop.wait(ROUND_INTERVAL_S):
             world.measure_round()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     console.print("stopping")

@@ -11,8 +11,10 @@ import logging
 import multiprocessing
 import os
 import socket
+import threading
 from multiprocessing.connection import Connection
 
+from lightfence.demo.orphan import die_with_parent
 from lightfence.verifier.config import VerifierConfig
 
 START_TIMEOUT_S = 60.0
@@ -24,14 +26,21 @@ class VerifierProcess:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
-            target=_verifier_main, args=(child, config, port), name="lf-verifier", daemon=True
+            target=_verifier_main,
+            args=(child, config, port, os.getpid(), _on_main_thread()),
+            name="lf-verifier",
+            daemon=True,
         )
         self._proc.start()
         child.close()
         reply: object = "the verifier did not start in time"
-        if self._conn.poll(START_TIMEOUT_S):
-            with contextlib.suppress(EOFError):
-                reply = self._conn.recv()
+        try:
+            if self._conn.poll(START_TIMEOUT_S):
+                with contextlib.suppress(EOFError):
+                    reply = self._conn.recv()
+        except BaseException:  # SIGTERM or Ctrl-C while waiting: no one else holds the child
+            self.close()
+            raise
         if not isinstance(reply, int):
             self.close()
             raise OSError(f"verifier: {reply}")
@@ -47,7 +56,14 @@ class VerifierProcess:
         self._conn.close()
 
 
-def _verifier_main(conn: Connection, config: VerifierConfig, port: int) -> None:
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _verifier_main(
+    conn: Connection, config: VerifierConfig, port: int, parent_pid: int, kernel_signal: bool
+) -> None:
+    die_with_parent(parent_pid, kernel_signal)  # first: a SIGKILLed demo leaves no verifier
     import uvicorn
 
     from lightfence.dashboard import countries_geojson

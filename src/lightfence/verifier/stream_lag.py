@@ -8,6 +8,7 @@ workers all died shows its lag growing).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,3 +63,57 @@ def group_lag(source: StreamSource) -> dict[str, Any]:
         "partitions": partitions,
         "lag_total": sum(p["lag"] for p in partitions),
     }
+
+
+RATE_WINDOW_S = 60.0
+"""records/s is measured over the reads of the last minute; older reads are forgotten."""
+MIN_RATE_SPAN_S = 1.0
+"""Two reads closer than this give no rate (a quotient of two tiny numbers)."""
+MAX_SAMPLES = 256
+"""Reads kept per API process, whatever the polling rate."""
+
+
+class OffsetRate:
+    """records/s of the group, from its committed offsets between reads of GET /stream.
+
+    Committed offsets, not the verifier's records table: they count what the group consumed
+    (valid, duplicate or rejected alike), which is what lag and back-pressure are about, they are
+    read already (no query on a table of millions of rows per dashboard refresh), and they need
+    no worker's Prometheus endpoint. The partitions' ends give the rate records arrive at, so
+    `records_per_s < produced_per_s` is lag growing. Each API process keeps its own reads: the
+    first read has no rate, and a read after a minute without one starts over.
+    """
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int, int]] = deque(maxlen=MAX_SAMPLES)
+        self._key: tuple[str, str, tuple[int, ...]] | None = None
+
+    def update(self, lag: dict[str, Any], now_s: float) -> dict[str, float | None]:
+        """Record this read (`group_lag`'s answer) and give the rates since the oldest kept."""
+        parts = lag["partitions"]
+        key = (lag["topic"], lag["group"], tuple(p["partition"] for p in parts))
+        committed = sum(int(p["committed"]) for p in parts)
+        end = sum(int(p["end"]) for p in parts)
+        if key != self._key:
+            self._samples.clear()  # another topic, group or partition count: not comparable
+            self._key = key
+        while self._samples and now_s - self._samples[0][0] > RATE_WINDOW_S:
+            self._samples.popleft()
+        if self._samples and (committed < self._samples[-1][1] or end < self._samples[-1][2]):
+            self._samples.clear()  # offsets went back: the group was reset or the topic remade
+        out: dict[str, float | None] = {
+            "records_per_s": None,
+            "produced_per_s": None,
+            "rate_span_s": None,
+        }
+        if self._samples:
+            t0, committed0, end0 = self._samples[0]
+            span = now_s - t0
+            if span >= MIN_RATE_SPAN_S:
+                out = {
+                    "records_per_s": (committed - committed0) / span,
+                    "produced_per_s": (end - end0) / span,
+                    "rate_span_s": span,
+                }
+        self._samples.append((now_s, committed, end))
+        return out

@@ -7,6 +7,7 @@ import {
   createMap, drawDevices, drawLandmarks, drawPolicies, highlight, refit, statusBadge, whereText,
 } from "./map.js";
 import { coverageMap, fleetCounts, rttChart, verdictTimeline } from "./plots.js";
+import { readStream, renderStream } from "./stream.js";
 import { STATUSES, glyph } from "./verdicts.js";
 
 const REFRESH_MS = 10000;
@@ -51,6 +52,9 @@ async function policyRegions(rows) {
 }
 
 async function load() {
+  // Not awaited with the rest: a broker that does not answer takes its timeout (5 s), and the
+  // other panels need not wait for it.
+  readStream(api.get).then((stream) => renderStream($("#stream-panel"), stream));
   const [rows, groups, health, fleet] = await Promise.all([
     api.get("board/devices"), api.get("board/alerts"), api.get("landmarks/health"),
     api.get("board/fleet"),
