@@ -23,6 +23,7 @@ from lightfence.core.policy import PolicyError, parse_policy
 from lightfence.geo.conformal import model_vectors
 from lightfence.geo.regions import Complement, Region
 from lightfence.geo.sphere import geodesic_km
+from lightfence.model.policy import PolicySpec, RegionKind, parse_policy_spec
 from lightfence.units import EARTH_MEAN_RADIUS_KM
 from lightfence.verifier.alerts import alert_dict
 from lightfence.verifier.auth import Principal, Role
@@ -175,6 +176,36 @@ def _visible(stmt: Any, who: Principal, column: Any) -> Any:
     if who.role is Role.OPERATOR:
         return stmt.where(column.in_(select(DeviceRow.id).where(DeviceRow.operator == who.owner)))
     return stmt
+
+
+_DECLARED_KINDS = (RegionKind.IN_DECLARED, RegionKind.IN_DECLARED_SEA)
+
+
+def policy_in_use(
+    session: Session, who: Principal, policy: str, bound: str, claimed: str | None
+) -> tuple[PolicySpec, str | None] | None:
+    """The parsed policy and the declared country that matters to its region (None but for
+    in-declared-country), if a device this token sees is licensed under it; else None.
+
+    The map draws only the fleet's own policies: building a region from arbitrary text costs
+    seconds to minutes of CPU (`in+sea:` of a dozen countries) and fills the geometry caches of
+    core.policy, which keep every country set they ever built. Raises PolicyError for a text
+    that does not parse (parsing alone builds no geometry)."""
+    spec = parse_policy_spec(policy, bound)
+    wanted = (claimed or "").strip().upper() or None if spec.kind in _DECLARED_KINDS else None
+    stmt = select(DeviceRow.policy, DeviceRow.bound, DeviceRow.declared_country).distinct()
+    if who.role is Role.OPERATOR:
+        stmt = stmt.where(DeviceRow.operator == who.owner)
+    for text, dev_bound, declared in session.execute(stmt):
+        try:
+            theirs = parse_policy_spec(text, dev_bound or "vacuum")
+        except PolicyError:
+            continue
+        if theirs != spec:
+            continue
+        if wanted is None or (declared or "").strip().upper() == wanted:
+            return spec, wanted
+    return None
 
 
 def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str, Any]]:
