@@ -238,6 +238,9 @@ def test_kafka_urls_and_messages() -> None:
     for junk in (b"", b"[1]", b"\xff", b'{"device_id": "x"}', b"[" * 100_000, b'{"a":' * 50_000):
         with pytest.raises(RecordError):
             parse_message(junk)
+    unsigned = {**signed_records(["junk"], rounds=1)[0].to_json_dict(), "landmark_signature": ""}
+    with pytest.raises(RecordError, match="landmark_signature"):  # crashed ingest before
+        parse_message(json.dumps(unsigned).encode())
     assert len(LANDMARKS) == 4
 
 
