@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from lightfence.verifier import board
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.models import VerdictRow
+from lightfence.verifier.models import DeviceRow, VerdictRow
 from record_factory import seeded_key
 from verifier_support import Fleet, db_url, make_fleet, token
 
@@ -163,3 +164,28 @@ def test_ago_and_round() -> None:
     assert board.ago(0, 90 * 10**9) == "1 min ago"
     assert board.ago(0, 3 * 86400 * 10**9) == "3 d ago"
     assert board._round_km(287.0) == 290 and board._round_km(1234.0) == 1200
+
+
+def test_device_table_past_65535_devices_on_postgresql(api: Board) -> None:
+    """Attack (scale): an admin's /board/devices listed open alerts and rejections with one
+    bound parameter per visible device; past 65,535 devices PostgreSQL refuses the statement
+    (its protocol's limit) and the dashboard's table answered 500. Devices are copied from the
+    enrolled one in SQL (fast), ids and keys made unique."""
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    with service.write() as s:
+        if s.get_bind().dialect.name != "postgresql":
+            pytest.skip("the limit is PostgreSQL's")
+        cols = [c.name for c in DeviceRow.__table__.columns]
+        unique = {"id", "key_id", "public_key"}
+        picked = ", ".join(
+            f"lpad(to_hex(n), 32, '0') || substr({c}, 33)" if c in unique else c for c in cols
+        )
+        s.execute(
+            text(
+                f"INSERT INTO devices ({', '.join(cols)}) SELECT {picked} "
+                "FROM devices, generate_series(1, 65600) AS n"
+            )
+        )
+    r = api.client.get("/board/devices", headers={"authorization": f"Bearer {api.admin}"})
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()) == 65601

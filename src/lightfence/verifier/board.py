@@ -208,6 +208,14 @@ def policy_in_use(
     return None
 
 
+def _of_devices(who: Principal, column: Any) -> Any:
+    """`column` names an enrolled device this token sees."""
+    ids = select(DeviceRow.id)
+    if who.role is Role.OPERATOR:
+        ids = ids.where(DeviceRow.operator == who.owner)
+    return column.in_(ids)
+
+
 def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str, Any]]:
     """One row per visible device: status, what it locates, the sentence, last check-in."""
     latest_ids = (
@@ -224,11 +232,12 @@ def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str,
     if who.role is Role.OPERATOR:
         stmt = stmt.where(DeviceRow.operator == who.owner)
     pairs = [(d, v) for d, v in session.execute(stmt).all()]
-    ids = [d.id for d, _ in pairs]
+    # The visible devices as a subquery, never as a list of their ids: one bound parameter per
+    # device fails past 65,535 devices on PostgreSQL (its protocol's limit), at fleet scale.
     open_kinds: dict[str, set[str]] = {}
     for device_id, kind in session.execute(
         select(AlertRow.device_id, AlertRow.kind).where(
-            AlertRow.device_id.in_(ids), AlertRow.acknowledged_ns.is_(None)
+            _of_devices(who, AlertRow.device_id), AlertRow.acknowledged_ns.is_(None)
         )
     ):
         open_kinds.setdefault(str(device_id), set()).add(kind)
@@ -236,7 +245,7 @@ def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str,
     rejected: Counter[str] = Counter()
     for r in session.execute(
         select(RejectionRow)
-        .where(RejectionRow.device_id.in_(ids))
+        .where(_of_devices(who, RejectionRow.device_id))
         .order_by(RejectionRow.received_ns.desc())
     ).scalars():
         rejections.setdefault(str(r.device_id), r)
