@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from lightfence.verifier import board
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.models import VerdictRow
+from lightfence.verifier.models import DeviceRow, VerdictRow
 from record_factory import seeded_key
 from verifier_support import Fleet, db_url, make_fleet, token
 
@@ -129,9 +130,9 @@ def test_runs_collapse_repeats_and_keep_changes() -> None:
 
 
 def test_policy_region_and_bad_policy(api: Board) -> None:
-    f = api.get("/board/policy-region?policy=outside:CN,HK,MO")
-    assert f["properties"]["shows"] == "forbidden" and f["geometry"]["type"] == "MultiPolygon"
-    f = api.get("/board/policy-region?policy=in:DE")
+    f = api.get("/board/policy-region?policy=in:DE")  # the fleet's device is licensed in:DE
+    assert f["properties"]["shows"] == "allowed" and f["geometry"]["type"] == "MultiPolygon"
+    f = api.get("/board/policy-region?policy=in:de&bound=vacuum")  # another spelling of it
     assert f["properties"]["shows"] == "allowed"
     r = api.client.get(
         "/board/policy-region?policy=nowhere:XX", headers={"authorization": f"Bearer {api.admin}"}
@@ -139,8 +140,52 @@ def test_policy_region_and_bad_policy(api: Board) -> None:
     assert r.status_code == 422 and "unknown policy" in r.json()["detail"]
 
 
+def test_policy_region_only_for_policies_the_token_sees(api: Board) -> None:
+    """Attack: any signed-in token asks for regions of arbitrary policy texts. `in+sea:` of a
+    dozen countries took over three minutes of CPU for one request, and core.policy's caches
+    keep every country set ever built: a CPU and memory sink. Only the policies of devices the
+    token sees are drawn; another operator's policy and an unused one answer alike (404)."""
+    costly = "in+sea:BA,BS,BZ,FI,KR,LB,LT,MT,SM,SN,TD,TV"
+    for secret in (api.admin, api.other):
+        r = api.client.get(
+            "/board/policy-region",
+            params={"policy": costly},
+            headers={"authorization": f"Bearer {secret}"},
+        )
+        assert r.status_code == 404, r.text
+    r = api.client.get(  # in:DE is the fleet operator's; globex has no device under it
+        "/board/policy-region?policy=in:DE", headers={"authorization": f"Bearer {api.other}"}
+    )
+    assert r.status_code == 404 and "licensed under" in r.json()["detail"]
+
+
 def test_ago_and_round() -> None:
     assert board.ago(None, 0) == "never"
     assert board.ago(0, 90 * 10**9) == "1 min ago"
     assert board.ago(0, 3 * 86400 * 10**9) == "3 d ago"
     assert board._round_km(287.0) == 290 and board._round_km(1234.0) == 1200
+
+
+def test_device_table_past_65535_devices_on_postgresql(api: Board) -> None:
+    """Attack (scale): an admin's /board/devices listed open alerts and rejections with one
+    bound parameter per visible device; past 65,535 devices PostgreSQL refuses the statement
+    (its protocol's limit) and the dashboard's table answered 500. Devices are copied from the
+    enrolled one in SQL (fast), ids and keys made unique."""
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    with service.write() as s:
+        if s.get_bind().dialect.name != "postgresql":
+            pytest.skip("the limit is PostgreSQL's")
+        cols = [c.name for c in DeviceRow.__table__.columns]
+        unique = {"id", "key_id", "public_key"}
+        picked = ", ".join(
+            f"lpad(to_hex(n), 32, '0') || substr({c}, 33)" if c in unique else c for c in cols
+        )
+        s.execute(
+            text(
+                f"INSERT INTO devices ({', '.join(cols)}) SELECT {picked} "
+                "FROM devices, generate_series(1, 65600) AS n"
+            )
+        )
+    r = api.client.get("/board/devices", headers={"authorization": f"Bearer {api.admin}"})
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()) == 65601

@@ -112,7 +112,12 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_example_file_parses_and_names_only_known_keys() -> None:
     settings = resolve(EXAMPLE, {}, {})
-    assert settings.host == "0.0.0.0"
+    # Attack: the systemd install copies this file as it is; with host = "0.0.0.0" and no TLS
+    # it served plain HTTP on every interface, bearer tokens in clear. Loopback here; the image
+    # alone listens on every interface of its container.
+    assert settings.host == "127.0.0.1"
+    dockerfile = (EXAMPLE.parent / "Dockerfile").read_text()
+    assert "LIGHTFENCE_HOST=0.0.0.0" in dockerfile
     text = EXAMPLE.read_text()
     for key in KEYS:  # every key is documented in the example, set or commented out
         assert f"{key} =" in text, key

@@ -328,3 +328,24 @@ def test_a_remote_verifier_gives_the_same_report_as_its_database(tmp_path: Path)
     assert not own.audit.checked and "not checked" in render(own)
     for b in remote.bundles:  # hashed as served
         assert b.sha256 == hashlib.sha256(b.content).hexdigest()
+
+
+def test_fleet_wide_lookups_take_any_number_of_devices(db_url: str) -> None:
+    """Attack (scale): an operator with more than 65,535 devices. The report asked for their
+    rejections, record counts and alerts with one bound parameter per device, which PostgreSQL
+    refuses past 65,535 (its protocol's limit): the report failed before reading a device. The
+    ids need not exist for the lookups to run."""
+    from lightfence.report import gather
+    from lightfence.verifier.models import RecordRow
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the limit is PostgreSQL's")
+    fleet = make_fleet(db_url)
+    ids = [f"{n:032x}" for n in range(66_000)]
+    try:
+        with fleet.service.read() as s:
+            assert gather._rejections(s, ids, 0, 2**62) == {}
+            assert gather._count_in(s, RecordRow, ids, 0, 2**62) == 0
+            assert gather._alerts(s, dict.fromkeys(ids, "x"), 0, 2**62) == []
+    finally:
+        fleet.service.close()

@@ -188,6 +188,7 @@ def test_bad_messages_are_counted_and_forged_records_rejected(pg_url: str) -> No
         raw = Producer({"bootstrap.servers": bootstrap})
         raw.produce(topic, key=b"x", value=b"not json")
         raw.produce(topic, key=b"x", value=b'{"device_id": "x"}')
+        raw.produce(topic, key=b"x", value=b"[" * 100_000)  # RecursionError in json.loads
         # A well-formed record PostgreSQL cannot store as text (NUL in an id it quotes).
         poison = good[1].to_json_dict()
         poison["landmark_id"] = "fra\u0000"
@@ -195,14 +196,14 @@ def test_bad_messages_are_counted_and_forged_records_rejected(pg_url: str) -> No
         raw.produce(topic, key=b"x", value=json.dumps(poison).encode())
         assert raw.flush(10) == 0
         config = SignedStreamConfig(bootstrap, topic, group)
-        worker = _run_until_done(service, config, len(good), min_messages=len(good) + 4)
-        assert worker.stats.bad_messages == 3
+        worker = _run_until_done(service, config, len(good), min_messages=len(good) + 5)
+        assert worker.stats.bad_messages == 4
         assert worker.stats.rejected == 1
         check_store(pg_url, good)
         with service.read() as s:
             reasons = s.execute(select(RejectionRow.reason)).scalars().all()
         assert reasons == ["bad_signature"]
-        _check_lag_endpoint(pg_url, f"kafka://{bootstrap}/{topic}", group, len(good) + 4)
+        _check_lag_endpoint(pg_url, f"kafka://{bootstrap}/{topic}", group, len(good) + 5)
     finally:
         service.close()
 
@@ -234,9 +235,12 @@ def test_kafka_urls_and_messages() -> None:
     assert key == b"d1" and value == b'{"device_id":"d1","x":1}'
     with pytest.raises(ValueError):
         encode({"x": 1})
-    for junk in (b"", b"[1]", b"\xff", b'{"device_id": "x"}'):
+    for junk in (b"", b"[1]", b"\xff", b'{"device_id": "x"}', b"[" * 100_000, b'{"a":' * 50_000):
         with pytest.raises(RecordError):
             parse_message(junk)
+    unsigned = {**signed_records(["junk"], rounds=1)[0].to_json_dict(), "landmark_signature": ""}
+    with pytest.raises(RecordError, match="landmark_signature"):  # crashed ingest before
+        parse_message(json.dumps(unsigned).encode())
     assert len(LANDMARKS) == 4
 
 

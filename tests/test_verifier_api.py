@@ -135,6 +135,10 @@ def test_wrong_types_and_oversized_bodies(api: Api) -> None:
     for field, bad in [("rounds_sent", "2"), ("rtt_ns", [1.5]), ("session_id", 7)]:
         r = api.submit(api.admin, {**rec, field.replace("rtt_", "rtts_"): bad})
         assert r.status_code == 422 and field.split("_")[0] in r.json()["detail"], r.text
+    # Attack: an empty landmark signature parsed, then crashed ingestion (500 here; the stream
+    # worker ended and replayed it forever). It is a malformed record.
+    r = api.submit(api.fra1, {**rec, "landmark_signature": ""})
+    assert r.status_code == 422 and "landmark_signature" in r.json()["detail"], r.text
     huge = {"records": [rec] * 200}
     r = api.submit(api.admin, huge)
     assert r.status_code == 413 and "at most" in r.json()["detail"]

@@ -82,6 +82,10 @@ def parse_message(value: bytes | None) -> MeasurementRecord:
         doc = json.loads(value or b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordError(f"message is not JSON: {exc}") from None
+    except RecursionError:
+        # `[[[[...` nested past the interpreter's limit: not a record, and it must not end the
+        # worker (a restart replays it and stops there again, stalling its partition).
+        raise RecordError("message is not a record: JSON nested too deep") from None
     if not isinstance(doc, dict):
         raise RecordError("message is not a record object")
     return MeasurementRecord.from_json_dict(doc)

@@ -372,6 +372,11 @@ class MeasurementRecord:
             raise RecordError(f"invalid record: {exc}") from None
         if "min_rtt_ns" in d and d["min_rtt_ns"] != rec.min_rtt_ns:
             raise RecordError("min_rtt_ns is not the minimum of rtts_ns")
+        if not rec.landmark_signature:
+            # Its JSON form exists only once signed; an empty one would pass here and fail
+            # later in to_bytes(), a crash in POST /records and the stream worker (which then
+            # replays it forever) instead of a bad record.
+            raise RecordError("landmark_signature is empty: a record is signed by its landmark")
         return rec
 
 

@@ -33,6 +33,7 @@ from lightfence.verifier.models import (
     RejectionRow,
     VerdictRow,
 )
+from lightfence.verifier.sqlin import one_of
 
 Progress = Callable[[str], None]
 
@@ -408,7 +409,7 @@ def _alerts(
     rows = session.execute(
         select(AlertRow)
         .where(
-            AlertRow.device_id.in_(list(names)),
+            one_of(AlertRow.device_id, list(names)),
             AlertRow.created_ns < until_ns,
             (AlertRow.acknowledged_ns.is_(None)) | (AlertRow.acknowledged_ns >= since_ns),
         )
@@ -474,7 +475,7 @@ def _count_in(
         session.execute(
             select(func.count())
             .select_from(table)
-            .where(table.device_id.in_(ids), table.received_ns >= lo, table.received_ns < hi)
+            .where(one_of(table.device_id, ids), table.received_ns >= lo, table.received_ns < hi)
         ).scalar_one()
     )
 
@@ -487,7 +488,7 @@ def _rejections(session: Session, ids: list[str], lo: int, hi: int) -> dict[str,
     rows = session.execute(
         select(RejectionRow.device_id, RejectionRow.reason, func.sum(RejectionRow.count))
         .where(
-            RejectionRow.device_id.in_(ids),
+            one_of(RejectionRow.device_id, ids),
             RejectionRow.received_ns >= lo,
             func.coalesce(RejectionRow.first_received_ns, RejectionRow.received_ns) < hi,
         )

@@ -23,6 +23,7 @@ from lightfence.core.policy import PolicyError, parse_policy
 from lightfence.geo.conformal import model_vectors
 from lightfence.geo.regions import Complement, Region
 from lightfence.geo.sphere import geodesic_km
+from lightfence.model.policy import PolicySpec, RegionKind, parse_policy_spec
 from lightfence.units import EARTH_MEAN_RADIUS_KM
 from lightfence.verifier.alerts import alert_dict
 from lightfence.verifier.auth import Principal, Role
@@ -177,6 +178,44 @@ def _visible(stmt: Any, who: Principal, column: Any) -> Any:
     return stmt
 
 
+_DECLARED_KINDS = (RegionKind.IN_DECLARED, RegionKind.IN_DECLARED_SEA)
+
+
+def policy_in_use(
+    session: Session, who: Principal, policy: str, bound: str, claimed: str | None
+) -> tuple[PolicySpec, str | None] | None:
+    """The parsed policy and the declared country that matters to its region (None but for
+    in-declared-country), if a device this token sees is licensed under it; else None.
+
+    The map draws only the fleet's own policies: building a region from arbitrary text costs
+    seconds to minutes of CPU (`in+sea:` of a dozen countries) and fills the geometry caches of
+    core.policy, which keep every country set they ever built. Raises PolicyError for a text
+    that does not parse (parsing alone builds no geometry)."""
+    spec = parse_policy_spec(policy, bound)
+    wanted = (claimed or "").strip().upper() or None if spec.kind in _DECLARED_KINDS else None
+    stmt = select(DeviceRow.policy, DeviceRow.bound, DeviceRow.declared_country).distinct()
+    if who.role is Role.OPERATOR:
+        stmt = stmt.where(DeviceRow.operator == who.owner)
+    for text, dev_bound, declared in session.execute(stmt):
+        try:
+            theirs = parse_policy_spec(text, dev_bound or "vacuum")
+        except PolicyError:
+            continue
+        if theirs != spec:
+            continue
+        if wanted is None or (declared or "").strip().upper() == wanted:
+            return spec, wanted
+    return None
+
+
+def _of_devices(who: Principal, column: Any) -> Any:
+    """`column` names an enrolled device this token sees."""
+    ids = select(DeviceRow.id)
+    if who.role is Role.OPERATOR:
+        ids = ids.where(DeviceRow.operator == who.owner)
+    return column.in_(ids)
+
+
 def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str, Any]]:
     """One row per visible device: status, what it locates, the sentence, last check-in."""
     latest_ids = (
@@ -193,11 +232,12 @@ def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str,
     if who.role is Role.OPERATOR:
         stmt = stmt.where(DeviceRow.operator == who.owner)
     pairs = [(d, v) for d, v in session.execute(stmt).all()]
-    ids = [d.id for d, _ in pairs]
+    # The visible devices as a subquery, never as a list of their ids: one bound parameter per
+    # device fails past 65,535 devices on PostgreSQL (its protocol's limit), at fleet scale.
     open_kinds: dict[str, set[str]] = {}
     for device_id, kind in session.execute(
         select(AlertRow.device_id, AlertRow.kind).where(
-            AlertRow.device_id.in_(ids), AlertRow.acknowledged_ns.is_(None)
+            _of_devices(who, AlertRow.device_id), AlertRow.acknowledged_ns.is_(None)
         )
     ):
         open_kinds.setdefault(str(device_id), set()).add(kind)
@@ -205,7 +245,7 @@ def device_rows(session: Session, who: Principal, now_ns: int) -> list[dict[str,
     rejected: Counter[str] = Counter()
     for r in session.execute(
         select(RejectionRow)
-        .where(RejectionRow.device_id.in_(ids))
+        .where(_of_devices(who, RejectionRow.device_id))
         .order_by(RejectionRow.received_ns.desc())
     ).scalars():
         rejections.setdefault(str(r.device_id), r)

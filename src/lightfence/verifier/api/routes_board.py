@@ -26,14 +26,14 @@ from lightfence.verifier.api.responses import (
     BoardFleetOut,
 )
 from lightfence.verifier.clock import now_ns
-from lightfence.verifier.errors import BadInput
+from lightfence.verifier.errors import BadInput, NotFound
 from lightfence.verifier.verdicts import verdict_of
 
 router = APIRouter(prefix="/board", tags=["dashboard"], responses=ERRORS)
 
 REGION_CACHE = 32
-"""Policies whose outline is kept: bounded, since any signed-in token may ask for any policy
-(`within:LAT,LON,R` alone has endless spellings)."""
+"""Policies whose outline is kept: bounded (a policy text has endless spellings, and only
+enrolled devices' policies are built at all)."""
 SIMPLIFY_DEG = 0.05
 """Display tolerance of a policy region's outline (about 5 km)."""
 
@@ -105,14 +105,22 @@ def fleet(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     responses={200: {"content": {"application/geo+json": {}}, "description": "a Feature"}},
 )
 def policy_region(
+    service: ServiceDep,
     who: PrincipalDep,
     policy: str = Query(max_length=500),
     bound: str = Query("vacuum", max_length=16),
     claimed: str | None = Query(None, max_length=8),
 ) -> Response:
-    del who  # any signed-in token: public geography
+    """Only a policy some device visible to the token is licensed under (board.policy_in_use):
+    geography is public, but building it from any text a token sends is a CPU and memory sink.
+    Another operator's policy and a policy nobody uses answer alike."""
+    policy = policy.strip()
     try:
-        body = _region_feature(policy.strip(), bound, (claimed or "").strip().upper() or None)
+        with service.read() as session:
+            found = board.policy_in_use(session, who, policy, bound, claimed)
+        if found is None:
+            raise NotFound(f"no device visible to this token is licensed under {policy!r}")
+        body = _region_feature(policy, bound, found[1])
     except (PolicyError, ValueError) as exc:
         raise BadInput(str(exc)) from exc
     return Response(body, media_type="application/geo+json")
