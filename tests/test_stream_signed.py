@@ -323,6 +323,12 @@ def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: st
             assert s.execute(text("select 1")).scalar_one() == 1
         assert after == before + 3 + 3 + 2
         assert (victim, "rejected_evidence") in [tuple(a) for a in alerts]
+        # A retired device gets no new verdict from re-verification either (its records are
+        # refused on the verifier's own path; the gate refuses its tokens).
+        retired = records[-1].device_id
+        with service.db.write() as s:
+            s.execute(update(DeviceRow).where(DeviceRow.id == retired).values(retired_ns=1))
+        assert reverify(service, engine="local").devices == 2
     finally:
         service.close()
 

@@ -75,6 +75,35 @@ def test_landmark_submits_its_own_records_only(api: Api) -> None:
     assert api.counts() == before
 
 
+def test_landmark_tokens_never_read_the_fleet(api: Api) -> None:
+    # Landmarks are third parties' servers: they submit measurements, they do not learn where
+    # anyone's GPUs are, whose they are, or under which licence.
+    r = api.submit(api.fra1, api.fleet.record("fra1", 0.5).to_json_dict())
+    assert r.status_code == 201
+    dev = api.fleet.device_id
+    paths = [
+        "/devices",
+        f"/devices/{dev}",
+        f"/devices/{dev}/verdicts",
+        f"/devices/{dev}/evidence",
+        f"/devices/{dev}/records",
+        "/alerts",
+        "/alerts.csv",
+        "/board/devices",
+        f"/board/devices/{dev}",
+        "/board/alerts",
+        "/board/fleet",
+        "/board/policy-region?policy=outside:CN,HK,MO",
+    ]
+    for path in paths:
+        r = api.client.get(path, headers=api.h(api.fra1))
+        assert r.status_code == 403, (path, r.status_code, r.text)
+        assert "role" in r.json()["detail"]
+        assert dev not in r.text
+    for path in paths[:3]:  # the roles that may read still can
+        assert api.client.get(path, headers=api.h(api.auditor)).status_code == 200, path
+
+
 def test_operators_see_and_submit_only_their_devices(api: Api) -> None:
     dev = api.fleet.device_id
     assert api.client.get(f"/devices/{dev}", headers=api.h(api.acme)).status_code == 200

@@ -137,6 +137,8 @@ def serve(config: ConfigOpt) -> None:
         )
     except OSError as exc:
         raise fail(f"cannot serve on {cfg.listen_host}:{cfg.listen_port}: {exc}") from None
+    except ValueError as exc:  # a kafka:// verifier_url whose security settings are unusable
+        raise fail(str(exc)) from None
     host, port = server.address
     typer.echo(
         f"landmark {cfg.protocol.landmark_id} (key {key.key_id}) serving on {host}:{port}; "

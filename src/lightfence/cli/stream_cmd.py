@@ -55,6 +55,7 @@ def stream_worker(
         SignedStreamWorker,
         worker_summary,
     )
+    from lightfence.protocol.record_topic import KafkaConfigError
     from lightfence.verifier import logs
     from lightfence.verifier.config import VerifierConfig, db_url_from_env
     from lightfence.verifier.db import DatabaseError
@@ -75,6 +76,10 @@ def stream_worker(
     )
     try:
         worker = SignedStreamWorker(service, config)
+    except KafkaConfigError as exc:
+        service.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except KafkaException as exc:
         service.close()
         typer.echo(f"error: Kafka client: {exc}", err=True)

@@ -119,8 +119,12 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
 
 
 def _devices_with_records(service: Service) -> list[str]:
+    """Enrolled devices with stored records; a retired device gets no new verdict (as on the
+    verifier's own path, where its records are refused)."""
     with service.read() as s:
-        return sorted(s.execute(select(RecordRow.device_id).distinct()).scalars().all())
+        live = select(DeviceRow.id).where(DeviceRow.retired_ns.is_(None))
+        stmt = select(RecordRow.device_id).distinct().where(RecordRow.device_id.in_(live))
+        return sorted(s.execute(stmt).scalars().all())
 
 
 def _store(service: Service, result: ChunkResult) -> int:

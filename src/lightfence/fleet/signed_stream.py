@@ -38,6 +38,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from lightfence.fleet.stream_metrics import StreamMetrics
 from lightfence.protocol.record import MeasurementRecord, RecordError
+from lightfence.protocol.record_topic import kafka_security_conf
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.ingest import Outcome
 from lightfence.verifier.service import Service
@@ -115,6 +116,7 @@ class SignedStreamWorker:
         self._last_recompute = time.monotonic()
         self.consumer = Consumer(
             {
+                **kafka_security_conf(),
                 "bootstrap.servers": config.bootstrap_servers,
                 "group.id": config.group_id,
                 "enable.auto.commit": False,

@@ -45,6 +45,7 @@ from lightfence.fleet.windows import (
     Record,
     WindowKey,
 )
+from lightfence.protocol.record_topic import kafka_security_conf
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class StreamConfig:
     transactional_id: str | None = None
 
     def client(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return {**kafka_security_conf(), "bootstrap.servers": self.bootstrap_servers}
 
 
 @dataclass

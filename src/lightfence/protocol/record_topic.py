@@ -13,12 +13,21 @@ topic instead of an HTTP verifier.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 KAFKA_SCHEME = "kafka"
 FLUSH_TIMEOUT_S = 30.0
+KAFKA_CONFIG_ENV = "LIGHTFENCE_KAFKA_CONFIG"
+"""A client.properties-style file (`key=value` lines) of librdkafka security settings that every
+lightfence Kafka client (publisher, stream workers, the API's lag reader) adds to its own."""
+KAFKA_SECURITY_PREFIXES = ("security.", "sasl.", "ssl.")
+"""Only authentication and TLS may come from that file: what makes delivery exactly-once and
+ordered (idempotence, acks, commits) is lightfence's to set, never an operator's typo."""
+MAX_KAFKA_CONFIG_BYTES = 64 * 1024
 
 
 class TopicAddressError(ValueError):
@@ -27,6 +36,48 @@ class TopicAddressError(ValueError):
 
 class PublishError(RuntimeError):
     """The broker did not acknowledge every record; the caller keeps them for a retry."""
+
+
+class KafkaConfigError(ValueError):
+    """The security settings file cannot be used; the message names the file and the line."""
+
+
+def kafka_security_conf(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The security settings from $LIGHTFENCE_KAFKA_CONFIG (empty when it is unset).
+
+    Without them anyone who reaches the broker may publish; with `security.protocol=SASL_SSL`
+    and the broker's ACLs, only the landmarks' principals may write the record topic (records
+    are still each checked on their own signatures)."""
+    env = os.environ if environ is None else environ
+    name = env.get(KAFKA_CONFIG_ENV)
+    if not name:
+        return {}
+    path = Path(name).expanduser()
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_KAFKA_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise KafkaConfigError(
+            f"${KAFKA_CONFIG_ENV}: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    if len(raw) > MAX_KAFKA_CONFIG_BYTES:
+        raise KafkaConfigError(f"${KAFKA_CONFIG_ENV}: {path} is too large for a settings file")
+    conf: dict[str, str] = {}
+    for n, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith(("#", "!")):
+            continue
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise KafkaConfigError(f"{path}:{n}: write key=value (e.g. security.protocol=SASL_SSL)")
+        if not key.startswith(KAFKA_SECURITY_PREFIXES):
+            raise KafkaConfigError(
+                f"{path}:{n}: {key!r} is not a security setting; only "
+                f"{', '.join(p + '*' for p in KAFKA_SECURITY_PREFIXES)} may be set here"
+            )
+        conf[key] = value.strip()
+    return conf
 
 
 def is_kafka_url(url: str) -> bool:
@@ -61,6 +112,7 @@ class RecordPublisher:
     ) -> None:
         self.topic, self.timeout_s = topic, timeout_s
         self._conf = {
+            **kafka_security_conf(),
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
             "acks": "all",

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from lightfence.protocol.record_topic import parse_kafka_url
+from lightfence.protocol.record_topic import kafka_security_conf, parse_kafka_url
 
 TIMEOUT_S = 5.0
 
@@ -33,7 +33,12 @@ def group_lag(source: StreamSource) -> dict[str, Any]:
 
     bootstrap, topic = parse_kafka_url(source.url)
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": source.group, "enable.auto.commit": False}
+        {
+            **kafka_security_conf(),
+            "bootstrap.servers": bootstrap,
+            "group.id": source.group,
+            "enable.auto.commit": False,
+        }
     )
     try:
         meta = consumer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)

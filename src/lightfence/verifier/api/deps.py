@@ -59,6 +59,19 @@ def get_writer(who: PrincipalDep, service: ServiceDep) -> Principal:
 WriterDep = Annotated[Principal, Depends(get_writer)]
 
 
+def get_fleet_reader(who: PrincipalDep) -> Principal:
+    """The principal of a read of the fleet (devices, verdicts, alerts, evidence, dashboard).
+
+    Landmark tokens are held by third parties who run a server, not by the fleet's owners: they
+    submit measurements and never read where anyone's GPUs are (operators see only their own
+    devices, queries.py)."""
+    require(who, Role.ADMIN, Role.AUDITOR, Role.OPERATOR)
+    return who
+
+
+FleetReaderDep = Annotated[Principal, Depends(get_fleet_reader)]
+
+
 def require(who: Principal, *roles: Role) -> None:
     if who.role not in roles:
         allowed = ", ".join(r.value for r in roles)

@@ -17,7 +17,7 @@ from lightfence.core.policy import PolicyError, parse_policy
 from lightfence.geo.feasible import cap_polygon
 from lightfence.geo.regions import Complement, Disc, Region
 from lightfence.verifier import board, queries, registry
-from lightfence.verifier.api.deps import PrincipalDep, ServiceDep
+from lightfence.verifier.api.deps import FleetReaderDep, ServiceDep
 from lightfence.verifier.api.responses import (
     ERRORS,
     BoardAlertOut,
@@ -43,7 +43,7 @@ SIMPLIFY_DEG = 0.05
     summary="Devices: status, one plain sentence, last check-in",
     response_model=list[BoardDeviceOut],
 )
-def devices(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
+def devices(service: ServiceDep, who: FleetReaderDep) -> list[dict[str, Any]]:
     with service.read() as session:
         return board.device_rows(session, who, now_ns())
 
@@ -53,7 +53,7 @@ def devices(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
     summary="One device: verdict changes, RTTs against the light floor, feasible region",
     response_model=BoardDeviceDetailOut,
 )
-def device(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+def device(device_id: str, service: ServiceDep, who: FleetReaderDep) -> dict[str, Any]:
     with service.read() as session:
         row = registry.get_device(session, device_id, who)
         latest = queries.latest_verdict(session, device_id)
@@ -86,7 +86,7 @@ def device(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict[str, 
 )
 def alert_groups(
     service: ServiceDep,
-    who: PrincipalDep,
+    who: FleetReaderDep,
     limit: int = Query(queries.MAX_PAGE, ge=1, le=10 * queries.MAX_PAGE),
 ) -> list[dict[str, Any]]:
     with service.read() as session:
@@ -94,7 +94,7 @@ def alert_groups(
 
 
 @router.get("/fleet", summary="Verdict counts over time", response_model=BoardFleetOut)
-def fleet(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+def fleet(service: ServiceDep, who: FleetReaderDep) -> dict[str, Any]:
     with service.read() as session:
         return {"timeline": board.fleet_timeline(session, who)}
 
@@ -106,7 +106,7 @@ def fleet(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
 )
 def policy_region(
     service: ServiceDep,
-    who: PrincipalDep,
+    who: FleetReaderDep,
     policy: str = Query(max_length=500),
     bound: str = Query("vacuum", max_length=16),
     claimed: str | None = Query(None, max_length=8),

@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse
 from lightfence.identity.device import DeviceIdentity
 from lightfence.model.signed_registry import sign_registry
 from lightfence.verifier import crosscheck, evidence, queries, registry
-from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, WriterDep, require
+from lightfence.verifier.api.deps import (
+    FleetReaderDep,
+    PrincipalDep,
+    ServiceDep,
+    WriterDep,
+    require,
+)
 from lightfence.verifier.api.responses import (
     ERRORS,
     DeviceOut,
@@ -236,7 +242,7 @@ def enrol(body: DeviceIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
     summary="Devices with their latest verdicts",
     response_model=list[DeviceOut],
 )
-def list_devices(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]:
+def list_devices(service: ServiceDep, who: FleetReaderDep) -> list[dict[str, Any]]:
     with service.read() as session:
         return queries.list_devices(session, who)
 
@@ -247,7 +253,7 @@ def list_devices(service: ServiceDep, who: PrincipalDep) -> list[dict[str, Any]]
     summary="One device and its latest verdict",
     response_model=DeviceOut,
 )
-def get_device(device_id: str, service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+def get_device(device_id: str, service: ServiceDep, who: FleetReaderDep) -> dict[str, Any]:
     with service.read() as session:
         row = registry.get_device(session, device_id, who)
         return queries.device_dict(row, queries.latest_verdict(session, device_id))
@@ -276,7 +282,7 @@ def put_licence(
 def verdict_history(
     device_id: str,
     service: ServiceDep,
-    who: PrincipalDep,
+    who: FleetReaderDep,
     limit: int = Query(100, ge=1, le=queries.MAX_PAGE),
     geojson: Literal["none", "latest", "all"] = "latest",
 ) -> dict[str, Any]:
@@ -293,7 +299,7 @@ def verdict_history(
     summary="Evidence bundle for `lightfence verify` (identity, records, landmarks, verdict)",
     response_model=EvidenceOut,
 )
-def evidence_bundle(device_id: str, service: ServiceDep, who: PrincipalDep) -> JSONResponse:
+def evidence_bundle(device_id: str, service: ServiceDep, who: FleetReaderDep) -> JSONResponse:
     with service.read() as session:
         bundle = evidence.device_bundle(session, device_id, who, now_ns())
     name = f"lightfence-evidence-{device_id}.json"
@@ -354,7 +360,7 @@ def retire_device(
 def device_records(
     device_id: str,
     service: ServiceDep,
-    who: PrincipalDep,
+    who: FleetReaderDep,
     limit: int = Query(100, ge=1, le=queries.MAX_PAGE),
 ) -> dict[str, Any]:
     with service.read() as session:

@@ -10,7 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lightfence.verifier import alerts, audit, queries
 from lightfence.verifier.alerts import AlertKind
-from lightfence.verifier.api.deps import PrincipalDep, ServiceDep, WriterDep, require
+from lightfence.verifier.api.deps import (
+    FleetReaderDep,
+    PrincipalDep,
+    ServiceDep,
+    WriterDep,
+    require,
+)
 from lightfence.verifier.api.responses import (
     ERRORS,
     AlertOut,
@@ -71,7 +77,7 @@ def _alerts(
 )
 def list_alerts(
     service: ServiceDep,
-    who: PrincipalDep,
+    who: FleetReaderDep,
     kind: AlertKind | None = None,
     open: bool = False,
     limit: int = Query(queries.MAX_PAGE, ge=1, le=queries.MAX_PAGE),
@@ -86,7 +92,7 @@ def list_alerts(
     responses={200: {"content": {"text/csv": {}}, "description": "one alert a row"}},
 )
 def alerts_csv(
-    service: ServiceDep, who: PrincipalDep, kind: AlertKind | None = None, open: bool = False
+    service: ServiceDep, who: FleetReaderDep, kind: AlertKind | None = None, open: bool = False
 ) -> PlainTextResponse:
     rows = _alerts(service, who, kind, open, 100 * queries.MAX_PAGE)
     return PlainTextResponse(
