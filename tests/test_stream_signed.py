@@ -392,3 +392,25 @@ def test_copy_keeps_every_character_of_what_it_stores(pg_url: str) -> None:
             assert got.submitted_by == odd and got.body == row["body"]
     finally:
         service.close()
+
+
+def test_one_of_matches_exactly_the_values_given(pg_url: str) -> None:
+    """`one_of` sends text values as one array literal it quotes itself: a value with quotes,
+    backslashes, braces, commas or the word NULL must match itself and nothing else, and a value
+    longer than the column must not be cut to one that names another row."""
+    from lightfence.verifier.sqlin import one_of
+
+    service = service_for(pg_url)
+    try:
+        labels = enrol_fleet(service, 1)
+        with service.read() as s:
+            (real,) = s.execute(select(DeviceRow.id)).scalars().all()
+        odd = ['a"b', "a\\b", "{x}", "p,q", "NULL", "", " sp ", 'x\\"}', "é", real + "ff"]
+        with service.read() as s:
+            none = s.execute(select(DeviceRow.id).where(one_of(DeviceRow.id, odd))).all()
+            assert none == []
+            one = s.execute(select(DeviceRow.id).where(one_of(DeviceRow.id, [*odd, real])))
+            assert one.scalars().all() == [real]
+        assert labels
+    finally:
+        service.close()

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lightfence.verifier.sqlin import text_array
+
 RECORD_COLUMNS = (
     "record_hash",
     "device_id",
@@ -58,6 +60,9 @@ def copy_records(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     with conn.cursor() as cur:
         with cur.copy(f"COPY records ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:
             copy.write(text.encode())
-        cur.execute("SELECT record_hash, id FROM records WHERE record_hash = ANY(%s)", [hashes])
+        cur.execute(
+            "SELECT record_hash, id FROM records WHERE record_hash = ANY(CAST(%s AS text[]))",
+            [text_array(hashes)],
+        )
         ids = dict(cur.fetchall())
     return [int(ids[h]) for h in hashes]
