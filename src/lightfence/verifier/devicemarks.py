@@ -50,7 +50,7 @@ class DeviceMarks:
             session.execute(
                 _PG_MARK,
                 {
-                    "ids": text_array(ids),
+                    "ids": text_array(ids) or "{}",
                     "ns": "{" + ints(map(str, counts)) + "}",
                     "ms": "{" + ints(map(str, newest)) + "}",
                 },

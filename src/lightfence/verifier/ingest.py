@@ -326,7 +326,7 @@ class Ingestor:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is not enrolled")
         if dev.retired_ns is not None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is retired")
-        if dev.key_id != rec.device_key_id or dev.trust_level != rec.trust_level.value:
+        if dev.key_id != rec.device_key_id or dev.trust_level != rec.trust_level._value_:
             # Only a record the landmark really signed is an identity change; garbage is not.
             if not verify_signature(landmark_key, rec.landmark_signature, rec.signed_bytes()):
                 raise _Reject(
