@@ -142,6 +142,7 @@ class GpuIngestor(Ingestor):
                 known[digest] = new_id
                 stored.append((new_id, digest))
                 out.append(Outcome("stored", digest, record_id=new_id))
+        self._marks.write(self.session)
         if stored:
             audit.append(
                 self.session,
@@ -220,11 +221,9 @@ class GpuIngestor(Ingestor):
         )
         if floor_ns >= rec.rtt_ns:
             floor_ns = 0  # a floor above the RTT is no lower bound: the calibration is suspect
-        dev.needs_verdict = True
-        dev.dirty_seq = dev.dirty_seq + 1
         # A GPU round is a check-in too. The key verdict's window and movement allowance then
         # run from it: key caps only grow, so that stays sound.
-        dev.last_record_ns = max(dev.last_record_ns or 0, rec.measured_at_unix_ns)
+        self._marks.add(dev.id, rec.measured_at_unix_ns)
         return {
             "record_hash": digest,
             "device_id": rec.device_id,

@@ -21,10 +21,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Table, insert, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from lightfence.core.freshness import age_problem
 from lightfence.crypto.keys import verify_signature
@@ -32,6 +32,7 @@ from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.config import VerifierConfig
+from lightfence.verifier.devicemarks import DeviceMarks
 from lightfence.verifier.errors import Forbidden, NotFound
 from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow, RejectionRow
 from lightfence.verifier.pgcopy import copy_records
@@ -140,19 +141,31 @@ def _authorise(who: Principal, records: Sequence[Signed], session: Session) -> N
                 raise NotFound(f"no device {device_id!r} visible to this token")
 
 
-_DEVICE_COLUMNS = load_only(
+class DeviceView(NamedTuple):
+    """What ingestion reads of a device: plain values, not an ORM object (loading and tracking
+    thousands of those per batch was a third of a stream worker's write transaction)."""
+
+    id: str
+    key_id: str
+    public_key: bytes
+    trust_level: str
+    gpu_id: str | None
+    retired_ns: int | None
+
+
+_DEVICE_COLUMNS = (
     DeviceRow.id,
-    DeviceRow.operator,
     DeviceRow.key_id,
     DeviceRow.public_key,
     DeviceRow.trust_level,
-    DeviceRow.dirty_seq,
-    DeviceRow.needs_verdict,
-    DeviceRow.last_record_ns,
     DeviceRow.gpu_id,
     DeviceRow.retired_ns,
 )
-"""What ingestion reads of a device; its JSON columns (attributes, attestation) are not needed."""
+
+
+def _device_view(row: Any) -> DeviceView:
+    did, key_id, public_key, trust_level, gpu_id, retired_ns = row
+    return DeviceView(did, key_id, bytes.fromhex(public_key), trust_level, gpu_id, retired_ns)
 
 
 class Ingestor:
@@ -162,7 +175,10 @@ class Ingestor:
         self.session, self.config, self.who, self.now_ns = session, config, who, now_ns
         self._landmarks: dict[str, LandmarkRow | None] = {}
         self._sessions: dict[tuple[str, str], int] = {}
-        self._devices: dict[str, DeviceRow | None] = {}
+        self._devices: dict[str, DeviceView | None] = {}
+        self._landmark_keys: dict[str, bytes] = {}
+        self._marks = DeviceMarks()
+        """Devices this batch stored records of: marked for a verdict in one UPDATE."""
         self._prechecked = Prechecked()
         self._index: dict[int, int] = {}
         self._rejected: dict[str, tuple[RejectionRow, int]] = {}
@@ -201,6 +217,7 @@ class Ingestor:
                 known[digest] = _New(len(new_rows) - 1)
                 results.append(("stored", digest, known[digest], None))
         ids = self._insert(new_rows)
+        self._marks.write(self.session)
         self.audit_rejections()
         out = []
         for status, digest, ref, why in results:
@@ -268,13 +285,16 @@ class Ingestor:
             select(LandmarkRow).where(one_of(LandmarkRow.id, lids))
         ).scalars():
             self._landmarks[lm.id] = lm
-        devices = select(DeviceRow).where(one_of(DeviceRow.id, dids)).options(_DEVICE_COLUMNS)
-        for dev in self.session.execute(devices).scalars():
-            self._devices[dev.id] = dev
+        devices = select(*_DEVICE_COLUMNS).where(one_of(DeviceRow.id, dids))
+        for row in self.session.execute(devices):
+            self._devices[row[0]] = _device_view(row)
 
-    def _device(self, device_id: str) -> DeviceRow | None:
+    def _device(self, device_id: str) -> DeviceView | None:
         if device_id not in self._devices:
-            self._devices[device_id] = self.session.get(DeviceRow, device_id)
+            row = self.session.execute(
+                select(*_DEVICE_COLUMNS).where(DeviceRow.id == device_id)
+            ).first()
+            self._devices[device_id] = None if row is None else _device_view(row)
         return self._devices[device_id]
 
     def _registered_landmark(self, rec: Signed) -> tuple[LandmarkRow, bytes]:
@@ -288,7 +308,9 @@ class Ingestor:
                 f"record is signed with key {rec.landmark_key_id}, but landmark "
                 f"{rec.landmark_id!r} is registered with key {lm.key_id}",
             )
-        landmark_key = bytes.fromhex(lm.public_key)
+        landmark_key = self._landmark_keys.get(lm.public_key)
+        if landmark_key is None:
+            landmark_key = self._landmark_keys[lm.public_key] = bytes.fromhex(lm.public_key)
         if lm.status == "flagged":
             raise _Reject(
                 RejectReason.FLAGGED_LANDMARK,
@@ -297,14 +319,14 @@ class Ingestor:
             )
         return lm, landmark_key
 
-    def _check(self, rec: MeasurementRecord) -> tuple[LandmarkRow, DeviceRow]:
+    def _check(self, rec: MeasurementRecord) -> tuple[LandmarkRow, DeviceView]:
         lm, landmark_key = self._registered_landmark(rec)
         dev = self._device(rec.device_id)
         if dev is None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is not enrolled")
         if dev.retired_ns is not None:
             raise _Reject(RejectReason.UNKNOWN_DEVICE, f"device {rec.device_id} is retired")
-        if dev.key_id != rec.device_key_id or dev.trust_level != rec.trust_level.value:
+        if dev.key_id != rec.device_key_id or dev.trust_level != rec.trust_level._value_:
             # Only a record the landmark really signed is an identity change; garbage is not.
             if not verify_signature(landmark_key, rec.landmark_signature, rec.signed_bytes()):
                 raise _Reject(
@@ -316,7 +338,7 @@ class Ingestor:
                 f"device {rec.device_id} is enrolled with key {dev.key_id} ({dev.trust_level}) "
                 f"but answered with key {rec.device_key_id} ({rec.trust_level.value})",
             )
-        device_key = bytes.fromhex(dev.public_key)
+        device_key = dev.public_key
         checked = self._prechecked.result(self._index.get(id(rec), -1), landmark_key, device_key)
         error = checked.error if checked is not None else _verify_one(rec, landmark_key, device_key)
         if error is not None:
@@ -352,9 +374,7 @@ class Ingestor:
             "body": rec.to_json_dict(),
         }
         self._sessions[(rec.landmark_id, session_hex)] = -1
-        dev.needs_verdict = True
-        dev.dirty_seq = dev.dirty_seq + 1
-        dev.last_record_ns = max(dev.last_record_ns or 0, rec.measured_at_unix_ns)
+        self._marks.add(dev.id, rec.measured_at_unix_ns)
         return row
 
     def _keep_rejection(self, rec: Signed, digest: str, rej: _Reject) -> None:

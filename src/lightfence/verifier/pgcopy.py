@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lightfence.verifier.sqlin import text_array
+
 RECORD_COLUMNS = (
     "record_hash",
     "device_id",
@@ -41,11 +43,20 @@ def _text(value: str) -> str:
 def _line(r: dict[str, Any]) -> str:
     # json.dumps escapes every control character and (ensure_ascii) all non-ASCII, so the JSON
     # text can hold no tab or newline; its backslashes are doubled by _text like any field's.
-    body = _text(json.dumps(r["body"]))
+    texts: tuple[str, ...] = (
+        r["record_hash"],
+        r["device_id"],
+        r["landmark_id"],
+        r["session_id"],
+        r["submitted_by"],
+        json.dumps(r["body"]),
+    )
+    if _SPECIAL.search("".join(texts)):  # one search per row; most rows need no escape
+        texts = tuple(_text(t) for t in texts)
+    digest, device, landmark, session, by, body = texts
     return (
-        f"{_text(r['record_hash'])}\t{_text(r['device_id'])}\t{_text(r['landmark_id'])}\t"
-        f"{_text(r['session_id'])}\t{int(r['min_rtt_ns'])}\t{int(r['measured_ns'])}\t"
-        f"{int(r['received_ns'])}\t{_text(r['submitted_by'])}\t{body}\n"
+        f"{digest}\t{device}\t{landmark}\t{session}\t{int(r['min_rtt_ns'])}\t"
+        f"{int(r['measured_ns'])}\t{int(r['received_ns'])}\t{by}\t{body}\n"
     )
 
 
@@ -58,6 +69,9 @@ def copy_records(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     with conn.cursor() as cur:
         with cur.copy(f"COPY records ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:
             copy.write(text.encode())
-        cur.execute("SELECT record_hash, id FROM records WHERE record_hash = ANY(%s)", [hashes])
+        cur.execute(
+            "SELECT record_hash, id FROM records WHERE record_hash = ANY(CAST(%s AS text[]))",
+            [text_array(hashes) or "{}"],
+        )
         ids = dict(cur.fetchall())
     return [int(ids[h]) for h in hashes]

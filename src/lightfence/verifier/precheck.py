@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from lightfence.protocol.record import (
     MeasurementRecord,
@@ -79,12 +79,12 @@ def precheck(
         )
     }
     devices = {
-        dev.id: (dev.key_id, bytes.fromhex(dev.public_key))
-        for dev in session.execute(
-            select(DeviceRow)
-            .where(one_of(DeviceRow.id, dids))
-            .options(load_only(DeviceRow.id, DeviceRow.key_id, DeviceRow.public_key))
-        ).scalars()
+        dev_id: (key_id, bytes.fromhex(pub))
+        for dev_id, key_id, pub in session.execute(
+            select(DeviceRow.id, DeviceRow.key_id, DeviceRow.public_key).where(
+                one_of(DeviceRow.id, dids)
+            )
+        )
     }
     checks: list[tuple[int, SignatureCheck]] = []
     keys: dict[int, tuple[bytes, bytes]] = {}
