@@ -191,6 +191,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
+    key_path.chmod(0o600)
     return cert_path, key_path
 
 
@@ -215,6 +216,21 @@ def test_serve_with_config_env_and_flag_over_tls(tmp_path: Path) -> None:
     assert f"lightfence verifier listening on https://127.0.0.1:{port}" in err
     assert (tmp_path / "v.key").exists()
     assert (tmp_path / "v.db").exists()
+
+
+def test_serve_refuses_a_tls_key_others_can_read(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    key.chmod(0o644)
+    cfg = _write(
+        tmp_path,
+        f'db_url = "sqlite:///{tmp_path}/v.db"\nsigning_key = "v.key"\n'
+        f'tls_certfile = "{cert}"\ntls_keyfile = "{key}"\n',
+    )
+    proc = _cli("serve", "--config", str(cfg), "--port", str(_free_port()))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "chmod 600" in lines[0] and "644" in lines[0], lines
 
 
 def test_serve_with_a_bad_config_says_one_line(tmp_path: Path) -> None:

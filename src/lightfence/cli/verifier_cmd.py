@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -183,7 +184,19 @@ def serve(
         raise typer.Exit(2) from None
     if settings.tls_certfile is not None and settings.tls_keyfile is not None:
         import ssl
+        import stat
 
+        try:  # the TLS key is as secret as the signing key: refuse it readable by others
+            mode = stat.S_IMODE(os.stat(settings.tls_keyfile).st_mode)
+        except OSError:
+            mode = 0  # a missing or unreadable key is said by load_cert_chain below
+        if mode & 0o077:
+            typer.echo(
+                f"error: TLS key {settings.tls_keyfile} is accessible by other users (mode "
+                f"{mode:o}); run: chmod 600 {settings.tls_keyfile}",
+                err=True,
+            )
+            raise typer.Exit(2)
         try:  # uvicorn would fail later with a traceback; say which file is wrong instead
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
                 settings.tls_certfile, settings.tls_keyfile
