@@ -283,6 +283,40 @@ def test_https_verifies_by_default_and_a_private_ca_can_be_pinned(
         r.get("/verifier/key")
 
 
+def test_the_landmark_submitter_trusts_what_the_other_clients_trust(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from lightfence.crypto.tls import TlsConfigError
+    from lightfence.landmark.submitter import RecordSubmitter
+    from record_factory import make_signed_record, seeded_key
+
+    url, cert = tls_server
+    for name in (CA_FILE_ENV, "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    record = make_signed_record(seeded_key("lm-ca"), seeded_key("dev-ca"))
+
+    async def deliver(sub: RecordSubmitter) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sub.run(stop))
+        sub.add(record)
+        await asyncio.sleep(0.5)  # one attempt, then stop (a refused one stays pending)
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+    unknown = RecordSubmitter(url + "/records", SECRET, linger_s=0.01)
+    asyncio.run(deliver(unknown))  # an unknown certificate is never accepted
+    assert unknown.counters.records_submitted == 0
+    monkeypatch.setenv(CA_FILE_ENV, str(cert))
+    pinned = RecordSubmitter(url + "/records", SECRET, linger_s=0.01)
+    asyncio.run(deliver(pinned))
+    assert pinned.counters.records_submitted == 1
+    monkeypatch.setenv(CA_FILE_ENV, str(tmp_path / "missing.pem"))
+    with pytest.raises(TlsConfigError, match=CA_FILE_ENV):  # said at start, not per batch
+        RecordSubmitter(url + "/records", SECRET)
+
+
 def test_one_address_for_a_registry_of_several_landmarks_is_refused(tmp_path: Path) -> None:
     # `landmark register registry.json --address H:P` gave every landmark in it the same
     # address: agents would measure one host under every landmark's name.

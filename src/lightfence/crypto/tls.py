@@ -1,9 +1,9 @@
 """Which certificates a client of the verifier trusts over https://.
 
-The verifier's clients (remote CLI, agent, gate) ignore the environment's proxy settings
-(`trust_env=False`, so the API token goes only to the host named), which also made httpx ignore
-SSL_CERT_FILE and SSL_CERT_DIR: a verifier behind a TLS proxy with a private CA could not be
-reached at all, while the landmark (which honours them) could. Certificates are always verified;
+The verifier's clients (remote CLI, agent, gate, the landmark's submitter) ignore the
+environment's proxy settings (`trust_env=False`, so the API token goes only to the host named),
+which also made httpx ignore SSL_CERT_FILE and SSL_CERT_DIR: a verifier behind a TLS proxy with a
+private CA could not be reached at all. Certificates are always verified;
 this says against what: $LIGHTFENCE_CA_FILE (a PEM bundle: a private CA, or the proxy's own
 certificate to pin), else SSL_CERT_FILE / SSL_CERT_DIR as httpx reads them, else certifi's roots.
 """

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from lightfence.backoff import backoff_delay_s
+from lightfence.crypto.tls import verifier_tls
 from lightfence.evidence.submit import SubmitError, post_json_async
 from lightfence.protocol.record_topic import PublishError, RecordPublisher, is_kafka_url
 
@@ -77,6 +78,10 @@ class RecordSubmitter:
         self._wake = asyncio.Event()
         self._in_flight = 0
         self._publisher = RecordPublisher.from_url(url) if is_kafka_url(url) else None
+        # The same trust as every other client of the verifier (crypto.tls): a private CA from
+        # $LIGHTFENCE_CA_FILE, no proxies from the environment (the token goes only to `url`).
+        # Read now, so a CA file that cannot be loaded stops the landmark at start.
+        self._verify = None if self._publisher is not None else verifier_tls()
 
     @property
     def pending(self) -> int:
@@ -100,7 +105,12 @@ class RecordSubmitter:
         """Deliver until `stop` is set and, after it, until the backlog is empty or a request
         fails (the caller bounds that final drain with a timeout)."""
         failures = 0
-        async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT_S,
+            follow_redirects=False,
+            trust_env=False,
+            verify=True if self._verify is None else self._verify,
+        ) as client:
             while True:
                 if not self._backlog:
                     if stop.is_set():
