@@ -9,8 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
-from lightfence.cli.errors import fail, refused
-from lightfence.cli.remote import RemoteError, TokenOpt, VerifierOpt, require_remote, segment
+from lightfence.cli.errors import fail
+from lightfence.cli.remote import (
+    TokenOpt,
+    VerifierOpt,
+    call_verifier,
+    segment,
+)
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
@@ -82,11 +87,7 @@ def enrol(
     body: dict[str, Any] = {"identity": identity.to_json_dict(), "licence": licence}
     if operator:
         body["operator"] = operator
-    try:
-        with require_remote(verifier, token) as remote:
-            out = remote.post("/devices", body)
-    except RemoteError as exc:
-        raise refused(str(exc)) from None
+    out = call_verifier(verifier, token, "POST", "/devices", body)
     typer.echo(
         f"enrolled device {out['device_id']} (operator {out['operator']}, "
         f"{out['trust_level']}) with licence {out['licence']['policy']} "
@@ -101,11 +102,7 @@ def list_devices(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Devices visible to this token, with their licences and latest verdicts."""
-    try:
-        with require_remote(verifier, token) as remote:
-            rows = remote.get("/devices")
-    except RemoteError as exc:
-        raise refused(str(exc)) from None
+    rows = call_verifier(verifier, token, "GET", "/devices")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -130,9 +127,6 @@ def retire(
     token: TokenOpt = None,
 ) -> None:
     """Retire a device (admin): its records and verdict tokens are refused from now on."""
-    try:
-        with require_remote(verifier, token) as remote:
-            out = remote.post(f"/devices/{segment(device_id)}/retire", {"reason": reason})
-    except RemoteError as exc:
-        raise refused(str(exc)) from None
+    path = f"/devices/{segment(device_id)}/retire"
+    out = call_verifier(verifier, token, "POST", path, {"reason": reason})
     typer.echo(f"retired device {out['device_id']} at {out['retired_at']}")

@@ -15,7 +15,14 @@ import typer
 
 from lightfence.attestation import AppraisalPolicy, ChainCache, ChainError, load_roots
 from lightfence.cli.errors import fail, refused
-from lightfence.cli.remote import RemoteError, TokenOpt, VerifierOpt, require_remote, segment
+from lightfence.cli.remote import (
+    RemoteError,
+    TokenOpt,
+    VerifierOpt,
+    call_verifier,
+    require_remote,
+    segment,
+)
 from lightfence.crypto.keys import KeyFileError, SigningKey
 from lightfence.evidence.submit import gpu_rounds_url, read_token
 from lightfence.landmark.config import (
@@ -317,11 +324,7 @@ def list_landmarks(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Landmarks registered on the verifier, with their status."""
-    try:
-        with require_remote(verifier, token) as remote:
-            rows = remote.get("/landmarks")
-    except RemoteError as exc:
-        raise refused(str(exc)) from None
+    rows = call_verifier(verifier, token, "GET", "/landmarks")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -342,9 +345,6 @@ def retire(
     token: TokenOpt = None,
 ) -> None:
     """Retire a landmark (admin): its records stop counting; agents stop measuring it."""
-    try:
-        with require_remote(verifier, token) as remote:
-            out = remote.post(f"/landmarks/{segment(landmark_id)}/retire", {"reason": reason})
-    except RemoteError as exc:
-        raise refused(str(exc)) from None
+    path = f"/landmarks/{segment(landmark_id)}/retire"
+    out = call_verifier(verifier, token, "POST", path, {"reason": reason})
     typer.echo(f"landmark {out['id']} is {out['status']}")

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
+from lightfence.cli.errors import refused
 from lightfence.crypto.tls import CA_FILE_ENV, TlsConfigError, verifier_tls
 from lightfence.model.bearer import BadApiToken, bearer_headers
 
@@ -287,3 +288,15 @@ def segment(value: str) -> str:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2)
+
+
+def call_verifier(
+    verifier: str | None, token_file: str | None, method: str, path: str, body: Any = None
+) -> Any:
+    """One request to the verifier for a CLI command: its JSON answer, or exit 1 with the one
+    `error:` line of the RemoteError."""
+    try:
+        with require_remote(verifier, token_file) as remote:
+            return remote.request(method, path, body=body)
+    except RemoteError as exc:
+        raise refused(str(exc)) from None

@@ -6,17 +6,16 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from lightfence.cli.errors import fail, refused
 from lightfence.cli.remote import (
     VERIFIER_ENV,
-    RemoteError,
     TokenOpt,
     VerifierOpt,
-    require_remote,
+    call_verifier,
     segment,
 )
 
@@ -351,14 +350,6 @@ def _remote(db: str | None, verifier: str | None, token: str | None = None) -> b
     return bool(verifier) and db is None
 
 
-def _call(verifier: str | None, token: str | None, method: str, path: str, body: Any = None) -> Any:
-    try:
-        with require_remote(verifier, token) as remote:
-            return remote.request(method, path, body=body)
-    except RemoteError as exc:
-        raise refused(str(exc)) from None
-
-
 @commands.command()
 def status(
     db: DbOption = None,
@@ -368,7 +359,7 @@ def status(
 ) -> None:
     """Fleet summary: devices by latest verdict, landmarks, open alerts, rejections."""
     if _remote(db, verifier, token):
-        s = _call(verifier, token, "GET", "/status")
+        s = call_verifier(verifier, token, "GET", "/status")
     else:
         from lightfence.verifier.queries import summary
 
@@ -422,7 +413,7 @@ def audit_verify(
                 "--checkpoint checks a local database (--db): the verifier cannot be asked to "
                 "vouch for itself against checkpoints you hold"
             )
-        out = _call(verifier, token, "GET", "/audit/verify")
+        out = call_verifier(verifier, token, "GET", "/audit/verify")
         if out["ok"]:
             typer.echo(f"audit log intact: {out['entries']} entries, head {out['head_hash']}")
             typer.echo("checked by the verifier itself: a rewound or re-hashed log would pass")
@@ -520,7 +511,7 @@ def token_create(
         ) from None
     if _remote(db, verifier, token):
         body = {"name": name, "role": parsed.value, "owner": owner}
-        typer.echo(_call(verifier, token, "POST", "/tokens", body)["token"])
+        typer.echo(call_verifier(verifier, token, "POST", "/tokens", body)["token"])
         return
     service = _service(db)
     try:
@@ -548,7 +539,7 @@ def token_revoke(
     from lightfence.verifier.clock import now_ns
 
     if _remote(db, verifier, token):
-        _call(verifier, token, "POST", f"/tokens/{segment(name)}/revoke", {})
+        call_verifier(verifier, token, "POST", f"/tokens/{segment(name)}/revoke", {})
         typer.echo(f"revoked {name}")
         return
 
@@ -570,7 +561,7 @@ def token_list(db: DbOption = None, verifier: VerifierOpt = None, token: TokenOp
     from sqlalchemy import select
 
     if _remote(db, verifier, token):
-        for t in _call(verifier, token, "GET", "/tokens"):
+        for t in call_verifier(verifier, token, "GET", "/tokens"):
             typer.echo(f"{t['name']}\t{t['role']}\t{t['owner'] or '-'}\t{t['state']}")
         return
 
