@@ -73,6 +73,19 @@ def _put_landmark(
     return JSONResponse(out, status_code=201 if created else 200)
 
 
+def _spec(landmark_id: str, body: LandmarkIn | LandmarkUpdate) -> registry.LandmarkSpec:
+    return registry.LandmarkSpec(
+        landmark_id,
+        body.lat,
+        body.lon,
+        body.public_key,
+        body.operator,
+        body.position_error_km,
+        body.address,
+        body.gpu_address,
+    )
+
+
 @router.post(
     "/landmarks",
     tags=["landmarks"],
@@ -83,17 +96,7 @@ def _put_landmark(
     responses={200: {"model": LandmarkOut, "description": "the id existed: updated"}},
 )
 def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JSONResponse:
-    spec = registry.LandmarkSpec(
-        body.id,
-        body.lat,
-        body.lon,
-        body.public_key,
-        body.operator,
-        body.position_error_km,
-        body.address,
-        body.gpu_address,
-    )
-    return _put_landmark(service, who, spec, rekey=False)
+    return _put_landmark(service, who, _spec(body.id, body), rekey=False)
 
 
 @router.put(
@@ -106,17 +109,7 @@ def create_landmark(body: LandmarkIn, service: ServiceDep, who: WriterDep) -> JS
 def update_landmark(
     landmark_id: str, body: LandmarkUpdate, service: ServiceDep, who: WriterDep
 ) -> JSONResponse:
-    spec = registry.LandmarkSpec(
-        landmark_id,
-        body.lat,
-        body.lon,
-        body.public_key,
-        body.operator,
-        body.position_error_km,
-        body.address,
-        body.gpu_address,
-    )
-    return _put_landmark(service, who, spec, rekey=True)
+    return _put_landmark(service, who, _spec(landmark_id, body), rekey=True)
 
 
 @router.get(
