@@ -398,3 +398,15 @@ def test_record_init_takes_the_dataclass_fields_in_order() -> None:
     rec = make_signed_record(LANDMARK, DEVICE)
     assert set(vars(rec)) >= {f.name for f in fields}
     assert dataclasses.replace(rec) == rec
+
+
+def test_an_error_quoting_a_huge_field_is_one_bounded_line() -> None:
+    # The message reaches logs, 422 answers and rejection rows; the field is a stranger's.
+    from lightfence.protocol.record import MAX_ERROR_CHARS, RecordError
+
+    for value in ("Z" * 100_000 + "\nforged log line", "\x1b[31m" * 1000):
+        text = str(RecordError(f"trust_level {value!r} is not one of key, gpu"))
+        assert len(text) <= MAX_ERROR_CHARS and text.isprintable()
+    assert str(RecordError("device_id must be 32 lowercase hex digits")) == (
+        "device_id must be 32 lowercase hex digits"
+    )

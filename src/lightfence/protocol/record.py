@@ -47,8 +47,24 @@ class TimestampSource(StrEnum):
     """Fallback: CLOCK_MONOTONIC read in user space around send and receive (adds jitter)."""
 
 
+MAX_ERROR_CHARS = 300
+"""A RecordError quotes at most this much: its message reaches logs, 422 answers and rejection
+rows, and may quote a field a stranger sent (100 kB, with newlines)."""
+
+
 class RecordError(ValueError):
     """A record is malformed, or fails a signature or key check. The message says which."""
+
+    def __init__(self, message: str) -> None:
+        # One line, bounded, whatever value the message quotes.
+        text = (
+            message.encode("unicode_escape").decode("ascii")
+            if not message.isprintable()
+            else message
+        )
+        if len(text) > MAX_ERROR_CHARS:
+            text = text[: MAX_ERROR_CHARS - 1] + "…"
+        super().__init__(text)
 
 
 def _check_int(name: str, v: object, lo: int, hi: int) -> int:
