@@ -410,3 +410,56 @@ def test_an_error_quoting_a_huge_field_is_one_bounded_line() -> None:
     assert str(RecordError("device_id must be 32 lowercase hex digits")) == (
         "device_id must be 32 lowercase hex digits"
     )
+
+
+@given(valid_records)
+def test_json_text_is_the_json_dict(rec: MeasurementRecord) -> None:
+    # Stream workers store to_json_text; bundles, the API and re-verification read it back as
+    # the dict: any landmark id (quotes, control characters, non-ASCII) must survive.
+    assert json.loads(rec.to_json_text()) == rec.to_json_dict()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=1000)
+@given(st.data())
+def test_json_decoding_takes_the_fast_path_only_for_what_the_checked_path_accepts(
+    data: st.DataObject,
+) -> None:
+    # from_json_dict first tries a path for plain, canonical input and falls back to the
+    # field-by-field one: with any field changed to anything, the result (record or error
+    # message) is the field-by-field path's.
+    from lightfence.protocol.record import _from_json_checked
+
+    doc = make_signed_record(LANDMARK, DEVICE).to_json_dict()
+    for _ in range(data.draw(st.integers(1, 3))):
+        key = data.draw(st.sampled_from(sorted(doc)))
+        value = data.draw(
+            JSON_VALUES
+            | st.sampled_from(
+                [doc[key], str(doc[key]).upper(), " " + str(doc[key]), 1, 0, 2**64, True, 255]
+            )
+            | st.text(alphabet="0123456789abcdef", max_size=130)
+        )
+        doc[key] = value
+
+    def checked() -> MeasurementRecord:
+        rtts = doc["rtts_ns"]
+        if not isinstance(rtts, list) or len(rtts) > MAX_ROUNDS:
+            raise RecordError(f"rtts_ns must be a list of at most {MAX_ROUNDS} integers")
+        rec = _from_json_checked(MeasurementRecord, doc, rtts)
+        if "min_rtt_ns" in doc and doc["min_rtt_ns"] != rec.min_rtt_ns:
+            raise RecordError("min_rtt_ns is not the minimum of rtts_ns")
+        if not rec.landmark_signature:
+            raise RecordError("landmark_signature is empty: a record is signed by its landmark")
+        return rec
+
+    got, want = outcome(lambda: MeasurementRecord.from_json_dict(doc)), outcome(checked)
+    assert got == want
+    if got is None:
+        assert MeasurementRecord.from_json_dict(doc) == checked()

@@ -41,11 +41,15 @@ def _batch(fleet: Fleet) -> tuple[list[MeasurementRecord], dict[int, str]]:
     return records, forged
 
 
-def test_a_batch_checked_on_all_cores_decides_every_record_as_in_line(fleet: Fleet) -> None:
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_a_batch_checked_on_any_number_of_threads_decides_every_record_as_in_line(
+    fleet: Fleet, threads: int
+) -> None:
     records, forged = _batch(fleet)
     with fleet.service.read() as s:
-        checked = precheck(s, records, [record_hash(r) for r in records])
+        checked = precheck(s, records, [record_hash(r) for r in records], threads)
     assert len(checked.results) == len(records)
+    assert {i for i, c in checked.results.items() if c.error is not None} == set(forged)
     outcomes = fleet.service.ingest(records, ADMIN)
     for i, out in enumerate(outcomes):
         if i in forged:
@@ -72,3 +76,11 @@ def test_a_precheck_made_with_other_keys_is_never_trusted(fleet: Fleet) -> None:
             [forged], [record_hash(forged)], stale
         )
     assert out[0].status == "rejected" and out[0].reason is RejectReason.BAD_SIGNATURE
+
+
+def test_verify_threads_must_be_a_sane_count() -> None:
+    from lightfence.verifier.config import VerifierConfig
+
+    for bad in (-1, 1025):
+        with pytest.raises(ValueError, match="verify_threads"):
+            VerifierConfig(verify_threads=bad)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "verifier": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "prometheus_client"),
+    "verifier": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "prometheus_client", "orjson"),
     "postgres": ("psycopg",),
     "fleet": ("pandas", "pyarrow", "ray"),
     "stream": ("confluent_kafka",),

@@ -36,6 +36,15 @@ def stream_worker(
     recompute_interval: Annotated[
         float, typer.Option(min=0.0, help="Seconds between verdict passes for this worker.")
     ] = 1.0,
+    verify_threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1024,
+            help="Threads checking signatures (0: one per CPU). 1, the default, costs the least "
+            "CPU per record: run one worker per core instead.",
+        ),
+    ] = 1,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (127.0.0.1).")
     ] = None,
@@ -53,6 +62,7 @@ def stream_worker(
     from lightfence.fleet.signed_stream import (
         SignedStreamConfig,
         SignedStreamWorker,
+        settle_heap,
         worker_summary,
     )
     from lightfence.protocol.record_topic import KafkaConfigError
@@ -63,7 +73,7 @@ def stream_worker(
 
     logs.configure(log_level)
     try:
-        service = Service(VerifierConfig(db_url=db_url_from_env(db)))
+        service = Service(VerifierConfig(db_url=db_url_from_env(db), verify_threads=verify_threads))
     except (DatabaseError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -84,6 +94,7 @@ def stream_worker(
         service.close()
         typer.echo(f"error: Kafka client: {exc}", err=True)
         raise typer.Exit(2) from None
+    settle_heap()
     if metrics_port is not None:
         start_http_server(metrics_port, "127.0.0.1", registry=service.metrics.registry)
     stopping = False

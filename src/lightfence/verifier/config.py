@@ -39,6 +39,9 @@ class VerifierConfig:
     """How fast a device could move between two records (an aircraft). Each older record's cap is
     grown by this speed times its age relative to the newest, so a device that moved during the
     window can never be VERIFIED from stale positions. 0 trusts that racks do not move."""
+    verify_threads: int = 0
+    """Threads that check a batch's signatures (verifier.precheck); 0: one per CPU. A stream
+    worker runs with 1 (its CLI's default): it scales by running one process per core."""
     recompute_interval_s: float = 0.5
     """How often the background worker recomputes verdicts of devices with new records."""
     checkin_sweep_interval_s: float = 60.0
@@ -111,6 +114,8 @@ class VerifierConfig:
         check_liars(self.liars)
         if self.implicated_flag_min_devices < 0:
             raise ValueError("implicated_flag_min_devices must be >= 0")
+        if not 0 <= self.verify_threads <= 1024:
+            raise ValueError("verify_threads must be 0 (one per CPU) to 1024")
         if self.gpu_calibration_file is not None and not self.gpu_calibration_keys:
             raise ValueError("gpu_calibration_file needs gpu_calibration_keys (its signers)")
         if self.max_device_speed_km_per_h < 0:

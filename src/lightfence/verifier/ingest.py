@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from lightfence.core.freshness import age_problem
 from lightfence.crypto.keys import verify_signature
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
-from lightfence.verifier import alerts, audit
+from lightfence.verifier import alerts, audit, lookups
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.devicemarks import DeviceMarks
@@ -153,16 +153,6 @@ class DeviceView(NamedTuple):
     retired_ns: int | None
 
 
-_DEVICE_COLUMNS = (
-    DeviceRow.id,
-    DeviceRow.key_id,
-    DeviceRow.public_key,
-    DeviceRow.trust_level,
-    DeviceRow.gpu_id,
-    DeviceRow.retired_ns,
-)
-
-
 def _device_view(row: Any) -> DeviceView:
     did, key_id, public_key, trust_level, gpu_id, retired_ns = row
     return DeviceView(did, key_id, bytes.fromhex(public_key), trust_level, gpu_id, retired_ns)
@@ -202,6 +192,7 @@ class Ingestor:
         self._prechecked = prechecked or Prechecked()
         self._index = {id(rec): i for i, rec in enumerate(records)}
         new_rows: list[dict[str, Any]] = []
+        new_records: list[MeasurementRecord] = []
         results: list[tuple[str, str, int | _New | None, _Reject | None]] = []
         with self.session.no_autoflush:  # registry rows are prefetched; flush once at the end
             for rec, digest in zip(records, hashes, strict=True):
@@ -210,13 +201,14 @@ class Ingestor:
                     continue
                 try:
                     new_rows.append(self._store(rec, digest))
+                    new_records.append(rec)
                 except _Reject as exc:
                     self._keep_rejection(rec, digest, exc)
                     results.append(("rejected", digest, None, exc))
                     continue
                 known[digest] = _New(len(new_rows) - 1)
                 results.append(("stored", digest, known[digest], None))
-        ids = self._insert(new_rows)
+        ids = self._insert(new_rows, new_records)
         self._marks.write(self.session)
         self.audit_rejections()
         out = []
@@ -228,17 +220,22 @@ class Ingestor:
                 out.append(Outcome(status, digest, record_id=rid))
         return out
 
-    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert(
+        self, rows: list[dict[str, Any]], records: Sequence[MeasurementRecord]
+    ) -> list[int]:
         """One multi-row INSERT ... RETURNING (COPY on PostgreSQL: verifier.pgcopy) for the
-        batch, and one audit entry for it."""
+        batch, and one audit entry for it. `rows` are RecordRow columns less the body, which
+        is each of `records` in its JSON form."""
         if not rows:
             return []
         self.session.flush()
         # A Core insert into the table: the ORM's bulk path adds per-row work and nothing else
         # here (no relationships, no defaults to fetch); about 1.2 to 2x faster per record.
         if self.session.get_bind().dialect.name == "postgresql":
-            ids = copy_records(self.session, rows)
+            ids = copy_records(self.session, rows, [rec.to_json_text() for rec in records])
         else:
+            for row, rec in zip(rows, records, strict=True):
+                row["body"] = rec.to_json_dict()
             table = cast(Table, RecordRow.__table__)
             stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
             ids = [int(i) for i in self.session.execute(stmt, rows).scalars()]
@@ -253,22 +250,13 @@ class Ingestor:
         return ids
 
     def _existing(self, hashes: Sequence[str]) -> dict[str, int]:
-        rows = self.session.execute(
-            select(RecordRow.record_hash, RecordRow.id).where(one_of(RecordRow.record_hash, hashes))
-        )
-        return {h: i for h, i in rows}
+        return lookups.stored_hashes(self.session, hashes)
 
     def _existing_sessions(
         self, records: Sequence[MeasurementRecord]
     ) -> dict[tuple[str, str], int]:
         """Stored (landmark, session) pairs among this batch's sessions: the replay check."""
-        sessions = {r.session_id.hex() for r in records}
-        rows = self.session.execute(
-            select(RecordRow.landmark_id, RecordRow.session_id, RecordRow.id).where(
-                one_of(RecordRow.session_id, sessions)
-            )
-        )
-        return {(lm, sid): i for lm, sid, i in rows}
+        return lookups.stored_sessions(self.session, {r.session_id.hex() for r in records})
 
     def _landmark(self, landmark_id: str) -> LandmarkRow | None:
         if landmark_id not in self._landmarks:
@@ -285,14 +273,13 @@ class Ingestor:
             select(LandmarkRow).where(one_of(LandmarkRow.id, lids))
         ).scalars():
             self._landmarks[lm.id] = lm
-        devices = select(*_DEVICE_COLUMNS).where(one_of(DeviceRow.id, dids))
-        for row in self.session.execute(devices):
+        for row in lookups.devices(self.session, dids):
             self._devices[row[0]] = _device_view(row)
 
     def _device(self, device_id: str) -> DeviceView | None:
         if device_id not in self._devices:
             row = self.session.execute(
-                select(*_DEVICE_COLUMNS).where(DeviceRow.id == device_id)
+                select(*lookups.DEVICE_COLUMNS).where(DeviceRow.id == device_id)
             ).first()
             self._devices[device_id] = None if row is None else _device_view(row)
         return self._devices[device_id]
@@ -371,7 +358,6 @@ class Ingestor:
             "measured_ns": rec.measured_at_unix_ns,
             "received_ns": self.now_ns,
             "submitted_by": self.who.actor,
-            "body": rec.to_json_dict(),
         }
         self._sessions[(rec.landmark_id, session_hex)] = -1
         self._marks.add(dev.id, rec.measured_at_unix_ns)

@@ -9,7 +9,6 @@ same rows, same ids as the INSERT; SQLite keeps the INSERT.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,31 +39,41 @@ def _text(value: str) -> str:
     return value
 
 
-def _line(r: dict[str, Any]) -> str:
-    # json.dumps escapes every control character and (ensure_ascii) all non-ASCII, so the JSON
-    # text can hold no tab or newline; its backslashes are doubled by _text like any field's.
-    texts: tuple[str, ...] = (
-        r["record_hash"],
-        r["device_id"],
-        r["landmark_id"],
-        r["session_id"],
-        r["submitted_by"],
-        json.dumps(r["body"]),
-    )
-    if _SPECIAL.search("".join(texts)):  # one search per row; most rows need no escape
-        texts = tuple(_text(t) for t in texts)
-    digest, device, landmark, session, by, body = texts
+def _line(r: dict[str, Any], body: str) -> str:
+    """One row of COPY text, as is (no field escaped)."""
     return (
-        f"{digest}\t{device}\t{landmark}\t{session}\t{int(r['min_rtt_ns'])}\t"
-        f"{int(r['measured_ns'])}\t{int(r['received_ns'])}\t{by}\t{body}\n"
+        f"{r['record_hash']}\t{r['device_id']}\t{r['landmark_id']}\t{r['session_id']}\t"
+        f"{int(r['min_rtt_ns'])}\t{int(r['measured_ns'])}\t{int(r['received_ns'])}\t"
+        f"{r['submitted_by']}\t{body}\n"
     )
 
 
-def copy_records(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert `rows` (RecordRow columns) with COPY; their ids, in the order of `rows`."""
+def _escaped_line(r: dict[str, Any], body: str) -> str:
+    # A record's JSON text (MeasurementRecord.to_json_text) escapes every control character,
+    # so it holds no tab or newline; its backslashes are doubled by _text like any field's.
+    escaped = {k: _text(v) if isinstance(v, str) else v for k, v in r.items()}
+    return _line(escaped, _text(body))
+
+
+def copy_text(rows: Sequence[dict[str, Any]], bodies: Sequence[str]) -> str:
+    """COPY text of `rows` with their bodies. Nearly every batch has nothing to escape (hex
+    ids, JSON without backslashes): built as is, that is checked on the whole text at once (its
+    tabs and newlines must be exactly the separators), and only otherwise escaped row by row."""
+    text = "".join(map(_line, rows, bodies))
+    n = len(rows)
+    if "\\" in text or "\r" in text or text.count("\t") != 8 * n or text.count("\n") != n:
+        text = "".join(map(_escaped_line, rows, bodies))
+    return text
+
+
+def copy_records(
+    session: Session, rows: Sequence[dict[str, Any]], bodies: Sequence[str]
+) -> list[int]:
+    """Insert `rows` (RecordRow columns but the body) with COPY, each with its body (JSON
+    text); their ids, in the order of `rows`."""
     conn = session.connection().connection.driver_connection
     assert conn is not None
-    text = "".join(_line(r) for r in rows)
+    text = copy_text(rows, bodies)
     hashes = [r["record_hash"] for r in rows]
     with conn.cursor() as cur:
         with cur.copy(f"COPY records ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:

@@ -1,11 +1,13 @@
 """Signature checks of a batch of records, made before ingestion takes the write lock.
 
 Two Ed25519 checks per record are most of ingestion's cost. Made here, in a read transaction
-with the keys registered at that moment, they run while another batch holds the write lock, and
-on all cores (libsodium releases the GIL while it checks). Ingestion then uses a result only if
-the landmark and device keys it reads under the lock are the very keys checked against; any
-other record it checks in line. So a key change between the two steps can cost a second check,
-never a wrong acceptance.
+with the keys registered at that moment, they run while another batch holds the write lock, on
+`threads` threads (libsodium releases the GIL while it checks). One thread, in the caller's, is
+the cheapest per record: a stream worker scales by processes, one per core, and a pool beside
+it cost a sixth more CPU per record in GIL hand-offs (docs/benchmarks.md). Ingestion then uses
+a result only if the landmark and device keys it reads under the lock are the very keys checked
+against; any other record it checks in line. So a key change between the two steps can cost a
+second check, never a wrong acceptance.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,16 +28,15 @@ from lightfence.protocol.record import (
     SignatureCheck,
     signature_checks,
 )
-from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow
+from lightfence.verifier import lookups
+from lightfence.verifier.models import LandmarkRow
 from lightfence.verifier.sqlin import one_of
 
-VERIFY_WORKERS = os.cpu_count() or 2
 PARALLEL_MIN_RECORDS = 16
 """Below this many records a batch is checked in line: a thread hand-off would cost more."""
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(NamedTuple):
     """A record's signature result and the keys (raw bytes) it was checked against."""
 
     landmark_key: bytes
@@ -57,17 +59,17 @@ class Prechecked:
 
 
 def precheck(
-    session: Session, records: Sequence[MeasurementRecord], hashes: Sequence[str]
+    session: Session,
+    records: Sequence[MeasurementRecord],
+    hashes: Sequence[str],
+    threads: int = 0,
 ) -> Prechecked:
-    """Check the signatures of the batch's records that are new and name registered keys."""
+    """Check the signatures of the batch's records that are new and name registered keys, on
+    `threads` threads (0: one per CPU)."""
     out = Prechecked()
     if len(records) < PARALLEL_MIN_RECORDS:
         return out
-    stored = set(
-        session.execute(select(RecordRow.record_hash).where(one_of(RecordRow.record_hash, hashes)))
-        .scalars()
-        .all()
-    )
+    stored = lookups.stored_hashes(session, hashes)
     lids = {r.landmark_id for r in records}
     dids = {r.device_id for r in records}
     landmarks = {
@@ -80,11 +82,7 @@ def precheck(
     }
     devices = {
         dev_id: (key_id, bytes.fromhex(pub))
-        for dev_id, key_id, pub in session.execute(
-            select(DeviceRow.id, DeviceRow.key_id, DeviceRow.public_key).where(
-                one_of(DeviceRow.id, dids)
-            )
-        )
+        for dev_id, key_id, pub, *_ in lookups.devices(session, dids)
     }
     checks: list[tuple[int, SignatureCheck]] = []
     keys: dict[int, tuple[bytes, bytes]] = {}
@@ -103,27 +101,29 @@ def precheck(
             continue
         errors[i] = None
         checks.extend((i, c) for c in pair)
-    for (i, check), held in zip(checks, _run_parallel([c for _, c in checks]), strict=True):
+    threads = threads or os.cpu_count() or 1
+    run = _run_parallel if threads > 1 else _run_share
+    for (i, check), held in zip(checks, run([c for _, c in checks], threads), strict=True):
         if not held and errors[i] is None:  # in order: the first failing check is the reason
             errors[i] = RecordError(check.failure)
     out.results = {i: Checked(*keys[i], errors[i]) for i in keys}
     return out
 
 
-def _run_parallel(checks: list[SignatureCheck]) -> list[bool]:
-    # Contiguous shares, one task each: the workers then seldom wait for the GIL (one task per
+def _run_parallel(checks: list[SignatureCheck], threads: int) -> list[bool]:
+    # Interleaved shares, one task each: the workers then seldom wait for the GIL (one task per
     # check made them slower than checking in line).
-    shares = [checks[i::VERIFY_WORKERS] for i in range(VERIFY_WORKERS)]
+    shares = [checks[i::threads] for i in range(threads)]
     held = [False] * len(checks)
-    for i, results in enumerate(_pool().map(_run_share, shares)):
-        held[i::VERIFY_WORKERS] = results
+    for i, results in enumerate(_pool(threads).map(_run_share, shares, [1] * threads)):
+        held[i::threads] = results
     return held
 
 
-def _run_share(share: Sequence[SignatureCheck]) -> list[bool]:
+def _run_share(share: Sequence[SignatureCheck], _threads: int = 1) -> list[bool]:
     return [check.holds() for check in share]
 
 
 @cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=VERIFY_WORKERS, thread_name_prefix="verify")
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify")

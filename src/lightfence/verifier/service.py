@@ -130,7 +130,7 @@ class Service:
         batch is written: the stream worker's crash tests kill the process there."""
         hashes = [record_hash(r) for r in records]
         with self.read() as session:  # signatures checked outside the write lock: see precheck
-            prechecked = precheck(session, records, hashes)
+            prechecked = precheck(session, records, hashes, self.config.verify_threads)
         with self.write() as session:
             ingestor = Ingestor(session, self.config, who, now_ns())
             outcomes = ingestor.ingest(records, hashes, prechecked)
@@ -152,12 +152,16 @@ class Service:
 
     def _count(self, outcomes: Sequence[Outcome], who: Principal, rejected_event: str) -> None:
         """Metrics for each outcome, and a log line for each rejection."""
+        # One increment per kind, not per record: each takes the metric's lock.
+        statuses = [o.status for o in outcomes]
+        if stored := statuses.count("stored"):
+            self.metrics.records_in.inc(stored)
+        if duplicates := statuses.count("duplicate"):
+            self.metrics.records_duplicate.inc(duplicates)
         for o in outcomes:
-            if o.status == "stored":
-                self.metrics.records_in.inc()
-            elif o.status == "duplicate":
-                self.metrics.records_duplicate.inc()
-            elif o.reason is not None:
+            if o.status in ("stored", "duplicate"):
+                continue
+            if o.reason is not None:
                 self.metrics.records_rejected.labels(o.reason.value).inc()
                 log(
                     rejected_event,
