@@ -223,7 +223,9 @@ def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, star
     cpu = _cpu_s() - ceiling.cpu_s
     marks.append((time.time(), worker.stats.messages, cpu, worker.stats.recompute_cpu_s))
     service.close()
-    out = {"marks": marks, "stored": stats.stored, "verdicts": stats.verdicts}
+    hist = service.metrics.ingest_write_seconds
+    write_s = next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_sum"))
+    out = {"marks": marks, "stored": stats.stored, "verdicts": stats.verdicts, "write_s": write_s}
     print(json.dumps({**out, "ceiling": [ceiling.checked, ceiling.verify_cpu_s]}))
 
 
@@ -278,6 +280,8 @@ def run_workers(
         "verdicts": sum(o["verdicts"] for o in outs),
         "idle_workers": len(marks) - len(busy),
         "machine_busy": load.busy(start, end),
+        "write_s_per_record": sum(o["write_s"] for o in outs)
+        / max(sum(o["stored"] for o in outs), 1),
         "interleaved_ceiling": sum(o["ceiling"][0] for o in outs)
         / max(sum(o["ceiling"][1] for o in outs), 1e-9),
     }
@@ -336,6 +340,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{two['wall_rate']:.0f} records/s wall over {two['wall_s']:.1f} s: "
           f"{two['wall_rate'] / one['wall_rate']:.2f}x one worker "
           f"(target {TARGET_SCALING}x)")  # fmt: skip
+    serial = one["write_s_per_record"]
+    print(f"  write lock held per stored record (1 worker): {serial * 1e6:.0f} us: write "
+          f"transactions are serial, so at most {1 / serial:.0f} records/s for the whole "
+          f"cluster on this machine")  # fmt: skip
     print(f"  PostgreSQL into records, batches of {BATCH}: multi-row INSERT {insert_rate:.0f} "
           f"rows/s, COPY {copy_rate:.0f} rows/s")  # fmt: skip
     print(f"  load average at the end: {os.getloadavg()}")

@@ -242,6 +242,9 @@ def test_alerts_csv_ack_health_metrics_status(api: Api) -> None:
     assert {h["status"] for h in health} == {"active"}
     metrics = api.client.get("/metrics").text
     assert "lightfence_records_stored_total 2.0" in metrics
+    # each POST /records batch held the write lock once, for a measurable time
+    assert "lightfence_ingest_write_seconds_count" in metrics
+    assert "lightfence_ingest_write_seconds_count 0.0" not in metrics
     assert 'lightfence_verdicts_total{kind="INCONSISTENT"} 1.0' in metrics
     status = api.client.get("/status", headers=api.h(api.auditor)).json()
     assert status["latest_verdicts"]["INCONSISTENT"] == 1

@@ -167,6 +167,7 @@ class Ingestor:
         self._sessions: dict[tuple[str, str], int] = {}
         self._devices: dict[str, DeviceView | None] = {}
         self._landmark_keys: dict[str, bytes] = {}
+        self._accepted_landmarks: dict[tuple[str, str], tuple[LandmarkRow, bytes]] = {}
         self._marks = DeviceMarks()
         """Devices this batch stored records of: marked for a verdict in one UPDATE."""
         self._prechecked = Prechecked()
@@ -286,6 +287,11 @@ class Ingestor:
 
     def _registered_landmark(self, rec: Signed) -> tuple[LandmarkRow, bytes]:
         """The record's landmark if it is registered, active, and signs with the named key."""
+        # A batch names a few landmarks thousands of times; their rows do not change under the
+        # write lock, so an accepted (landmark, key) is looked at once.
+        accepted = self._accepted_landmarks.get((rec.landmark_id, rec.landmark_key_id))
+        if accepted is not None:
+            return accepted
         lm = self._landmark(rec.landmark_id)
         if lm is None or lm.status == "retired":
             raise _Reject(RejectReason.UNKNOWN_LANDMARK, f"landmark {rec.landmark_id!r} is unknown")
@@ -304,6 +310,7 @@ class Ingestor:
                 f"landmark {rec.landmark_id!r} is flagged ({lm.status_reason}); its records do "
                 "not count until an admin clears it",
             )
+        self._accepted_landmarks[(rec.landmark_id, rec.landmark_key_id)] = (lm, landmark_key)
         return lm, landmark_key
 
     def _check(self, rec: MeasurementRecord) -> tuple[LandmarkRow, DeviceView]:

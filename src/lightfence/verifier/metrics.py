@@ -47,3 +47,9 @@ class Metrics:
             "Time of one verdict recompute pass",
             registry=self.registry,
         )
+        self.ingest_write_seconds = Histogram(
+            "lightfence_ingest_write_seconds",
+            "Time a batch of records held the write lock (the audit head): write transactions "
+            "are serial across all workers and API replicas, so this bounds the cluster's rate",
+            registry=self.registry,
+        )

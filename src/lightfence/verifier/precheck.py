@@ -84,7 +84,8 @@ def precheck(
         dev_id: (key_id, bytes.fromhex(pub))
         for dev_id, key_id, pub, *_ in lookups.devices(session, dids)
     }
-    checks: list[tuple[int, SignatureCheck]] = []
+    threads = threads or os.cpu_count() or 1
+    checks: list[tuple[int, SignatureCheck]] = []  # for a pool: all checks, run after the loop
     keys: dict[int, tuple[bytes, bytes]] = {}
     errors: dict[int, RecordError | None] = {}
     for i, (rec, digest) in enumerate(zip(records, hashes, strict=True)):
@@ -100,12 +101,18 @@ def precheck(
             errors[i] = exc
             continue
         errors[i] = None
-        checks.extend((i, c) for c in pair)
-    threads = threads or os.cpu_count() or 1
-    run = _run_parallel if threads > 1 else _run_share
-    for (i, check), held in zip(checks, run([c for _, c in checks], threads), strict=True):
-        if not held and errors[i] is None:  # in order: the first failing check is the reason
-            errors[i] = RecordError(check.failure)
+        if threads > 1:
+            checks.extend((i, c) for c in pair)
+            continue
+        for check in pair:  # in order, as `verify`: the first failing check is the reason
+            if not check.holds():
+                errors[i] = RecordError(check.failure)
+                break
+    if checks:
+        held = _run_parallel([c for _, c in checks], threads)
+        for (i, check), ok in zip(checks, held, strict=True):
+            if not ok and errors[i] is None:  # in order: the first failing check is the reason
+                errors[i] = RecordError(check.failure)
     out.results = {i: Checked(*keys[i], errors[i]) for i in keys}
     return out
 
@@ -120,7 +127,7 @@ def _run_parallel(checks: list[SignatureCheck], threads: int) -> list[bool]:
     return held
 
 
-def _run_share(share: Sequence[SignatureCheck], _threads: int = 1) -> list[bool]:
+def _run_share(share: Sequence[SignatureCheck], _threads: int) -> list[bool]:
     return [check.holds() for check in share]
 
 

@@ -131,12 +131,14 @@ class Service:
         hashes = [record_hash(r) for r in records]
         with self.read() as session:  # signatures checked outside the write lock: see precheck
             prechecked = precheck(session, records, hashes, self.config.verify_threads)
+        locked = time.perf_counter()
         with self.write() as session:
             ingestor = Ingestor(session, self.config, who, now_ns())
             outcomes = ingestor.ingest(records, hashes, prechecked)
             if before_commit is not None:
                 session.flush()
                 before_commit()
+        self.metrics.ingest_write_seconds.observe(time.perf_counter() - locked)
         self._count(outcomes, who, "record.rejected")
         return outcomes
 
