@@ -7,10 +7,16 @@ Measured in the same run:
   PostgreSQL transaction per batch, offsets after it, verdicts every second): records per
   CPU-second of the worker process (all its threads), and records/s of wall time;
 * two worker processes in one consumer group on the same kind of topic: records/s of wall
-  time over the interval both were consuming, against one worker's;
+  time over the interval both were consuming, against one worker's; and the same pair of runs
+  with each worker capped at a fraction of a CPU (bench.cpu_cap: a core of its own, slower,
+  so that the ratio measures the workers rather than a machine with fewer cores than
+  workers plus database plus broker);
+* the ceiling again inside each worker, between its batches, and how long each batch held the
+  write lock (the cluster's serial section);
 * PostgreSQL's own insert rate here: rows of the records table per second, batches of 2,000.
 
     python -m bench.stream_signed [--records 24000] [--devices 1000] [--partitions 4]
+        [--worker-cpu 0.4]
 
 Needs $LIGHTFENCE_KAFKA_BOOTSTRAP (a broker; scripts/start-kafka.sh) and a PostgreSQL URL
 ($LIGHTFENCE_BENCH_PG_URL or $LIGHTFENCE_TEST_PG_URL); scratch schemas and topics are its own.
@@ -31,7 +37,8 @@ from typing import Any
 
 from sqlalchemy import Table, func, insert, select
 
-from bench.verifier_ingest import Fixture, _pg_schema
+from bench.cpu_cap import CpuCap
+from bench.verifier_ingest import LANDMARKS, Fixture, _pg_schema
 from lightfence.protocol.record import MeasurementRecord, verify
 from lightfence.protocol.record_topic import RecordPublisher
 from lightfence.verifier.config import VerifierConfig
@@ -43,7 +50,9 @@ from lightfence.verifier.service import Service
 BATCH = 2000
 TARGET_PER_CORE = 0.8
 TARGET_SCALING = 1.7
-START_DELAY_S = 15.0
+FIXTURE_POLICY = "outside:CN,HK,MO"
+"""The licence bench.verifier_ingest.Fixture enrols every device under."""
+START_DELAY_S = 20.0
 """Workers start consuming together this long after launch: imports and the group join first."""
 
 
@@ -143,6 +152,19 @@ def pg_insert_rate(url: str, fx: Fixture) -> tuple[float, float]:
     return insert_rate, copy_rate
 
 
+def _warm_policy() -> None:
+    """One verdict like the fixture's, before the start gate: a process's first decide under a
+    policy builds its region's indexes (seconds for outside:CN,HK,MO, more at a capped CPU),
+    which would otherwise fall inside one run's window and not another's."""
+    from lightfence.core.measurement import Landmark, Measurement
+    from lightfence.core.policy import parse_policy
+    from lightfence.core.verdict import decide
+
+    policy = parse_policy(FIXTURE_POLICY)
+    decide([Measurement(Landmark(lid, lat, lon), 0.6) for lid, (lat, lon) in LANDMARKS.items()],
+           policy)  # fmt: skip
+
+
 class InterleavedCeiling:
     """The ceiling measured inside a worker, between its batches: `verify` on SAMPLE records
     after each batch, as the worker holds them (decoded, signed bytes not yet encoded). This
@@ -193,6 +215,7 @@ def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, star
                 consumer.pause(parts)
 
     ceiling = InterleavedCeiling()
+    _warm_policy()
     service = Service(VerifierConfig(db_url=url, verify_threads=1), migrate=False)  # CLI default
     worker = Gated(service, SignedStreamConfig(bootstrap, topic, group, BATCH))
     settle_heap()  # as `lightfence stream-worker` does
@@ -230,8 +253,15 @@ def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, star
 
 
 def run_workers(
-    base_pg: str, bootstrap: str, fx: Fixture, n_workers: int, partitions: int
+    base_pg: str,
+    bootstrap: str,
+    fx: Fixture,
+    n_workers: int,
+    partitions: int,
+    cpu_cap: float | None = None,
 ) -> dict[str, Any]:
+    """One run of `n_workers` worker processes over `fx`'s records; each capped at `cpu_cap` of
+    a CPU if given (bench.cpu_cap)."""
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     topic, group = f"bench-signed-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
@@ -246,13 +276,31 @@ def run_workers(
         fx.populate(service)
         service.close()
         argv = [sys.executable, "-m", "bench.stream_signed", "--child", url, bootstrap, topic]
-        argv += [group, str(len(fx.records)), str(time.time() + START_DELAY_S)]
+        # A capped worker starts slower (imports and connections at a fraction of a CPU).
+        delay_s = START_DELAY_S if cpu_cap is None else START_DELAY_S / cpu_cap
+        argv += [group, str(len(fx.records)), str(time.time() + delay_s)]
         load = MachineLoad()
+        caps = [CpuCap(cpu_cap) for _ in range(n_workers)] if cpu_cap is not None else []
         procs = [
-            subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(n_workers)
+            subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=caps[i].enter() if caps else None,
+            )
+            for i in range(n_workers)
         ]
-        outs = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
-        load.stop()
+        try:
+            outs = [
+                json.loads(p.communicate(timeout=900)[0].strip().splitlines()[-1]) for p in procs
+            ]
+        finally:
+            load.stop()
+            for p in procs:
+                p.kill()
+                p.wait()
+            for cap in caps:
+                cap.remove()
     marks = [o["marks"] for o in outs]
     busy = [m for m in marks if m[-1][1] > 0]
     # Records per CPU-second of each worker, from the end of its first batch (start-up, group
@@ -302,6 +350,13 @@ def main(argv: list[str] | None = None) -> None:
         or os.environ.get("LIGHTFENCE_TEST_PG_URL"),
     )
     ap.add_argument("--bootstrap", default=os.environ.get("LIGHTFENCE_KAFKA_BOOTSTRAP"))
+    ap.add_argument(
+        "--worker-cpu",
+        type=float,
+        default=0.4,
+        help="also run 1 and 2 workers each capped at this fraction of a CPU (a core of its "
+        "own, slower; bench/cpu_cap.py); 0 skips it",
+    )
     args = ap.parse_args(argv)
     if not args.pg or not args.bootstrap:
         print("  (skipped: needs a PostgreSQL URL and LIGHTFENCE_KAFKA_BOOTSTRAP)")
@@ -316,6 +371,15 @@ def main(argv: list[str] | None = None) -> None:
     ceiling_after = signature_ceiling(fx)
     fx2 = Fixture(args.records, args.devices)
     two = run_workers(args.pg, args.bootstrap, fx2, 2, args.partitions)
+    capped: tuple[dict[str, Any], dict[str, Any]] | None = None
+    if args.worker_cpu > 0 and CpuCap.available():
+        n = max(args.records // 2, 4000)  # a capped worker is slower: half the records
+        capped = (
+            run_workers(args.pg, args.bootstrap, Fixture(n, args.devices), 1, args.partitions,
+                        args.worker_cpu),
+            run_workers(args.pg, args.bootstrap, Fixture(n, args.devices), 2, args.partitions,
+                        args.worker_cpu),
+        )  # fmt: skip
     with _pg_schema(args.pg) as url:
         insert_rate, copy_rate = pg_insert_rate(url, Fixture(args.records, args.devices))
     sig = (ceiling + ceiling_after) / 2
@@ -340,6 +404,16 @@ def main(argv: list[str] | None = None) -> None:
           f"{two['wall_rate']:.0f} records/s wall over {two['wall_s']:.1f} s: "
           f"{two['wall_rate'] / one['wall_rate']:.2f}x one worker "
           f"(target {TARGET_SCALING}x)")  # fmt: skip
+    if capped is not None:
+        c1, c2 = capped
+        print(f"  each worker capped at {args.worker_cpu:.0%} of a CPU (a core of its own): "
+              f"1 worker {c1['wall_rate']:.0f} records/s, 2 workers {c2['wall_rate']:.0f}: "
+              f"{c2['wall_rate'] / c1['wall_rate']:.2f}x (target {TARGET_SCALING}x); machine "
+              f"busy {c1['machine_busy'] or 0:.0%} / {c2['machine_busy'] or 0:.0%}; per worker "
+              f"CPU-s {c1['ingest_per_cpu_s']:.0f} / {c2['ingest_per_cpu_s']:.0f} in "
+              f"ingestion")  # fmt: skip
+    elif args.worker_cpu > 0:
+        print("  (capped-worker runs skipped: they need root and the cgroup cpu controller)")
     serial = one["write_s_per_record"]
     print(f"  write lock held per stored record (1 worker): {serial * 1e6:.0f} us: write "
           f"transactions are serial, so at most {1 / serial:.0f} records/s for the whole "

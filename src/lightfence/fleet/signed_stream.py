@@ -229,12 +229,14 @@ class SignedStreamWorker:
     def _parse(self, messages: Sequence[Message]) -> tuple[list[MeasurementRecord], dict[int, int]]:
         records: list[MeasurementRecord] = []
         offsets: dict[int, int] = {}
+        n = 0
         for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
+            n += 1
             partition, offset = msg.partition(), msg.offset()
             if partition is None or offset is None or partition not in self.owned:
                 continue  # revoked meanwhile: the new owner replays it
@@ -249,7 +251,6 @@ class SignedStreamWorker:
                 log.warning(
                     "%s[%d] offset %d: not a record: %s", msg.topic(), partition, offset, exc
                 )
-        n = sum(1 for m in messages if m.error() is None)
         self.stats.messages += n
         if n:
             self.metrics.consumed(n)

@@ -376,12 +376,11 @@ class MeasurementRecord:
         """
         if not isinstance(d, Mapping):
             raise RecordError("a record must be a JSON object")
-        unknown = set(d) - _JSON_KEYS
-        if unknown:
-            raise RecordError(f"unknown record fields: {sorted(unknown)}")
-        missing = _JSON_REQUIRED - set(d)
-        if missing:
-            raise RecordError(f"missing record fields: {sorted(missing)}")
+        keys = d.keys()
+        if not keys <= _JSON_KEYS:  # set comparisons on the view: no set built per record
+            raise RecordError(f"unknown record fields: {sorted(set(keys) - _JSON_KEYS)}")
+        if not keys >= _JSON_REQUIRED:
+            raise RecordError(f"missing record fields: {sorted(_JSON_REQUIRED - set(keys))}")
         rtts = d["rtts_ns"]
         if not isinstance(rtts, list) or len(rtts) > MAX_ROUNDS:
             raise RecordError(f"rtts_ns must be a list of at most {MAX_ROUNDS} integers")
