@@ -61,7 +61,16 @@ def test_datagrams_sources_and_stamps(receiver: tuple[socket.socket, BatchReceiv
     got = batch.datagrams()
     after_ns = time.time_ns()
     assert [(data, addr) for data, addr, _ in got] == sent  # a long one is cut, as recvmsg does
-    assert all(before_ns <= stamp <= after_ns for _, _, stamp in got)
+    # The kernel stamps with its own read of the real-time clock and time.time_ns() reads it
+    # through the vDSO: in a VM the two have been seen to disagree by a little (CI, once), so
+    # the stamps must fall in the send-to-read interval give or take 5 ms, not to the ns.
+    slack_ns = 5_000_000
+    stamps = [stamp for _, _, stamp in got]
+    assert all(before_ns - slack_ns <= s <= after_ns + slack_ns for s in stamps), (
+        before_ns,
+        stamps,
+        after_ns,
+    )
     assert [stamp for *_, stamp in got] == sorted(stamp for *_, stamp in got)
     assert batch.datagrams() == []
     for s in senders:
@@ -92,7 +101,8 @@ def test_transmit_stamps_come_back_in_send_order(
         after_ns = time.time_ns()
         stamps = batch.tx_stamps()
     assert [send_id for send_id, _ in stamps] == list(range(SLOTS + 6))
-    assert all(before_ns <= stamp <= after_ns for _, stamp in stamps)
+    slack_ns = 5_000_000  # the kernel's and the vDSO's clock reads: see the test above
+    assert all(before_ns - slack_ns <= stamp <= after_ns + slack_ns for _, stamp in stamps)
     assert batch.tx_stamps() == []
 
 
