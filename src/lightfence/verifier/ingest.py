@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -70,8 +69,9 @@ class Signed(Protocol):
     def to_json_dict(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """What became of one submitted record (a tuple: a stream worker makes one per record)."""
+
     status: str
     """`stored`, `duplicate` or `rejected`."""
     record_hash: str
@@ -103,11 +103,10 @@ def record_hash(record: MeasurementRecord) -> str:
     return hashlib.sha256(record.to_bytes()).hexdigest()
 
 
-@dataclass(frozen=True)
-class _New:
+class _New(NamedTuple):
     """A record stored by this batch, before the insert gives it an id."""
 
-    index: int
+    position: int
 
 
 class _Reject(Exception):
@@ -217,7 +216,7 @@ class Ingestor:
             if why is not None:
                 out.append(Outcome(status, digest, reason=why.reason, detail=why.detail))
             else:
-                rid = ids[ref.index] if isinstance(ref, _New) else ref
+                rid = ids[ref.position] if isinstance(ref, _New) else ref
                 out.append(Outcome(status, digest, record_id=rid))
         return out
 
