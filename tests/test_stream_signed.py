@@ -463,3 +463,22 @@ def test_copy_text_escapes_exactly_as_row_by_row(fields: list[tuple[str, str, st
     ]
     bodies = [body for *_, body in fields]
     assert copy_text(rows, bodies) == "".join(map(_escaped_line, rows, bodies))
+
+
+def test_a_worker_builds_its_devices_policy_regions_before_it_consumes(tmp_path: Path) -> None:
+    # The first verdict under a policy would otherwise build its region inside a verdict pass.
+    from sqlalchemy import update
+
+    from lightfence.fleet.signed_stream import preload_policies
+
+    service = service_for(f"sqlite:///{tmp_path / 'v.db'}")
+    try:
+        enrol_fleet(service, 2)
+        with service.write() as s:
+            first = s.execute(select(DeviceRow.id).limit(1)).scalar_one()
+            s.execute(  # a stored text that no longer parses
+                update(DeviceRow).where(DeviceRow.id == first).values(policy="in:XX-nowhere")
+            )
+        assert preload_policies(service) == ["in:DE"]  # the broken one logged and skipped
+    finally:
+        service.close()

@@ -62,6 +62,7 @@ def stream_worker(
     from lightfence.fleet.signed_stream import (
         SignedStreamConfig,
         SignedStreamWorker,
+        preload_policies,
         settle_heap,
         worker_summary,
     )
@@ -94,6 +95,7 @@ def stream_worker(
         service.close()
         typer.echo(f"error: Kafka client: {exc}", err=True)
         raise typer.Exit(2) from None
+    preload_policies(service)
     settle_heap()
     if metrics_port is not None:
         start_http_server(metrics_port, "127.0.0.1", registry=service.metrics.registry)
