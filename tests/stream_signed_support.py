@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier import audit
@@ -24,7 +24,7 @@ from lightfence.verifier.models import RecordRow, VerdictRow
 from lightfence.verifier.registry import LandmarkSpec, Licence, enrol_device, put_landmark
 from lightfence.verifier.service import Service
 from record_factory import make_signed_record, seeded_key
-from verifier_support import ADMIN, LANDMARKS, PG_ENV, _pg_schema_url, identity_for
+from verifier_support import ADMIN, LANDMARKS, PG_ENV, identity_for, scratch_schema
 
 RTT_MS_FROM_FRANKFURT = {"fra1": 1.0, "par1": 6.0, "ams1": 5.0, "waw1": 10.0}
 """A device in Frankfurt: RTTs each above the vacuum minimum to the landmark, so DE verifies."""
@@ -36,16 +36,8 @@ def pg_schema() -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"!!! {PG_ENV} is not set: the signed-stream tests need PostgreSQL")
-    schema = "ss_" + uuid.uuid4().hex[:12]
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield _pg_schema_url(base, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema(base, "ss_") as url:
+        yield url
 
 
 def enrol_fleet(service: Service, n_devices: int) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -53,7 +54,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
             f"!!! {PG_ENV} is not set: the PostgreSQL variant of the storage tests did NOT run. "
             f"Start one with `scripts/start-postgres.sh` and export {PG_ENV}=<the URL it prints>."
         )
-    schema = "t_" + uuid.uuid4().hex[:12]
+    with scratch_schema(base, "t_") as url:
+        yield url
+
+
+@contextmanager
+def scratch_schema(base: str, prefix: str) -> Iterator[str]:
+    """A fresh schema (`prefix` + random) in the PostgreSQL at `base`, dropped afterwards: the
+    URL whose connections use it."""
+    schema = prefix + uuid.uuid4().hex[:12]
     admin = create_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
