@@ -38,7 +38,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from sqlalchemy.exc import DataError, IntegrityError
 
 from lightfence.fleet.stream_metrics import StreamMetrics
-from lightfence.protocol.record import MeasurementRecord, RecordError
+from lightfence.model.text import one_line
+from lightfence.protocol.record import MAX_ERROR_CHARS, MeasurementRecord, RecordError
 from lightfence.protocol.record_topic import kafka_security_conf
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.ingest import Outcome
@@ -203,7 +204,9 @@ class SignedStreamWorker:
             except (DataError, IntegrityError) as exc:
                 # One record the database refuses (text it cannot store, say) would otherwise
                 # fail its batch on every replay and stall the partition: find it alone.
-                log.warning("batch refused by the database (%s); ingesting one by one", exc.orig)
+                log.warning(
+                    "batch refused by the database (%s); ingesting one by one", _refusal(exc)
+                )
                 records, outcomes = self._ingest_singly(records)
             self.fault("after_db_commit")
             self._tally(records, outcomes)
@@ -237,7 +240,7 @@ class SignedStreamWorker:
                 self.stats.bad_messages += 1
                 self.metrics.bad_messages.inc()
                 log.warning(
-                    "record of device %r refused by the database: %s", rec.device_id, exc.orig
+                    "record of device %r refused by the database: %s", rec.device_id, _refusal(exc)
                 )
         return kept, outcomes
 
@@ -315,6 +318,11 @@ class SignedStreamWorker:
             if high >= 0:
                 lags[tp.partition] = max(high - tp.offset, 0)
         self.metrics.set_lag(lags)
+
+
+def _refusal(exc: DataError | IntegrityError) -> str:
+    # The database's message can quote the value it refused: a record's text, on one line.
+    return one_line(str(exc.orig), MAX_ERROR_CHARS)
 
 
 def worker_summary(stats: SignedWorkerStats) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from lightfence.crypto.keys import SIGNATURE_LEN, SigningKey, key_id, verify_signature
+from lightfence.model.text import one_line
 from lightfence.model.trust import TrustLevel
 from lightfence.protocol.challenge import (
     ID_LEN,
@@ -57,15 +58,7 @@ class RecordError(ValueError):
     """A record is malformed, or fails a signature or key check. The message says which."""
 
     def __init__(self, message: str) -> None:
-        # One line, bounded, whatever value the message quotes.
-        text = (
-            message.encode("unicode_escape").decode("ascii")
-            if not message.isprintable()
-            else message
-        )
-        if len(text) > MAX_ERROR_CHARS:
-            text = text[: MAX_ERROR_CHARS - 1] + "…"
-        super().__init__(text)
+        super().__init__(one_line(message, MAX_ERROR_CHARS))  # whatever value it quotes
 
 
 def _check_int(name: str, v: object, lo: int, hi: int) -> int:

@@ -165,7 +165,6 @@ class Ingestor:
         self._landmarks: dict[str, LandmarkRow | None] = {}
         self._sessions: dict[tuple[str, str], int] = {}
         self._devices: dict[str, DeviceView | None] = {}
-        self._landmark_keys: dict[str, bytes] = {}
         self._accepted_landmarks: dict[tuple[str, str], tuple[LandmarkRow, bytes]] = {}
         self._marks = DeviceMarks()
         """Devices this batch stored records of: marked for a verdict in one UPDATE."""
@@ -300,9 +299,7 @@ class Ingestor:
                 f"record is signed with key {rec.landmark_key_id}, but landmark "
                 f"{rec.landmark_id!r} is registered with key {lm.key_id}",
             )
-        landmark_key = self._landmark_keys.get(lm.public_key)
-        if landmark_key is None:
-            landmark_key = self._landmark_keys[lm.public_key] = bytes.fromhex(lm.public_key)
+        landmark_key = bytes.fromhex(lm.public_key)  # once a batch: see _accepted_landmarks
         if lm.status == "flagged":
             raise _Reject(
                 RejectReason.FLAGGED_LANDMARK,

@@ -33,7 +33,7 @@ _STORED_SESSIONS = (
     "SELECT landmark_id, session_id, id FROM records WHERE session_id = ANY(CAST(%s AS text[]))"
 )
 _DEVICES = (
-    "SELECT id, key_id, public_key, trust_level, gpu_id, retired_ns FROM devices "
+    f"SELECT {', '.join(c.key for c in DEVICE_COLUMNS)} FROM devices "
     "WHERE id = ANY(CAST(%s AS text[]))"
 )
 

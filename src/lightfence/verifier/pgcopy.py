@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from lightfence.verifier.sqlin import text_array
+from lightfence.verifier import lookups
 
 RECORD_COLUMNS = (
     "record_hash",
@@ -73,14 +73,11 @@ def copy_records(
     text); their ids, in the order of `rows`."""
     conn = session.connection().connection.driver_connection
     assert conn is not None
-    text = copy_text(rows, bodies)
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY records ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        copy.write(copy_text(rows, bodies).encode())
     hashes = [r["record_hash"] for r in rows]
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY records ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:
-            copy.write(text.encode())
-        cur.execute(
-            "SELECT record_hash, id FROM records WHERE record_hash = ANY(CAST(%s AS text[]))",
-            [text_array(hashes) or "{}"],
-        )
-        ids = dict(cur.fetchall())
-    return [int(ids[h]) for h in hashes]
+    ids = lookups.stored_hashes(session, hashes)
+    return [ids[h] for h in hashes]

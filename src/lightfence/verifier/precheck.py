@@ -122,12 +122,12 @@ def _run_parallel(checks: list[SignatureCheck], threads: int) -> list[bool]:
     # check made them slower than checking in line).
     shares = [checks[i::threads] for i in range(threads)]
     held = [False] * len(checks)
-    for i, results in enumerate(_pool(threads).map(_run_share, shares, [1] * threads)):
+    for i, results in enumerate(_pool(threads).map(_run_share, shares)):
         held[i::threads] = results
     return held
 
 
-def _run_share(share: Sequence[SignatureCheck], _threads: int) -> list[bool]:
+def _run_share(share: Sequence[SignatureCheck]) -> list[bool]:
     return [check.holds() for check in share]
 
 
