@@ -309,3 +309,14 @@ def test_the_listen_line_hides_a_database_password() -> None:
     shown = redacted("postgresql+psycopg://lf:hunter2@db.example:5432/lightfence")
     assert "hunter2" not in shown and "***" in shown
     assert http_base("::1", 8080) == "http://[::1]:8080"
+
+
+def test_a_token_in_the_environment_without_a_url_is_refused_not_a_local_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `lightfence status` with only the token's variable set is a remote call missing its URL;
+    # it must not create an empty local database in the working directory.
+    monkeypatch.chdir(tmp_path)
+    result = cli("status", env={TOKEN_ENV: "x" * 40, VERIFIER_ENV: ""})
+    assert_one_error_line(result, contains="--verifier")
+    assert not list(tmp_path.iterdir())

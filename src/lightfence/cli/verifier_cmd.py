@@ -12,6 +12,7 @@ import typer
 
 from lightfence.cli.errors import fail, refused
 from lightfence.cli.remote import (
+    TOKEN_ENV,
     VERIFIER_ENV,
     TokenOpt,
     VerifierOpt,
@@ -341,11 +342,11 @@ def redacted(db_url: str) -> str:
         return "(unparsed URL)"
 
 
-def _remote(db: str | None, verifier: str | None, token: str | None = None) -> bool:
+def _remote(db: str | None, verifier: str | None, token_file: str | None = None) -> bool:
     """Whether a command runs against a remote verifier: --verifier (or its env) and no --db.
-    A token with neither is a remote call missing its URL, not a wish for the local default
-    database (which would be created empty in the working directory)."""
-    if db is None and not verifier and token:
+    A token (--token-file or its env) with neither is a remote call missing its URL, not a wish
+    for the local default database (which would be created empty in the working directory)."""
+    if db is None and not verifier and (token_file or os.environ.get(TOKEN_ENV, "").strip()):
         raise refused(f"give the verifier's URL: --verifier URL (or ${VERIFIER_ENV})")
     return bool(verifier) and db is None
 
