@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from lightfence.units import C_VACUUM_KM_PER_MS
 from lightfence.verifier import board
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
@@ -69,7 +70,7 @@ def test_sentence_changes_and_rtt_floor(api: Board) -> None:
     floors = {r["landmark_id"]: r for r in detail["rtt"]["key"]}
     assert set(floors) == set(HONEST_MS)
     for r in floors.values():  # floor = 2 d / c from the reference, never above the RTT here
-        assert r["floor_ms"] == pytest.approx(2 * r["distance_km"] / board.C_KM_PER_MS, abs=1e-3)
+        assert r["floor_ms"] == pytest.approx(2 * r["distance_km"] / C_VACUUM_KM_PER_MS, abs=1e-3)
     timeline = api.get("/board/fleet")["timeline"]
     assert timeline[-1]["counts"] == {"VERIFIED": 1}
     assert api.get("/board/devices", api.other) == []  # another operator sees nothing

@@ -28,8 +28,9 @@ def stream_worker(
         str | None,
         typer.Option(
             "--db",
-            help="Database URL shared with `lightfence serve` (postgresql://USER:PASS@HOST:PORT"
-            "/DB for several workers). Env: LIGHTFENCE_DB_URL.",
+            help="Database URL shared with `lightfence serve` (postgresql://HOST:PORT/DB for "
+            "several workers). A URL with a password goes in LIGHTFENCE_DB_URL, not here: any "
+            "local user can read a process's arguments.",
         ),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Records per database transaction.")] = 2000,

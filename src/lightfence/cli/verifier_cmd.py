@@ -184,19 +184,18 @@ def serve(
         raise typer.Exit(2) from None
     if settings.tls_certfile is not None and settings.tls_keyfile is not None:
         import ssl
-        import stat
+
+        from lightfence.crypto.keys import KeyFileError, refuse_shared_mode
 
         try:  # the TLS key is as secret as the signing key: refuse it readable by others
-            mode = stat.S_IMODE(os.stat(settings.tls_keyfile).st_mode)
+            mode = os.stat(settings.tls_keyfile).st_mode
         except OSError:
             mode = 0  # a missing or unreadable key is said by load_cert_chain below
-        if mode & 0o077:
-            typer.echo(
-                f"error: TLS key {settings.tls_keyfile} is accessible by other users (mode "
-                f"{mode:o}); run: chmod 600 {settings.tls_keyfile}",
-                err=True,
-            )
-            raise typer.Exit(2)
+        try:
+            refuse_shared_mode(Path(settings.tls_keyfile), mode, "TLS key")
+        except KeyFileError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
         try:  # uvicorn would fail later with a traceback; say which file is wrong instead
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
                 settings.tls_certfile, settings.tls_keyfile

@@ -53,7 +53,7 @@ from lightfence.geo.sphere import (
     orthogonal_unit,
     unit_vectors,
 )
-from lightfence.units import EARTH_MEAN_RADIUS_KM, Bound, max_distance_km
+from lightfence.units import EARTH_MEAN_RADIUS_KM, HALF_CIRCUMFERENCE_KM, Bound, max_distance_km
 
 __all__ = [
     "BASELINE_SLOPE_MS_PER_KM",
@@ -154,8 +154,6 @@ class MeasurementLike(Protocol):
     def floor_ms(self) -> float: ...
 
 
-HALF_CIRCUMFERENCE_KM = math.pi * EARTH_MEAN_RADIUS_KM
-"""No point on the Earth is farther than this from any other (about 20,015 km)."""
 LOCATES_NOTHING_KM = HALF_CIRCUMFERENCE_KM / 2.0
 """A radius past a quarter of the circumference (about 10,000 km) covers most of a hemisphere
 or more: stated in words, not as a number that reads like a location."""

@@ -41,6 +41,15 @@ class KeyFileError(Exception):
     """A key file is missing, unreadable, malformed or readable by other users."""
 
 
+def refuse_shared_mode(path: Path, mode: int, what: str) -> None:
+    """KeyFileError if a secret's file (st_mode `mode`) is open to other users, as ssh refuses."""
+    if stat.S_IMODE(mode) & 0o077:
+        raise KeyFileError(
+            f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
 def key_id(public_key: bytes) -> str:
     """The key id of a raw 32-byte Ed25519 public key: hex of SHA-256(public_key)[:16]."""
     if len(public_key) != PUBLIC_KEY_LEN:
@@ -160,11 +169,7 @@ class SigningKey:
             raise KeyFileError(f"key file {path} not found") from None
         except OSError as exc:
             raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-        if stat.S_IMODE(mode) & 0o077:
-            raise KeyFileError(
-                f"key file {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
-                f"run: chmod 600 {path}"
-            )
+        refuse_shared_mode(path, mode, "key file")
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

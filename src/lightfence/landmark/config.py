@@ -36,7 +36,7 @@ from typing import Any
 from lightfence.model.registry import LandmarkEntry, RegistryError, split_address
 from lightfence.protocol.landmark_session import LandmarkConfig
 from lightfence.protocol.record import MAX_ROUNDS, MAX_RTT_NS
-from lightfence.protocol.record_topic import TopicAddressError, parse_kafka_url
+from lightfence.protocol.record_topic import TopicAddressError, is_kafka_url, parse_kafka_url
 
 TIMESTAMP_MODES = ("auto", "kernel", "monotonic")
 
@@ -147,7 +147,7 @@ def _parse_config(data: dict[str, Any], base_dir: Path) -> ServerConfig:
         raise ConfigError(
             "[verifier] url must be an http:// or https:// URL, or kafka://HOST:PORT/TOPIC"
         )
-    if isinstance(url, str) and url.startswith("kafka://"):
+    if isinstance(url, str) and is_kafka_url(url):
         try:
             parse_kafka_url(url)
         except TopicAddressError as exc:

@@ -24,14 +24,12 @@ from lightfence.geo.conformal import model_vectors
 from lightfence.geo.regions import Complement, Region
 from lightfence.geo.sphere import geodesic_km
 from lightfence.model.policy import PolicySpec, RegionKind, parse_policy_spec
-from lightfence.units import EARTH_MEAN_RADIUS_KM
+from lightfence.units import C_VACUUM_KM_PER_MS, EARTH_MEAN_RADIUS_KM, max_distance_km
 from lightfence.verifier.alerts import alert_dict
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.clock import iso
 from lightfence.verifier.models import AlertRow, DeviceRow, RejectionRow, VerdictRow
 
-C_KM_PER_MS = 299.792458
-"""Light in vacuum: the RTT floor to a landmark d km away is 2 d / c."""
 ADVICE_SHARE = 3.0
 """A new landmark d km from the device typically bounds it to about 2 d (real paths run about
 twice the straight line at 2/3 c, docs/coverage.md); to exclude a forbidden region D km away
@@ -107,7 +105,7 @@ def unverified_sentence(row: VerdictRow, measurements: Sequence[dict[str, Any]])
     region, name = found
     vec = model_vectors(np.array([near["lat"]]), np.array([near["lon"]])).reshape(1, 3)
     inside = bool(region.contains(np.array([near["lat"]]), np.array([near["lon"]]))[0])
-    reach_km = C_KM_PER_MS * float(near["rtt_ms"]) / 2.0
+    reach_km = max_distance_km(float(near["rtt_ms"]))
     lid = near["landmark_id"]
     if inside:
         return (
@@ -340,7 +338,7 @@ def rtt_rows(
         floor = dist = None
         if reference is not None and "lat" in m and "lon" in m:
             dist = geodesic_km(reference[0], reference[1], float(m["lat"]), float(m["lon"]))
-            floor = 2.0 * dist / C_KM_PER_MS
+            floor = 2.0 * dist / C_VACUUM_KM_PER_MS  # light in vacuum: RTT floor 2 d / c
         out.append(
             {
                 "landmark_id": m["landmark_id"],

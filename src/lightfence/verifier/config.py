@@ -15,7 +15,6 @@ from lightfence.core.robust import DEFAULT_LIARS, check_liars
 
 DEFAULT_DB_URL = "sqlite:///lightfence-verifier.db"
 DB_URL_ENV = "LIGHTFENCE_DB_URL"
-WEBHOOK_ENV = "LIGHTFENCE_WEBHOOK_URL"
 
 DEFAULT_CHECKIN_INTERVAL_S = 24 * 3600
 """A licence's required check-in interval unless it names another."""
