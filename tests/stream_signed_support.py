@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from lightfence.protocol.record import MeasurementRecord
-from lightfence.verifier import audit
+from lightfence.verifier import audit_verify
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.ingest import record_hash
@@ -110,7 +110,7 @@ def check_store(
             )
             for rec in records:
                 assert newest.get(rec.device_id, -1) >= rec.measured_at_unix_ns, rec.device_id
-            report = audit.verify_chain(s)
+            report = audit_verify.verify_chain(s)
             assert report.ok, report.problems
         return {"records": len(hashes), "verdicts": len(rows), "audit_entries": report.entries}
     finally:

@@ -32,8 +32,9 @@ from lightfence.protocol.record_topic import (
     encode,
     parse_kafka_url,
 )
+from lightfence.verifier import audit_verify
 from lightfence.verifier.ingest import record_hash
-from lightfence.verifier.models import DeviceRow, RecordRow, RejectionRow
+from lightfence.verifier.models import DeviceRow, RecordRow, RejectionRow, VerdictRow
 from lightfence.verifier.service import Service
 from stream_signed_support import (
     check_store,
@@ -480,5 +481,93 @@ def test_a_worker_builds_its_devices_policy_regions_before_it_consumes(tmp_path:
                 update(DeviceRow).where(DeviceRow.id == first).values(policy="in:XX-nowhere")
             )
         assert preload_policies(service) == ["in:DE"]  # the broken one logged and skipped
+    finally:
+        service.close()
+
+
+def test_recomputers_on_two_stream_chains_store_one_verdict(pg_url: str) -> None:
+    """Stream chains let two verdict passes run at once; the device row lock (FOR UPDATE in
+    store_decided) makes the second wait for the first, then find the device decided."""
+    from lightfence.verifier import verdicts
+    from lightfence.verifier.clock import now_ns
+
+    service = service_for(pg_url)
+    try:
+        labels = enrol_fleet(service, 1)
+        chains = service.open_chains(["kafka:t:0", "kafka:t:1"], "test")
+        service.ingest(signed_records(labels, rounds=1), ADMIN, chains=[chains["kafka:t:0"]])
+        with service.read() as s:
+            pending = verdicts.read_pending(s, service.config)
+        first, second = verdicts.decide_pending(pending), verdicts.decide_pending(pending)
+        stored_first, release = threading.Event(), threading.Event()
+        second_result: list[int] = []
+
+        def first_pass() -> None:
+            with service.write(chains=[chains["kafka:t:0"]]) as s:
+                assert len(verdicts.store_decided(s, first, now_ns())) == 1
+                stored_first.set()
+                release.wait(10)
+
+        def second_pass() -> None:
+            with service.write(chains=[chains["kafka:t:1"]]) as s:
+                second_result.append(len(verdicts.store_decided(s, second, now_ns())))
+
+        a = threading.Thread(target=first_pass)
+        a.start()
+        assert stored_first.wait(10)
+        b = threading.Thread(target=second_pass)
+        b.start()
+        b.join(0.5)
+        assert b.is_alive(), "the second pass did not wait for the first's device lock"
+        release.set()
+        a.join(10)
+        b.join(10)
+        assert second_result == [0]
+        with service.read() as s:
+            assert s.execute(select(func.count()).select_from(VerdictRow)).scalar_one() == 1
+            report = audit_verify.verify_chain(s)
+        assert report.ok and report.chains == 3, report
+    finally:
+        service.close()
+
+
+def test_two_workers_at_once_write_their_partitions_chains(pg_url: str) -> None:
+    """Two consumer-group members in one process, four partitions: every record stored once,
+    every verdict once, and the audit log verifies with a stream chain per partition."""
+    bootstrap = _shared_bootstrap()
+    service = service_for(pg_url)
+    try:
+        labels = enrol_fleet(service, 8)
+        records = signed_records(labels, rounds=2)
+        topic, group = f"signed-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+        create_topic(bootstrap, topic, 4)
+        publisher = RecordPublisher(bootstrap, topic)
+        publisher.publish([r.to_json_dict() for r in records])
+        publisher.close()
+        config = SignedStreamConfig(
+            bootstrap, topic, group, poll_batch=7, session_timeout_ms=TEST_SESSION_TIMEOUT_MS
+        )
+        finished = threading.Event()
+        workers = [SignedStreamWorker(service, config) for _ in range(2)]
+        threads = [
+            threading.Thread(target=w.run, args=(finished.is_set,), daemon=True) for w in workers
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 40
+        while not _done(service, len(records)):
+            assert time.monotonic() < deadline, "the stream did not finish in time"
+            time.sleep(0.1)
+        finished.set()
+        for t in threads:
+            t.join(20)
+        assert sum(w.stats.stored for w in workers) == len(records)
+        counts = check_store(pg_url, records)
+        with service.read() as s:
+            report = audit_verify.verify_chain(s)
+        # The main chain and one per partition that had records (8 devices may leave one empty).
+        used = {c for w in workers for c in w.chains.values()}
+        assert report.chains == 1 + len(used) >= 3, report
+        assert counts["records"] == len(records)
     finally:
         service.close()

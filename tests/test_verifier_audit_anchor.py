@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lightfence.cli.app import app
 from lightfence.crypto.keys import SigningKey
-from lightfence.verifier import audit, checkpoint
+from lightfence.verifier import audit, audit_verify, checkpoint
 from lightfence.verifier.audit import entry_hash
 from lightfence.verifier.auth import Role, create_token, revoke_token
 from lightfence.verifier.clock import now_ns
@@ -47,7 +47,7 @@ def _busy_fleet(url: str, tmp_path: Path) -> tuple[Fleet, SigningKey, Path]:
 
 def _problems(fleet: Fleet, cp: Path | None = None) -> list[str]:
     with fleet.service.read() as s:
-        found = audit.verify_chain(s).problems
+        found = audit_verify.verify_chain(s).problems
         if cp is not None:
             found += checkpoint.check(s, checkpoint.read_file(cp)).problems
     return found
@@ -127,7 +127,7 @@ def test_full_rehash_is_caught_by_the_checkpoint(db_url: str, tmp_path: Path) ->
     _sql(db_url, f"UPDATE audit_log SET payload = '{forged}' WHERE seq = {entry.seq}")
     _rehash_from(db_url, entry.seq)
     with fleet.service.read() as s:
-        assert audit.verify_chain(s, state=False).ok  # the chain alone is fooled...
+        assert audit_verify.verify_chain(s, state=False).ok  # the chain alone is fooled...
     problems = _problems(fleet, cp)
     assert any("rewritten (re-hashed)" in p for p in problems), problems  # ...not the anchor
     fleet.service.close()
@@ -217,7 +217,7 @@ def test_rows_from_before_0004_get_a_baseline_and_are_checked_from_then_on(db_ur
         )
     db.upgrade(old)
     with old.read() as s:
-        assert audit.verify_chain(s).ok, audit.verify_chain(s).problems
+        assert audit_verify.verify_chain(s).ok, audit_verify.verify_chain(s).problems
         baseline = s.execute(
             select(AuditRow).where(AuditRow.action == "state.baseline")
         ).scalar_one()
@@ -227,7 +227,7 @@ def test_rows_from_before_0004_get_a_baseline_and_are_checked_from_then_on(db_ur
     with old.write_engine.begin() as conn:
         conn.execute(text("UPDATE verdicts SET kind = 'VERIFIED'"))
     with old.read() as s:
-        assert any("verdicts row" in p for p in audit.verify_chain(s).problems)
+        assert any("verdicts row" in p for p in audit_verify.verify_chain(s).problems)
     old.dispose()
 
 

@@ -30,7 +30,7 @@ from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord, verify_gp
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
 from lightfence.units import C_VACUUM_KM_PER_MS
-from lightfence.verifier import audit
+from lightfence.verifier import audit_verify
 from lightfence.verifier.api.app import create_app
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
@@ -238,7 +238,7 @@ def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
     assert alert.count == 1
     assert _alerts(fleet, "inconsistent") == []
     with fleet.service.read() as s:  # every write above is in the audit chain, state included
-        report = audit.verify_chain(s)
+        report = audit_verify.verify_chain(s)
         entries = [json.loads(p) for (p,) in s.execute(select(AuditRow.payload))]
     assert report.ok, report.problems
     assert any(len(v) == 6 and v[4] == "gpu" for e in entries for v in e.get("verdicts", []))

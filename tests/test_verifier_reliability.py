@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 import lightfence
-from lightfence.verifier import audit
+from lightfence.verifier import audit_verify
 from lightfence.verifier.auth import Role
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.models import RecordRow
@@ -179,5 +179,5 @@ def test_concurrent_submissions_are_stored_exactly_once(db_url: str) -> None:
     assert len(_stored_hashes(db_url)) == len(records)
     check = Service(VerifierConfig(db_url))
     with check.read() as s:
-        assert audit.verify_chain(s).ok
+        assert audit_verify.verify_chain(s).ok
     check.close()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from lightfence.core.kinds import VerdictKind
-from lightfence.verifier import alerts, audit, crosscheck, db, queries, verdicts
+from lightfence.verifier import alerts, audit_verify, crosscheck, db, queries, verdicts
 from lightfence.verifier.auth import Role, authenticate, create_token, revoke_token
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.ingest import RejectReason
@@ -177,7 +177,7 @@ def test_rejections_are_kept_with_their_reason(fleet: Fleet) -> None:
     with fleet.service.read() as s:
         assert sum(r["count"] for r in queries.rejections(s, ADMIN, 100)) == len(cases) + 1
         kinds = {a["kind"] for a in queries.list_alerts(s, ADMIN)}
-        report = audit.verify_chain(s)
+        report = audit_verify.verify_chain(s)
     assert {"rejected_evidence", "identity_change"} <= kinds
     assert report.ok
 
@@ -268,16 +268,16 @@ def test_missed_checkin_alerts_once(fleet: Fleet) -> None:
 def test_audit_chain_detects_edits_and_deletions(fleet: Fleet) -> None:
     fleet.service.ingest([fleet.record("fra1", 0.5), fleet.record("par1", 5.0)], ADMIN)
     with fleet.service.read() as s:
-        assert audit.verify_chain(s).ok
+        assert audit_verify.verify_chain(s).ok
     with fleet.service.db.write_engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"))
     with fleet.service.read() as s:
-        report = audit.verify_chain(s)
+        report = audit_verify.verify_chain(s)
     assert not report.ok and any("entry 3" in p for p in report.problems)
     with fleet.service.db.write_engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
     with fleet.service.read() as s:
-        assert any("missing" in p for p in audit.verify_chain(s).problems)
+        assert any("missing" in p for p in audit_verify.verify_chain(s).problems)
 
 
 def test_audit_chain_detects_dropped_newest_entries(fleet: Fleet) -> None:
@@ -285,7 +285,7 @@ def test_audit_chain_detects_dropped_newest_entries(fleet: Fleet) -> None:
     with fleet.service.db.write_engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)"))
     with fleet.service.read() as s:
-        assert any("newest" in p for p in audit.verify_chain(s).problems)
+        assert any("newest" in p for p in audit_verify.verify_chain(s).problems)
 
 
 def test_tokens_are_hashed_and_revocable(fleet: Fleet) -> None:

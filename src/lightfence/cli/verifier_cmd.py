@@ -415,7 +415,8 @@ def audit_verify(
             )
         out = call_verifier(verifier, token, "GET", "/audit/verify")
         if out["ok"]:
-            typer.echo(f"audit log intact: {out['entries']} entries, head {out['head_hash']}")
+            typer.echo(f"audit log intact: {_entries(out['entries'], out.get('chains', 1))}, "
+                       f"head {out['head_hash']}")  # fmt: skip
             typer.echo("checked by the verifier itself: a rewound or re-hashed log would pass")
             return
         typer.echo(f"audit log BROKEN ({out['entries']} entries read):", err=True)
@@ -423,7 +424,7 @@ def audit_verify(
             typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(1)
 
-    from lightfence.verifier.audit import verify_chain
+    from lightfence.verifier.audit_verify import verify_chain
     from lightfence.verifier.checkpoint import CheckpointError, check, read_file
 
     try:
@@ -440,7 +441,9 @@ def audit_verify(
         service.close()
     problems = report.problems + (signed.problems if signed else [])
     if not problems:
-        typer.echo(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        typer.echo(
+            f"audit log intact: {_entries(report.entries, report.chains)}, head {report.head_hash}"
+        )
         if signed is not None:
             typer.echo(
                 f"matches {signed.checked} signed checkpoint(s) up to entry {signed.newest_seq} "
@@ -453,6 +456,12 @@ def audit_verify(
     for problem in problems:
         typer.echo(f"  - {problem}", err=True)
     raise typer.Exit(1)
+
+
+def _entries(entries: int, chains: int) -> str:
+    if chains <= 1:
+        return f"{entries} entries"
+    return f"{entries} entries in {chains} chains (main and {chains - 1} stream)"
 
 
 @audit_app.command("checkpoint")

@@ -20,8 +20,17 @@ Exactly once per record and per verdict, without broker transactions (docs/fleet
    assigned partition may carry devices its crashed predecessor marked and never decided: the
    first pass after an assignment decides every marked device.
 
-Audit: every write transaction locks the single audit head row (SELECT ... FOR UPDATE), so the
-chain stays one verifiable chain whatever the number of workers and API replicas.
+Audit: each partition has its own stream chain (verifier.audit, named
+`kafka:<topic>:<partition>`), opened on the main chain the first time a worker writes for it. A
+batch's transaction locks the heads of the partitions it holds and appends to the lowest one's
+chain, so workers on different partitions no longer queue on one lock, while two members that
+both believe they own a partition (a rebalance in flight) still take turns. A worker's verdict
+passes go to the chain of its lowest partition. `audit verify` checks every chain and the
+checkpoints sign every head.
+
+Concurrent writers can now lock the same device rows in different orders (a sweep after an
+assignment decides every marked device, whoever's partition it is on): PostgreSQL then aborts
+one transaction as deadlocked, and the worker runs it again (nothing of it was written).
 """
 
 from __future__ import annotations
@@ -29,13 +38,13 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from lightfence.fleet.stream_metrics import StreamMetrics
 from lightfence.model.text import one_line
@@ -156,6 +165,8 @@ class SignedStreamWorker:
         # signatures. The actor names the topic in rejections and the audit log.
         self.principal = Principal(name=f"kafka/{config.topic}", role=Role.ADMIN)
         self.owned: set[int] = set()
+        self.chains: dict[int, int] = {}
+        """Audit stream chain of each partition this worker has written for."""
         self._dirty: set[str] = set()
         self._sweep_all = False
         self._last_recompute = time.monotonic()
@@ -199,15 +210,16 @@ class SignedStreamWorker:
         started = time.perf_counter()
         records, offsets = self._parse(messages)
         if records:
+            chains = self._chains(offsets)
             try:
-                outcomes = self._ingest(records)
+                outcomes = self._ingest(records, chains)
             except (DataError, IntegrityError) as exc:
                 # One record the database refuses (text it cannot store, say) would otherwise
                 # fail its batch on every replay and stall the partition: find it alone.
                 log.warning(
                     "batch refused by the database (%s); ingesting one by one", _refusal(exc)
                 )
-                records, outcomes = self._ingest_singly(records)
+                records, outcomes = self._ingest_singly(records, chains)
             self.fault("after_db_commit")
             self._tally(records, outcomes)
         if self._sweep_all or time.monotonic() - self._last_recompute >= (
@@ -220,13 +232,26 @@ class SignedStreamWorker:
             self.stats.batches += 1
         self._update_lag()
 
-    def _ingest(self, records: Sequence[MeasurementRecord]) -> list[Outcome]:
-        return self.service.ingest(
-            records, self.principal, before_commit=lambda: self.fault("in_transaction")
+    def _chains(self, partitions: Collection[int]) -> list[int]:
+        """The audit chains of `partitions`, opening those this worker has not used yet."""
+        new = {f"kafka:{self.config.topic}:{p}": p for p in partitions if p not in self.chains}
+        if new:
+            opened = self.service.open_chains(list(new), self.principal.actor)
+            self.chains.update({new[name]: chain for name, chain in opened.items()})
+        return sorted(self.chains[p] for p in partitions)
+
+    def _ingest(self, records: Sequence[MeasurementRecord], chains: list[int]) -> list[Outcome]:
+        return _again_if_deadlocked(
+            lambda: self.service.ingest(
+                records,
+                self.principal,
+                before_commit=lambda: self.fault("in_transaction"),
+                chains=chains,
+            )
         )
 
     def _ingest_singly(
-        self, records: Sequence[MeasurementRecord]
+        self, records: Sequence[MeasurementRecord], chains: list[int]
     ) -> tuple[list[MeasurementRecord], list[Outcome]]:
         """Each record in its own transaction; one the database refuses is counted as a bad
         message and logged (connection errors are not caught: the batch is replayed)."""
@@ -234,7 +259,7 @@ class SignedStreamWorker:
         outcomes: list[Outcome] = []
         for rec in records:
             try:
-                outcomes.extend(self._ingest([rec]))
+                outcomes.extend(self._ingest([rec], chains))
                 kept.append(rec)
             except (DataError, IntegrityError) as exc:
                 self.stats.bad_messages += 1
@@ -250,7 +275,11 @@ class SignedStreamWorker:
         devices = None if self._sweep_all else self._dirty
         if devices is None or devices:
             cpu = time.process_time()
-            self.stats.verdicts += self.service.recompute_all(devices_of=devices)
+            mine = sorted(p for p in self.owned if p in self.chains)
+            chains = [self.chains[mine[0]]] if mine else []
+            self.stats.verdicts += _again_if_deadlocked(
+                lambda: self.service.recompute_all(devices_of=devices, chains=chains)
+            )
             self.stats.recompute_cpu_s += time.process_time() - cpu
         self._dirty = set()
         self._sweep_all = False
@@ -318,6 +347,26 @@ class SignedStreamWorker:
             if high >= 0:
                 lags[tp.partition] = max(high - tp.offset, 0)
         self.metrics.set_lag(lags)
+
+
+DEADLOCK_RETRIES = 5
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back."""
+
+
+T = TypeVar("T")
+
+
+def _again_if_deadlocked(work: Callable[[], T]) -> T:
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            return work()
+        except OperationalError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if state not in _RETRYABLE_SQLSTATES or attempt == DEADLOCK_RETRIES:
+                raise
+            log.info("transaction rolled back by the database (%s); running it again", state)
+    raise AssertionError("unreachable")
 
 
 def _refusal(exc: DataError | IntegrityError) -> str:

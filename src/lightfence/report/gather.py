@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lightfence.verifier.audit import verify_chain
+from lightfence.verifier.audit_verify import verify_chain
 from lightfence.verifier.auth import Role
 from lightfence.verifier.checkpoint import check as check_checkpoints
 from lightfence.verifier.evidence import registry_document, verdict_bundle

@@ -8,6 +8,10 @@ live where the database's writer cannot reach. `lightfence audit verify --checkp
 then demands that entry `seq` of the chain still has the signed hash: a truncated, rewound or
 re-hashed chain cannot. Changes after the newest checkpoint are covered from the next one on
 (every `checkpoint_interval_s`).
+
+Version 2 also signs the head of every stream chain (verifier.audit): `chains` lists
+[chain id, seq, head hash] for each one with entries; version 1 documents (main chain only)
+are still checked.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from sqlalchemy.orm import Session
 
 from lightfence.crypto.keys import SigningKey, key_id, verify_signature
 from lightfence.model.canonical import canonical_json
-from lightfence.verifier.models import AuditHeadRow, AuditRow
+from lightfence.verifier.audit import MAIN_CHAIN, heads
+from lightfence.verifier.models import AuditHeadRow, AuditRow, AuditStreamRow
 
 CHECKPOINT_TYPE = "lightfence.audit-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -39,21 +44,29 @@ def _signed_part(doc: dict[str, Any]) -> bytes:
 
 
 def make(session: Session, key: SigningKey, now_ns: int) -> dict[str, Any] | None:
-    """A signed checkpoint of the current head, or None for an empty chain."""
-    head = session.get(AuditHeadRow, 1)
-    if head is None or head.seq == 0:
+    """A signed checkpoint of every chain's current head, or None for an empty log."""
+    rows = heads(session)
+    main = next((h for h in rows if h.id == MAIN_CHAIN), None)
+    streams = [[h.id, h.seq, h.hash] for h in rows if h.id != MAIN_CHAIN and h.seq > 0]
+    if main is None or (main.seq == 0 and not streams):
         return None
     doc: dict[str, Any] = {
         "type": CHECKPOINT_TYPE,
         "version": VERSION,
-        "seq": head.seq,
-        "head_hash": head.hash,
+        "seq": main.seq,
+        "head_hash": main.hash,
+        "chains": streams,
         "at_unix_ns": now_ns,
         "public_key": key.public_bytes.hex(),
         "key_id": key.key_id,
     }
     doc["signature"] = key.sign(_signed_part(doc)).hex()
     return doc
+
+
+def position(doc: dict[str, Any]) -> tuple[Any, ...]:
+    """What a checkpoint signs the position of: equal for two checkpoints of unchanged chains."""
+    return (doc.get("seq"), str(doc.get("chains")))
 
 
 def append_to_file(path: Path, doc: dict[str, Any]) -> None:
@@ -120,21 +133,52 @@ def check(
             continue
         keys.add(key_id(public))
         newest = max(newest, seq)
-        row = session.get(AuditRow, seq)
-        if row is None:
-            last = 0 if head is None else head.seq
-            problems.append(
-                f"signed checkpoint names entry {seq}, but the log ends at entry {last}: "
-                "entries were cut off and the head rewound"
-            )
-        elif row.hash != digest:
-            problems.append(
-                f"entry {seq} hashes to {row.hash[:16]}…, its signed checkpoint says "
-                f"{digest[:16]}…: the chain up to it was rewritten (re-hashed)"
-            )
+        problems.extend(_main_problem(session, head, seq, digest))
+        try:
+            chains = [(int(c), int(q), str(h)) for c, q, h in doc.get("chains") or []]
+        except (TypeError, ValueError):
+            problems.append(f"checkpoint {n}: malformed chain heads")
+            continue
+        for chain, chain_seq, chain_hash in chains:
+            problems.extend(_stream_problem(session, chain, chain_seq, chain_hash))
     if len(keys) > 1 and trusted_key_hex is None:
         problems.append(
             f"checkpoints are signed by {len(keys)} different keys ({', '.join(sorted(keys))}); "
             "pin the verifier's key with --public-key"
         )
     return CheckpointReport(n, newest, tuple(sorted(keys)), problems)
+
+
+def _main_problem(session: Session, head: AuditHeadRow | None, seq: int, digest: str) -> list[str]:
+    if seq == 0:
+        return []
+    row = session.get(AuditRow, seq)
+    if row is None:
+        last = 0 if head is None else head.seq
+        return [
+            f"signed checkpoint names entry {seq}, but the log ends at entry {last}: "
+            "entries were cut off and the head rewound"
+        ]
+    if row.hash != digest:
+        return [
+            f"entry {seq} hashes to {row.hash[:16]}…, its signed checkpoint says "
+            f"{digest[:16]}…: the chain up to it was rewritten (re-hashed)"
+        ]
+    return []
+
+
+def _stream_problem(session: Session, chain: int, seq: int, digest: str) -> list[str]:
+    row = session.get(AuditStreamRow, (chain, seq))
+    if row is None:
+        head = session.get(AuditHeadRow, chain)
+        last = "is gone" if head is None else f"ends at entry {head.seq}"
+        return [
+            f"signed checkpoint names entry {seq} of stream chain {chain}, but that chain {last}: "
+            "entries were cut off"
+        ]
+    if row.hash != digest:
+        return [
+            f"stream chain {chain}: entry {seq} hashes to {row.hash[:16]}…, its signed "
+            f"checkpoint says {digest[:16]}…: the chain up to it was rewritten (re-hashed)"
+        ]
+    return []

@@ -275,10 +275,34 @@ class AuditRow(Base):
 
 
 class AuditHeadRow(Base):
-    """One row: the last sequence number and hash. Every writer locks it: the chain stays linear."""
+    """The last sequence number and hash of each chain: row 1 is the main chain (audit_log),
+    the others are stream chains (audit_stream_log). A writer locks the head it appends to, so
+    each chain stays linear."""
 
     __tablename__ = "audit_head"
+    __table_args__ = (UniqueConstraint("name", name="uq_audit_head_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """A stream chain's name (`kafka:<topic>:<partition>`); None for the main chain."""
+
+
+class AuditStreamRow(Base):
+    """An entry of a stream chain (verifier.audit): what stream workers write, each partition's
+    writer on its own chain, so that they do not queue on one lock. `main_seq` is the main
+    chain's head when the entry was written; it orders the entry against main-chain entries."""
+
+    __tablename__ = "audit_stream_log"
+
+    chain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    main_seq: Mapped[int] = mapped_column(BigInteger)
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from lightfence.model.policy import PolicySpec, parse_policy_spec
 from lightfence.model.trust import Locates
 from lightfence.units import Bound
+from lightfence.verifier import audit
 from lightfence.verifier.alerts import alert_dict
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.clock import iso
@@ -260,6 +261,6 @@ def summary(session: Session) -> dict[str, Any]:
         "gpu_rounds": session.execute(select(func.count()).select_from(GpuRoundRow)).scalar_one(),
         "rejections": rejected,
         "open_alerts": open_alerts,
-        "audit_entries": 0 if head is None else head.seq,
+        "audit_entries": audit.entry_count(session),
         "audit_head": None if head is None else head.hash,
     }

@@ -81,7 +81,7 @@ class Service:
             if config.checkpoint_webhook_url
             else None
         )
-        self._checkpointed_seq = -1
+        self._checkpointed: tuple[Any, ...] = ()
         self._checkpoint_lock = threading.Lock()  # the worker and a shutdown may overlap
 
     def close(self) -> None:
@@ -91,15 +91,21 @@ class Service:
         self.db.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, chains: Sequence[int] = ()) -> Iterator[Session]:
         """A write transaction; alerts it raised are published only once it has committed.
 
-        It starts by locking the audit head, so write transactions run one at a time on every
-        database: checks such as "is this record stored already?" see every earlier commit.
+        Without `chains` it starts by locking the main audit chain's head, so these writes run
+        one at a time on every database: checks such as "is this record stored already?" see
+        every earlier commit. With `chains` (stream chains open for the caller's partitions) it
+        runs beside writes on other stream chains (verifier.audit); what they could both write
+        is kept apart by unique keys and device row locks, and it may not change the registry.
         """
         refused: ServiceError | None = None
         with self.db.write() as session:
-            audit.lock_head(session)
+            if chains:
+                audit.lock_stream(session, chains)
+            else:
+                audit.lock_head(session)
             try:
                 yield session
             except ServiceError as exc:
@@ -124,15 +130,17 @@ class Service:
         who: Principal,
         *,
         before_commit: Callable[[], None] | None = None,
+        chains: Sequence[int] = (),
     ) -> list[Outcome]:
         """Check, store or reject `records` in one write transaction (POST /records and the
-        stream workers both come here). `before_commit` runs inside that transaction, after the
-        batch is written: the stream worker's crash tests kill the process there."""
+        stream workers both come here; `chains`: see `write`). `before_commit` runs inside that
+        transaction, after the batch is written: the stream worker's crash tests kill the
+        process there."""
         hashes = [record_hash(r) for r in records]
         with self.read() as session:  # signatures checked outside the write lock: see precheck
             prechecked = precheck(session, records, hashes, self.config.verify_threads)
         locked = time.perf_counter()
-        with self.write() as session:
+        with self.write(chains) as session:
             ingestor = Ingestor(session, self.config, who, now_ns())
             outcomes = ingestor.ingest(records, hashes, prechecked)
             if before_commit is not None:
@@ -174,9 +182,16 @@ class Service:
                     by=who.actor,
                 )
 
-    def recompute(self, limit: int = 2000, devices_of: Collection[str] | None = None) -> int:
+    def recompute(
+        self,
+        limit: int = 2000,
+        devices_of: Collection[str] | None = None,
+        chains: Sequence[int] = (),
+    ) -> int:
         """One recompute pass over devices with new inputs (only `devices_of`, if given).
-        Returns verdicts stored."""
+        Returns verdicts stored. With `chains` (see `write`) the verdicts go to a stream chain
+        and landmark blame, which may flag a landmark (a registry change), is rescored after
+        in a main-chain write."""
         started = time.perf_counter()
         with self.db.read() as session:
             pending = verdicts.read_pending(session, self.config, limit, devices_of)
@@ -184,11 +199,17 @@ class Service:
         if not pending:
             return 0
         decided = gpu_verdicts.refine(verdicts.decide_pending(pending), self.config)
-        with self.write() as session:
+        inconsistent = VerdictKind.INCONSISTENT.value
+        with self.write(chains) as session:
             stored = verdicts.store_decided(session, decided, now_ns())
             kinds = [row.kind for row in stored]
-            inconsistent = VerdictKind.INCONSISTENT.value
-            if any(inconsistent in (row.kind, row.previous) for row in stored):
+            rescore = any(inconsistent in (row.kind, row.previous) for row in stored)
+            if rescore and not chains:
+                blame.score(session, self.config, now_ns())
+        if rescore and chains:
+            # A crash before this write leaves the counters as they were until the next
+            # INCONSISTENT verdict rescores; nothing is flagged that should not be.
+            with self.write() as session:
                 blame.score(session, self.config, now_ns())
         for kind in kinds:
             self.metrics.verdicts.labels(kind).inc()
@@ -196,15 +217,23 @@ class Service:
         return len(kinds)
 
     def recompute_all(
-        self, max_passes: int = 100, devices_of: Collection[str] | None = None
+        self,
+        max_passes: int = 100,
+        devices_of: Collection[str] | None = None,
+        chains: Sequence[int] = (),
     ) -> int:
         total = 0
         for _ in range(max_passes):
-            n = self.recompute(devices_of=devices_of)
+            n = self.recompute(devices_of=devices_of, chains=chains)
             total += n
             if n == 0:
                 break
         return total
+
+    def open_chains(self, names: Collection[str], actor: str) -> dict[str, int]:
+        """The stream chain of each name (verifier.audit), opened on the main chain if new."""
+        with self.write() as session:
+            return audit.open_chains(session, names, actor=actor, now_ns=now_ns())
 
     def sweep_checkins(self) -> int:
         with self.write() as session:
@@ -220,12 +249,12 @@ class Service:
         with self._checkpoint_lock:
             with self.read() as session:
                 doc = checkpoint.make(session, self.signing_key, now_ns())
-            if doc is None or (doc["seq"] == self._checkpointed_seq and not force):
+            if doc is None or (checkpoint.position(doc) == self._checkpointed and not force):
                 return None
             if self.config.checkpoint_path is not None:
                 checkpoint.append_to_file(Path(self.config.checkpoint_path), doc)
             if self.checkpoint_hook is not None:
                 self.checkpoint_hook.send(doc)
-            self._checkpointed_seq = doc["seq"]
+            self._checkpointed = checkpoint.position(doc)
         log("audit.checkpoint", logging.INFO, seq=doc["seq"], head=doc["head_hash"])
         return doc

@@ -313,15 +313,21 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
 
     One audit entry covers the pass (every verdict id, device and kind is in its payload).
     """
-    ids = [d.pending.device_id for d in decided]
+    # Sorted, and the device rows locked in that order: writers on other stream chains
+    # (verifier.audit) may store or mark the same devices meanwhile, and two transactions
+    # locking in one order never wait on each other in a cycle.
+    ids = sorted({d.pending.device_id for d in decided})
     seqs: dict[str, int] = {}
     waiting: set[str] = set()
     previous: dict[str, str] = {}
     previous_alert: dict[str, str | None] = {}
     for k in range(0, len(ids), 500):
         chunk = ids[k : k + 500]
-        query = select(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict).where(
-            one_of(DeviceRow.id, chunk)
+        query = (
+            select(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict)
+            .where(one_of(DeviceRow.id, chunk))
+            .order_by(DeviceRow.id)
+            .with_for_update()
         )
         for did, seq, needs in session.execute(query):
             seqs[did] = seq
@@ -380,8 +386,8 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
             raise_for.append(d)
     if not rows:
         return []
-    # Write transactions are serial (the audit head lock), so the dirty_seq read above is still
-    # current: one UPDATE clears the devices decided.
+    # The device rows are locked (FOR UPDATE above), so the dirty_seq read is still current
+    # until this transaction ends: one UPDATE clears the devices decided.
     done = [r["device_id"] for r in rows]
     for k in range(0, len(done), 500):
         session.execute(

@@ -256,7 +256,11 @@ class RecomputeOut(Out):
 class AuditVerifyOut(Out):
     ok: bool
     entries: int
+    """In all chains."""
     head_hash: str
+    """The main chain's head."""
+    chains: int
+    """The main chain and each partition's stream chain (verifier.audit)."""
     problems: list[str]
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from lightfence.verifier import alerts, audit, queries
+from lightfence.verifier import alerts, queries
 from lightfence.verifier.alerts import AlertKind
 from lightfence.verifier.api.deps import (
     FleetReaderDep,
@@ -26,6 +26,7 @@ from lightfence.verifier.api.responses import (
     RejectionOut,
     StatusOut,
 )
+from lightfence.verifier.audit_verify import verify_chain
 from lightfence.verifier.auth import Role
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.errors import NotFound
@@ -159,10 +160,11 @@ def recompute(service: ServiceDep, who: WriterDep) -> dict[str, int]:
 def audit_verify(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
     require(who, Role.ADMIN, Role.AUDITOR)
     with service.read() as session:
-        report = audit.verify_chain(session)
+        report = verify_chain(session)
     return {
         "ok": report.ok,
         "entries": report.entries,
         "head_hash": report.head_hash,
+        "chains": report.chains,
         "problems": report.problems,
     }

@@ -1,0 +1,220 @@
+"""`audit verify`: walk every audit chain (verifier.audit) and the state tables against them.
+
+Each chain is checked on its own (sequence, links, hashes, head). The state digests are then
+merged across chains in the order the writes happened: a main entry m comes after every stream
+entry that saw main head m-1 or less, and a stream entry that saw main head m comes after main
+entry m (stream writers hold the writers' lock shared, main writers exclusive). Stream entries
+of different chains that saw the same main head record only verdicts they inserted, distinct
+rows, so their order among themselves does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from lightfence.verifier.audit import (
+    CHAIN_OPEN_ACTION,
+    GENESIS_HASH,
+    MAIN_CHAIN,
+    STATE_KEY,
+    entry_hash,
+    stream_entry_hash,
+)
+from lightfence.verifier.models import AuditHeadRow, AuditRow, AuditStreamRow
+
+BATCH_ROWS = 5000
+
+Order = tuple[int, int, int, int]
+"""Where an entry's state falls among all chains: (main seq, 0 main / 1 stream, chain, seq)."""
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    entries: int
+    head_hash: str
+    """The main chain's head."""
+    problems: list[str]
+    chains: int = 1
+    """Chains walked: the main chain and the stream chains."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _State:
+    """The latest digest each covered row was recorded with, across chains."""
+
+    def __init__(self) -> None:
+        self.latest: dict[tuple[str, str], tuple[Order, str | None]] = {}
+
+    def collect(self, payload: str, order: Order) -> list[tuple[str, str, str | None]]:
+        """Record the entry's state refs; returns them."""
+        if f'"{STATE_KEY}":' not in payload:
+            return []
+        try:
+            refs = json.loads(payload).get(STATE_KEY) or []
+        except (ValueError, AttributeError):
+            return []  # an edited entry; its hash check reports it
+        out = []
+        for ref in refs:
+            if isinstance(ref, list) and len(ref) == 3:
+                key = (str(ref[0]), str(ref[1]))
+                digest = None if ref[2] is None else str(ref[2])
+                out.append((*key, digest))
+                known = self.latest.get(key)
+                if known is None or known[0] < order:
+                    self.latest[key] = (order, digest)
+        return out
+
+    def recorded(self) -> dict[tuple[str, str], str | None]:
+        return {k: digest for k, (_, digest) in self.latest.items()}
+
+
+def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True) -> AuditReport:
+    """Walk every chain; report every edited, deleted or reordered entry found, then (with
+    `state`) every registry or verdict row that differs from what the chains last recorded."""
+    problems: list[str] = []
+    states = _State()
+    heads = {h.id: h for h in session.execute(select(AuditHeadRow)).scalars()}
+    opened: dict[int, str] = {}
+    count, main_hash, main_last = _walk_main(session, heads, problems, states, opened, state)
+    stream_ids = sorted(
+        (set(heads) - {MAIN_CHAIN})
+        | set(opened)
+        | set(session.execute(select(AuditStreamRow.chain).distinct()).scalars())
+    )
+    for chain in stream_ids:
+        if len(problems) >= max_problems:
+            break
+        count += _walk_stream(session, chain, heads, opened, main_last, problems, states)
+    if state and len(problems) < max_problems:
+        from lightfence.verifier.statehash import check_state
+
+        problems.extend(check_state(session, states.recorded(), max_problems - len(problems)))
+    return AuditReport(count, main_hash, problems[:max_problems], 1 + len(stream_ids))
+
+
+def _walk_main(
+    session: Session,
+    heads: dict[int, AuditHeadRow],
+    problems: list[str],
+    states: _State,
+    opened: dict[int, str],
+    state: bool,
+) -> tuple[int, str, int]:
+    prev, expected_seq, count, last_seq = GENESIS_HASH, 1, 0, 0
+    for row in _rows(session, None):
+        count += 1
+        if row.seq != expected_seq:
+            problems.append(f"entries {expected_seq}..{row.seq - 1} are missing (deleted)")
+        if row.prev_hash != prev:
+            problems.append(f"entry {row.seq}: prev_hash does not match entry before it")
+        digest = entry_hash(
+            row.prev_hash, row.seq, row.at_ns, row.actor, row.action, row.subject, row.payload
+        )
+        if digest != row.hash:
+            problems.append(f"entry {row.seq} ({row.action} {row.subject}) was edited")
+        elif row.action == CHAIN_OPEN_ACTION:
+            opened.update(_opened(row.payload))
+        if state:
+            states.collect(row.payload, (row.seq, 0, 0, 0))
+        prev, expected_seq, last_seq = row.hash, row.seq + 1, row.seq
+    head = heads.get(MAIN_CHAIN)
+    if head is None:
+        if count:
+            problems.append("audit_head is missing")
+    elif head.seq != last_seq or head.hash != prev:
+        problems.append(
+            f"audit head says entry {head.seq} is last but the log ends at entry {last_seq}: "
+            "newest entries were deleted or the head was altered"
+        )
+    return count, prev, last_seq
+
+
+def _walk_stream(
+    session: Session,
+    chain: int,
+    heads: dict[int, AuditHeadRow],
+    opened: dict[int, str],
+    main_last: int,
+    problems: list[str],
+    states: _State,
+) -> int:
+    head = heads.get(chain)
+    name = opened.get(chain) or (head.name if head is not None else None) or "?"
+    where = f"stream chain {chain} ({name})"
+    if chain not in opened:
+        problems.append(f"{where} was never opened on the main chain: written outside the verifier")
+    elif head is not None and head.name != opened[chain]:
+        problems.append(f"{where}: its head is named {head.name!r}, not as opened")
+    prev, expected_seq, count, last_seq, last_main = GENESIS_HASH, 1, 0, 0, 0
+    for row in _rows(session, chain):
+        count += 1
+        if row.seq != expected_seq:
+            problems.append(f"{where}: entries {expected_seq}..{row.seq - 1} are missing")
+        if row.prev_hash != prev:
+            problems.append(f"{where}: entry {row.seq}'s prev_hash does not match the entry before")
+        digest = stream_entry_hash(
+            row.prev_hash, chain, row.seq, row.main_seq, row.at_ns, row.actor, row.action,
+            row.subject, row.payload,
+        )  # fmt: skip
+        if digest != row.hash:
+            problems.append(f"{where}: entry {row.seq} ({row.action} {row.subject}) was edited")
+        if not last_main <= row.main_seq <= main_last:
+            problems.append(
+                f"{where}: entry {row.seq} says main entry {row.main_seq} was the head, out of "
+                f"order (the main chain ends at {main_last})"
+            )
+        for table, key, recorded in states.collect(row.payload, (row.main_seq, 1, chain, row.seq)):
+            # The writer refuses these (audit.append): only an entry forged with SQL has one,
+            # recording a row as the attacker left it.
+            if table != "verdicts" or recorded is None:
+                problems.append(
+                    f"{where}: entry {row.seq} records {table} row {key}, which only the main "
+                    "chain may: it was not written by the verifier"
+                )
+        prev, expected_seq, last_seq, last_main = row.hash, row.seq + 1, row.seq, row.main_seq
+    if head is None:
+        if chain in opened:
+            problems.append(f"{where}: its head was deleted")
+    elif head.seq != last_seq or head.hash != prev:
+        problems.append(
+            f"{where}: its head says entry {head.seq} is last but the chain ends at entry "
+            f"{last_seq}: newest entries were deleted or the head was altered"
+        )
+    return count
+
+
+def _rows(session: Session, chain: int | None) -> Iterator[Any]:
+    """The main chain's entries (chain None) or a stream chain's, in order, a batch at a time."""
+    last = 0
+    while True:
+        query: Select[Any]
+        if chain is None:
+            query = select(AuditRow).where(AuditRow.seq > last).order_by(AuditRow.seq)
+        else:
+            query = (
+                select(AuditStreamRow)
+                .where(AuditStreamRow.chain == chain, AuditStreamRow.seq > last)
+                .order_by(AuditStreamRow.seq)
+            )
+        rows = session.execute(query.limit(BATCH_ROWS)).scalars().all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def _opened(payload: str) -> dict[int, str]:
+    try:
+        chains = json.loads(payload).get("chains") or []
+        return {int(c): str(n) for c, n in chains}
+    except (ValueError, TypeError, AttributeError):
+        return {}
