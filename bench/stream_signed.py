@@ -11,8 +11,10 @@ Measured in the same run:
   with each worker capped at a fraction of a CPU (bench.cpu_cap: a core of its own, slower,
   so that the ratio measures the workers rather than a machine with fewer cores than
   workers plus database plus broker);
-* the ceiling again inside each worker, between its batches, and how long each batch held the
-  write lock (the cluster's serial section);
+* the ceiling again inside each worker, between its batches, and how long each batch's write
+  transaction took (serial within one partition's audit chain, verifier.audit);
+* two workers again with every write on the main audit chain (the design before per-partition
+  chains): how long writes waited for their chain's lock, per stored record, in both designs;
 * PostgreSQL's own insert rate here: rows of the records table per second, batches of 2,000.
 
     python -m bench.stream_signed [--records 24000] [--devices 1000] [--partitions 4]
@@ -33,6 +35,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select
@@ -196,10 +199,13 @@ class InterleavedCeiling:
         self.cpu_s += t2 - t0
 
 
-def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, start: float) -> None:
+def _child(
+    url: str, bootstrap: str, topic: str, group: str, expected: int, start: float, one_chain: bool
+) -> None:
     """One worker process: joins the group, holds its partitions paused until `start` (epoch
     s, so that every worker of a run starts consuming at once, after the group has settled),
-    consumes until the database holds every record, then reports."""
+    consumes until the database holds every record, then reports. `one_chain`: every write on
+    the main audit chain, as before per-partition chains (the baseline of the lock figures)."""
     from confluent_kafka import Consumer, TopicPartition
 
     from lightfence.fleet.signed_stream import (
@@ -213,6 +219,9 @@ def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, star
             super()._on_assign(consumer, parts)
             if time.time() < start:
                 consumer.pause(parts)
+
+        def _chains(self, partitions: Collection[int]) -> list[int]:
+            return [] if one_chain else super()._chains(partitions)
 
     ceiling = InterleavedCeiling()
     _warm_policy()
@@ -248,7 +257,15 @@ def _child(url: str, bootstrap: str, topic: str, group: str, expected: int, star
     service.close()
     hist = service.metrics.ingest_write_seconds
     write_s = next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_sum"))
-    out = {"marks": marks, "stored": stats.stored, "verdicts": stats.verdicts, "write_s": write_s}
+    waits = service.metrics.audit_lock_wait_seconds
+    wait_s = sum(s.value for m in waits.collect() for s in m.samples if s.name.endswith("_sum"))
+    out = {
+        "marks": marks,
+        "stored": stats.stored,
+        "verdicts": stats.verdicts,
+        "write_s": write_s,
+        "lock_wait_s": wait_s,
+    }
     print(json.dumps({**out, "ceiling": [ceiling.checked, ceiling.verify_cpu_s]}))
 
 
@@ -259,9 +276,11 @@ def run_workers(
     n_workers: int,
     partitions: int,
     cpu_cap: float | None = None,
+    *,
+    one_chain: bool = False,
 ) -> dict[str, Any]:
     """One run of `n_workers` worker processes over `fx`'s records; each capped at `cpu_cap` of
-    a CPU if given (bench.cpu_cap)."""
+    a CPU if given (bench.cpu_cap); with `one_chain`, all writing the main audit chain."""
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     topic, group = f"bench-signed-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
@@ -278,7 +297,7 @@ def run_workers(
         argv = [sys.executable, "-m", "bench.stream_signed", "--child", url, bootstrap, topic]
         # A capped worker starts slower (imports and connections at a fraction of a CPU).
         delay_s = START_DELAY_S if cpu_cap is None else START_DELAY_S / cpu_cap
-        argv += [group, str(len(fx.records)), str(time.time() + delay_s)]
+        argv += [group, str(len(fx.records)), str(time.time() + delay_s), str(int(one_chain))]
         load = MachineLoad()
         caps = [CpuCap(cpu_cap) for _ in range(n_workers)] if cpu_cap is not None else []
         procs = [
@@ -330,6 +349,8 @@ def run_workers(
         "machine_busy": load.busy(start, end),
         "write_s_per_record": sum(o["write_s"] for o in outs)
         / max(sum(o["stored"] for o in outs), 1),
+        "lock_wait_s_per_record": sum(o["lock_wait_s"] for o in outs)
+        / max(sum(o["stored"] for o in outs), 1),
         "interleaved_ceiling": sum(o["ceiling"][0] for o in outs)
         / max(sum(o["ceiling"][1] for o in outs), 1e-9),
     }
@@ -338,7 +359,7 @@ def run_workers(
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
+        _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]), argv[7] == "1")
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=24000)
@@ -371,6 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     ceiling_after = signature_ceiling(fx)
     fx2 = Fixture(args.records, args.devices)
     two = run_workers(args.pg, args.bootstrap, fx2, 2, args.partitions)
+    two_one_chain = run_workers(
+        args.pg, args.bootstrap, Fixture(args.records, args.devices), 2, args.partitions,
+        one_chain=True,
+    )  # fmt: skip
     capped: tuple[dict[str, Any], dict[str, Any]] | None = None
     if args.worker_cpu > 0 and CpuCap.available():
         n = max(args.records // 2, 4000)  # a capped worker is slower: half the records
@@ -415,9 +440,16 @@ def main(argv: list[str] | None = None) -> None:
     elif args.worker_cpu > 0:
         print("  (capped-worker runs skipped: they need root and the cgroup cpu controller)")
     serial = one["write_s_per_record"]
-    print(f"  write lock held per stored record (1 worker): {serial * 1e6:.0f} us: write "
-          f"transactions are serial, so at most {1 / serial:.0f} records/s for the whole "
-          f"cluster on this machine")  # fmt: skip
+    print(f"  write transaction per stored record (1 worker): {serial * 1e6:.0f} us: the "
+          f"transactions of one partition's audit chain are serial, so at most "
+          f"{1 / serial:.0f} records/s per partition on this machine; partitions' chains "
+          f"write side by side (verifier.audit)")  # fmt: skip
+    waits = [run["lock_wait_s_per_record"] * 1e6 for run in (two, two_one_chain)]
+    print(f"  2 workers, audit lock wait per stored record: {waits[0]:.1f} us with a chain per "
+          f"partition, {waits[1]:.1f} "
+          f"us with one chain for both (the old design); {two['wall_rate']:.0f} / "
+          f"{two_one_chain['wall_rate']:.0f} records/s wall "
+          f"({two['wall_rate'] / two_one_chain['wall_rate']:.2f}x)")  # fmt: skip
     print(f"  PostgreSQL into records, batches of {BATCH}: multi-row INSERT {insert_rate:.0f} "
           f"rows/s, COPY {copy_rate:.0f} rows/s")  # fmt: skip
     print(f"  load average at the end: {os.getloadavg()}")

@@ -171,3 +171,28 @@ def test_old_verdicts_upgrade_to_0003_keeping_their_rows(db_url: str) -> None:
     assert row[3] in ([], "[]")
     assert blame == []
     old.dispose()
+
+
+def test_verdict_passes_on_stream_chains_still_flag_the_liar(fleet: Fleet) -> None:
+    """A stream worker's verdict pass may not change the registry inside its stream chain
+    (verifier.audit): blame is rescored, and the liar flagged, in a main-chain write that
+    `rescore_blame` makes at most every few seconds, and at once when forced (a worker's end)."""
+    from lightfence.verifier import audit_verify
+
+    chain = fleet.service.open_chains(["kafka:t:0"], "kafka/t")["kafka:t:0"]
+    keys = [_device(fleet, f"dev-{i}") for i in range(3)]
+    for key in keys:
+        _measure(fleet, key)
+    fleet.service.recompute_all(chains=[chain])  # the first rescore is due at once
+    assert _health(fleet)["waw1"]["status"] == "flagged"
+    with fleet.service.write() as s:
+        set_landmark_status(s, "waw1", "active", "reviewed", ADMIN, now_ns())
+    for key in keys:
+        _measure(fleet, key)
+    fleet.service.recompute_all(chains=[chain])
+    assert _health(fleet)["waw1"]["status"] == "active"  # within the interval: not yet
+    fleet.service.rescore_blame(force=True)
+    assert _health(fleet)["waw1"]["status"] == "flagged"
+    with fleet.service.read() as s:
+        report = audit_verify.verify_chain(s)
+    assert report.ok and report.chains == 2, report

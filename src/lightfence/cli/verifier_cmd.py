@@ -472,7 +472,8 @@ def audit_checkpoint(
     ] = "lightfence-verifier.key",
     db: DbOption = None,
 ) -> None:
-    """Sign the audit log's current head now and append it to a file."""
+    """Sign the audit log's current heads (main and stream chains) now and append it to a
+    file."""
     from pathlib import Path
 
     from lightfence.crypto.keys import KeyFileError, SigningKey
@@ -494,7 +495,10 @@ def audit_checkpoint(
         typer.echo("the audit log is empty: nothing to checkpoint", err=True)
         raise typer.Exit(1)
     append_to_file(Path(out), doc)
-    typer.echo(f"checkpoint of entry {doc['seq']} (head {doc['head_hash']}) appended to {out}")
+    streams = f" and of {len(doc['chains'])} stream chain(s)" if doc["chains"] else ""
+    typer.echo(
+        f"checkpoint of entry {doc['seq']} (head {doc['head_hash']}){streams} appended to {out}"
+    )
 
 
 @token_app.command("create")

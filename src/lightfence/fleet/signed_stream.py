@@ -200,6 +200,7 @@ class SignedStreamWorker:
             while not should_stop():
                 self.step()
             self.recompute()
+            self.service.rescore_blame(force=True)
         finally:
             self.consumer.close()
         return self.stats
@@ -281,6 +282,7 @@ class SignedStreamWorker:
                 lambda: self.service.recompute_all(devices_of=devices, chains=chains)
             )
             self.stats.recompute_cpu_s += time.process_time() - cpu
+        self.service.rescore_blame()
         self._dirty = set()
         self._sweep_all = False
         self._last_recompute = time.monotonic()

@@ -49,7 +49,16 @@ class Metrics:
         )
         self.ingest_write_seconds = Histogram(
             "lightfence_ingest_write_seconds",
-            "Time a batch of records held the write lock (the audit head): write transactions "
-            "are serial across all workers and API replicas, so this bounds the cluster's rate",
+            "Time of a batch's write transaction, waiting for its audit chain's lock included: "
+            "the transactions of one chain are serial (the main chain's across every API "
+            "replica, a stream chain's across the members owning its partition)",
+            registry=self.registry,
+        )
+        self.audit_lock_wait_seconds = Histogram(
+            "lightfence_audit_lock_wait_seconds",
+            "Time a write transaction waited for its audit chain's lock, by chain kind (main or "
+            "stream): contention between writers",
+            ["chain"],
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
             registry=self.registry,
         )

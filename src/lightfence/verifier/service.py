@@ -55,6 +55,9 @@ def gpu_checker(config: VerifierConfig) -> GpuChecker:
     return GpuChecker(policy, calibration)
 
 
+BLAME_RESCORE_INTERVAL_S = 5.0
+
+
 class Service:
     def __init__(self, config: VerifierConfig, *, migrate: bool = True) -> None:
         self.config = config
@@ -82,6 +85,7 @@ class Service:
             else None
         )
         self._checkpointed: tuple[Any, ...] = ()
+        self._blame_due, self._blame_at = False, 0.0
         self._checkpoint_lock = threading.Lock()  # the worker and a shutdown may overlap
 
     def close(self) -> None:
@@ -102,10 +106,15 @@ class Service:
         """
         refused: ServiceError | None = None
         with self.db.write() as session:
+            asked = time.perf_counter()
             if chains:
                 audit.lock_stream(session, chains)
             else:
                 audit.lock_head(session)
+            waited = time.perf_counter() - asked
+            self.metrics.audit_lock_wait_seconds.labels("stream" if chains else "main").observe(
+                waited
+            )
             try:
                 yield session
             except ServiceError as exc:
@@ -190,8 +199,8 @@ class Service:
     ) -> int:
         """One recompute pass over devices with new inputs (only `devices_of`, if given).
         Returns verdicts stored. With `chains` (see `write`) the verdicts go to a stream chain
-        and landmark blame, which may flag a landmark (a registry change), is rescored after
-        in a main-chain write."""
+        and landmark blame, which may flag a landmark (a registry change), is rescored in a
+        main-chain write by `rescore_blame`."""
         started = time.perf_counter()
         with self.db.read() as session:
             pending = verdicts.read_pending(session, self.config, limit, devices_of)
@@ -207,14 +216,27 @@ class Service:
             if rescore and not chains:
                 blame.score(session, self.config, now_ns())
         if rescore and chains:
-            # A crash before this write leaves the counters as they were until the next
-            # INCONSISTENT verdict rescores; nothing is flagged that should not be.
-            with self.write() as session:
-                blame.score(session, self.config, now_ns())
+            self._blame_due = True
+            self.rescore_blame()
         for kind in kinds:
             self.metrics.verdicts.labels(kind).inc()
         self.metrics.recompute_seconds.observe(time.perf_counter() - started)
         return len(kinds)
+
+    def rescore_blame(self, *, force: bool = False) -> None:
+        """Rescore landmark blame for verdict passes that went to stream chains, at most once per
+        BLAME_RESCORE_INTERVAL_S: the main-chain write waits for every stream write in flight
+        and holds the next ones, so one per verdict pass of every worker would serialise the
+        cluster again. Blame only flags landmarks for review (a verdict's soundness never rests
+        on it), so seconds late is fine; a crash before it leaves the counters as they were
+        until the next rescore."""
+        if not self._blame_due:
+            return
+        if not force and time.monotonic() - self._blame_at < BLAME_RESCORE_INTERVAL_S:
+            return
+        with self.write() as session:
+            blame.score(session, self.config, now_ns())
+        self._blame_due, self._blame_at = False, time.monotonic()
 
     def recompute_all(
         self,
