@@ -32,7 +32,7 @@ from lightfence.protocol.record_topic import (
     encode,
     parse_kafka_url,
 )
-from lightfence.verifier import audit_verify
+from lightfence.verifier import audit_verify, queries
 from lightfence.verifier.ingest import record_hash
 from lightfence.verifier.models import DeviceRow, RecordRow, RejectionRow, VerdictRow
 from lightfence.verifier.service import Service
@@ -316,7 +316,8 @@ def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: st
         check_store(pg_url, records, reverified=True)  # one history; the chain verifies
         again = reverify(service, engine="local")
         assert again.verdicts == 3  # a re-verification is a new verdict, once per pass
-        # A stored row edited behind the verifier's back: that device is not decided again.
+        # A stored row edited behind the verifier's back: it leaves the verdicts, and its
+        # device is decided again on the rest.
         victim = records[0].device_id
         with service.db.write() as s:
             s.execute(
@@ -327,12 +328,18 @@ def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: st
         edited = reverify(service, engine="local")
         assert [f[1] for f in edited.failed] == [victim]
         assert "columns differ" in edited.failed[0][2]
-        assert edited.verdicts == 2
+        assert edited.verdicts == 3
+        with service.read() as s:
+            newest = queries.latest_verdict(s, victim)
+            bad = s.execute(
+                select(RecordRow.id).where(RecordRow.record_hash == record_hash(records[0]))
+            ).scalar_one()
+        assert newest is not None and bad not in [i["record_id"] for i in newest.inputs]
         with service.read() as s:
             after = s.execute(select(func.count()).select_from(VerdictRow)).scalar_one()
             alerts = s.execute(select(AlertRow.device_id, AlertRow.kind)).all()
             assert s.execute(text("select 1")).scalar_one() == 1
-        assert after == before + 3 + 3 + 2
+        assert after == before + 3 + 3 + 3
         assert (victim, "rejected_evidence") in [tuple(a) for a in alerts]
         # A retired device gets no new verdict from re-verification either (its records are
         # refused on the verifier's own path; the gate refuses its tokens).

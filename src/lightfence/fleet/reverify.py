@@ -12,9 +12,13 @@ channel), checks each again, and puts fresh verdicts into the verifier's own his
 3. the driver, in one write per chunk, marks the decided devices for a verdict and stores the
    decisions with `store_decided` (the stream workers' and API's path, audited): a device that
    got a new record since its task read it (its `dirty_seq` moved) is left to the normal pass,
-   which decides it on the newer inputs. For for a device with a record that fails, raises a
-   `rejected_evidence` alert and decides nothing: its last verdict stands, and a record that no
-   longer verifies never enters a verdict.
+   which decides it on the newer inputs;
+4. a record that fails (its row edited behind the verifier's back, or its signatures no longer
+   holding against the registry's keys) is marked invalid (`records.invalid_ns`): no verdict
+   uses it from then on. Its device gets a `rejected_evidence` alert and is decided again at
+   once without it, so a verdict that rested on it (a VERIFIED, perhaps) does not stand.
+   Records already marked are not checked again (an attacker who clears the mark is found by
+   the next pass).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 from lightfence.verifier import alerts, audit, verdicts
@@ -36,6 +41,7 @@ from lightfence.verifier.service import Service
 from lightfence.verifier.sqlin import one_of
 
 CHUNK_DEVICES = 2000
+MAX_REASON_CHARS = 500
 
 
 @dataclass
@@ -100,7 +106,7 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
                     RecordRow.min_rtt_ns,
                     RecordRow.measured_ns,
                     RecordRow.body,
-                ).where(one_of(RecordRow.device_id, device_ids))
+                ).where(one_of(RecordRow.device_id, device_ids), RecordRow.invalid_ns.is_(None))
             ).all()
             for row in rows:
                 why = _problem(row, landmarks.get(row.landmark_id), devices.get(row.device_id))
@@ -146,6 +152,7 @@ def _store(service: Service, result: ChunkResult) -> int:
                 now_ns=now_ns(),
             )
         stored = verdicts.store_decided(s, result.decided, now_ns())
+        _exclude(s, result.failed)
         for rid, device_id, why in result.failed:
             alerts.raise_alert(
                 s,
@@ -159,7 +166,7 @@ def _store(service: Service, result: ChunkResult) -> int:
                 s,
                 actor="system",
                 action="record.reverify_failed",
-                subject=f"{len(result.failed)} record(s)",
+                subject=f"{len(result.failed)} record(s) excluded from verdicts",
                 payload={"failed": [list(f) for f in result.failed]},
                 now_ns=now_ns(),
             )
@@ -190,4 +197,28 @@ def reverify(
         report.records += result.records
         report.failed.extend(result.failed)
         report.verdicts += _store(service, result)
+    if report.failed:
+        # The devices of excluded records, decided now on what remains.
+        failed_devices = {device_id for _, device_id, _ in report.failed}
+        report.verdicts += service.recompute_all(devices_of=failed_devices)
     return report
+
+
+def _exclude(session: Session, failed: Sequence[tuple[int, str, str]]) -> None:
+    """Mark the failed records invalid and their devices for a verdict."""
+    if not failed:
+        return
+    at = now_ns()
+    for rid, _, why in failed:
+        session.execute(
+            update(RecordRow)
+            .where(RecordRow.id == rid)
+            .values(invalid_ns=at, invalid_reason=why[:MAX_REASON_CHARS])
+        )
+    devices = sorted({device_id for _, device_id, _ in failed})
+    for k in range(0, len(devices), 500):
+        session.execute(
+            update(DeviceRow)
+            .where(one_of(DeviceRow.id, devices[k : k + 500]))
+            .values(needs_verdict=True, dirty_seq=DeviceRow.dirty_seq + 1)
+        )

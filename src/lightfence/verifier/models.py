@@ -117,6 +117,11 @@ class RecordRow(Base):
     submitted_by: Mapped[str] = mapped_column(String(255))
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The record's JSON form (protocol.record), as signed; evidence bundles carry it as is."""
+    invalid_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """When batch re-verification (fleet.reverify) found the stored row no longer the signed
+    record it claims to be (edited, or its signatures fail against the registry's keys): from
+    then on it enters no verdict. Kept, not deleted, as evidence."""
+    invalid_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class GpuRoundRow(Base):

@@ -6,7 +6,9 @@ the result. Which records count, for a device:
 
 * accepted records from landmarks that are `active` now (a flagged landmark's records stop
   counting the moment it is flagged), measured since the landmark's current position was
-  registered (a re-surveyed or moved landmark's older records were taken from elsewhere);
+  registered (a re-surveyed or moved landmark's older records were taken from elsewhere),
+  and not found invalid by batch re-verification (fleet.reverify: an edited row, or one whose
+  signatures no longer hold);
 * measured within `verdict_window_s` before the device's newest record;
 * each landmark's survey error, plus a movement allowance for an older record (the device may
   have moved at `max_device_speed_km_per_h` since), is the landmark's position error: caps only
@@ -205,7 +207,11 @@ def read_pending(
                 RecordRow.landmark_id,
                 RecordRow.min_rtt_ns,
                 RecordRow.measured_ns,
-            ).where(one_of(RecordRow.device_id, ids[k : k + 500]), RecordRow.measured_ns >= oldest)
+            ).where(
+                one_of(RecordRow.device_id, ids[k : k + 500]),
+                RecordRow.measured_ns >= oldest,
+                RecordRow.invalid_ns.is_(None),  # failed re-verification (fleet.reverify)
+            )
         )
         for rid, did, lid, rtt_ns, measured in rows:
             # A record taken before the landmark's current position was registered was

@@ -1,0 +1,107 @@
+"""A stored record that fails batch re-verification stops counting at once: the verdict that
+rested on it does not stand (fleet.reverify). The attacker here has write access to the
+verifier's database, the threat the audit chain's state digests are for: records are not
+among those digests, so a forged or edited record row is found by re-verification, and must
+then leave every verdict."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, select, text, update
+
+from lightfence.core.kinds import VerdictKind
+from lightfence.fleet.reverify import reverify
+from lightfence.verifier import audit_verify, queries
+from lightfence.verifier.ingest import record_hash
+from lightfence.verifier.models import AlertRow, DeviceRow, RecordRow
+from record_factory import seeded_key
+from verifier_support import ADMIN, Fleet, db_url, make_fleet
+
+__all__ = ["db_url"]
+
+GENUINE_MS = {"par1": 6.0, "ams1": 5.0}
+"""Honest RTTs from Frankfurt that alone cannot place the device inside Germany."""
+
+
+def _latest_kind(fleet: Fleet) -> tuple[str, list[int]]:
+    with fleet.service.read() as s:
+        row = queries.latest_verdict(s, fleet.device_id)
+    assert row is not None
+    return row.kind, [int(i["record_id"]) for i in row.inputs]
+
+
+def _forge_row(fleet: Fleet, url: str) -> int:
+    """A record from `fra1` at 0.5 ms signed with a key that is not fra1's, written straight
+    into the records table (as if accepted), its device marked for a verdict."""
+    real_key = fleet.landmark_keys["fra1"]
+    fleet.landmark_keys["fra1"] = seeded_key("not-fra1")
+    try:
+        fake = fleet.record("fra1", 0.5)
+    finally:
+        fleet.landmark_keys["fra1"] = real_key
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            RecordRow.__table__.insert().values(  # type: ignore[attr-defined]
+                record_hash=record_hash(fake),
+                device_id=fake.device_id,
+                landmark_id=fake.landmark_id,
+                session_id=fake.session_id.hex(),
+                min_rtt_ns=fake.min_rtt_ns,
+                measured_ns=fake.measured_at_unix_ns,
+                received_ns=fake.measured_at_unix_ns,
+                submitted_by="attacker",
+                body=fake.to_json_dict(),
+            )
+        )
+        conn.execute(
+            update(DeviceRow)
+            .where(DeviceRow.id == fake.device_id)
+            .values(needs_verdict=True, dirty_seq=DeviceRow.dirty_seq + 1,
+                    last_record_ns=fake.measured_at_unix_ns)
+        )  # fmt: skip
+        rid = conn.execute(
+            select(RecordRow.id).where(RecordRow.record_hash == record_hash(fake))
+        ).scalar_one()
+    engine.dispose()
+    return int(rid)
+
+
+def test_a_forged_record_row_leaves_the_verdict_it_made(db_url: str) -> None:
+    fleet = make_fleet(db_url)
+    try:
+        recs = [fleet.record(lid, ms) for lid, ms in GENUINE_MS.items()]
+        assert all(o.status == "stored" for o in fleet.service.ingest(recs, ADMIN))
+        fleet.service.recompute_all()
+        honest_kind, _ = _latest_kind(fleet)
+        assert honest_kind != VerdictKind.VERIFIED  # the premise: the honest records fall short
+        forged = _forge_row(fleet, db_url)
+        fleet.service.recompute_all()
+        kind, inputs = _latest_kind(fleet)
+        # What the attack buys before re-verification runs: the verifier trusts its records.
+        assert kind == VerdictKind.VERIFIED and forged in inputs
+        report = reverify(fleet.service, engine="local")
+        assert [(f[0], f[1]) for f in report.failed] == [(forged, fleet.device_id)]
+        assert "signature re-check failed" in report.failed[0][2]
+        kind, inputs = _latest_kind(fleet)
+        assert kind == honest_kind and forged not in inputs
+        with fleet.service.read() as s:
+            row = s.get(RecordRow, forged)
+            assert row is not None and row.invalid_ns is not None  # kept, as evidence
+            assert "signature" in (row.invalid_reason or "")
+            kinds = s.execute(select(AlertRow.kind).where(AlertRow.device_id == fleet.device_id))
+            assert "rejected_evidence" in kinds.scalars().all()
+            assert audit_verify.verify_chain(s).ok
+        # A later record of the device, or a new pass, never brings it back.
+        fleet.service.ingest([fleet.record("par1", 6.5)], ADMIN)
+        fleet.service.recompute_all()
+        assert forged not in _latest_kind(fleet)[1]
+        assert reverify(fleet.service, engine="local").failed == []  # marked: not re-alerted
+        # An attacker who clears the mark is found again by the next pass.
+        engine = create_engine(db_url)
+        with engine.begin() as conn:
+            conn.execute(text(f"UPDATE records SET invalid_ns = NULL WHERE id = {forged}"))
+        engine.dispose()
+        assert [f[0] for f in reverify(fleet.service, engine="local").failed] == [forged]
+        assert forged not in _latest_kind(fleet)[1]
+    finally:
+        fleet.service.close()
