@@ -291,3 +291,62 @@ def test_stream_writers_run_side_by_side_and_main_writers_wait(db_url: str) -> N
         t.join(10)
     assert done["same_chain"] >= done["held"] and done["main"] >= done["held"]
     assert _problems(fleet) == []
+
+
+def test_a_deleted_chain_whose_id_is_taken_again_is_reported(db_url: str, tmp_path: Path) -> None:
+    """Deleting the newest chain (head, entries and the verdicts it recorded) lets the next
+    chain opened take its id; the second opening of one id names the deletion."""
+    fleet, chains, _ = _streamed_fleet(db_url, tmp_path)
+    c1 = chains["kafka:t:1"]
+    with fleet.service.read() as s:
+        rows = s.execute(select(AuditStreamRow.payload).where(AuditStreamRow.chain == c1))
+        verdict_ids = [
+            key for p in rows.scalars() for t, key, _ in audit_verify._State().collect(p, (0,) * 4)
+        ]
+    statements = [f"DELETE FROM audit_stream_log WHERE chain = {c1}"]
+    statements += [f"DELETE FROM verdicts WHERE id = {v}" for v in verdict_ids]
+    _sql(db_url, *statements, f"DELETE FROM audit_head WHERE id = {c1}")
+    assert fleet.service.open_chains(["kafka:t:7"], "kafka/t") == {"kafka:t:7": c1}
+    assert any(f"opens stream chain {c1} (kafka:t:7), opened before as kafka:t:1" in p
+               for p in _problems(fleet))  # fmt: skip
+
+
+def test_a_forged_stream_entry_recording_a_verdict_again_is_reported(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A verdict edited with SQL, then recorded again (as edited) by a stream entry appended at
+    a chain's tail: stream entries record only the verdicts they insert, once."""
+    fleet, chains, _ = _streamed_fleet(db_url, tmp_path)
+    c0 = chains["kafka:t:0"]
+    with fleet.service.read() as s:
+        vid = s.execute(select(VerdictRow.id).order_by(VerdictRow.id)).scalars().first()
+    _sql(db_url, f"UPDATE verdicts SET reason = 'edited' WHERE id = {vid}")
+    with fleet.service.read() as s:
+        ref = next(r for r in statehash.table_refs(s, "verdicts") if r[1] == str(vid))
+        head = s.get(AuditHeadRow, c0)
+        main = s.get(AuditHeadRow, audit.MAIN_CHAIN)
+        assert head is not None and main is not None
+        seq, prev, main_seq = head.seq + 1, head.hash, main.seq
+    payload = canonical_json({"state": [ref]})
+    h = stream_entry_hash(prev, c0, seq, main_seq, 0, "system", "verdict.store", "1", payload)
+    _sql(
+        db_url,
+        "INSERT INTO audit_stream_log (chain, seq, main_seq, at_ns, actor, action, subject, "
+        f"payload, prev_hash, hash) VALUES ({c0}, {seq}, {main_seq}, 0, 'system', "
+        f"'verdict.store', '1', '{payload}', '{prev}', '{h}')",
+        f"UPDATE audit_head SET seq = {seq}, hash = '{h}' WHERE id = {c0}",
+    )
+    found = _problems(fleet)
+    assert any(f"records verdicts row {vid}, which an earlier entry recorded" in p
+               for p in found), found  # fmt: skip
+
+
+def test_an_edited_entry_with_a_malformed_state_is_reported_not_raised(
+    db_url: str, tmp_path: Path
+) -> None:
+    fleet, chains, _ = _streamed_fleet(db_url, tmp_path)
+    c0 = chains["kafka:t:0"]
+    _sql(db_url, f"""UPDATE audit_stream_log SET payload = '{{"state": 5}}' WHERE chain = {c0}""")
+    _sql(db_url, """UPDATE audit_log SET payload = '{"state": {"a": 1}}' WHERE seq = 2""")
+    found = _problems(fleet)
+    assert any("was edited" in p for p in found), found

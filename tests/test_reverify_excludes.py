@@ -6,6 +6,8 @@ then leave every verdict."""
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import create_engine, select, text, update
 
 from lightfence.core.kinds import VerdictKind
@@ -103,5 +105,43 @@ def test_a_forged_record_row_leaves_the_verdict_it_made(db_url: str) -> None:
         engine.dispose()
         assert [f[0] for f in reverify(fleet.service, engine="local").failed] == [forged]
         assert forged not in _latest_kind(fleet)[1]
+    finally:
+        fleet.service.close()
+
+
+def test_a_rekeyed_landmarks_older_records_stop_counting_and_are_not_accused(
+    db_url: str,
+) -> None:
+    """Re-keying a landmark (often: replacing a compromised key) ends what its older records
+    count for, as a move does; re-verification, which can check only against the key now
+    registered, leaves them alone instead of marking honest records invalid."""
+    from lightfence.verifier.clock import now_ns
+    from lightfence.verifier.registry import LandmarkSpec, put_landmark
+    from verifier_support import LANDMARKS
+
+    fleet = make_fleet(db_url, max_clock_skew_s=0.5)
+    try:
+        recs = [fleet.record(lid, ms) for lid, ms in (("fra1", 0.5), *GENUINE_MS.items())]
+        assert all(o.status == "stored" for o in fleet.service.ingest(recs, ADMIN))
+        fleet.service.recompute_all()
+        kind, inputs = _latest_kind(fleet)
+        assert kind == VerdictKind.VERIFIED and len(inputs) == 3
+        new_key = seeded_key("fra1-new")
+        lat, lon = LANDMARKS["fra1"]
+        with fleet.service.write() as s:
+            put_landmark(s, LandmarkSpec("fra1", lat, lon, new_key.public_bytes.hex(), "lf-net"),
+                         ADMIN, now_ns(), rekey=True)  # fmt: skip
+        fleet.landmark_keys["fra1"] = new_key
+        fleet.service.recompute_all()
+        kind, inputs = _latest_kind(fleet)
+        assert kind != VerdictKind.VERIFIED and len(inputs) == 2  # fra1's old record is out
+        report = reverify(fleet.service, engine="local")
+        assert report.failed == []
+        # A fresh record under the new key counts (measured past the clock skew allowed after
+        # the re-key).
+        time.sleep(0.6)
+        assert fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)[0].status == "stored"
+        fleet.service.recompute_all()
+        assert _latest_kind(fleet)[0] == VerdictKind.VERIFIED
     finally:
         fleet.service.close()

@@ -175,23 +175,34 @@ def test_old_verdicts_upgrade_to_0003_keeping_their_rows(db_url: str) -> None:
 
 def test_verdict_passes_on_stream_chains_still_flag_the_liar(fleet: Fleet) -> None:
     """A stream worker's verdict pass may not change the registry inside its stream chain
-    (verifier.audit): blame is rescored, and the liar flagged, in a main-chain write that
-    `rescore_blame` makes at most every few seconds, and at once when forced (a worker's end)."""
-    from lightfence.verifier import audit_verify
+    (verifier.audit): it rescores the counters there, and a landmark due to be flagged is
+    flagged at once in a main-chain write; `rescore_blame` (a worker's start) catches up on one
+    left due by a worker that died between the two."""
+    from lightfence.verifier import audit_verify, blame, verdicts
 
     chain = fleet.service.open_chains(["kafka:t:0"], "kafka/t")["kafka:t:0"]
     keys = [_device(fleet, f"dev-{i}") for i in range(3)]
-    for key in keys:
+    for key in keys[:2]:
         _measure(fleet, key)
-    fleet.service.recompute_all(chains=[chain])  # the first rescore is due at once
+    fleet.service.recompute_all(chains=[chain])
+    waw = _health(fleet)["waw1"]
+    assert waw["status"] == "active" and waw["implicated"]["named_alone"] == 2  # type: ignore[index]
+    _measure(fleet, keys[2])
+    fleet.service.recompute_all(chains=[chain])
     assert _health(fleet)["waw1"]["status"] == "flagged"
+    # Cleared and lied to again; the worker's verdict pass commits, and it dies before the
+    # flagging write: the landmark is due and not flagged, until the next start.
     with fleet.service.write() as s:
         set_landmark_status(s, "waw1", "active", "reviewed", ADMIN, now_ns())
     for key in keys:
         _measure(fleet, key)
-    fleet.service.recompute_all(chains=[chain])
-    assert _health(fleet)["waw1"]["status"] == "active"  # within the interval: not yet
-    fleet.service.rescore_blame(force=True)
+    with fleet.service.read() as s:
+        pending = verdicts.read_pending(s, fleet.service.config)
+    with fleet.service.write(chains=[chain]) as s:
+        verdicts.store_decided(s, verdicts.decide_pending(pending), now_ns())
+        assert blame.score(s, fleet.service.config, now_ns(), flag=False) == ["waw1"]
+    assert _health(fleet)["waw1"]["status"] == "active"
+    assert fleet.service.rescore_blame() == ["waw1"]
     assert _health(fleet)["waw1"]["status"] == "flagged"
     with fleet.service.read() as s:
         report = audit_verify.verify_chain(s)

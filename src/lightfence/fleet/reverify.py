@@ -18,7 +18,8 @@ channel), checks each again, and puts fresh verdicts into the verifier's own his
    uses it from then on. Its device gets a `rejected_evidence` alert and is decided again at
    once without it, so a verdict that rested on it (a VERIFIED, perhaps) does not stand.
    Records already marked are not checked again (an attacker who clears the mark is found by
-   the next pass).
+   the next pass), nor are records measured before their landmark moved or was re-keyed: they
+   count towards no verdict, and the key that signed them is no longer registered.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
                 lid: bytes.fromhex(pub)
                 for lid, pub in s.execute(select(LandmarkRow.id, LandmarkRow.public_key))
             }
+            since = {
+                lid: int(t)
+                for lid, t in s.execute(select(LandmarkRow.id, LandmarkRow.position_since_ns))
+            }
+            skew_ns = int(config.max_clock_skew_s * 1e9)
             rows = s.execute(
                 select(
                     RecordRow.id,
@@ -109,6 +115,11 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
                 ).where(one_of(RecordRow.device_id, device_ids), RecordRow.invalid_ns.is_(None))
             ).all()
             for row in rows:
+                start = since.get(row.landmark_id, 0)
+                if start and row.measured_ns < start + skew_ns:
+                    # Measured before its landmark moved or was re-keyed: it counts towards no
+                    # verdict (verifier.verdicts), and its key is no longer there to check it.
+                    continue
                 why = _problem(row, landmarks.get(row.landmark_id), devices.get(row.device_id))
                 if why is not None:
                     out.failed.append((row.id, row.device_id, why))

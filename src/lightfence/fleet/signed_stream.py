@@ -197,10 +197,10 @@ class SignedStreamWorker:
             [self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         try:
+            self.service.rescore_blame()
             while not should_stop():
                 self.step()
             self.recompute()
-            self.service.rescore_blame(force=True)
         finally:
             self.consumer.close()
         return self.stats
@@ -282,7 +282,6 @@ class SignedStreamWorker:
                 lambda: self.service.recompute_all(devices_of=devices, chains=chains)
             )
             self.stats.recompute_cpu_s += time.process_time() - cpu
-        self.service.rescore_blame()
         self._dirty = set()
         self._sweep_all = False
         self._last_recompute = time.monotonic()

@@ -62,6 +62,8 @@ class _State:
             refs = json.loads(payload).get(STATE_KEY) or []
         except (ValueError, AttributeError):
             return []  # an edited entry; its hash check reports it
+        if not isinstance(refs, list):
+            return []  # likewise
         out = []
         for ref in refs:
             if isinstance(ref, list) and len(ref) == 3:
@@ -80,6 +82,7 @@ class _State:
 def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True) -> AuditReport:
     """Walk every chain; report every edited, deleted or reordered entry found, then (with
     `state`) every registry or verdict row that differs from what the chains last recorded."""
+    _snapshot(session)
     problems: list[str] = []
     states = _State()
     heads = {h.id: h for h in session.execute(select(AuditHeadRow)).scalars()}
@@ -99,6 +102,15 @@ def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True
 
         problems.extend(check_state(session, states.recorded(), max_problems - len(problems)))
     return AuditReport(count, main_hash, problems[:max_problems], 1 + len(stream_ids))
+
+
+def _snapshot(session: Session) -> None:
+    """On PostgreSQL, read everything from one snapshot: writers on stream chains do not pause
+    for a reader, and heads, chains and state tables read at different moments would disagree
+    (SQLite's read transaction is a snapshot already). Only possible before the session's
+    transaction has begun; a caller that read before keeps its own isolation."""
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def _walk_main(
@@ -122,7 +134,15 @@ def _walk_main(
         if digest != row.hash:
             problems.append(f"entry {row.seq} ({row.action} {row.subject}) was edited")
         elif row.action == CHAIN_OPEN_ACTION:
-            opened.update(_opened(row.payload))
+            for chain, name in _opened(row.payload).items():
+                if chain in opened:
+                    # Ids are never reused: an earlier chain with it was deleted, and the next
+                    # one opened took its id.
+                    problems.append(
+                        f"entry {row.seq} opens stream chain {chain} ({name}), opened before as "
+                        f"{opened[chain]}: the earlier chain was deleted"
+                    )
+                opened[chain] = name
         if state:
             states.collect(row.payload, (row.seq, 0, 0, 0))
         prev, expected_seq, last_seq = row.hash, row.seq + 1, row.seq
@@ -172,13 +192,20 @@ def _walk_stream(
                 f"{where}: entry {row.seq} says main entry {row.main_seq} was the head, out of "
                 f"order (the main chain ends at {main_last})"
             )
+        known = states.latest.keys() & _state_keys(row.payload)
         for table, key, recorded in states.collect(row.payload, (row.main_seq, 1, chain, row.seq)):
             # The writer refuses these (audit.append): only an entry forged with SQL has one,
-            # recording a row as the attacker left it.
+            # recording a row as the attacker left it. A stream entry records the verdicts it
+            # inserts, each once.
             if table != "verdicts" or recorded is None:
                 problems.append(
                     f"{where}: entry {row.seq} records {table} row {key}, which only the main "
                     "chain may: it was not written by the verifier"
+                )
+            elif (table, key) in known:
+                problems.append(
+                    f"{where}: entry {row.seq} records verdicts row {key}, which an earlier "
+                    "entry recorded: a stream entry records only the verdicts it inserts"
                 )
         prev, expected_seq, last_seq, last_main = row.hash, row.seq + 1, row.seq, row.main_seq
     if head is None:
@@ -210,6 +237,12 @@ def _rows(session: Session, chain: int | None) -> Iterator[Any]:
             return
         yield from rows
         last = rows[-1].seq
+
+
+def _state_keys(payload: str) -> set[tuple[str, str]]:
+    scratch = _State()
+    scratch.collect(payload, (0, 0, 0, 0))
+    return set(scratch.latest)
 
 
 def _opened(payload: str) -> dict[int, str]:

@@ -57,14 +57,19 @@ def _counts(row_implicated: list[str], inputs: list[dict[str, Any]], since: dict
     )
 
 
-def score(session: Session, config: VerifierConfig, now_ns: int) -> list[str]:
-    """Rescore every active landmark; flag those past the threshold. Returns the newly flagged."""
-    landmarks = {
-        row.id: row
-        for row in session.execute(select(LandmarkRow).where(LandmarkRow.status == "active"))
-        .scalars()
-        .all()
-    }
+def score(session: Session, config: VerifierConfig, now_ns: int, *, flag: bool = True) -> list[str]:
+    """Rescore every active landmark; flag those past the threshold. Returns the newly flagged
+    (with `flag=False`, those due to be flagged, left as they are: a stream-chain transaction
+    may write the counters, which are bookkeeping, but not a landmark's status)."""
+    # The rows are locked before the verdicts are read: a writer on another stream chain that
+    # rescores at the same time then waits, and reads the verdicts this one adds.
+    query = (
+        select(LandmarkRow)
+        .where(LandmarkRow.status == "active")
+        .order_by(LandmarkRow.id)
+        .with_for_update()
+    )
+    landmarks = {row.id: row for row in session.execute(query).scalars().all()}
     since = {lid: row.blame_since_ns for lid, row in landmarks.items()}
     named: list[_Named] = []
     devices: dict[str, list[str]] = {}
@@ -84,7 +89,8 @@ def score(session: Session, config: VerifierConfig, now_ns: int) -> list[str]:
         row.implicated_blame = round(s.blame, 6)
         threshold = config.implicated_flag_min_devices
         if threshold and s.alone >= threshold:
-            _flag(session, row, s, sorted(devices.get(lid, [])), now_ns)
+            if flag:
+                _flag(session, row, s, sorted(devices.get(lid, [])), now_ns)
             flagged.append(lid)
     session.flush()
     return flagged

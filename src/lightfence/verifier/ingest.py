@@ -408,8 +408,10 @@ class Ingestor:
         self._alerts[alert_key] = (message, n + 1, first_landmark)
 
     def _rejection_row(self, key: str) -> RejectionRow | None:
+        # Locked: writers on other stream chains may count on the same row (the key of an
+        # unknown device is shared), and the count below is read, then written back.
         return self.session.execute(
-            select(RejectionRow).where(RejectionRow.agg_key == key)
+            select(RejectionRow).where(RejectionRow.agg_key == key).with_for_update()
         ).scalar_one_or_none()
 
     def audit_rejections(self) -> None:

@@ -44,8 +44,9 @@ class LandmarkRow(Base):
     """`active`, `flagged` (broke physics; its records do not count) or `retired`."""
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     position_since_ns: Mapped[int] = mapped_column(BigInteger, default=0)
-    """When the position last changed (0: never since registration). Records measured before a
-    change were measured from another place and no longer count towards verdicts."""
+    """When the position or the key last changed (0: never since registration). Records
+    measured before a move were measured from another place, and those before a re-key were
+    signed with a key no longer registered: neither counts towards verdicts any more."""
     created_ns: Mapped[int] = mapped_column(BigInteger)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
     implicated_named: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -190,6 +190,10 @@ def put_landmark(
         spec.lon,
         spec.position_error_km,
     )
+    # A new key, like a new position, ends what the older records count for: a re-key is
+    # often a compromised key's replacement, and re-verification (fleet.reverify) can check a
+    # record only against the key registered now.
+    moved = moved or (not created and row.public_key != public_key.hex())
     if moved:
         row.position_since_ns = now_ns
     row.lat, row.lon, row.position_error_km = spec.lat, spec.lon, spec.position_error_km

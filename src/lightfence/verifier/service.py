@@ -55,9 +55,6 @@ def gpu_checker(config: VerifierConfig) -> GpuChecker:
     return GpuChecker(policy, calibration)
 
 
-BLAME_RESCORE_INTERVAL_S = 5.0
-
-
 class Service:
     def __init__(self, config: VerifierConfig, *, migrate: bool = True) -> None:
         self.config = config
@@ -85,7 +82,6 @@ class Service:
             else None
         )
         self._checkpointed: tuple[Any, ...] = ()
-        self._blame_due, self._blame_at = False, 0.0
         self._checkpoint_lock = threading.Lock()  # the worker and a shutdown may overlap
 
     def close(self) -> None:
@@ -198,9 +194,8 @@ class Service:
         chains: Sequence[int] = (),
     ) -> int:
         """One recompute pass over devices with new inputs (only `devices_of`, if given).
-        Returns verdicts stored. With `chains` (see `write`) the verdicts go to a stream chain
-        and landmark blame, which may flag a landmark (a registry change), is rescored in a
-        main-chain write by `rescore_blame`."""
+        Returns verdicts stored. With `chains` (see `write`) the verdicts and landmark blame
+        counters go to a stream chain; flagging a landmark, a registry change, to the main one."""
         started = time.perf_counter()
         with self.db.read() as session:
             pending = verdicts.read_pending(session, self.config, limit, devices_of)
@@ -209,34 +204,28 @@ class Service:
             return 0
         decided = gpu_verdicts.refine(verdicts.decide_pending(pending), self.config)
         inconsistent = VerdictKind.INCONSISTENT.value
+        due: list[str] = []
         with self.write(chains) as session:
             stored = verdicts.store_decided(session, decided, now_ns())
             kinds = [row.kind for row in stored]
-            rescore = any(inconsistent in (row.kind, row.previous) for row in stored)
-            if rescore and not chains:
+            if any(inconsistent in (row.kind, row.previous) for row in stored):
+                due = blame.score(session, self.config, now_ns(), flag=not chains)
+        if due and chains:
+            # Flagging changes the registry: a main-chain write, which waits for every
+            # stream write in flight, so only when a landmark is due (rare), not per pass.
+            with self.write() as session:
                 blame.score(session, self.config, now_ns())
-        if rescore and chains:
-            self._blame_due = True
-            self.rescore_blame()
         for kind in kinds:
             self.metrics.verdicts.labels(kind).inc()
         self.metrics.recompute_seconds.observe(time.perf_counter() - started)
         return len(kinds)
 
-    def rescore_blame(self, *, force: bool = False) -> None:
-        """Rescore landmark blame for verdict passes that went to stream chains, at most once per
-        BLAME_RESCORE_INTERVAL_S: the main-chain write waits for every stream write in flight
-        and holds the next ones, so one per verdict pass of every worker would serialise the
-        cluster again. Blame only flags landmarks for review (a verdict's soundness never rests
-        on it), so seconds late is fine; a crash before it leaves the counters as they were
-        until the next rescore."""
-        if not self._blame_due:
-            return
-        if not force and time.monotonic() - self._blame_at < BLAME_RESCORE_INTERVAL_S:
-            return
+    def rescore_blame(self) -> list[str]:
+        """Rescore landmark blame and flag those due, in a main-chain write. A stream worker
+        runs it when it starts: a worker that died between a verdict pass and the flagging
+        write after it left a landmark due and unflagged. Returns the newly flagged."""
         with self.write() as session:
-            blame.score(session, self.config, now_ns())
-        self._blame_due, self._blame_at = False, time.monotonic()
+            return blame.score(session, self.config, now_ns())
 
     def recompute_all(
         self,
