@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from lightfence.model.canonical import canonical_json
-from lightfence.verifier import audit, audit_verify, checkpoint, statehash
+from lightfence.verifier import alerts, audit, audit_verify, checkpoint, statehash
 from lightfence.verifier.audit import AuditError, stream_entry_hash
 from lightfence.verifier.clock import now_ns
-from lightfence.verifier.models import AuditHeadRow, AuditStreamRow, VerdictRow
+from lightfence.verifier.models import AlertRow, AuditHeadRow, AuditStreamRow, VerdictRow
 from lightfence.verifier.registry import set_landmark_status
 from verifier_support import ADMIN, Fleet, db_url, make_fleet
 
@@ -350,3 +350,37 @@ def test_an_edited_entry_with_a_malformed_state_is_reported_not_raised(
     _sql(db_url, """UPDATE audit_log SET payload = '{"state": {"a": 1}}' WHERE seq = 2""")
     found = _problems(fleet)
     assert any("was edited" in p for p in found), found
+
+
+def test_two_stream_writes_raising_one_alert_leave_one_open_alert(db_url: str) -> None:
+    """One open alert per (kind, device): two stream writes that raise it at once take turns
+    (an advisory lock per alert key), and the second counts on the first one's row."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs every write transaction alone: nothing to overlap")
+    fleet = make_fleet(db_url)
+    svc = fleet.service
+    chains = svc.open_chains(["kafka:t:0", "kafka:t:1"], "kafka/t")
+    raised, release = threading.Event(), threading.Event()
+
+    def raise_in(chain: int, hold: bool) -> None:
+        with svc.write(chains=[chain]) as s:
+            alerts.raise_alert(s, kind=alerts.AlertKind.REJECTED_EVIDENCE, message="m",
+                               device_id=None, now_ns=now_ns())  # fmt: skip
+            if hold:
+                raised.set()
+                release.wait(10)
+
+    first = threading.Thread(target=raise_in, args=(chains["kafka:t:0"], True))
+    first.start()
+    assert raised.wait(10)
+    second = threading.Thread(target=raise_in, args=(chains["kafka:t:1"], False))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), "the second raise did not wait for the first"
+    release.set()
+    first.join(10)
+    second.join(10)
+    with svc.read() as s:
+        rows = s.execute(select(AlertRow.count).where(AlertRow.kind == "rejected_evidence"))
+        assert rows.scalars().all() == [2]
+    assert _problems(fleet) == []

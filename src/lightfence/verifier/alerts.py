@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, literal, select, update
+from sqlalchemy import BigInteger, cast, func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from lightfence.verifier import audit
@@ -43,6 +43,8 @@ class AlertKind(StrEnum):
 
 
 PER_LANDMARK = frozenset({AlertKind.LANDMARK_FLAGGED})
+ALERT_LOCK_CLASS = 0x6C66
+"""PostgreSQL advisory lock class (the two-key form) of one open alert's (kind, device)."""
 """Kinds about a landmark itself: one open alert per landmark, not one per kind."""
 
 
@@ -71,6 +73,12 @@ def raise_alert(
             if landmark_id is None
             else AlertRow.landmark_id == landmark_id
         )
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers on different stream chains (verifier.audit) run side by side: without this
+        # lock both would find no open alert and add one each.
+        key = f"{kind.value}\n{device_id}\n{landmark_id if kind in PER_LANDMARK else ''}"
+        lock = text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema() || :k))")
+        session.execute(lock, {"c": ALERT_LOCK_CLASS, "k": key})
     open_id = session.execute(select(AlertRow.id).where(*same).limit(1)).scalar_one_or_none()
     if open_id is not None and not count_repeats:
         return None

@@ -41,8 +41,10 @@ GENESIS_HASH = "0" * 64
 STATE_KEY = "state"
 MAIN_CHAIN = 1
 CHAIN_OPEN_ACTION = "audit.chain.open"
-WRITERS_LOCK_KEY = 0x6C66_6175_6469_74
-"""PostgreSQL advisory lock: main-chain writers take it exclusive, stream writers shared."""
+WRITERS_LOCK_CLASS = 0x6C65
+"""PostgreSQL advisory lock (class, hash of the schema): main-chain writers take it exclusive,
+stream writers shared. Advisory locks are database-wide; the schema keeps two verifiers that
+share a database (or tests in scratch schemas) out of each other's way."""
 
 
 class AuditError(RuntimeError):
@@ -83,7 +85,7 @@ def lock_head(session: Session) -> AuditHeadRow:
     if _STREAM_KEY in session.info:
         raise AuditError("a stream-chain transaction cannot also write the main chain")
     if _on_postgresql(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITERS_LOCK_KEY})
+        session.execute(_WRITERS_EXCLUSIVE, {"c": WRITERS_LOCK_CLASS})
     head = session.execute(
         select(AuditHeadRow)
         # Not `name`: migrations before 0007 append through here, without that column.
@@ -101,6 +103,8 @@ def lock_head(session: Session) -> AuditHeadRow:
 
 _HEAD_KEY = "audit_head"
 _STREAM_KEY = "audit_stream"
+_WRITERS_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema()))")
+_WRITERS_SHARED = text("SELECT pg_advisory_xact_lock_shared(:c, hashtext(current_schema()))")
 
 
 @dataclass
@@ -124,7 +128,7 @@ def lock_stream(session: Session, chains: Sequence[int]) -> StreamLock:
     if not wanted or MAIN_CHAIN in wanted:
         raise AuditError(f"stream chains to lock must be given, and not the main one: {wanted}")
     if _on_postgresql(session):
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": WRITERS_LOCK_KEY})
+        session.execute(_WRITERS_SHARED, {"c": WRITERS_LOCK_CLASS})
     main_seq = session.execute(
         select(AuditHeadRow.seq).where(AuditHeadRow.id == MAIN_CHAIN)
     ).scalar_one_or_none()
