@@ -578,3 +578,74 @@ def test_two_workers_at_once_write_their_partitions_chains(pg_url: str) -> None:
         assert counts["records"] == len(records)
     finally:
         service.close()
+
+
+def test_a_record_refused_once_by_a_unique_key_is_tried_again() -> None:
+    """Writers on two partitions may store the same landmark session at once (a replay keyed
+    to another device): the loser's IntegrityError sends its batch one by one, and the record
+    refused once is tried again, so it comes back a duplicate or a kept rejection."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    from lightfence.fleet.signed_stream import SignedWorkerStats
+    from lightfence.fleet.stream_metrics import StreamMetrics
+    from lightfence.verifier.ingest import Outcome
+
+    calls: list[str] = []  # no broker and no database: the worker's retry rule alone
+
+    def ingest(records: list[SimpleNamespace], _chains: list[int]) -> list[Outcome]:
+        name = str(records[0].device_id)
+        calls.append(name)
+        if name == "raced" and calls.count("raced") == 1:
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+        if name == "bad":
+            raise IntegrityError("INSERT", {}, Exception("always"))
+        if name == "unstorable":
+            raise DataError("INSERT", {}, Exception("NUL in text"))
+        return [Outcome("duplicate", "h")]
+
+    worker = SignedStreamWorker.__new__(SignedStreamWorker)
+    worker.stats = SignedWorkerStats()
+    worker.metrics = StreamMetrics.on(CollectorRegistry())
+    worker._ingest = ingest  # type: ignore[method-assign,assignment]
+    records = [SimpleNamespace(device_id=n) for n in ("ok", "raced", "bad", "unstorable")]
+    kept, outcomes = worker._ingest_singly(records, [2])  # type: ignore[arg-type]
+    assert [r.device_id for r in kept] == ["ok", "raced"] and len(outcomes) == 2
+    assert worker.stats.bad_messages == 2  # each refused record counted once
+    assert calls == ["ok", "raced", "raced", "bad", "bad", "unstorable"]
+
+
+def test_a_transaction_aborted_as_deadlocked_is_run_again() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from lightfence.fleet.signed_stream import DEADLOCK_RETRIES, _again_if_deadlocked
+
+    class Aborted(Exception):
+        sqlstate = "40P01"
+
+    tries: list[int] = []
+
+    def work() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise OperationalError("UPDATE", {}, Aborted())
+        return "done"
+
+    assert _again_if_deadlocked(work) == "done" and len(tries) == 3
+
+    def always() -> str:
+        tries.append(1)
+        raise OperationalError("UPDATE", {}, Aborted())
+
+    tries.clear()
+    with pytest.raises(OperationalError):
+        _again_if_deadlocked(always)
+    assert len(tries) == DEADLOCK_RETRIES
+
+    def other() -> str:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    with pytest.raises(OperationalError):
+        _again_if_deadlocked(other)

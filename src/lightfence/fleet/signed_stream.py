@@ -255,19 +255,28 @@ class SignedStreamWorker:
         self, records: Sequence[MeasurementRecord], chains: list[int]
     ) -> tuple[list[MeasurementRecord], list[Outcome]]:
         """Each record in its own transaction; one the database refuses is counted as a bad
-        message and logged (connection errors are not caught: the batch is replayed)."""
+        message and logged (connection errors are not caught: the batch is replayed).
+
+        A unique key refused once is tried again: a writer on another partition may have
+        stored the same record, or another record of the same landmark session (a replay),
+        while this one checked; by then it has committed, and the record comes back as a
+        duplicate or a kept, alerted rejection, not as a bad message."""
         kept: list[MeasurementRecord] = []
         outcomes: list[Outcome] = []
         for rec in records:
-            try:
-                outcomes.extend(self._ingest([rec], chains))
-                kept.append(rec)
-            except (DataError, IntegrityError) as exc:
-                self.stats.bad_messages += 1
-                self.metrics.bad_messages.inc()
-                log.warning(
-                    "record of device %r refused by the database: %s", rec.device_id, _refusal(exc)
-                )
+            for attempt in (1, 2):
+                try:
+                    outcomes.extend(self._ingest([rec], chains))
+                    kept.append(rec)
+                    break
+                except (DataError, IntegrityError) as exc:
+                    if attempt == 1 and isinstance(exc, IntegrityError):
+                        continue
+                    self.stats.bad_messages += 1
+                    self.metrics.bad_messages.inc()
+                    log.warning("record of device %r refused by the database: %s",
+                                rec.device_id, _refusal(exc))  # fmt: skip
+                    break
         return kept, outcomes
 
     def recompute(self) -> None:
