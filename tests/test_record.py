@@ -83,6 +83,17 @@ def test_binary_and_json_forms_round_trip() -> None:
     assert d["measured_at_utc"].endswith("+00:00")
 
 
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_measured_at_utc_is_the_signed_time_to_the_microsecond(unix_ns: int) -> None:
+    from datetime import UTC, datetime
+
+    from lightfence.protocol.record import utc_text
+
+    seconds, rest_ns = divmod(unix_ns, 10**9)
+    exact = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest_ns // 1000)
+    assert utc_text(unix_ns) == exact.isoformat(timespec="microseconds")
+
+
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [
