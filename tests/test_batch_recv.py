@@ -32,8 +32,26 @@ def receiver() -> Iterator[tuple[socket.socket, BatchReceiver]]:
     sock = stamped_socket(socket.AF_INET, "127.0.0.1")
     batch = BatchReceiver.open(sock, MAX_PAYLOAD)
     assert batch is not None
+    _until_stamped(sock, batch)
     yield sock, batch
     sock.close()
+
+
+def _until_stamped(sock: socket.socket, batch: BatchReceiver) -> None:
+    """Linux turns receive stamping on for the whole stack through a static key that it may
+    flip a moment after the first socket asks (net_enable_timestamp, deferred to a work
+    queue): datagrams in that moment come without a stamp, which the landmark treats as no
+    kernel stamp (it reads its own clock). Probe until stamps arrive, so the tests below see
+    the steady state (seen once on a loaded machine: five datagrams, no stamps)."""
+    deadline = time.monotonic() + 2
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        while time.monotonic() < deadline:
+            probe.sendto(b"probe", sock.getsockname())
+            wait_readable(sock)
+            if any(stamp for *_, stamp in batch.datagrams()):
+                return
+            time.sleep(0.01)
+    pytest.fail("no kernel receive stamps within 2 s of turning them on")
 
 
 def wait_readable(sock: socket.socket) -> None:
