@@ -18,7 +18,7 @@ from lightfence.verifier.audit import AuditError, stream_entry_hash
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.models import AlertRow, AuditHeadRow, AuditStreamRow, VerdictRow
 from lightfence.verifier.registry import set_landmark_status
-from verifier_support import ADMIN, Fleet, db_url, make_fleet
+from verifier_support import ADMIN, Fleet, audit_problems, db_url, make_fleet, run_sql
 
 __all__ = ["db_url"]
 
@@ -43,22 +43,6 @@ def _streamed_fleet(url: str, tmp_path: Path) -> tuple[Fleet, dict[str, int], Pa
     assert svc.recompute_all(chains=[chains["kafka:t:0"]]) == 1
     assert svc.checkpoint() is not None
     return fleet, chains, out
-
-
-def _problems(fleet: Fleet, cp: Path | None = None) -> list[str]:
-    with fleet.service.read() as s:
-        found = audit_verify.verify_chain(s).problems
-        if cp is not None:
-            found += checkpoint.check(s, checkpoint.read_file(cp)).problems
-    return found
-
-
-def _sql(url: str, *statements: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for stmt in statements:
-            conn.execute(text(stmt))
-    engine.dispose()
 
 
 def _rehash_stream(url: str, chain: int, *, main_seq: int | None = None) -> None:
@@ -89,6 +73,26 @@ def _rehash_stream(url: str, chain: int, *, main_seq: int | None = None) -> None
     engine.dispose()
 
 
+def _append_forged(fleet: Fleet, url: str, chain: int, action: str, ref: list[str | None]) -> int:
+    """What an attacker with database access appends at a stream chain's tail: an entry
+    recording `ref` as the row is now, hashed and linked like a real one. Returns its seq."""
+    with fleet.service.read() as s:
+        head = s.get(AuditHeadRow, chain)
+        main = s.get(AuditHeadRow, audit.MAIN_CHAIN)
+        assert head is not None and main is not None
+        seq, prev, main_seq = head.seq + 1, head.hash, main.seq
+    payload = canonical_json({"state": [ref]})
+    h = stream_entry_hash(prev, chain, seq, main_seq, 0, "system", action, "1", payload)
+    run_sql(
+        url,
+        "INSERT INTO audit_stream_log (chain, seq, main_seq, at_ns, actor, action, subject, "
+        f"payload, prev_hash, hash) VALUES ({chain}, {seq}, {main_seq}, 0, 'system', "
+        f"'{action}', '1', '{payload}', '{prev}', '{h}')",
+        f"UPDATE audit_head SET seq = {seq}, hash = '{h}' WHERE id = {chain}",
+    )
+    return seq
+
+
 def test_stream_writes_land_in_their_chains_and_verify(db_url: str, tmp_path: Path) -> None:
     fleet, chains, cp = _streamed_fleet(db_url, tmp_path)
     with fleet.service.read() as s:
@@ -105,7 +109,7 @@ def test_stream_writes_land_in_their_chains_and_verify(db_url: str, tmp_path: Pa
     assert per_chain[chains["kafka:t:0"]] == ["record.store", "record.store", "verdict.store"]
     assert per_chain[chains["kafka:t:1"]] == ["record.store", "verdict.store"]
     assert doc is not None and [c for c, _, _ in doc["chains"]] == sorted(chains.values())
-    assert _problems(fleet, cp) == []
+    assert audit_problems(fleet, cp) == []
     # Opening the same names again opens nothing new and writes nothing.
     with fleet.service.read() as s:
         before = audit.entry_count(s)
@@ -124,7 +128,7 @@ def test_a_registry_change_cannot_hide_in_a_stream_chain(db_url: str, tmp_path: 
     main = pytest.raises(AuditError, match="not the main one")
     with main, fleet.service.write(chains=[audit.MAIN_CHAIN]):
         pass
-    assert _problems(fleet) == []
+    assert audit_problems(fleet) == []
 
 
 def test_every_kind_of_stream_chain_tampering_is_reported(db_url: str, tmp_path: Path) -> None:
@@ -132,12 +136,12 @@ def test_every_kind_of_stream_chain_tampering_is_reported(db_url: str, tmp_path:
     c1 = chains["kafka:t:1"]
 
     # An edited entry.
-    _sql(db_url, f"UPDATE audit_stream_log SET actor = 'someone' WHERE chain = {c1} AND seq = 1")
-    assert any(f"stream chain {c1}" in p and "was edited" in p for p in _problems(fleet))
+    run_sql(db_url, f"UPDATE audit_stream_log SET actor = 'someone' WHERE chain = {c1} AND seq = 1")
+    assert any(f"stream chain {c1}" in p and "was edited" in p for p in audit_problems(fleet))
     # ... re-hashed to match: the chain is consistent again, the signed checkpoint is not.
     _rehash_stream(db_url, c1)
-    assert _problems(fleet) == []
-    assert any("rewritten (re-hashed)" in p for p in _problems(fleet, cp))
+    assert audit_problems(fleet) == []
+    assert any("rewritten (re-hashed)" in p for p in audit_problems(fleet, cp))
 
 
 def test_cut_forged_and_deleted_stream_chains_are_reported(db_url: str, tmp_path: Path) -> None:
@@ -151,32 +155,32 @@ def test_cut_forged_and_deleted_stream_chains_are_reported(db_url: str, tmp_path
         top, before = last.seq, s.get(AuditStreamRow, (c0, last.seq - 1))
         assert before is not None
         rewound = before.hash
-    _sql(
+    run_sql(
         db_url,
         f"DELETE FROM audit_stream_log WHERE chain = {c0} AND seq = {top}",
         f"UPDATE audit_head SET seq = {top - 1}, hash = '{rewound}' WHERE id = {c0}",
     )
-    found = _problems(fleet, cp)
+    found = audit_problems(fleet, cp)
     # The cut entry stored a verdict: that row has lost its record in the chains.
     assert any("verdicts row" in p and "no audit entry" in p for p in found), found
     assert any(f"stream chain {c0}, but that chain ends at entry {top - 1}" in p for p in found)
 
     # A whole chain deleted, head and all.
-    _sql(db_url, f"DELETE FROM audit_stream_log WHERE chain = {c1}",
+    run_sql(db_url, f"DELETE FROM audit_stream_log WHERE chain = {c1}",
          f"DELETE FROM audit_head WHERE id = {c1}")  # fmt: skip
     assert any(f"stream chain {c1} (kafka:t:1): its head was deleted" in p
-               for p in _problems(fleet))  # fmt: skip
+               for p in audit_problems(fleet))  # fmt: skip
 
     # A chain forged from scratch (a head and an entry the verifier never opened).
     forged = stream_entry_hash(audit.GENESIS_HASH, 50, 1, 1, 0, "x", "record.store", "0", "{}")
-    _sql(
+    run_sql(
         db_url,
         f"INSERT INTO audit_head (id, seq, hash, name) VALUES (50, 1, '{forged}', 'kafka:t:9')",
         "INSERT INTO audit_stream_log (chain, seq, main_seq, at_ns, actor, action, subject, "
         f"payload, prev_hash, hash) VALUES (50, 1, 1, 0, 'x', 'record.store', '0', '{{}}', "
         f"'{audit.GENESIS_HASH}', '{forged}')",
     )
-    assert any("stream chain 50 (kafka:t:9) was never opened" in p for p in _problems(fleet))
+    assert any("stream chain 50 (kafka:t:9) was never opened" in p for p in audit_problems(fleet))
 
 
 def test_a_stream_entry_cannot_claim_a_main_head_from_the_future(
@@ -186,7 +190,7 @@ def test_a_stream_entry_cannot_claim_a_main_head_from_the_future(
     latest; moving it past the main chain's end (to outrank a later registry write) is seen."""
     fleet, chains, _ = _streamed_fleet(db_url, tmp_path)
     _rehash_stream(db_url, chains["kafka:t:0"], main_seq=10**6)
-    assert any("out of order" in p for p in _problems(fleet))
+    assert any("out of order" in p for p in audit_problems(fleet))
 
 
 def test_a_registry_edit_recorded_by_a_forged_stream_entry_is_caught(
@@ -197,24 +201,12 @@ def test_a_registry_edit_recorded_by_a_forged_stream_entry_is_caught(
     so `audit verify` names the entry."""
     fleet, chains, _ = _streamed_fleet(db_url, tmp_path)
     c0 = chains["kafka:t:0"]
-    _sql(db_url, f"UPDATE devices SET policy = 'in:CN' WHERE id = '{fleet.device_id}'")
+    run_sql(db_url, f"UPDATE devices SET policy = 'in:CN' WHERE id = '{fleet.device_id}'")
     with fleet.service.read() as s:
         assert any("devices row" in p for p in audit_verify.verify_chain(s).problems)
         ref = next(r for r in statehash.table_refs(s, "devices") if r[1] == fleet.device_id)
-        head = s.get(AuditHeadRow, c0)
-        main = s.get(AuditHeadRow, audit.MAIN_CHAIN)
-        assert head is not None and main is not None
-        seq, prev, main_seq = head.seq + 1, head.hash, main.seq
-    payload = canonical_json({"state": [ref]})
-    h = stream_entry_hash(prev, c0, seq, main_seq, 0, "system", "state.write", "1 row(s)", payload)
-    _sql(
-        db_url,
-        "INSERT INTO audit_stream_log (chain, seq, main_seq, at_ns, actor, action, subject, "
-        f"payload, prev_hash, hash) VALUES ({c0}, {seq}, {main_seq}, 0, 'system', 'state.write', "
-        f"'1 row(s)', '{payload}', '{prev}', '{h}')",
-        f"UPDATE audit_head SET seq = {seq}, hash = '{h}' WHERE id = {c0}",
-    )
-    found = _problems(fleet)
+    seq = _append_forged(fleet, db_url, c0, "state.write", ref)
+    found = audit_problems(fleet)
     assert any(f"entry {seq} records devices row" in p for p in found), found
 
 
@@ -224,8 +216,8 @@ def test_a_verdict_edited_after_a_stream_chain_stored_it_is_caught(
     fleet, _, _ = _streamed_fleet(db_url, tmp_path)
     with fleet.service.read() as s:
         vid = s.execute(select(VerdictRow.id).order_by(VerdictRow.id.desc())).scalars().first()
-    _sql(db_url, f"UPDATE verdicts SET kind = 'VERIFIED', reason = 'trust me' WHERE id = {vid}")
-    assert any(f"verdicts row {vid} differs" in p for p in _problems(fleet))
+    run_sql(db_url, f"UPDATE verdicts SET kind = 'VERIFIED', reason = 'trust me' WHERE id = {vid}")
+    assert any(f"verdicts row {vid} differs" in p for p in audit_problems(fleet))
 
 
 def test_version_1_checkpoints_are_still_checked(db_url: str, tmp_path: Path) -> None:
@@ -290,7 +282,7 @@ def test_stream_writers_run_side_by_side_and_main_writers_wait(db_url: str) -> N
     for t in waiting:
         t.join(10)
     assert done["same_chain"] >= done["held"] and done["main"] >= done["held"]
-    assert _problems(fleet) == []
+    assert audit_problems(fleet) == []
 
 
 def test_a_deleted_chain_whose_id_is_taken_again_is_reported(db_url: str, tmp_path: Path) -> None:
@@ -305,10 +297,10 @@ def test_a_deleted_chain_whose_id_is_taken_again_is_reported(db_url: str, tmp_pa
         ]
     statements = [f"DELETE FROM audit_stream_log WHERE chain = {c1}"]
     statements += [f"DELETE FROM verdicts WHERE id = {v}" for v in verdict_ids]
-    _sql(db_url, *statements, f"DELETE FROM audit_head WHERE id = {c1}")
+    run_sql(db_url, *statements, f"DELETE FROM audit_head WHERE id = {c1}")
     assert fleet.service.open_chains(["kafka:t:7"], "kafka/t") == {"kafka:t:7": c1}
     assert any(f"opens stream chain {c1} (kafka:t:7), opened before as kafka:t:1" in p
-               for p in _problems(fleet))  # fmt: skip
+               for p in audit_problems(fleet))  # fmt: skip
 
 
 def test_a_forged_stream_entry_recording_a_verdict_again_is_reported(
@@ -320,23 +312,11 @@ def test_a_forged_stream_entry_recording_a_verdict_again_is_reported(
     c0 = chains["kafka:t:0"]
     with fleet.service.read() as s:
         vid = s.execute(select(VerdictRow.id).order_by(VerdictRow.id)).scalars().first()
-    _sql(db_url, f"UPDATE verdicts SET reason = 'edited' WHERE id = {vid}")
+    run_sql(db_url, f"UPDATE verdicts SET reason = 'edited' WHERE id = {vid}")
     with fleet.service.read() as s:
         ref = next(r for r in statehash.table_refs(s, "verdicts") if r[1] == str(vid))
-        head = s.get(AuditHeadRow, c0)
-        main = s.get(AuditHeadRow, audit.MAIN_CHAIN)
-        assert head is not None and main is not None
-        seq, prev, main_seq = head.seq + 1, head.hash, main.seq
-    payload = canonical_json({"state": [ref]})
-    h = stream_entry_hash(prev, c0, seq, main_seq, 0, "system", "verdict.store", "1", payload)
-    _sql(
-        db_url,
-        "INSERT INTO audit_stream_log (chain, seq, main_seq, at_ns, actor, action, subject, "
-        f"payload, prev_hash, hash) VALUES ({c0}, {seq}, {main_seq}, 0, 'system', "
-        f"'verdict.store', '1', '{payload}', '{prev}', '{h}')",
-        f"UPDATE audit_head SET seq = {seq}, hash = '{h}' WHERE id = {c0}",
-    )
-    found = _problems(fleet)
+    _append_forged(fleet, db_url, c0, "verdict.store", ref)
+    found = audit_problems(fleet)
     assert any(f"records verdicts row {vid}, which an earlier entry recorded" in p
                for p in found), found  # fmt: skip
 
@@ -346,9 +326,11 @@ def test_an_edited_entry_with_a_malformed_state_is_reported_not_raised(
 ) -> None:
     fleet, chains, _ = _streamed_fleet(db_url, tmp_path)
     c0 = chains["kafka:t:0"]
-    _sql(db_url, f"""UPDATE audit_stream_log SET payload = '{{"state": 5}}' WHERE chain = {c0}""")
-    _sql(db_url, """UPDATE audit_log SET payload = '{"state": {"a": 1}}' WHERE seq = 2""")
-    found = _problems(fleet)
+    run_sql(
+        db_url, f"""UPDATE audit_stream_log SET payload = '{{"state": 5}}' WHERE chain = {c0}"""
+    )
+    run_sql(db_url, """UPDATE audit_log SET payload = '{"state": {"a": 1}}' WHERE seq = 2""")
+    found = audit_problems(fleet)
     assert any("was edited" in p for p in found), found
 
 
@@ -383,4 +365,4 @@ def test_two_stream_writes_raising_one_alert_leave_one_open_alert(db_url: str) -
     with svc.read() as s:
         rows = s.execute(select(AlertRow.count).where(AlertRow.kind == "rejected_evidence"))
         assert rows.scalars().all() == [2]
-    assert _problems(fleet) == []
+    assert audit_problems(fleet) == []

@@ -19,7 +19,7 @@ from lightfence.verifier.auth import Role, create_token, revoke_token
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.models import AuditRow
 from lightfence.verifier.registry import Licence, set_landmark_status, set_licence
-from verifier_support import ADMIN, Fleet, db_url, make_fleet
+from verifier_support import ADMIN, Fleet, audit_problems, db_url, make_fleet, run_sql
 
 __all__ = ["db_url"]
 
@@ -43,22 +43,6 @@ def _busy_fleet(url: str, tmp_path: Path) -> tuple[Fleet, SigningKey, Path]:
     assert svc.checkpoint() is not None
     assert svc.signing_key is not None
     return fleet, svc.signing_key, out
-
-
-def _problems(fleet: Fleet, cp: Path | None = None) -> list[str]:
-    with fleet.service.read() as s:
-        found = audit_verify.verify_chain(s).problems
-        if cp is not None:
-            found += checkpoint.check(s, checkpoint.read_file(cp)).problems
-    return found
-
-
-def _sql(url: str, *statements: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for stmt in statements:
-            conn.execute(text(stmt))
-    engine.dispose()
 
 
 def _rehash_from(url: str, seq: int) -> None:
@@ -88,7 +72,7 @@ def _rehash_from(url: str, seq: int) -> None:
 
 def test_everyday_writes_verify_against_chain_and_checkpoint(db_url: str, tmp_path: Path) -> None:
     fleet, key, cp = _busy_fleet(db_url, tmp_path)
-    assert _problems(fleet, cp) == []
+    assert audit_problems(fleet, cp) == []
     with fleet.service.read() as s:
         report = checkpoint.check(s, checkpoint.read_file(cp), key.public_bytes.hex())
         assert report.problems == [] and report.key_ids == (key.key_id,)
@@ -102,12 +86,12 @@ def test_tail_cut_and_head_rewind_is_caught_by_the_checkpoint(db_url: str, tmp_p
     with fleet.service.read() as s:
         head = s.execute(text("SELECT seq FROM audit_head")).scalar_one()
         keep = s.execute(select(AuditRow).where(AuditRow.seq == head - 3)).scalar_one()
-    _sql(
+    run_sql(
         db_url,
         f"DELETE FROM audit_log WHERE seq > {keep.seq}",
         f"UPDATE audit_head SET seq = {keep.seq}, hash = '{keep.hash}' WHERE id = 1",
     )
-    problems = _problems(fleet, cp)
+    problems = audit_problems(fleet, cp)
     assert any("cut off and the head rewound" in p for p in problems), problems
     fleet.service.close()
 
@@ -124,11 +108,11 @@ def test_full_rehash_is_caught_by_the_checkpoint(db_url: str, tmp_path: Path) ->
         )
         assert entry is not None
     forged = json.dumps({**json.loads(entry.payload), "role": "admin"}, separators=(",", ":"))
-    _sql(db_url, f"UPDATE audit_log SET payload = '{forged}' WHERE seq = {entry.seq}")
+    run_sql(db_url, f"UPDATE audit_log SET payload = '{forged}' WHERE seq = {entry.seq}")
     _rehash_from(db_url, entry.seq)
     with fleet.service.read() as s:
         assert audit_verify.verify_chain(s, state=False).ok  # the chain alone is fooled...
-    problems = _problems(fleet, cp)
+    problems = audit_problems(fleet, cp)
     assert any("rewritten (re-hashed)" in p for p in problems), problems  # ...not the anchor
     fleet.service.close()
 
@@ -136,7 +120,7 @@ def test_full_rehash_is_caught_by_the_checkpoint(db_url: str, tmp_path: Path) ->
 def test_direct_edits_of_state_tables_are_caught(db_url: str, tmp_path: Path) -> None:
     fleet, _, _ = _busy_fleet(db_url, tmp_path)
     dev = fleet.device_id
-    _sql(
+    run_sql(
         db_url,
         "UPDATE verdicts SET kind = 'VERIFIED', reason = 'fine' "
         "WHERE id = (SELECT MIN(id) FROM verdicts)",
@@ -147,7 +131,7 @@ def test_direct_edits_of_state_tables_are_caught(db_url: str, tmp_path: Path) ->
         "INSERT INTO api_tokens (name, role, owner, token_hash, created_ns) "
         f"VALUES ('backdoor', 'admin', NULL, '{'ab' * 32}', 1)",
     )
-    problems = _problems(fleet)
+    problems = audit_problems(fleet)
     expect = [
         "verdicts row", f"devices row {dev} differs", "api_tokens row ops differs",
         "api_tokens row old differs", "landmarks row fra1 differs",
@@ -160,8 +144,8 @@ def test_direct_edits_of_state_tables_are_caught(db_url: str, tmp_path: Path) ->
 
 def test_deleted_verdict_is_caught(db_url: str, tmp_path: Path) -> None:
     fleet, _, _ = _busy_fleet(db_url, tmp_path)
-    _sql(db_url, "DELETE FROM verdicts WHERE id = (SELECT MAX(id) FROM verdicts)")
-    problems = _problems(fleet)
+    run_sql(db_url, "DELETE FROM verdicts WHERE id = (SELECT MAX(id) FROM verdicts)")
+    problems = audit_problems(fleet)
     assert any("verdicts row" in p and "deleted" in p for p in problems), problems
     fleet.service.close()
 
@@ -179,7 +163,7 @@ def test_cli_checkpoint_and_verify(tmp_path: Path) -> None:
     assert ok.exit_code == 0 and "matches 1 signed checkpoint" in ok.output, ok.output
     plain = run(app, ["audit", "verify", "--db", url])
     assert plain.exit_code == 0 and "no --checkpoint given" in plain.output
-    _sql(url, "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3")
+    run_sql(url, "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3")
     _rehash_from(url, 3)
     broken = run(app, ["audit", "verify", "--db", url, "--checkpoint", str(cp)])
     assert broken.exit_code == 1 and "re-hashed" in broken.output

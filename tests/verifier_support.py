@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -153,3 +154,23 @@ def make_fleet(
 def token(service: Service, name: str, role: Role, owner: str | None = None) -> str:
     with service.write() as s:
         return create_token(s, name=name, role=role, owner=owner, actor="test", now_ns=now_ns())
+
+
+def audit_problems(fleet: Fleet, checkpoints: Path | None = None) -> list[str]:
+    """What `audit verify` reports for the fleet's database, with a checkpoint file's."""
+    from lightfence.verifier import audit_verify, checkpoint
+
+    with fleet.service.read() as s:
+        found = audit_verify.verify_chain(s).problems
+        if checkpoints is not None:
+            found += checkpoint.check(s, checkpoint.read_file(checkpoints)).problems
+    return found
+
+
+def run_sql(url: str, *statements: str) -> None:
+    """Statements run straight on the database, as an attacker with its password would."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for stmt in statements:
+            conn.execute(text(stmt))
+    engine.dispose()
