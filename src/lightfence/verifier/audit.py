@@ -193,24 +193,23 @@ def append(
     `state`: [table, row key, digest] of covered rows this write left (statehash)."""
     if state:
         payload = {**payload, STATE_KEY: state}
+    body = canonical_json(payload)
     stream = session.info.get(_STREAM_KEY)
     if isinstance(stream, StreamLock):
         _refuse_shared_state(action, state)
-        return _append_stream(session, stream, actor, action, subject, payload, now_ns)
-    head = lock_head(session)
-    body = canonical_json(payload)
-    seq = head.seq + 1
-    digest = entry_hash(head.hash, seq, now_ns, actor, action, subject, body)
-    row = AuditRow(
-        seq=seq,
-        at_ns=now_ns,
-        actor=actor,
-        action=action,
-        subject=subject,
-        payload=body,
-        prev_hash=head.hash,
-        hash=digest,
-    )
+        head, main_seq = stream.head, stream.main_seq
+        seq = head.seq + 1
+        digest = stream_entry_hash(
+            head.hash, head.id, seq, main_seq, now_ns, actor, action, subject, body
+        )
+        row: AuditRow | AuditStreamRow = AuditStreamRow(chain=head.id, main_seq=main_seq)
+    else:
+        head = lock_head(session)
+        seq = head.seq + 1
+        digest = entry_hash(head.hash, seq, now_ns, actor, action, subject, body)
+        row = AuditRow()
+    row.seq, row.at_ns, row.actor, row.action = seq, now_ns, actor, action
+    row.subject, row.payload, row.prev_hash, row.hash = subject, body, head.hash, digest
     session.add(row)
     head.seq = seq
     head.hash = digest
@@ -226,39 +225,6 @@ def _refuse_shared_state(action: str, state: list[list[str | None]] | None) -> N
                 f"{action}: a write of {ref[0]} row {ref[1]} belongs on the main audit chain "
                 "(stream chains record only the verdicts they insert)"
             )
-
-
-def _append_stream(
-    session: Session,
-    lock: StreamLock,
-    actor: str,
-    action: str,
-    subject: str,
-    payload: dict[str, Any],
-    now_ns: int,
-) -> AuditStreamRow:
-    head = lock.head
-    body = canonical_json(payload)
-    seq = head.seq + 1
-    digest = stream_entry_hash(
-        head.hash, head.id, seq, lock.main_seq, now_ns, actor, action, subject, body
-    )
-    row = AuditStreamRow(
-        chain=head.id,
-        seq=seq,
-        main_seq=lock.main_seq,
-        at_ns=now_ns,
-        actor=actor,
-        action=action,
-        subject=subject,
-        payload=body,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    session.add(row)
-    head.seq = seq
-    head.hash = digest
-    return row
 
 
 def heads(session: Session) -> list[AuditHeadRow]:
