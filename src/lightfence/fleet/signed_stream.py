@@ -4,9 +4,9 @@ A consumer-group member reads record messages (protocol.record_topic: key = devi
 the record's JSON form as POST /records takes it) and hands each batch to `Service.ingest`, the
 code POST /records runs: signatures, freshness, registry and replay checks, one write
 transaction that stores the records once (by record hash), keeps rejections, raises alerts and
-appends to the one audit chain. Verdicts come from `Service.recompute`, the same pass the API
-runs, for the devices this worker stored records of. The API and dashboard read the same
-database.
+appends to its partitions' audit chain (below). Verdicts come from `Service.recompute`, the
+same pass the API runs, for the devices this worker stored records of. The API and dashboard
+read the same database.
 
 Exactly once per record and per verdict, without broker transactions (docs/fleet.md):
 
