@@ -234,6 +234,13 @@ def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
         fleet.service.ingest_gpu([_round(fleet, "waw1", 0.5)], ADMIN)
         fleet.service.recompute_all()
     assert _latest(fleet).alert == "key-gpu-mismatch"
+    # Batch re-verification decides as the service does: the GPU still outranks the key (it
+    # used to decide on the key records alone and store VERIFIED here).
+    from lightfence.fleet.reverify import reverify
+
+    assert reverify(fleet.service, engine="local").verdicts == 1
+    row = _latest(fleet)
+    assert (row.kind, row.locates, row.alert) == ("INCONSISTENT", "gpu", "key-gpu-mismatch")
     (alert,) = _alerts(fleet, "key-gpu-mismatch")
     assert alert.count == 1
     assert _alerts(fleet, "inconsistent") == []
@@ -252,6 +259,10 @@ def test_licence_requiring_gpu_never_verifies_on_the_key(db_url: str, tmp_path: 
         row = _latest(fleet)
         assert (row.kind, row.locates) == ("UNVERIFIED", "key")
         assert "requires a verdict that locates the GPU" in row.reason
+        from lightfence.fleet.reverify import reverify
+
+        assert reverify(fleet.service, engine="local").verdicts == 1
+        assert _latest(fleet).kind == "UNVERIFIED"  # and not VERIFIED on the key records
         fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
         fleet.service.recompute_all()
         assert (_latest(fleet).kind, _latest(fleet).locates) == ("VERIFIED", "gpu")

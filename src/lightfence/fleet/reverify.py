@@ -8,7 +8,8 @@ channel), checks each again, and puts fresh verdicts into the verifier's own his
    chunk's stored records and the registry's current keys, checks that each body is the record
    its hash names and that the row's columns are the body's, re-checks both signatures
    (`protocol.record.verify`), then decides the devices whose records all held with
-   verifier.verdicts (`read_pending` + `decide_pending`: the core's `decide_batch`);
+   verifier.verdicts and verifier.gpu_verdicts (`read_pending`, `attach_gpu_inputs`,
+   `decide_pending`, `refine`: the core's `decide_batch`, exactly as `Service.recompute`);
 3. the driver, in one write per chunk, marks the decided devices for a verdict and stores the
    decisions with `store_decided` (the stream workers' and API's path, audited): a device that
    got a new record since its task read it (its `dirty_seq` moved) is left to the normal pass,
@@ -32,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lightfence.protocol.record import MeasurementRecord, RecordError, verify
-from lightfence.verifier import alerts, audit, verdicts
+from lightfence.verifier import alerts, audit, gpu_verdicts, verdicts
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
 from lightfence.verifier.db import Database
@@ -129,7 +130,11 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
             pending = (
                 verdicts.read_pending(s, config, len(good), good, marked_only=False) if good else []
             )
-        out.decided = verdicts.decide_pending(pending)
+            # As Service.recompute: a device's GPU rounds, and a licence that requires its GPU
+            # to be located, decide over its key records (a key VERIFIED beside a GPU REFUTED
+            # is INCONSISTENT, not VERIFIED).
+            pending = gpu_verdicts.attach_gpu_inputs(s, config, pending)
+        out.decided = gpu_verdicts.refine(verdicts.decide_pending(pending), config)
     finally:
         db.dispose()
     return out
