@@ -397,6 +397,18 @@ def test_gpu_rounds_alone_give_a_fresh_gpu_verdict(fleet: Fleet) -> None:
         "VERIFIED",
     )
     assert row.as_of_ns >= before and row.inputs == []  # dated by the GPU round, not 1970
+    # Its landmark re-keyed (a compromised key replaced): the round no longer counts, and the
+    # device, measured by that landmark only through GPU rounds, is decided again at once.
+    from lightfence.verifier.clock import now_ns
+    from lightfence.verifier.registry import LandmarkSpec, put_landmark
+    from verifier_support import LANDMARKS
+
+    lat, lon = LANDMARKS["fra1"]
+    new_key = seeded_key("fra1-replacement").public_bytes.hex()
+    with fleet.service.write() as s:
+        put_landmark(s, LandmarkSpec("fra1", lat, lon, new_key, "lf-net"), ADMIN, now_ns())
+    fleet.service.recompute_all()
+    assert _latest(fleet).kind != "VERIFIED"
 
 
 def test_bad_gpu_settings_stop_the_service_at_start(tmp_path: Path) -> None:

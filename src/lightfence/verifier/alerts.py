@@ -43,9 +43,9 @@ class AlertKind(StrEnum):
 
 
 PER_LANDMARK = frozenset({AlertKind.LANDMARK_FLAGGED})
+"""Kinds about a landmark itself: one open alert per landmark, not one per kind."""
 ALERT_LOCK_CLASS = 0x6C66
 """PostgreSQL advisory lock class (the two-key form) of one open alert's (kind, device)."""
-"""Kinds about a landmark itself: one open alert per landmark, not one per kind."""
 
 
 def raise_alert(

@@ -67,7 +67,9 @@ def score(session: Session, config: VerifierConfig, now_ns: int, *, flag: bool =
         select(LandmarkRow)
         .where(LandmarkRow.status == "active")
         .order_by(LandmarkRow.id)
-        .with_for_update()
+        # NO KEY UPDATE: a record inserted meanwhile holds KEY SHARE on its landmark (the
+        # foreign key), and must not wait for a rescore, nor deadlock with one.
+        .with_for_update(key_share=True)
     )
     landmarks = {row.id: row for row in session.execute(query).scalars().all()}
     since = {lid: row.blame_since_ns for lid, row in landmarks.items()}

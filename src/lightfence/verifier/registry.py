@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, union, update
 from sqlalchemy.orm import Session
 
 from lightfence.core.measurement import InvalidMeasurement, Landmark
@@ -19,7 +19,7 @@ from lightfence.verifier import alerts, audit
 from lightfence.verifier.auth import Principal, Role
 from lightfence.verifier.config import DEFAULT_CHECKIN_INTERVAL_S, MIN_CHECKIN_INTERVAL_S
 from lightfence.verifier.errors import BadInput, Conflict, Forbidden, NotFound
-from lightfence.verifier.models import DeviceRow, LandmarkRow, RecordRow
+from lightfence.verifier.models import DeviceRow, GpuRoundRow, LandmarkRow, RecordRow
 
 LANDMARK_STATUSES = ("active", "flagged", "retired")
 
@@ -262,8 +262,12 @@ def set_landmark_status(
 
 
 def mark_landmark_devices_dirty(session: Session, landmark_id: str) -> None:
-    """Devices measured by this landmark need a new verdict (its records now count, or not)."""
-    devices = select(RecordRow.device_id).where(RecordRow.landmark_id == landmark_id).distinct()
+    """Devices measured by this landmark need a new verdict (its records and GPU rounds now
+    count, or not)."""
+    devices = union(
+        select(RecordRow.device_id).where(RecordRow.landmark_id == landmark_id),
+        select(GpuRoundRow.device_id).where(GpuRoundRow.landmark_id == landmark_id),
+    )
     session.execute(
         update(DeviceRow)
         .where(DeviceRow.id.in_(devices))

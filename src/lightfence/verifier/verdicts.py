@@ -333,7 +333,9 @@ def store_decided(session: Session, decided: list[Decided], now_ns: int) -> list
             select(DeviceRow.id, DeviceRow.dirty_seq, DeviceRow.needs_verdict)
             .where(one_of(DeviceRow.id, chunk))
             .order_by(DeviceRow.id)
-            .with_for_update()
+            # NO KEY UPDATE: records and verdicts inserted meanwhile hold KEY SHARE on their
+            # device (the foreign key); the marks' UPDATE still waits, as it must.
+            .with_for_update(key_share=True)
         )
         for did, seq, needs in session.execute(query):
             seqs[did] = seq
