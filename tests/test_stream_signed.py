@@ -620,7 +620,7 @@ def test_a_record_refused_once_by_a_unique_key_is_tried_again() -> None:
 def test_a_transaction_aborted_as_deadlocked_is_run_again() -> None:
     from sqlalchemy.exc import OperationalError
 
-    from lightfence.fleet.signed_stream import DEADLOCK_RETRIES, _again_if_deadlocked
+    from lightfence.verifier.db import ROLLED_BACK_RETRIES, again_if_rolled_back
 
     class Aborted(Exception):
         sqlstate = "40P01"
@@ -633,7 +633,7 @@ def test_a_transaction_aborted_as_deadlocked_is_run_again() -> None:
             raise OperationalError("UPDATE", {}, Aborted())
         return "done"
 
-    assert _again_if_deadlocked(work) == "done" and len(tries) == 3
+    assert again_if_rolled_back(work) == "done" and len(tries) == 3
 
     def always() -> str:
         tries.append(1)
@@ -641,11 +641,11 @@ def test_a_transaction_aborted_as_deadlocked_is_run_again() -> None:
 
     tries.clear()
     with pytest.raises(OperationalError):
-        _again_if_deadlocked(always)
-    assert len(tries) == DEADLOCK_RETRIES
+        again_if_rolled_back(always)
+    assert len(tries) == ROLLED_BACK_RETRIES
 
     def other() -> str:
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
     with pytest.raises(OperationalError):
-        _again_if_deadlocked(other)
+        again_if_rolled_back(other)

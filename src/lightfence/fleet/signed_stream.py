@@ -40,17 +40,18 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from lightfence.fleet.stream_metrics import StreamMetrics
 from lightfence.model.text import one_line
 from lightfence.protocol.record import MAX_ERROR_CHARS, MeasurementRecord, RecordError
 from lightfence.protocol.record_topic import kafka_security_conf
 from lightfence.verifier.auth import Principal, Role
+from lightfence.verifier.db import again_if_rolled_back
 from lightfence.verifier.ingest import Outcome
 from lightfence.verifier.service import Service
 
@@ -242,7 +243,7 @@ class SignedStreamWorker:
         return sorted(self.chains[p] for p in partitions)
 
     def _ingest(self, records: Sequence[MeasurementRecord], chains: list[int]) -> list[Outcome]:
-        return _again_if_deadlocked(
+        return again_if_rolled_back(
             lambda: self.service.ingest(
                 records,
                 self.principal,
@@ -287,7 +288,7 @@ class SignedStreamWorker:
             cpu = time.process_time()
             mine = sorted(p for p in self.owned if p in self.chains)
             chains = [self.chains[mine[0]]] if mine else []
-            self.stats.verdicts += _again_if_deadlocked(
+            self.stats.verdicts += again_if_rolled_back(
                 lambda: self.service.recompute_all(devices_of=devices, chains=chains)
             )
             self.stats.recompute_cpu_s += time.process_time() - cpu
@@ -357,26 +358,6 @@ class SignedStreamWorker:
             if high >= 0:
                 lags[tp.partition] = max(high - tp.offset, 0)
         self.metrics.set_lag(lags)
-
-
-DEADLOCK_RETRIES = 5
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-"""PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back."""
-
-
-T = TypeVar("T")
-
-
-def _again_if_deadlocked(work: Callable[[], T]) -> T:
-    for attempt in range(1, DEADLOCK_RETRIES + 1):
-        try:
-            return work()
-        except OperationalError as exc:
-            state = getattr(exc.orig, "sqlstate", None)
-            if state not in _RETRYABLE_SQLSTATES or attempt == DEADLOCK_RETRIES:
-                raise
-            log.info("transaction rolled back by the database (%s); running it again", state)
-    raise AssertionError("unreachable")
 
 
 def _refusal(exc: DataError | IntegrityError) -> str:

@@ -8,10 +8,11 @@ keeps every committed transaction across a killed process (only power loss can d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -19,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lightfence.verifier import statehash
@@ -127,3 +128,28 @@ def schema_revision(db: Database) -> tuple[str | None, str]:
     with db.read_engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     return current, head or ""
+
+
+ROLLED_BACK_RETRIES = 5
+_ROLLED_BACK_SQLSTATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back,
+nothing of it was written, and running it again is safe."""
+
+T = TypeVar("T")
+
+
+def again_if_rolled_back(work: Callable[[], T]) -> T:
+    """`work()` (whole transactions), run again up to ROLLED_BACK_RETRIES times when PostgreSQL
+    rolls it back as deadlocked. Writers on different stream chains lock device and landmark
+    rows side by side (verifier.audit), so an occasional deadlock is expected, not an error."""
+    for attempt in range(1, ROLLED_BACK_RETRIES + 1):
+        try:
+            return work()
+        except OperationalError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if state not in _ROLLED_BACK_SQLSTATES or attempt == ROLLED_BACK_RETRIES:
+                raise
+            logging.getLogger(__name__).info(
+                "transaction rolled back by the database (%s); running it again", state
+            )
+    raise AssertionError("unreachable")

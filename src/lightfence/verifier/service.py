@@ -213,8 +213,8 @@ class Service:
         if due and chains:
             # Flagging changes the registry: a main-chain write, which waits for every
             # stream write in flight, so only when a landmark is due (rare), not per pass.
-            with self.write() as session:
-                blame.score(session, self.config, now_ns())
+            # Its own retries: the caller's would find the verdicts stored and nothing due.
+            db.again_if_rolled_back(self.rescore_blame)
         for kind in kinds:
             self.metrics.verdicts.labels(kind).inc()
         self.metrics.recompute_seconds.observe(time.perf_counter() - started)
