@@ -292,9 +292,7 @@ def test_a_deleted_chain_whose_id_is_taken_again_is_reported(db_url: str, tmp_pa
     c1 = chains["kafka:t:1"]
     with fleet.service.read() as s:
         rows = s.execute(select(AuditStreamRow.payload).where(AuditStreamRow.chain == c1))
-        verdict_ids = [
-            key for p in rows.scalars() for t, key, _ in audit_verify._State().collect(p, (0,) * 4)
-        ]
+        verdict_ids = [key for p in rows.scalars() for _, key, _ in audit_verify._state_refs(p)]
     statements = [f"DELETE FROM audit_stream_log WHERE chain = {c1}"]
     statements += [f"DELETE FROM verdicts WHERE id = {v}" for v in verdict_ids]
     run_sql(db_url, *statements, f"DELETE FROM audit_head WHERE id = {c1}")

@@ -154,7 +154,7 @@ def open_chains(
     session: Session, names: Iterable[str], *, actor: str, now_ns: int
 ) -> dict[str, int]:
     """The chain id of each stream chain name; chains not open yet are opened by one main-chain
-    entry naming them (so one deleted later, head and all, is missed by `audit verify`)."""
+    entry naming them (so `audit verify` reports one deleted later, head and all)."""
     lock_head(session)
     wanted = sorted(set(names))
     query = select(AuditHeadRow.name, AuditHeadRow.id).where(AuditHeadRow.name.in_(wanted))

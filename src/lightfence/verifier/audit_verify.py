@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from lightfence.model.text import one_line
 from lightfence.verifier.audit import (
     CHAIN_OPEN_ACTION,
     GENESIS_HASH,
@@ -29,9 +30,30 @@ from lightfence.verifier.audit import (
 from lightfence.verifier.models import AuditHeadRow, AuditRow, AuditStreamRow
 
 BATCH_ROWS = 5000
+MAX_NAME_CHARS = 300
 
 Order = tuple[int, int, int, int]
 """Where an entry's state falls among all chains: (main seq, 0 main / 1 stream, chain, seq)."""
+Ref = tuple[str, str, str | None]
+"""A state ref: table, row key, digest (None: the row was deleted)."""
+
+
+def _state_refs(payload: str) -> list[Ref]:
+    """The state refs an entry's payload records (none from an edited, malformed one: its hash
+    check reports it)."""
+    if f'"{STATE_KEY}":' not in payload:
+        return []
+    try:
+        refs = json.loads(payload).get(STATE_KEY) or []
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(refs, list):
+        return []
+    return [
+        (str(r[0]), str(r[1]), None if r[2] is None else str(r[2]))
+        for r in refs
+        if isinstance(r, list) and len(r) == 3
+    ]
 
 
 @dataclass(frozen=True)
@@ -54,26 +76,11 @@ class _State:
     def __init__(self) -> None:
         self.latest: dict[tuple[str, str], tuple[Order, str | None]] = {}
 
-    def collect(self, payload: str, order: Order) -> list[tuple[str, str, str | None]]:
-        """Record the entry's state refs; returns them."""
-        if f'"{STATE_KEY}":' not in payload:
-            return []
-        try:
-            refs = json.loads(payload).get(STATE_KEY) or []
-        except (ValueError, AttributeError):
-            return []  # an edited entry; its hash check reports it
-        if not isinstance(refs, list):
-            return []  # likewise
-        out = []
-        for ref in refs:
-            if isinstance(ref, list) and len(ref) == 3:
-                key = (str(ref[0]), str(ref[1]))
-                digest = None if ref[2] is None else str(ref[2])
-                out.append((*key, digest))
-                known = self.latest.get(key)
-                if known is None or known[0] < order:
-                    self.latest[key] = (order, digest)
-        return out
+    def record(self, refs: list[Ref], order: Order) -> None:
+        for table, key, digest in refs:
+            known = self.latest.get((table, key))
+            if known is None or known[0] < order:
+                self.latest[(table, key)] = (order, digest)
 
     def recorded(self) -> dict[tuple[str, str], str | None]:
         return {k: digest for k, (_, digest) in self.latest.items()}
@@ -87,7 +94,7 @@ def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True
     states = _State()
     heads = {h.id: h for h in session.execute(select(AuditHeadRow)).scalars()}
     opened: dict[int, str] = {}
-    count, main_hash, main_last = _walk_main(session, heads, problems, states, opened, state)
+    count, main_hash, main_last = _walk_main(session, heads, problems, states, opened)
     stream_ids = sorted(
         (set(heads) - {MAIN_CHAIN})
         | set(opened)
@@ -119,7 +126,6 @@ def _walk_main(
     problems: list[str],
     states: _State,
     opened: dict[int, str],
-    state: bool,
 ) -> tuple[int, str, int]:
     prev, expected_seq, count, last_seq = GENESIS_HASH, 1, 0, 0
     for row in _rows(session, None):
@@ -143,8 +149,7 @@ def _walk_main(
                         f"{opened[chain]}: the earlier chain was deleted"
                     )
                 opened[chain] = name
-        if state:
-            states.collect(row.payload, (row.seq, 0, 0, 0))
+        states.record(_state_refs(row.payload), (row.seq, 0, 0, 0))
         prev, expected_seq, last_seq = row.hash, row.seq + 1, row.seq
     head = heads.get(MAIN_CHAIN)
     if head is None:
@@ -192,8 +197,8 @@ def _walk_stream(
                 f"{where}: entry {row.seq} says main entry {row.main_seq} was the head, out of "
                 f"order (the main chain ends at {main_last})"
             )
-        known = states.latest.keys() & _state_keys(row.payload)
-        for table, key, recorded in states.collect(row.payload, (row.main_seq, 1, chain, row.seq)):
+        refs = _state_refs(row.payload)
+        for table, key, recorded in refs:
             # The writer refuses these (audit.append): only an entry forged with SQL has one,
             # recording a row as the attacker left it. A stream entry records the verdicts it
             # inserts, each once.
@@ -202,11 +207,12 @@ def _walk_stream(
                     f"{where}: entry {row.seq} records {table} row {key}, which only the main "
                     "chain may: it was not written by the verifier"
                 )
-            elif (table, key) in known:
+            elif (table, key) in states.latest:
                 problems.append(
                     f"{where}: entry {row.seq} records verdicts row {key}, which an earlier "
                     "entry recorded: a stream entry records only the verdicts it inserts"
                 )
+        states.record(refs, (row.main_seq, 1, chain, row.seq))
         prev, expected_seq, last_seq, last_main = row.hash, row.seq + 1, row.seq, row.main_seq
     if head is None:
         if chain in opened:
@@ -239,15 +245,10 @@ def _rows(session: Session, chain: int | None) -> Iterator[Any]:
         last = rows[-1].seq
 
 
-def _state_keys(payload: str) -> set[tuple[str, str]]:
-    scratch = _State()
-    scratch.collect(payload, (0, 0, 0, 0))
-    return set(scratch.latest)
-
-
 def _opened(payload: str) -> dict[int, str]:
     try:
         chains = json.loads(payload).get("chains") or []
-        return {int(c): str(n) for c, n in chains}
+        # Names go into problem lines: bounded, whatever an edited payload holds.
+        return {int(c): one_line(str(n), MAX_NAME_CHARS) for c, n in chains}
     except (ValueError, TypeError, AttributeError):
         return {}

@@ -291,8 +291,9 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    """A stream chain's name (`kafka:<topic>:<partition>`); None for the main chain."""
+    name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """A stream chain's name (`kafka:<topic>:<partition>`; a Kafka topic name is at most 249
+    characters); None for the main chain."""
 
 
 class AuditStreamRow(Base):

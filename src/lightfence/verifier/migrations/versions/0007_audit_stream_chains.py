@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("audit_head", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("name", sa.String(length=255), nullable=True))
+        batch_op.add_column(sa.Column("name", sa.String(length=300), nullable=True))
         batch_op.create_unique_constraint("uq_audit_head_name", ["name"])
     op.create_table(
         "audit_stream_log",
