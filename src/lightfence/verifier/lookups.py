@@ -83,9 +83,15 @@ def _raw(session: Session, sql: str, values: Collection[str]) -> list[tuple[Any,
     literal = text_array(list(values))
     if literal is None:
         raise TypeError("lookups take text values")
-    conn = session.connection().connection.driver_connection
-    assert conn is not None
-    with conn.cursor() as cur:
+    with driver_connection(session).cursor() as cur:
         cur.execute(sql, [literal])
         rows: list[tuple[Any, ...]] = cur.fetchall()
     return rows
+
+
+def driver_connection(session: Session) -> Any:
+    """The psycopg connection under the session's transaction, for what SQLAlchemy's layers
+    cost too much per batch (raw lookups, COPY)."""
+    conn = session.connection().connection.driver_connection
+    assert conn is not None
+    return conn

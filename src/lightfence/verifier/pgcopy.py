@@ -71,8 +71,7 @@ def copy_records(
 ) -> list[int]:
     """Insert `rows` (RecordRow columns but the body) with COPY, each with its body (JSON
     text); their ids, in the order of `rows`."""
-    conn = session.connection().connection.driver_connection
-    assert conn is not None
+    conn = lookups.driver_connection(session)
     with (
         conn.cursor() as cur,
         cur.copy(f"COPY records ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy,
