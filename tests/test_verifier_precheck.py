@@ -10,7 +10,7 @@ import pytest
 from lightfence.protocol.record import MeasurementRecord
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.ingest import Ingestor, RejectReason, record_hash
-from lightfence.verifier.precheck import PARALLEL_MIN_RECORDS, Checked, Prechecked, precheck
+from lightfence.verifier.precheck import PRECHECK_MIN_RECORDS, Checked, Prechecked, precheck
 from record_factory import seeded_key
 from verifier_support import ADMIN, Fleet, db_url, make_fleet
 
@@ -26,7 +26,7 @@ def fleet(db_url: str) -> Iterator[Fleet]:
 
 def _batch(fleet: Fleet) -> tuple[list[MeasurementRecord], dict[int, str]]:
     records, forged = [], {}
-    for i in range(2 * PARALLEL_MIN_RECORDS):
+    for i in range(2 * PRECHECK_MIN_RECORDS):
         landmark = ["fra1", "par1", "ams1"][i % 3]
         rec = fleet.record(landmark, 0.5 + i / 10)
         if i % 5 == 1:

@@ -32,8 +32,9 @@ from lightfence.verifier import lookups
 from lightfence.verifier.models import LandmarkRow
 from lightfence.verifier.sqlin import one_of
 
-PARALLEL_MIN_RECORDS = 16
-"""Below this many records a batch is checked in line: a thread hand-off would cost more."""
+PRECHECK_MIN_RECORDS = 16
+"""Below this many records a batch is not prechecked (its checks are made in line, under the
+write lock): a read transaction, and with threads a hand-off, would cost more than they save."""
 
 
 class Checked(NamedTuple):
@@ -67,7 +68,7 @@ def precheck(
     """Check the signatures of the batch's records that are new and name registered keys, on
     `threads` threads (0: one per CPU)."""
     out = Prechecked()
-    if len(records) < PARALLEL_MIN_RECORDS:
+    if len(records) < PRECHECK_MIN_RECORDS:
         return out
     stored = lookups.stored_hashes(session, hashes)
     lids = {r.landmark_id for r in records}
