@@ -6,7 +6,9 @@ then leave every verdict."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from sqlalchemy import create_engine, select, text, update
 
@@ -145,3 +147,29 @@ def test_a_rekeyed_landmarks_older_records_stop_counting_and_are_not_accused(
         assert _latest_kind(fleet)[0] == VerdictKind.VERIFIED
     finally:
         fleet.service.close()
+
+
+def test_reverify_from_the_cli_lists_what_it_excludes(db_url: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lightfence.cli.app import app
+
+    fleet = make_fleet(db_url)
+    try:
+        fleet.service.ingest([fleet.record(lid, ms) for lid, ms in GENUINE_MS.items()], ADMIN)
+        forged = _forge_row(fleet, db_url)
+    finally:
+        fleet.service.close()
+    run = CliRunner().invoke
+    result = run(app, ["reverify", "--db", db_url])
+    assert result.exit_code == 1, result.output
+    assert "1 device(s): 3 record(s) and 0 GPU round(s) checked" in result.output
+    assert f"EXCLUDED record {forged} of device {fleet.device_id}: signature" in result.output
+    result = run(app, ["reverify", "--db", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["failed"] == []  # marked: not found again
+    # Bad input is one line and exit 2, never a traceback.
+    missing = tmp_path / "nope.toml"
+    result = run(app, ["reverify", "--config", str(missing)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert str(missing) in result.output

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,16 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from gpu_fleet_support import FAST, GPU, ROOT, gpu_fleet, gpu_id_of, gpu_round
 from lightfence.attestation import AppraisalPolicy
 from lightfence.crypto.keys import SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
-from lightfence.evidence.calibration import load_calibration, sign_calibration
+from lightfence.evidence.calibration import load_calibration
 from lightfence.evidence.submit import gpu_rounds_url
 from lightfence.evidence.verdict import device_verdict
 from lightfence.geo.sphere import great_circle_km
 from lightfence.protocol.gpu_round import GpuEvidence, GpuRoundRecord, verify_gpu_round
-from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
-from lightfence.sim.gpu import emulate_gpu_round as emulate
+from lightfence.sim.gpu import GpuStandIn, GpuTestRoot
 from lightfence.units import C_VACUUM_KM_PER_MS
 from lightfence.verifier import audit_verify
 from lightfence.verifier.api.app import create_app
@@ -49,86 +48,16 @@ from lightfence.verifier.models import (
 from lightfence.verifier.registry import Licence, enrol_device, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
 from record_factory import seeded_key
-from verifier_support import ADMIN, LANDMARKS, Fleet, db_url, identity_for, make_fleet, token
+from verifier_support import ADMIN, LANDMARKS, Fleet, db_url, identity_for, token
 
 __all__ = ["db_url"]
 
-ROOT = GpuTestRoot.create()
-FAST = SigningTime(floor_ms=5.0, median_extra_ms=0.01, sigma=0.1)
-GPU = GpuStandIn(ROOT, signing_time=FAST)
 DAY_NS = 86_400 * 10**9
-
-
-def _gpu_id(gpu: GpuStandIn) -> str:
-    fleet = Fleet.__new__(Fleet)
-    rec, _ = _round(
-        fleet, "fra1", 0.5, gpu=gpu, key=seeded_key("landmark-fra1"), device_id="0" * 32
-    )
-    return rec.gpu_id
-
-
-def _round(
-    fleet: Fleet,
-    landmark: str,
-    path_rtt_ms: float,
-    *,
-    gpu: GpuStandIn = GPU,
-    key: SigningKey | None = None,
-    device_id: str | None = None,
-    at_ns: int | None = None,
-    session_id: bytes | None = None,
-    policy_root: GpuTestRoot = ROOT,
-    rng: random.Random | None = None,
-) -> GpuRound:
-    r = emulate(
-        landmark_id=landmark,
-        landmark_key=key or fleet.landmark_keys[landmark],
-        device_id=device_id or fleet.device_id,
-        gpu=gpu,
-        path_rtt_ms=path_rtt_ms,
-        policy=AppraisalPolicy((policy_root.cert,)),
-        rng=rng or random.Random(),
-        utc_ns=at_ns or time.time_ns(),
-        session_id=session_id,
-    )
-    assert r.record is not None, r.appraisal.reason
-    return r.record, r.evidence
-
-
-def _gpu_fleet(url: str, tmp: Path, *, require: str = "key", enrol_gpu: bool = True) -> Fleet:
-    (tmp / "root.pem").write_bytes(ROOT.pem())
-    signer = SigningKey.generate()
-    doc = sign_calibration(
-        [
-            {
-                "hwmodel": STANDIN_HWMODEL,
-                "vbios_version": GPU.vbios_version,
-                "s_floor_ns": round(FAST.floor_ms * 1e6),
-            }
-        ],
-        signer,
-    )
-    (tmp / "calibration.json").write_text(json.dumps(doc))
-    fleet = make_fleet(
-        url,
-        gpu_root_file=str(tmp / "root.pem"),
-        gpu_calibration_file=str(tmp / "calibration.json"),
-        gpu_calibration_keys=(signer.public_bytes.hex(),),
-    )
-    with fleet.service.write() as s:
-        lic = Licence(
-            policy="in:DE",
-            declared_country="DE",
-            gpu_id=_gpu_id(GPU) if enrol_gpu else None,
-            require_locates=require,
-        )
-        set_licence(s, fleet.device_id, lic, ADMIN, time.time_ns())
-    return fleet
 
 
 @pytest.fixture
 def fleet(db_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = _gpu_fleet(db_url, tmp_path)
+    f = gpu_fleet(db_url, tmp_path)
     yield f
     f.service.close()
 
@@ -157,29 +86,31 @@ def _alerts(fleet: Fleet, kind: str) -> list[AlertRow]:
 
 
 def test_each_bad_gpu_round_is_rejected_with_its_reason(fleet: Fleet) -> None:
-    good = _round(fleet, "fra1", 0.5)
+    good = gpu_round(fleet, "fra1", 0.5)
     stranger = seeded_key("not-a-landmark")
     rec, ev = good
     other_root = GpuTestRoot.create()
     cases: dict[RejectReason, GpuRound] = {
-        RejectReason.UNKNOWN_LANDMARK: _round(fleet, "xyz9", 0.5, key=stranger),
-        RejectReason.UNKNOWN_DEVICE: _round(fleet, "par1", 5.0, device_id=uuid.uuid4().hex),
+        RejectReason.UNKNOWN_LANDMARK: gpu_round(fleet, "xyz9", 0.5, key=stranger),
+        RejectReason.UNKNOWN_DEVICE: gpu_round(fleet, "par1", 5.0, device_id=uuid.uuid4().hex),
         # Any change to the signed fields (here a faster RTT) breaks the landmark signature.
         RejectReason.BAD_SIGNATURE: (dataclasses.replace(rec, rtt_ns=rec.rtt_ns // 2), ev),
-        RejectReason.STALE: _round(fleet, "ams1", 3.0, at_ns=time.time_ns() - 3 * DAY_NS),
+        RejectReason.STALE: gpu_round(fleet, "ams1", 3.0, at_ns=time.time_ns() - 3 * DAY_NS),
         # Same landmark, session and round, other content (another nonce): a replay.
-        RejectReason.REPLAYED: _round(fleet, "fra1", 0.7, session_id=rec.session_id),
+        RejectReason.REPLAYED: gpu_round(fleet, "fra1", 0.7, session_id=rec.session_id),
         # Genuine evidence from another GPU than the enrolled one (a GPU swap).
-        RejectReason.WRONG_GPU: _round(fleet, "waw1", 6.0, gpu=GpuStandIn(ROOT, signing_time=FAST)),
+        RejectReason.WRONG_GPU: gpu_round(
+            fleet, "waw1", 6.0, gpu=GpuStandIn(ROOT, signing_time=FAST)
+        ),
     }
     # A GPU whose chain ends at a root the verifier does not trust (the landmark was fooled, or
     # lied): appraised again by the verifier and refused.
-    foreign = _round(fleet, "par1", 5.0, gpu=GpuStandIn(other_root), policy_root=other_root)
+    foreign = gpu_round(fleet, "par1", 5.0, gpu=GpuStandIn(other_root), policy_root=other_root)
     # The report is not the one the landmark timed.
     # (The same record with other evidence would be a duplicate of the stored round: the
     # record's hash is the key, and its stored evidence is the one whose digests it signed.)
-    rec2, ev2 = _round(fleet, "ams1", 3.0)
-    swapped = (rec2, GpuEvidence(_round(fleet, "ams1", 3.0)[1].report, ev2.chain_der))
+    rec2, ev2 = gpu_round(fleet, "ams1", 3.0)
+    swapped = (rec2, GpuEvidence(gpu_round(fleet, "ams1", 3.0)[1].report, ev2.chain_der))
     assert [o.status for o in fleet.service.ingest_gpu([good], ADMIN)] == ["stored"]
     for reason, bad in cases.items():
         (out,) = fleet.service.ingest_gpu([bad], ADMIN)
@@ -198,9 +129,9 @@ def test_each_bad_gpu_round_is_rejected_with_its_reason(fleet: Fleet) -> None:
 
 
 def test_no_enrolled_gpu_means_no_gpu_round_counts(db_url: str, tmp_path: Path) -> None:
-    fleet = _gpu_fleet(db_url, tmp_path, enrol_gpu=False)
+    fleet = gpu_fleet(db_url, tmp_path, enrol_gpu=False)
     try:
-        (out,) = fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+        (out,) = fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5)], ADMIN)
         assert out.reason is RejectReason.WRONG_GPU and "no enrolled GPU" in out.detail
     finally:
         fleet.service.close()
@@ -211,7 +142,7 @@ def test_consistent_device_gets_a_gpu_verdict(fleet: Fleet) -> None:
     fleet.service.recompute_all()
     key_only = _latest(fleet)
     assert (key_only.kind, key_only.locates) == ("VERIFIED", "key")
-    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+    fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5)], ADMIN)
     fleet.service.recompute_all()
     row = _latest(fleet)
     assert (row.kind, row.locates, row.key_kind, row.alert) == ("VERIFIED", "gpu", "VERIFIED", None)
@@ -222,7 +153,7 @@ def test_consistent_device_gets_a_gpu_verdict(fleet: Fleet) -> None:
 def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
     # The key answers next to Frankfurt; the GPU signs next to Warsaw, about 900 km away.
     fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
-    fleet.service.ingest_gpu([_round(fleet, "waw1", 0.5)], ADMIN)
+    fleet.service.ingest_gpu([gpu_round(fleet, "waw1", 0.5)], ADMIN)
     fleet.service.recompute_all()
     row = _latest(fleet)
     assert (row.kind, row.locates, row.key_kind) == ("INCONSISTENT", "gpu", "VERIFIED")
@@ -231,7 +162,7 @@ def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
     # More rounds, more verdicts: still one open alert, and no plain `inconsistent` one.
     for _ in range(2):
         fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
-        fleet.service.ingest_gpu([_round(fleet, "waw1", 0.5)], ADMIN)
+        fleet.service.ingest_gpu([gpu_round(fleet, "waw1", 0.5)], ADMIN)
         fleet.service.recompute_all()
     assert _latest(fleet).alert == "key-gpu-mismatch"
     # Batch re-verification decides as the service does: the GPU still outranks the key (it
@@ -252,7 +183,7 @@ def test_moved_key_raises_key_gpu_mismatch_once(fleet: Fleet) -> None:
 
 
 def test_licence_requiring_gpu_never_verifies_on_the_key(db_url: str, tmp_path: Path) -> None:
-    fleet = _gpu_fleet(db_url, tmp_path, require="gpu")
+    fleet = gpu_fleet(db_url, tmp_path, require="gpu")
     try:
         fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
         fleet.service.recompute_all()
@@ -263,7 +194,7 @@ def test_licence_requiring_gpu_never_verifies_on_the_key(db_url: str, tmp_path: 
 
         assert reverify(fleet.service, engine="local").verdicts == 1
         assert _latest(fleet).kind == "UNVERIFIED"  # and not VERIFIED on the key records
-        fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+        fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5)], ADMIN)
         fleet.service.recompute_all()
         assert (_latest(fleet).kind, _latest(fleet).locates) == ("VERIFIED", "gpu")
     finally:
@@ -271,7 +202,7 @@ def test_licence_requiring_gpu_never_verifies_on_the_key(db_url: str, tmp_path: 
 
 
 def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path) -> None:
-    fleet = _gpu_fleet(db_url, tmp_path)
+    fleet = gpu_fleet(db_url, tmp_path)
     fleet.service.close()
     config = dataclasses.replace(
         fleet.service.config, signing_key_path=str(tmp_path / "verifier.key")
@@ -282,7 +213,7 @@ def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path)
         admin = token(service, "admin", Role.ADMIN)
         lm = token(service, "lm-fra1", Role.LANDMARK, "fra1")
         h = {"authorization": f"Bearer {lm}"}
-        rec, ev = _round(fleet, "fra1", 0.5)
+        rec, ev = gpu_round(fleet, "fra1", 0.5)
         body = {"gpu_rounds": [{"record": rec.to_json_dict(), "evidence": ev.to_json_dict()}]}
         assert client.post("/gpu-rounds", json=body).status_code == 401
         r = client.post("/gpu-rounds", json=body, headers=h)
@@ -290,7 +221,7 @@ def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path)
         status = client.get("/status", headers={"authorization": f"Bearer {admin}"})
         assert status.json()["gpu_rounds"] == 1
         # A landmark token submits its own rounds only.
-        other = _round(fleet, "par1", 5.0)
+        other = gpu_round(fleet, "par1", 5.0)
         r = client.post(
             "/gpu-rounds",
             json={"gpu_rounds": [{"record": other[0].to_json_dict(), "evidence": {}}]},
@@ -363,7 +294,7 @@ def test_api_gpu_rounds_verdicts_and_tokens_say_gpu(db_url: str, tmp_path: Path)
 def test_gpu_round_json_is_parsed_strictly() -> None:
     # The body's record is GpuRoundRecord's strict JSON form: an unknown field is refused.
     fleet = Fleet.__new__(Fleet)
-    rec, _ = _round(fleet, "fra1", 0.5, key=seeded_key("landmark-fra1"), device_id="0" * 32)
+    rec, _ = gpu_round(fleet, "fra1", 0.5, key=seeded_key("landmark-fra1"), device_id="0" * 32)
     with pytest.raises(ValueError, match="unknown"):
         GpuRoundRecord.from_json_dict(rec.to_json_dict() | {"extra": 1})
 
@@ -371,7 +302,7 @@ def test_gpu_round_json_is_parsed_strictly() -> None:
 def test_a_landmark_relabelling_a_gpu_round_for_another_device_is_refused(fleet: Fleet) -> None:
     # A lying landmark signs a record naming our device around a report the GPU signed for
     # another device's challenge: the report's nonce is not gpu_nonce of this record.
-    rec, ev = _round(fleet, "fra1", 0.5, device_id=uuid.uuid4().hex)
+    rec, ev = gpu_round(fleet, "fra1", 0.5, device_id=uuid.uuid4().hex)
     relabelled = dataclasses.replace(rec, device_id=fleet.device_id, landmark_signature=b"")
     forged = relabelled.signed_by(fleet.landmark_keys["fra1"])
     (out,) = fleet.service.ingest_gpu([(forged, ev)], ADMIN)
@@ -381,13 +312,13 @@ def test_a_landmark_relabelling_a_gpu_round_for_another_device_is_refused(fleet:
 def test_a_flagged_landmarks_gpu_rounds_do_not_count(fleet: Fleet) -> None:
     with fleet.service.write() as s:
         set_landmark_status(s, "fra1", "flagged", "test", ADMIN, time.time_ns())
-    (out,) = fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+    (out,) = fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5)], ADMIN)
     assert out.reason is RejectReason.FLAGGED_LANDMARK
 
 
 def test_gpu_rounds_alone_give_a_fresh_gpu_verdict(fleet: Fleet) -> None:
     before = time.time_ns()
-    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5)], ADMIN)
+    fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5)], ADMIN)
     fleet.service.recompute_all()
     row = _latest(fleet)
     assert (row.kind, row.locates, row.key_kind, row.gpu_kind) == (
@@ -432,7 +363,7 @@ def test_a_gpu_verdict_is_dated_by_its_gpu_rounds_not_by_fresher_key_records(
     # GPU rounds 20 h old beside fresh key records: the gpu verdict's time is the GPU round's,
     # so a gate token for it is downgraded as any old VERIFIED is.
     old_ns = time.time_ns() - 20 * 3600 * 10**9
-    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5, at_ns=old_ns)], ADMIN)
+    fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5, at_ns=old_ns)], ADMIN)
     fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
     fleet.service.recompute_all()
     row = _latest(fleet)
@@ -454,8 +385,8 @@ def test_an_appraisal_made_with_another_landmark_key_is_not_trusted(fleet: Fleet
     # A pre-lock appraisal counts only if made with the landmark key read under the lock: here
     # one claims a valid appraisal, made with some other key, for a round whose report is not
     # the one the landmark timed. The round is appraised again and refused.
-    good, good_ev = _round(fleet, "ams1", 3.0)
-    rec, ev = _round(fleet, "ams1", 3.0)
+    good, good_ev = gpu_round(fleet, "ams1", 3.0)
+    rec, ev = gpu_round(fleet, "ams1", 3.0)
     bad = (rec, GpuEvidence(good_ev.report, ev.chain_der))
     stale = {0: pre_appraise_one(good, good_ev, seeded_key("old-ams1").public_bytes)}
     with fleet.service.write() as s:
@@ -480,7 +411,7 @@ def rec_key(rec: GpuRoundRecord) -> bytes:
 
 def test_one_gpu_is_enrolled_for_one_device_only(fleet: Fleet) -> None:
     other = identity_for(seeded_key("second-device"))
-    lic = Licence(policy="in:DE", declared_country="DE", gpu_id=_gpu_id(GPU))
+    lic = Licence(policy="in:DE", declared_country="DE", gpu_id=gpu_id_of(GPU))
     with (
         pytest.raises(BadInput, match="already enrolled for another device"),
         fleet.service.write() as s,
@@ -531,7 +462,7 @@ def test_service_and_offline_verify_give_the_same_device_verdict(
     fleet = service_fleet
     fleet.device_key = SigningKey.generate()
     gpu = GpuStandIn(ROOT, signing_time=FAST)
-    lic = Licence(policy="in:DE", declared_country="DE", gpu_id=_gpu_id(gpu))
+    lic = Licence(policy="in:DE", declared_country="DE", gpu_id=gpu_id_of(gpu))
     with fleet.service.write() as s:
         enrol_device(s, fleet.identity, lic, "acme", ADMIN, time.time_ns())
     lids = sorted(fleet.landmark_keys)
@@ -539,7 +470,7 @@ def test_service_and_offline_verify_give_the_same_device_verdict(
         [fleet.record(lid, rtt) for lid, rtt in zip(lids, key_rtts, strict=True)], ADMIN
     )
     rounds = [
-        _round(fleet, lid, rtt, gpu=gpu)
+        gpu_round(fleet, lid, rtt, gpu=gpu)
         for lid, rtt in zip(lids[:n_gpu], gpu_rtts[:n_gpu], strict=True)
     ]
     assert {o.status for o in fleet.service.ingest_gpu(rounds, ADMIN)} == {"stored"}
@@ -567,14 +498,14 @@ def test_service_and_offline_verify_give_the_same_device_verdict(
 @pytest.fixture(scope="module")
 def service_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("prop")
-    f = _gpu_fleet(f"sqlite:///{tmp}/v.db", tmp)
+    f = gpu_fleet(f"sqlite:///{tmp}/v.db", tmp)
     yield f
     f.service.close()
 
 
 def test_a_gpu_round_is_a_check_in(fleet: Fleet) -> None:
     at = time.time_ns() - 10**9
-    fleet.service.ingest_gpu([_round(fleet, "fra1", 0.5, at_ns=at)], ADMIN)
+    fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5, at_ns=at)], ADMIN)
     with fleet.service.read() as s:
         dev = s.get(DeviceRow, fleet.device_id)
         assert dev is not None and dev.last_record_ns == at

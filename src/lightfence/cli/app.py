@@ -92,6 +92,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "batch": LazyCommand(
         "fleet_cmd", "Verdicts for every device in a set of measurement Parquet files."
     ),
+    "reverify": LazyCommand(
+        "reverify_cmd",
+        "Check every stored record and GPU round again; exclude what fails; fresh verdicts.",
+    ),
     "stream-worker": LazyCommand(
         "stream_cmd",
         "Check signed records from a Kafka topic with the verifier's own code; store in the DB.",

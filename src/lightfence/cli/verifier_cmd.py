@@ -149,8 +149,8 @@ def serve(
     from lightfence.protocol.record_topic import parse_kafka_url
     from lightfence.verifier import logs
     from lightfence.verifier.api.app import create_app
-    from lightfence.verifier.config import VerifierConfig, normalise_db_url
-    from lightfence.verifier.config_file import ConfigFileError, resolve
+    from lightfence.verifier.config import normalise_db_url
+    from lightfence.verifier.config_file import ConfigFileError, resolve, verifier_config
     from lightfence.verifier.db import DatabaseError
 
     try:
@@ -212,24 +212,7 @@ def serve(
     listener = bind_listener(settings.host, settings.port)
     logs.configure(settings.log_level)
     try:
-        config_obj = VerifierConfig(
-            db_url=settings.db_url,
-            webhook_url=settings.webhook_url,
-            signing_key_path=settings.signing_key,
-            checkpoint_path=settings.checkpoints,
-            checkpoint_webhook_url=settings.checkpoint_webhook_url,
-            records_per_s=settings.records_per_s,
-            records_burst=max(1000, int(60 * settings.records_per_s)),
-            rejections_per_s=settings.rejections_per_s,
-            write_requests_per_s=settings.write_requests_per_s,
-            gpu_root_file=settings.gpu_root,
-            gpu_calibration_file=settings.gpu_calibration,
-            gpu_calibration_keys=settings.gpu_calibration_keys,
-            liars=int(settings.liars) if settings.liars.isdigit() else settings.liars,
-            token_ttl_s=settings.token_ttl_s,
-            stream_url=settings.stream_url,
-            stream_group=settings.stream_group,
-        )
+        config_obj = verifier_config(settings)
         if settings.stream_url is not None:
             parse_kafka_url(settings.stream_url)
         application = create_app(config_obj)

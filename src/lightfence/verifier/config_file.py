@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lightfence.verifier.config import VerifierConfig
+
 ENV_PREFIX = "LIGHTFENCE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -178,3 +180,28 @@ def resolve(
     if "db_url" in layers:
         layers["db_url"] = normalise_db_url(str(layers["db_url"]))
     return ServeSettings(**layers)
+
+
+def verifier_config(settings: ServeSettings) -> VerifierConfig:
+    """The service's configuration from resolved settings: what `serve` runs with, and what
+    `reverify` must decide with (the same liars, GPU root and calibration).
+
+    Raises ValueError for a setting VerifierConfig refuses."""
+    return VerifierConfig(
+        db_url=settings.db_url,
+        webhook_url=settings.webhook_url,
+        signing_key_path=settings.signing_key,
+        checkpoint_path=settings.checkpoints,
+        checkpoint_webhook_url=settings.checkpoint_webhook_url,
+        records_per_s=settings.records_per_s,
+        records_burst=max(1000, int(60 * settings.records_per_s)),
+        rejections_per_s=settings.rejections_per_s,
+        write_requests_per_s=settings.write_requests_per_s,
+        gpu_root_file=settings.gpu_root,
+        gpu_calibration_file=settings.gpu_calibration,
+        gpu_calibration_keys=settings.gpu_calibration_keys,
+        liars=int(settings.liars) if settings.liars.isdigit() else settings.liars,
+        token_ttl_s=settings.token_ttl_s,
+        stream_url=settings.stream_url,
+        stream_group=settings.stream_group,
+    )

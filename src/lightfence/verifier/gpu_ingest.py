@@ -64,6 +64,15 @@ class GpuChecker:
     calibration: Calibration
 
 
+def floor_ns_of(calibration: Calibration, appraisal: Appraisal, rtt_ns: int) -> int:
+    """The S_floor subtracted from a round's RTT: the calibration's for the appraised GPU model
+    and firmware, 0 when it lists neither."""
+    assert appraisal.gpu is not None
+    floor_ns = round(calibration.floor_ms(appraisal.gpu.hwmodel, appraisal.vbios_version) * 1e6)
+    # A floor above the RTT is no lower bound: the calibration is suspect.
+    return 0 if floor_ns >= rtt_ns else floor_ns
+
+
 @dataclass(frozen=True)
 class PreAppraised:
     """verify_gpu_round's outcome for one round, made outside the write lock."""
@@ -216,11 +225,7 @@ class GpuIngestor(Ingestor):
                 RejectReason.WRONG_GPU,
                 f"GPU {rec.gpu_id} is not the enrolled GPU {dev.gpu_id} (GPU swapped?)",
             )
-        floor_ns = round(
-            gpu.calibration.floor_ms(appraisal.gpu.hwmodel, appraisal.vbios_version) * 1e6
-        )
-        if floor_ns >= rec.rtt_ns:
-            floor_ns = 0  # a floor above the RTT is no lower bound: the calibration is suspect
+        floor_ns = floor_ns_of(gpu.calibration, appraisal, rec.rtt_ns)
         # A GPU round is a check-in too. The key verdict's window and movement allowance then
         # run from it: key caps only grow, so that stays sound.
         self._marks.add(dev.id, rec.measured_at_unix_ns)

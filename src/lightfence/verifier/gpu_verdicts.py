@@ -1,9 +1,10 @@
 """GPU verdicts in the service: a device's GPU-signed rounds beside its key records.
 
 Which GPU rounds count follows the key records' rules (verifier.verdicts, core.freshness):
-stored rounds from landmarks `active` now, measured since the landmark's current position, within
-`verdict_window_s` before the device's newest GPU round, each grown by the movement allowance, the
-tightest per landmark by RTT - S_floor. The device's verdict then comes from
+stored rounds of the GPU the licence enrols now, not found invalid by batch re-verification
+(fleet.reverify), from landmarks `active` now, measured since the landmark's current position,
+within `verdict_window_s` before the device's newest GPU round, each grown by the movement
+allowance, the tightest per landmark by RTT - S_floor. The device's verdict then comes from
 `evidence.verdict.combine_verdicts`, the rule `lightfence verify` applies to a bundle: the GPU
 verdict when there are GPU rounds (a `gpu` verdict is computed from GPU-signed rounds only),
 INCONSISTENT with a `key-gpu-mismatch` alert when the key's caps and the GPU's are disjoint,
@@ -30,10 +31,17 @@ from lightfence.evidence.verdict import combine_verdicts
 from lightfence.model.trust import Locates
 from lightfence.units import Bound
 from lightfence.verifier.config import VerifierConfig
-from lightfence.verifier.models import GpuRoundRow, LandmarkRow
+from lightfence.verifier.models import DeviceRow, GpuRoundRow, LandmarkRow
 from lightfence.verifier.verdicts import Decided, Pending, measurements_of
 
 KEY_GPU_MISMATCH = "key-gpu-mismatch"
+
+_COUNTING = (
+    # A round of the GPU enrolled now: after a licence names another GPU (a swap), the old
+    # chip's rounds locate the old chip, not this device's.
+    GpuRoundRow.gpu_id == DeviceRow.gpu_id,
+    GpuRoundRow.invalid_ns.is_(None),  # failed re-verification (fleet.reverify)
+)
 
 
 def attach_gpu_inputs(
@@ -48,7 +56,8 @@ def attach_gpu_inputs(
         newest.update(
             session.execute(
                 select(GpuRoundRow.device_id, func.max(GpuRoundRow.measured_ns))
-                .where(GpuRoundRow.device_id.in_(ids[k : k + 500]))
+                .join(DeviceRow, DeviceRow.id == GpuRoundRow.device_id)
+                .where(GpuRoundRow.device_id.in_(ids[k : k + 500]), *_COUNTING)
                 .group_by(GpuRoundRow.device_id)
             ).all()
         )
@@ -71,7 +80,9 @@ def attach_gpu_inputs(
                 GpuRoundRow.rtt_ns,
                 GpuRoundRow.floor_ns,
                 GpuRoundRow.measured_ns,
-            ).where(GpuRoundRow.device_id.in_(chunk), GpuRoundRow.measured_ns >= oldest)
+            )
+            .join(DeviceRow, DeviceRow.id == GpuRoundRow.device_id)
+            .where(GpuRoundRow.device_id.in_(chunk), GpuRoundRow.measured_ns >= oldest, *_COUNTING)
         )
         for rid, did, lid, rtt_ns, floor_ns, measured in rows:
             lm = landmarks.get(lid)

@@ -156,6 +156,11 @@ class GpuRoundRow(Base):
     """The record's JSON form, as signed."""
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The SPDM report and certificate chain (protocol.gpu_round.GpuEvidence JSON form)."""
+    invalid_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """When batch re-verification (fleet.reverify) found the stored row no longer the round it
+    claims to be (edited; its signature or evidence failing; its S_floor above what the
+    calibration gives now): from then on it enters no verdict. Kept, not deleted, as evidence."""
+    invalid_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RejectionRow(Base):
