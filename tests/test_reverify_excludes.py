@@ -92,6 +92,10 @@ def test_a_forged_record_row_leaves_the_verdict_it_made(db_url: str) -> None:
             row = s.get(RecordRow, forged)
             assert row is not None and row.invalid_ns is not None  # kept, as evidence
             assert "signature" in (row.invalid_reason or "")
+            listed = {r["id"]: r for r in queries.device_records(s, fleet.device_id, 10)}
+            assert listed[forged]["excluded_at"]
+            assert "signature" in listed[forged]["excluded_reason"]
+            assert all(r["excluded_at"] is None for i, r in listed.items() if i != forged)
             kinds = s.execute(select(AlertRow.kind).where(AlertRow.device_id == fleet.device_id))
             assert "rejected_evidence" in kinds.scalars().all()
             assert audit_verify.verify_chain(s).ok

@@ -155,6 +155,8 @@ def record_dict(row: RecordRow) -> dict[str, Any]:
         "received_at": iso(row.received_ns),
         "submitted_by": row.submitted_by,
         "record": row.body,
+        "excluded_at": iso(row.invalid_ns),
+        "excluded_reason": row.invalid_reason,
     }
 
 

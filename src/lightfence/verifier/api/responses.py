@@ -171,6 +171,12 @@ class StoredRecordOut(Out):
     received_at: str | None
     submitted_by: str
     record: dict[str, Any] = Field(description="The record's signed JSON form (docs/protocol.md)")
+    excluded_at: str | None = Field(
+        None,
+        description="When batch re-verification (`lightfence reverify`) found the stored row no "
+        "longer the signed record it claims to be; from then on it enters no verdict",
+    )
+    excluded_reason: str | None = None
 
 
 class DeviceRecordsOut(Out):
