@@ -94,6 +94,15 @@ def test_measured_at_utc_is_the_signed_time_to_the_microsecond(unix_ns: int) -> 
     assert utc_text(unix_ns) == exact.isoformat(timespec="microseconds")
 
 
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_measured_at_is_the_signed_time_to_the_microsecond(unix_ns: int) -> None:
+    """`lightfence verify` prints `measured_at`: the same instant as the record's own text."""
+    from lightfence.protocol.record import utc_text
+
+    rec = dataclasses.replace(make_signed_record(LANDMARK, DEVICE), measured_at_unix_ns=unix_ns)
+    assert rec.measured_at.isoformat(timespec="microseconds") == utc_text(unix_ns)
+
+
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [

@@ -218,7 +218,10 @@ class MeasurementRecord:
 
     @property
     def measured_at(self) -> datetime:
-        return datetime.fromtimestamp(self.measured_at_unix_ns / 1e9, tz=UTC)
+        # From the exact integer: the float of a present-day time in ns is off by up to 0.1 us,
+        # so its microsecond could differ from `utc_text`'s (the record's measured_at_utc).
+        seconds, rest_ns = divmod(self.measured_at_unix_ns, 1_000_000_000)
+        return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest_ns // 1000)
 
     def signed_bytes(self) -> bytes:
         """Canonical bytes the landmark signs: every field except the landmark signature."""
