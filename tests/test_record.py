@@ -483,3 +483,45 @@ def test_json_decoding_takes_the_fast_path_only_for_what_the_checked_path_accept
     assert got == want
     if got is None:
         assert MeasurementRecord.from_json_dict(doc) == checked()
+
+
+MESSAGE_FORMS = ("built", "ascii", "unicode", "spaced", "reordered", "other_utc", "no_utc")
+
+
+@given(
+    valid_records.map(lambda r: dataclasses.replace(r, landmark_signature=b"\x01" * 64)),
+    st.sampled_from(MESSAGE_FORMS),
+)
+def test_a_message_decodes_to_its_record_and_the_body_it_stores_is_the_built_one(
+    rec: MeasurementRecord, form: str
+) -> None:
+    """from_json_message keeps an orjson text for to_json_text (the body a stream worker stores)
+    only when it is the text to_json_text would build: whatever form the message came in."""
+    built = rec.to_json_text()
+    doc = rec.to_json_dict()
+    if form == "reordered":
+        doc = dict(reversed(doc.items()))
+    elif form == "other_utc":
+        doc["measured_at_utc"] = "1999-12-31T23:59:59.999999+00:00"  # informational: accepted
+    elif form == "no_utc":
+        del doc["measured_at_utc"]
+    compact = {"separators": (",", ":")}
+    message = {
+        "built": built,
+        "ascii": json.dumps(doc, **compact),  # type: ignore[arg-type]
+        "unicode": json.dumps(doc, ensure_ascii=False, **compact),  # type: ignore[arg-type]
+        "spaced": json.dumps(doc, indent=1),
+    }.get(form, json.dumps(doc))
+    got = MeasurementRecord.from_json_message(message.encode())
+    assert got == rec
+    assert got.to_json_text() == built
+
+
+def test_a_landmarks_message_keeps_its_text_and_a_true_min_rtt_does_not() -> None:
+    rec = make_signed_record(LANDMARK, DEVICE, rtts_ns=(1, 5))
+    got = MeasurementRecord.from_json_message(rec.to_json_text().encode())
+    assert got.__dict__.get("_json_text") == rec.to_json_text()  # what every landmark sends
+    # `true` == 1 passes min_rtt_ns's decode check; the stored body must still say 1.
+    doc = rec.to_json_dict() | {"min_rtt_ns": True}
+    got = MeasurementRecord.from_json_message(json.dumps(doc).encode())
+    assert "_json_text" not in got.__dict__ and '"min_rtt_ns":1,' in got.to_json_text()
