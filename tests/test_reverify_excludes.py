@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select, text, update
 
 from lightfence.core.kinds import VerdictKind
@@ -18,7 +19,7 @@ from lightfence.verifier import audit_verify, queries
 from lightfence.verifier.ingest import record_hash
 from lightfence.verifier.models import AlertRow, DeviceRow, RecordRow
 from record_factory import seeded_key
-from verifier_support import ADMIN, Fleet, db_url, make_fleet
+from verifier_support import ADMIN, Fleet, db_url, make_fleet, run_sql
 
 __all__ = ["db_url"]
 
@@ -97,8 +98,11 @@ def test_a_forged_record_row_leaves_the_verdict_it_made(db_url: str) -> None:
             assert "signature" in listed[forged]["excluded_reason"]
             assert all(r["excluded_at"] is None for i, r in listed.items() if i != forged)
             kinds = s.execute(select(AlertRow.kind).where(AlertRow.device_id == fleet.device_id))
-            assert "rejected_evidence" in kinds.scalars().all()
-            assert audit_verify.verify_chain(s).ok
+            assert "tampered_evidence" in kinds.scalars().all()
+            # The forged row names no store entry: `audit verify` says so, apart from the pass.
+            problems = audit_verify.verify_chain(s).problems
+            assert problems == [f"records row {forged} has no audit entry: inserted outside the "
+                                "verifier"], problems  # fmt: skip
         # A later record of the device, or a new pass, never brings it back.
         fleet.service.ingest([fleet.record("par1", 6.5)], ADMIN)
         fleet.service.recompute_all()
@@ -177,3 +181,24 @@ def test_reverify_from_the_cli_lists_what_it_excludes(db_url: str, tmp_path: Pat
     result = run(app, ["reverify", "--config", str(missing)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert str(missing) in result.output
+
+
+def test_a_malformed_row_fails_alone_and_the_pass_goes_on(db_url: str) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL refuses text in an integer column; SQLite stores it")
+    fleet = make_fleet(db_url)
+    try:
+        recs = [fleet.record(lid, ms) for lid, ms in GENUINE_MS.items()]
+        outcomes = fleet.service.ingest(recs, ADMIN)
+        bad = outcomes[0].record_id
+        run_sql(
+            db_url,
+            f"UPDATE records SET measured_ns = 'x' WHERE id = {bad}",
+            # A landmark that moved once: its records' times are compared with the move's.
+            "UPDATE landmarks SET position_since_ns = 1",
+        )
+        report = reverify(fleet.service, engine="local")
+        assert [(f[0], f[2].split(":")[0]) for f in report.failed] == [(bad, "malformed row")]
+        assert bad not in _latest_kind(fleet)[1]
+    finally:
+        fleet.service.close()

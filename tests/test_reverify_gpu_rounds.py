@@ -173,13 +173,40 @@ def test_a_lowered_calibration_excludes_rounds_stored_under_the_higher_floor(
         gpu_calibration_file=str(tmp_path / "lower.json"),
         gpu_calibration_keys=(signer,),
     )
-    fleet = replace(fleet, service=Service(lowered))
+    low = replace(fleet, service=Service(lowered))
+    try:
+        report = reverify(low.service, engine="local")
+        assert len(report.failed_gpu) == 1 and "above the calibration's" in report.failed_gpu[0][2]
+        assert _latest(low)[0] != VerdictKind.VERIFIED
+    finally:
+        low.service.close()
+    # A pass with the calibration the round was stored under (the lowered one was a mistake,
+    # or the first pass ran without the verifier's settings) gives the round back.
+    fleet = replace(fleet, service=Service(config))
     try:
         report = reverify(fleet.service, engine="local")
-        assert len(report.failed_gpu) == 1 and "above the calibration's" in report.failed_gpu[0][2]
-        assert _latest(fleet)[0] != VerdictKind.VERIFIED
+        assert report.failed_gpu == [] and len(report.restored_gpu) == 1
+        assert _latest(fleet)[0] == VerdictKind.VERIFIED
     finally:
         fleet.service.close()
+
+
+def test_an_honest_refuting_round_marked_invalid_by_hand_counts_again(
+    fleet: Fleet, db_url: str
+) -> None:
+    """Marking a row invalid with SQL drops evidence: here the GPU round that shows the key
+    answering from Frankfurt while the GPU signs next to Warsaw. The next pass re-checks marked
+    rows too, finds it holds, and restores it."""
+    fleet.service.ingest([fleet.record("fra1", 0.5)], ADMIN)
+    (out,) = fleet.service.ingest_gpu([gpu_round(fleet, "waw1", 0.5)], ADMIN)
+    fleet.service.recompute_all()
+    assert _latest(fleet)[:2] == (VerdictKind.INCONSISTENT, "gpu")
+    _sql(db_url, f"UPDATE gpu_rounds SET invalid_ns = 1 WHERE id = {out.record_id}")
+    fleet.service.recompute_all()
+    assert _latest(fleet)[:2] == (VerdictKind.VERIFIED, "key")  # what the mark buys
+    report = reverify(fleet.service, engine="local")
+    assert [r[0] for r in report.restored_gpu] == [out.record_id] and report.failed_gpu == []
+    assert _latest(fleet)[:2] == (VerdictKind.INCONSISTENT, "gpu")
 
 
 def test_a_swapped_gpu_s_rounds_stop_counting(fleet: Fleet) -> None:

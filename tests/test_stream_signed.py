@@ -340,7 +340,7 @@ def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: st
             alerts = s.execute(select(AlertRow.device_id, AlertRow.kind)).all()
             assert s.execute(text("select 1")).scalar_one() == 1
         assert after == before + 3 + 3 + 3
-        assert (victim, "rejected_evidence") in [tuple(a) for a in alerts]
+        assert (victim, "tampered_evidence") in [tuple(a) for a in alerts]
         # A retired device gets no new verdict from re-verification either (its records are
         # refused on the verifier's own path; the gate refuses its tokens).
         retired = records[-1].device_id

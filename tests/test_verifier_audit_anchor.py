@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select, text
 from typer.testing import CliRunner
 
@@ -257,3 +258,96 @@ def test_the_service_exports_checkpoints_to_its_file_and_webhook(tmp_path: Path)
     with svc.read() as s:
         assert checkpoint.check(s, docs).problems == []
     svc.close()
+
+
+def test_a_licences_gpu_fields_and_what_a_verdict_locates_are_covered(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Each edit alone would buy a false VERIFIED that locates the GPU, or a token saying so:
+    another chip's rounds counted for the device (gpu_id), a licence that required the GPU
+    decided on the key (require_locates), a retired device decided again (retired_ns), a key
+    verdict passed off as a GPU one (locates)."""
+    fleet, _, _ = _busy_fleet(db_url, tmp_path)
+    dev = fleet.device_id
+    latest = "(SELECT MAX(id) FROM verdicts)"
+    for edit, undo, words in [
+        (f"gpu_id = '{'ab' * 16}'", "gpu_id = NULL", f"devices row {dev} differs"),
+        ("require_locates = 'gpu'", "require_locates = 'key'", f"devices row {dev} differs"),
+        ("retired_ns = 1", "retired_ns = NULL", f"devices row {dev} differs"),
+        ("locates = 'gpu'", "locates = 'key'", "verdicts row"),
+        ("gpu_kind = 'VERIFIED'", "gpu_kind = NULL", "verdicts row"),
+    ]:
+        where = f"id = '{dev}'" if "verdicts" not in words else f"id = {latest}"
+        table = "verdicts" if "verdicts" in words else "devices"
+        run_sql(db_url, f"UPDATE {table} SET {edit} WHERE {where}")
+        problems = audit_problems(fleet)
+        assert any(words in p for p in problems), (edit, problems)
+        run_sql(db_url, f"UPDATE {table} SET {undo} WHERE {where}")
+        assert audit_problems(fleet) == [], edit
+    fleet.service.close()
+
+
+def test_rows_digested_before_0010_verify_after_its_baseline(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verifier that ran before migration 0010 recorded digests over the older column lists;
+    after the migration its log verifies, and the newly covered columns are checked."""
+    from dataclasses import replace
+
+    from lightfence.verifier import db, statehash
+
+    newer = {"gpu_id", "require_locates", "retired_ns", "locates", "key_kind", "gpu_kind",
+             "gpu_inputs", "alert"}  # fmt: skip
+    older = {
+        name: replace(c, columns=tuple(col for col in c.columns if col not in newer))
+        for name, c in statehash.COVERED.items()
+    }
+    monkeypatch.setattr(statehash, "COVERED", older)
+    fleet, _, _ = _busy_fleet(db_url, tmp_path)
+    fleet.service.close()
+    monkeypatch.undo()
+    again = db.Database(db_url)
+    with again.read() as s:  # the older digests against the newer lists: all differ
+        assert not audit_verify.verify_chain(s).ok
+    run_sql(db_url, "UPDATE alembic_version SET version_num = '0009'")
+    db.upgrade(again)
+    with again.read() as s:
+        assert audit_verify.verify_chain(s).ok, audit_verify.verify_chain(s).problems
+    again.dispose()
+    run_sql(db_url, f"UPDATE devices SET gpu_id = '{'ab' * 16}' WHERE id = '{fleet.device_id}'")
+    again = db.Database(db_url)
+    with again.read() as s:
+        assert any("devices row" in p for p in audit_verify.verify_chain(s).problems)
+    again.dispose()
+
+
+def test_evidence_rows_inserted_replaced_deleted_or_marked_outside_are_caught(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Records are not state digests, but each was stored by an entry naming its id and hash,
+    and each mark was set by a re-verification entry: an attacker who inserts a signed record
+    the verifier never stored, deletes one that refutes, or marks an honest one invalid (so it
+    counts for nothing) is reported."""
+    fleet, _, _ = _busy_fleet(db_url, tmp_path)
+    with fleet.service.read() as s:
+        first, last = s.execute(text("SELECT MIN(id), MAX(id) FROM records")).one()
+    columns = (
+        "record_hash, device_id, landmark_id, session_id, min_rtt_ns, measured_ns, received_ns, "
+        "submitted_by, body"
+    )
+    run_sql(
+        db_url,
+        f"INSERT INTO records ({columns}) SELECT '{'cd' * 32}', device_id, landmark_id, "
+        f"'{'ef' * 16}', min_rtt_ns, measured_ns, received_ns, submitted_by, body FROM records "
+        f"WHERE id = {first}",
+        f"UPDATE records SET invalid_ns = 1 WHERE id = {first}",
+        f"DELETE FROM records WHERE id = {last}",
+    )
+    problems = audit_problems(fleet)
+    for words in (
+        "has no audit entry: inserted outside",
+        f"records row {first} is marked invalid, but not by re-verification",
+        f"records row {last} was stored, then deleted outside",
+    ):
+        assert any(words in p for p in problems), (words, problems)
+    fleet.service.close()

@@ -45,8 +45,8 @@ def reverify(
 
     Each row is checked against its signed body, its signatures against the registry's keys,
     and each GPU round's evidence against the GPU root and calibration. A row that fails enters
-    no verdict from then on, and its device gets a rejected_evidence alert. Exit 1 when any row
-    failed.
+    no verdict while marked, and its device gets a tampered_evidence alert; a marked row that
+    verifies now counts again. Exit 1 when any row failed.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -85,9 +85,10 @@ def reverify(
 
             stop_ray()
         service.close()
-    failed = [("record", *f) for f in report.failed] + [
-        ("gpu_round", *f) for f in report.failed_gpu
-    ]
+    failed = [("record", *f) for f in report.failed]
+    failed += [("gpu_round", *f) for f in report.failed_gpu]
+    restored = [("record", *f) for f in report.restored]
+    restored += [("gpu_round", *f) for f in report.restored_gpu]
     if as_json:
         out = {
             "devices": report.devices,
@@ -95,6 +96,7 @@ def reverify(
             "gpu_rounds": report.gpu_rounds,
             "verdicts": report.verdicts,
             "failed": [{"kind": k, "id": i, "device_id": d, "why": w} for k, i, d, w in failed],
+            "restored": [{"kind": k, "id": i, "device_id": d} for k, i, d, _ in restored],
         }
         typer.echo(json.dumps(out, indent=2))
     else:
@@ -104,10 +106,16 @@ def reverify(
         )
         for kind, rid, device_id, why in failed:
             typer.echo(f"  EXCLUDED {kind} {rid} of device {device_id}: {why}", err=True)
+        for kind, rid, device_id, _ in restored:
+            typer.echo(
+                f"  RESTORED {kind} {rid} of device {device_id}: marked invalid, it verifies now "
+                "(a pass with other settings marked it, or its mark was set by hand)",
+                err=True,
+            )
     if failed:
         typer.echo(
             f"{len(failed)} stored row(s) failed and are excluded from verdicts; their devices "
-            "have rejected_evidence alerts",
+            "have tampered_evidence alerts",
             err=True,
         )
         raise typer.Exit(1)

@@ -18,12 +18,19 @@ channel), checks each again, and puts fresh verdicts into the verifier's own his
    which decides it on the newer inputs;
 4. a record or GPU round that fails (its row edited behind the verifier's back, or its
    signatures or evidence no longer holding against the registry's keys and the GPU root) is
-   marked invalid (`records.invalid_ns`, `gpu_rounds.invalid_ns`): no verdict uses it from
-   then on. Its device gets a `rejected_evidence` alert and is decided again at
-   once without it, so a verdict that rested on it (a VERIFIED, perhaps) does not stand.
-   Rows already marked are not checked again (an attacker who clears the mark is found by
-   the next pass), nor are rows measured before their landmark moved or was re-keyed: they
-   count towards no verdict, and the key that signed them is no longer registered.
+   marked invalid (`records.invalid_ns`, `gpu_rounds.invalid_ns`): no verdict uses it while
+   marked. Its device gets a `tampered_evidence` alert and is decided again at once without
+   it, so a verdict that rested on it (a VERIFIED, perhaps) does not stand;
+5. marked rows are checked too, every pass: one that holds now loses its mark (audited) and
+   counts again. A mark is what the last pass found, not a verdict for ever: a pass run with
+   settings other than the verifier's (no `--config`: no S_floor calibration) is undone by the
+   next one run with them, and a mark set with SQL on an honest row (to drop evidence that
+   refutes) does not outlive the next pass. An attacker who clears a mark is found again.
+   Rows measured before their landmark moved or was re-keyed are not checked: they count
+   towards no verdict, and the key that signed them is no longer registered.
+
+The read is one snapshot (REPEATABLE READ on PostgreSQL): keys, rows and verdict inputs from
+the same moment.
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ class ChunkResult:
     """Key records that no longer verify."""
     failed_gpu: list[Failure] = field(default_factory=list)
     """GPU rounds that no longer verify."""
+    restored: list[Failure] = field(default_factory=list)
+    """Key records marked invalid that verify now."""
+    restored_gpu: list[Failure] = field(default_factory=list)
+    """GPU rounds marked invalid that verify now."""
     decided: list[verdicts.Decided] = field(default_factory=list)
 
 
@@ -70,70 +81,22 @@ class ReverifyReport:
     verdicts: int = 0
     failed: list[Failure] = field(default_factory=list)
     failed_gpu: list[Failure] = field(default_factory=list)
+    restored: list[Failure] = field(default_factory=list)
+    restored_gpu: list[Failure] = field(default_factory=list)
 
 
 def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) -> ChunkResult:
-    """One task: re-check the chunk's stored records and GPU rounds, decide the devices whose
-    rows all held."""
+    """One task: re-check the chunk's stored records and GPU rounds, marked ones too, and decide
+    the devices whose rows all held."""
     db = Database(db_url)
     out = ChunkResult()
     try:
         with db.read() as s:
-            devices = {
-                d: bytes.fromhex(pub)
-                for d, pub in s.execute(
-                    select(DeviceRow.id, DeviceRow.public_key).where(
-                        one_of(DeviceRow.id, device_ids)
-                    )
-                )
-            }
-            landmarks = {
-                lid: bytes.fromhex(pub)
-                for lid, pub in s.execute(select(LandmarkRow.id, LandmarkRow.public_key))
-            }
-            since = {
-                lid: int(t)
-                for lid, t in s.execute(select(LandmarkRow.id, LandmarkRow.position_since_ns))
-            }
-            skew_ns = int(config.max_clock_skew_s * 1e9)
-            rows = s.execute(
-                select(
-                    RecordRow.id,
-                    RecordRow.record_hash,
-                    RecordRow.device_id,
-                    RecordRow.landmark_id,
-                    RecordRow.min_rtt_ns,
-                    RecordRow.measured_ns,
-                    RecordRow.body,
-                ).where(one_of(RecordRow.device_id, device_ids), RecordRow.invalid_ns.is_(None))
-            ).all()
-            for row in rows:
-                if _before_position(row, since, skew_ns):
-                    continue
-                why = record_problem(
-                    row, landmarks.get(row.landmark_id), devices.get(row.device_id)
-                )
-                if why is not None:
-                    out.failed.append((row.id, row.device_id, why))
-            out.records = len(rows)
-            rounds = (
-                s.execute(
-                    select(GpuRoundRow).where(
-                        one_of(GpuRoundRow.device_id, device_ids), GpuRoundRow.invalid_ns.is_(None)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            gpu = gpu_checker(config) if rounds else None
-            for r in rounds:
-                assert gpu is not None
-                if _before_position(r, since, skew_ns):
-                    continue
-                why = gpu_round_problem(r, landmarks.get(r.landmark_id), gpu)
-                if why is not None:
-                    out.failed_gpu.append((r.id, r.device_id, why))
-            out.gpu_rounds = len(rounds)
+            if s.get_bind().dialect.name == "postgresql":
+                # One snapshot for the keys, the rows and the verdict inputs: a re-key between
+                # two statements would otherwise check honest rows against the old key.
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            _check_rows(s, device_ids, config, out)
             bad = {d for _, d, _ in out.failed + out.failed_gpu}
             good = [d for d in device_ids if d not in bad]
             pending = (
@@ -149,11 +112,77 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
     return out
 
 
-def _before_position(row: Any, since: dict[str, int], skew_ns: int) -> bool:
+def _check_rows(
+    s: Session, device_ids: Sequence[str], config: VerifierConfig, out: ChunkResult
+) -> None:
+    """Fill `out` with the rows that fail and are not marked yet, and the marked rows that hold
+    now (marked by another pass with other settings, or by hand: either way the mark no longer
+    says what the row is)."""
+    devices = {
+        d: bytes.fromhex(pub)
+        for d, pub in s.execute(
+            select(DeviceRow.id, DeviceRow.public_key).where(one_of(DeviceRow.id, device_ids))
+        )
+    }
+    landmarks = {
+        lid: (bytes.fromhex(pub), int(since))
+        for lid, pub, since in s.execute(
+            select(LandmarkRow.id, LandmarkRow.public_key, LandmarkRow.position_since_ns)
+        )
+    }
+    skew_ns = int(config.max_clock_skew_s * 1e9)
+    rows = s.execute(
+        select(
+            RecordRow.id,
+            RecordRow.record_hash,
+            RecordRow.device_id,
+            RecordRow.landmark_id,
+            RecordRow.min_rtt_ns,
+            RecordRow.measured_ns,
+            RecordRow.body,
+            RecordRow.invalid_ns,
+        ).where(one_of(RecordRow.device_id, device_ids))
+    ).all()
+    for row in rows:
+        lm = landmarks.get(row.landmark_id)
+        try:
+            if lm is not None and _before_position(row, lm[1], skew_ns):
+                continue
+            why = record_problem(row, lm and lm[0], devices.get(row.device_id))
+        except (ValueError, TypeError) as exc:  # SQLite stores text in an integer column
+            why = f"malformed row: {exc}"
+        _sort(row, why, out.failed, out.restored)
+    out.records = len(rows)
+    rounds = (
+        s.execute(select(GpuRoundRow).where(one_of(GpuRoundRow.device_id, device_ids)))
+        .scalars()
+        .all()
+    )
+    gpu = gpu_checker(config) if rounds else None
+    for r in rounds:
+        assert gpu is not None
+        lm = landmarks.get(r.landmark_id)
+        try:
+            if lm is not None and _before_position(r, lm[1], skew_ns):
+                continue
+            why = gpu_round_problem(r, lm and lm[0], gpu)
+        except (ValueError, TypeError) as exc:
+            why = f"malformed row: {exc}"
+        _sort(r, why, out.failed_gpu, out.restored_gpu)
+    out.gpu_rounds = len(rounds)
+
+
+def _sort(row: Any, why: str | None, failed: list[Failure], restored: list[Failure]) -> None:
+    if why is not None and row.invalid_ns is None:
+        failed.append((row.id, row.device_id, why))
+    elif why is None and row.invalid_ns is not None:
+        restored.append((row.id, row.device_id, "holds again"))
+
+
+def _before_position(row: Any, since_ns: int, skew_ns: int) -> bool:
     """Measured before its landmark moved or was re-keyed: it counts towards no verdict
     (verifier.verdicts, verifier.gpu_verdicts), and its key is no longer there to check it."""
-    start = since.get(row.landmark_id, 0)
-    return bool(start) and int(row.measured_ns) < start + skew_ns
+    return bool(since_ns) and int(row.measured_ns) < since_ns + skew_ns
 
 
 def _devices_with_records(service: Service) -> list[str]:
@@ -195,7 +224,7 @@ def _store(service: Service, result: ChunkResult) -> int:
             for rid, device_id, why in failed:
                 alerts.raise_alert(
                     s,
-                    kind=alerts.AlertKind.REJECTED_EVIDENCE,
+                    kind=alerts.AlertKind.TAMPERED_EVIDENCE,
                     device_id=device_id,
                     message=f"stored {what} {rid} fails re-verification: {why}",
                     now_ns=now_ns(),
@@ -206,6 +235,21 @@ def _store(service: Service, result: ChunkResult) -> int:
                 action=action,
                 subject=f"{len(failed)} {what}(s) excluded from verdicts",
                 payload={"failed": [list(f) for f in failed]},
+                now_ns=now_ns(),
+            )
+        for table, restored, what, action in (
+            (RecordRow, result.restored, "record", "record.reverify_restored"),
+            (GpuRoundRow, result.restored_gpu, "GPU round", "gpu_round.reverify_restored"),
+        ):
+            if not restored:
+                continue
+            _restore(s, table, restored)
+            audit.append(
+                s,
+                actor="system",
+                action=action,
+                subject=f"{len(restored)} {what}(s) verify again and count again",
+                payload={"restored": [[rid, device_id] for rid, device_id, _ in restored]},
                 now_ns=now_ns(),
             )
     return len(stored)
@@ -235,6 +279,8 @@ def reverify(
         report.gpu_rounds += result.gpu_rounds
         report.failed.extend(result.failed)
         report.failed_gpu.extend(result.failed_gpu)
+        report.restored.extend(result.restored)
+        report.restored_gpu.extend(result.restored_gpu)
         report.verdicts += _store(service, result)
         done += size
         if progress is not None:
@@ -254,10 +300,10 @@ def reverify(
             store(check_chunk(url, c, config), len(c))
     else:
         raise ValueError(f"unknown engine {engine!r}; use local or ray")
-    if report.failed or report.failed_gpu:
-        # The devices of excluded rows, decided now on what remains.
-        failed_devices = {device_id for _, device_id, _ in report.failed + report.failed_gpu}
-        report.verdicts += service.recompute_all(devices_of=failed_devices)
+    changed = report.failed + report.failed_gpu + report.restored + report.restored_gpu
+    if changed:
+        # The devices of excluded and restored rows, decided now on what counts.
+        report.verdicts += service.recompute_all(devices_of={d for _, d, _ in changed})
     return report
 
 
@@ -272,7 +318,22 @@ def _exclude(
             .where(table.id == rid)
             .values(invalid_ns=at, invalid_reason=why[:MAX_REASON_CHARS])
         )
-    devices = sorted({device_id for _, device_id, _ in failed})
+    _mark_devices(session, failed)
+
+
+def _restore(
+    session: Session, table: type[RecordRow] | type[GpuRoundRow], restored: Sequence[Failure]
+) -> None:
+    """Clear the marks of rows that verify again, and mark their devices for a verdict."""
+    for rid, _, _ in restored:
+        session.execute(
+            update(table).where(table.id == rid).values(invalid_ns=None, invalid_reason=None)
+        )
+    _mark_devices(session, restored)
+
+
+def _mark_devices(session: Session, rows: Sequence[Failure]) -> None:
+    devices = sorted({device_id for _, device_id, _ in rows})
     for k in range(0, len(devices), 500):
         session.execute(
             update(DeviceRow)

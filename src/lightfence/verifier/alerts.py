@@ -40,6 +40,10 @@ class AlertKind(StrEnum):
     """Someone tried to enrol a device key already enrolled under another device id."""
     KEY_GPU_MISMATCH = "key-gpu-mismatch"
     """The key's caps and the GPU-signed rounds' caps are disjoint: moved or cloned key."""
+    TAMPERED_EVIDENCE = "tampered_evidence"
+    """A stored record or GPU round is no longer the signed row it claims to be (fleet.reverify):
+    edited in the database, or its signatures or evidence fail now. A later verdict does not
+    clear it: the database was written behind the verifier's back."""
 
 
 PER_LANDMARK = frozenset({AlertKind.LANDMARK_FLAGGED})

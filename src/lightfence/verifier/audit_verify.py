@@ -27,6 +27,7 @@ from lightfence.verifier.audit import (
     entry_hash,
     stream_entry_hash,
 )
+from lightfence.verifier.audit_rows import EvidenceRows
 from lightfence.verifier.models import AuditHeadRow, AuditRow, AuditStreamRow
 
 BATCH_ROWS = 5000
@@ -75,6 +76,7 @@ class _State:
 
     def __init__(self) -> None:
         self.latest: dict[tuple[str, str], tuple[Order, str | None]] = {}
+        self.evidence = EvidenceRows()
 
     def record(self, refs: list[Ref], order: Order) -> None:
         for table, key, digest in refs:
@@ -88,7 +90,9 @@ class _State:
 
 def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True) -> AuditReport:
     """Walk every chain; report every edited, deleted or reordered entry found, then (with
-    `state`) every registry or verdict row that differs from what the chains last recorded."""
+    `state`) every registry or verdict row that differs from what the chains last recorded,
+    and every stored record or GPU round inserted, replaced, deleted, marked or unmarked
+    outside the verifier (verifier.audit_rows)."""
     _snapshot(session)
     problems: list[str] = []
     states = _State()
@@ -108,6 +112,8 @@ def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True
         from lightfence.verifier.statehash import check_state
 
         problems.extend(check_state(session, states.recorded(), max_problems - len(problems)))
+    if state and len(problems) < max_problems:
+        problems.extend(states.evidence.check(session, max_problems - len(problems)))
     return AuditReport(count, main_hash, problems[:max_problems], 1 + len(stream_ids))
 
 
@@ -150,6 +156,7 @@ def _walk_main(
                     )
                 opened[chain] = name
         states.record(_state_refs(row.payload), (row.seq, 0, 0, 0))
+        states.evidence.record(row.action, row.payload)
         prev, expected_seq, last_seq = row.hash, row.seq + 1, row.seq
     head = heads.get(MAIN_CHAIN)
     if head is None:
@@ -213,6 +220,7 @@ def _walk_stream(
                     "entry recorded: a stream entry records only the verdicts it inserts"
                 )
         states.record(refs, (row.main_seq, 1, chain, row.seq))
+        states.evidence.record(row.action, row.payload)
         prev, expected_seq, last_seq, last_main = row.hash, row.seq + 1, row.seq, row.main_seq
     if head is None:
         if chain in opened:

@@ -60,6 +60,11 @@ COVERED: dict[str, Covered] = {
             "site_lon",
             "checkin_interval_s",
             "enrolled_ns",
+            # Since migration 0010: the licence's GPU and what a VERIFIED must locate, and
+            # retirement (an edited gpu_id let another chip's rounds verify the device).
+            "gpu_id",
+            "require_locates",
+            "retired_ns",
         ),
     ),
     "landmarks": Covered(
@@ -99,6 +104,13 @@ COVERED: dict[str, Covered] = {
             "liars",
             "tolerated_liars",
             "implicated",
+            # Since migration 0010: what the verdict locates (a token says it to gates), and
+            # the GPU verdict beside the key one.
+            "locates",
+            "key_kind",
+            "gpu_kind",
+            "gpu_inputs",
+            "alert",
         ),
     ),
 }
@@ -201,9 +213,10 @@ def table_refs(session: Session, table: str) -> Iterable[list[str | None]]:
         yield row_ref(table, dict(zip(names, row, strict=True)))
 
 
-def append_baseline(session: Session) -> None:
-    """One audit entry recording every covered row as it is now (the migration that introduced
-    state digests runs this, so rows written before it are checked from then on)."""
+def append_baseline(session: Session, payload: Mapping[str, Any] | None = None) -> None:
+    """One audit entry recording every covered row as it is now (the migrations that change
+    what is covered run this, so rows written before them are checked from then on), with
+    `payload` beside."""
     from lightfence.verifier import audit
 
     refs: list[list[str | None]] = []
@@ -215,7 +228,7 @@ def append_baseline(session: Session) -> None:
             actor="system",
             action="state.baseline",
             subject=f"{len(refs)} row(s)",
-            payload={},
+            payload=dict(payload or {}),
             now_ns=_now_ns(),
             state=refs,
         )
