@@ -224,3 +224,22 @@ def test_a_swapped_gpu_s_rounds_stop_counting(fleet: Fleet) -> None:
     assert _latest(fleet)[0] != VerdictKind.VERIFIED
     assert reverify(fleet.service, engine="local").failed_gpu == []
     assert _latest(fleet)[0] != VerdictKind.VERIFIED
+
+
+def test_reverify_without_the_verifiers_calibration_refuses_rather_than_exclude(
+    fleet: Fleet, db_url: str
+) -> None:
+    """`lightfence reverify --db URL` without `--config`: no calibration, so every stored
+    round's S_floor would look too high and every round would be excluded. Refused, exit 2,
+    nothing written."""
+    from typer.testing import CliRunner
+
+    from lightfence.cli.app import app
+
+    (out,) = fleet.service.ingest_gpu([gpu_round(fleet, "fra1", 0.5)], ADMIN)
+    result = CliRunner().invoke(app, ["reverify", "--db", db_url])
+    assert result.exit_code == 2 and "S_floor calibration" in result.output, result.output
+    assert "Traceback" not in result.output
+    with fleet.service.read() as s:
+        row = s.get(GpuRoundRow, out.record_id)
+        assert row is not None and row.invalid_ns is None

@@ -73,12 +73,15 @@ def reverify(
             "re-verifying", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as bar:
             task = bar.add_task("devices", total=None)
-            report = run(
-                service,
-                engine=engine.value,
-                chunk=chunk,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+            try:
+                report = run(
+                    service,
+                    engine=engine.value,
+                    chunk=chunk,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            except ValueError as exc:  # settings that would exclude honest rows
+                raise fail(str(exc)) from None
     finally:
         if engine is Engine.RAY:
             from lightfence.fleet.engine_ray import stop_ray

@@ -185,6 +185,22 @@ def _before_position(row: Any, since_ns: int, skew_ns: int) -> bool:
     return bool(since_ns) and int(row.measured_ns) < since_ns + skew_ns
 
 
+def _refuse_without_calibration(service: Service) -> None:
+    """A pass without the S_floor calibration the rounds were stored under would find every
+    round's floor above the calibration's (none: 0) and exclude them all: most likely a pass
+    run without the verifier's settings. ValueError, before anything is written."""
+    if service.gpu.calibration.floors_ns:
+        return
+    with service.read() as s:
+        floored = s.execute(select(GpuRoundRow.id).where(GpuRoundRow.floor_ns > 0).limit(1))
+        if floored.first() is not None:
+            raise ValueError(
+                "stored GPU rounds were measured with an S_floor calibration, and this "
+                "configuration has none: give the verifier's settings (--config FILE, or "
+                "gpu_calibration and gpu_calibration_keys) or every such round would be excluded"
+            )
+
+
 def _devices_with_records(service: Service) -> list[str]:
     """Enrolled devices with stored records or GPU rounds; a retired device gets no new verdict
     (as on the verifier's own path, where its records are refused)."""
@@ -265,6 +281,7 @@ def reverify(
     """Re-check every stored record and GPU round and store fresh verdicts. `engine`: local or
     ray (Ray must be started: fleet.engine_ray.start_ray). `progress(devices done, devices)`
     is called after each chunk is stored."""
+    _refuse_without_calibration(service)
     device_ids = _devices_with_records(service)
     report = ReverifyReport(devices=len(device_ids))
     if not device_ids:
