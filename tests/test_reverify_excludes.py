@@ -198,7 +198,51 @@ def test_a_malformed_row_fails_alone_and_the_pass_goes_on(db_url: str) -> None:
             "UPDATE landmarks SET position_since_ns = 1",
         )
         report = reverify(fleet.service, engine="local")
-        assert [(f[0], f[2].split(":")[0]) for f in report.failed] == [(bad, "malformed row")]
+        assert [f[0] for f in report.failed] == [bad]  # and the other record was checked
+        assert report.records == 2
         assert bad not in _latest_kind(fleet)[1]
+    finally:
+        fleet.service.close()
+
+
+def test_a_refuting_record_moved_onto_a_retired_device_is_found(db_url: str) -> None:
+    """Rows of retired devices are checked too: moving a record onto one (the foreign key
+    holds) took it out of its device's verdicts and out of every pass."""
+    fleet = make_fleet(db_url)
+    try:
+        (out,) = fleet.service.ingest([fleet.record("par1", 6.0)], ADMIN)
+        other = seeded_key("retired-device")
+        from lightfence.verifier.registry import Licence, enrol_device, retire_device
+        from verifier_support import identity_for
+
+        with fleet.service.write() as s:
+            enrol_device(s, identity_for(other), Licence(policy="in:DE"), "acme", ADMIN,
+                         time.time_ns())  # fmt: skip
+            retire_device(s, identity_for(other).device_id, "decommissioned", ADMIN, time.time_ns())
+        run_sql(db_url, f"UPDATE records SET device_id = '{identity_for(other).device_id}' "
+                        f"WHERE id = {out.record_id}")  # fmt: skip
+        report = reverify(fleet.service, engine="local")
+        assert [(f[0], f[2]) for f in report.failed] == [
+            (out.record_id, "stored columns differ from the signed body")
+        ]
+    finally:
+        fleet.service.close()
+
+
+def test_a_record_dated_before_its_landmarks_move_by_its_column_is_found(db_url: str) -> None:
+    """Whether a row predates its landmark's move is read from the signed body, after the
+    columns are compared with it: an edited measured_ns no longer hides a row from the pass."""
+    fleet = make_fleet(db_url)
+    try:
+        (out,) = fleet.service.ingest([fleet.record("par1", 6.0)], ADMIN)
+        run_sql(
+            db_url,
+            "UPDATE landmarks SET position_since_ns = 1000 WHERE id = 'par1'",
+            f"UPDATE records SET measured_ns = 5 WHERE id = {out.record_id}",
+        )
+        report = reverify(fleet.service, engine="local")
+        assert [(f[0], f[2]) for f in report.failed] == [
+            (out.record_id, "stored columns differ from the signed body")
+        ]
     finally:
         fleet.service.close()

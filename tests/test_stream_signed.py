@@ -342,11 +342,13 @@ def test_reverification_rechecks_stored_records_into_the_same_history(pg_url: st
         assert after == before + 3 + 3 + 3
         assert (victim, "tampered_evidence") in [tuple(a) for a in alerts]
         # A retired device gets no new verdict from re-verification either (its records are
-        # refused on the verifier's own path; the gate refuses its tokens).
+        # refused on the verifier's own path; the gate refuses its tokens), though its records
+        # are still checked.
         retired = records[-1].device_id
         with service.db.write() as s:
             s.execute(update(DeviceRow).where(DeviceRow.id == retired).values(retired_ns=1))
-        assert reverify(service, engine="local").devices == 2
+        report = reverify(service, engine="local")
+        assert (report.devices, report.records, report.verdicts) == (3, 12, 2)
     finally:
         service.close()
 

@@ -351,3 +351,34 @@ def test_evidence_rows_inserted_replaced_deleted_or_marked_outside_are_caught(
     ):
         assert any(words in p for p in problems), (words, problems)
     fleet.service.close()
+
+
+def test_a_deleted_rows_reused_id_and_an_id_below_one_are_caught(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Deleting the newest (refuting) record and letting the next honest one take its id (SQLite
+    reuses the highest id; on PostgreSQL the attacker winds the sequence back) leaves a store
+    entry for every row; the id stored twice gives it away. A row inserted with id 0 or below
+    is below any baseline's floor and still reported."""
+    fleet, _, _ = _busy_fleet(db_url, tmp_path)
+    with fleet.service.read() as s:
+        last = s.execute(text("SELECT MAX(id) FROM records")).scalar_one()
+    run_sql(db_url, f"DELETE FROM records WHERE id = {last}")
+    if not db_url.startswith("sqlite"):
+        run_sql(db_url, f"SELECT setval(pg_get_serial_sequence('records', 'id'), {last - 1})")
+    (out,) = fleet.service.ingest([fleet.record("ams1", 4.0)], ADMIN)
+    assert out.record_id == last
+    run_sql(
+        db_url,
+        "INSERT INTO records (id, record_hash, device_id, landmark_id, session_id, min_rtt_ns, "
+        f"measured_ns, received_ns, submitted_by, body) SELECT 0, '{'cd' * 32}', device_id, "
+        f"landmark_id, '{'ef' * 16}', min_rtt_ns, measured_ns, received_ns, submitted_by, body "
+        f"FROM records WHERE id = {last}",
+    )
+    problems = audit_problems(fleet)
+    for words in (
+        f"records row {last} was stored twice",
+        "records row 0 has no audit entry: inserted outside",
+    ):
+        assert any(words in p for p in problems), (words, problems)
+    fleet.service.close()

@@ -51,6 +51,7 @@ def reverify(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from lightfence.fleet.reverify import floors_without_calibration
     from lightfence.fleet.reverify import reverify as run
     from lightfence.verifier.config import normalise_db_url
     from lightfence.verifier.config_file import ConfigFileError, resolve, verifier_config
@@ -64,6 +65,16 @@ def reverify(
     except (ConfigFileError, DatabaseError, ValueError) as exc:
         raise fail(str(exc)) from None
     try:
+        if (
+            config is None
+            and settings.gpu_calibration is None
+            and floors_without_calibration(service)
+        ):
+            raise fail(
+                "stored GPU rounds were measured with an S_floor calibration, and no settings "
+                "name one: give the verifier's settings (--config FILE) or every such round "
+                "would be excluded"
+            )
         if engine is Engine.RAY:
             from lightfence.fleet.engine_ray import start_ray
 
@@ -73,15 +84,12 @@ def reverify(
             "re-verifying", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as bar:
             task = bar.add_task("devices", total=None)
-            try:
-                report = run(
-                    service,
-                    engine=engine.value,
-                    chunk=chunk,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
-            except ValueError as exc:  # settings that would exclude honest rows
-                raise fail(str(exc)) from None
+            report = run(
+                service,
+                engine=engine.value,
+                chunk=chunk,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     finally:
         if engine is Engine.RAY:
             from lightfence.fleet.engine_ray import stop_ray

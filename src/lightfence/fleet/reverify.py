@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lightfence.fleet.recheck import gpu_round_problem, record_problem
+from lightfence.fleet.recheck import NOT_COUNTED, gpu_round_problem, record_problem
 from lightfence.verifier import alerts, audit, gpu_verdicts, verdicts
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
@@ -97,7 +97,14 @@ def check_chunk(db_url: str, device_ids: Sequence[str], config: VerifierConfig) 
                 # two statements would otherwise check honest rows against the old key.
                 s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             _check_rows(s, device_ids, config, out)
-            bad = {d for _, d, _ in out.failed + out.failed_gpu}
+            retired = set(
+                s.execute(
+                    select(DeviceRow.id).where(
+                        one_of(DeviceRow.id, device_ids), DeviceRow.retired_ns.is_not(None)
+                    )
+                ).scalars()
+            )
+            bad = {d for _, d, _ in out.failed + out.failed_gpu} | retired
             good = [d for d in device_ids if d not in bad]
             pending = (
                 verdicts.read_pending(s, config, len(good), good, marked_only=False) if good else []
@@ -146,9 +153,9 @@ def _check_rows(
     for row in rows:
         lm = landmarks.get(row.landmark_id)
         try:
-            if lm is not None and _before_position(row, lm[1], skew_ns):
-                continue
-            why = record_problem(row, lm and lm[0], devices.get(row.device_id))
+            why = record_problem(
+                row, lm and lm[0], devices.get(row.device_id), _counts_from(lm, skew_ns)
+            )
         except (ValueError, TypeError) as exc:  # SQLite stores text in an integer column
             why = f"malformed row: {exc}"
         _sort(row, why, out.failed, out.restored)
@@ -163,9 +170,7 @@ def _check_rows(
         assert gpu is not None
         lm = landmarks.get(r.landmark_id)
         try:
-            if lm is not None and _before_position(r, lm[1], skew_ns):
-                continue
-            why = gpu_round_problem(r, lm and lm[0], gpu)
+            why = gpu_round_problem(r, lm and lm[0], gpu, _counts_from(lm, skew_ns))
         except (ValueError, TypeError) as exc:
             why = f"malformed row: {exc}"
         _sort(r, why, out.failed_gpu, out.restored_gpu)
@@ -173,41 +178,40 @@ def _check_rows(
 
 
 def _sort(row: Any, why: str | None, failed: list[Failure], restored: list[Failure]) -> None:
+    if why == NOT_COUNTED:
+        return
     if why is not None and row.invalid_ns is None:
         failed.append((row.id, row.device_id, why))
     elif why is None and row.invalid_ns is not None:
         restored.append((row.id, row.device_id, "holds again"))
 
 
-def _before_position(row: Any, since_ns: int, skew_ns: int) -> bool:
-    """Measured before its landmark moved or was re-keyed: it counts towards no verdict
-    (verifier.verdicts, verifier.gpu_verdicts), and its key is no longer there to check it."""
-    return bool(since_ns) and int(row.measured_ns) < since_ns + skew_ns
+def _counts_from(landmark: tuple[bytes, int] | None, skew_ns: int) -> int:
+    """From when a landmark's rows count: a row measured before it was taken before the
+    landmark moved or was re-keyed (verifier.verdicts, verifier.gpu_verdicts)."""
+    since_ns = landmark[1] if landmark is not None else 0
+    return since_ns + skew_ns if since_ns else 0
 
 
-def _refuse_without_calibration(service: Service) -> None:
-    """A pass without the S_floor calibration the rounds were stored under would find every
-    round's floor above the calibration's (none: 0) and exclude them all: most likely a pass
-    run without the verifier's settings. ValueError, before anything is written."""
+def floors_without_calibration(service: Service) -> bool:
+    """Whether stored GPU rounds have an S_floor while the service has no calibration: a pass
+    would find every such floor too high and exclude the rounds. Run without the verifier's
+    settings, that is a mistake (`lightfence reverify` refuses it without --config); with them,
+    it is what the pass is for (the calibration was withdrawn, or a floor was forged)."""
     if service.gpu.calibration.floors_ns:
-        return
+        return False
     with service.read() as s:
         floored = s.execute(select(GpuRoundRow.id).where(GpuRoundRow.floor_ns > 0).limit(1))
-        if floored.first() is not None:
-            raise ValueError(
-                "stored GPU rounds were measured with an S_floor calibration, and this "
-                "configuration has none: give the verifier's settings (--config FILE, or "
-                "gpu_calibration and gpu_calibration_keys) or every such round would be excluded"
-            )
+        return floored.first() is not None
 
 
 def _devices_with_records(service: Service) -> list[str]:
-    """Enrolled devices with stored records or GPU rounds; a retired device gets no new verdict
-    (as on the verifier's own path, where its records are refused)."""
+    """Devices with stored records or GPU rounds, retired ones too: their rows are checked
+    (a refuting row moved onto a retired device would otherwise be seen by no one), though a
+    retired device gets no new verdict (as on the verifier's own path)."""
     with service.read() as s:
-        live = select(DeviceRow.id).where(DeviceRow.retired_ns.is_(None))
-        keyed = select(RecordRow.device_id).distinct().where(RecordRow.device_id.in_(live))
-        gpu = select(GpuRoundRow.device_id).distinct().where(GpuRoundRow.device_id.in_(live))
+        keyed = select(RecordRow.device_id).distinct()
+        gpu = select(GpuRoundRow.device_id).distinct()
         return sorted(set(s.execute(keyed).scalars()) | set(s.execute(gpu).scalars()))
 
 
@@ -281,7 +285,6 @@ def reverify(
     """Re-check every stored record and GPU round and store fresh verdicts. `engine`: local or
     ray (Ray must be started: fleet.engine_ray.start_ray). `progress(devices done, devices)`
     is called after each chunk is stored."""
-    _refuse_without_calibration(service)
     device_ids = _devices_with_records(service)
     report = ReverifyReport(devices=len(device_ids))
     if not device_ids:

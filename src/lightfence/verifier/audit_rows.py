@@ -8,8 +8,9 @@ insert a signed row the verifier refused (a stale round, another GPU's), delete 
 refutes, mark an honest one invalid so that it counts for nothing, or clear a mark. Every
 stored row is named with its hash by a `record.store` or `gpu_round.store` entry, and every
 mark set or cleared by a `*.reverify_failed` or `*.reverify_restored` entry; rows stored before
-migration 0010 (whose baseline names the highest id of each table then) are checked only for
-what those entries say of them.
+migration 0010 are checked for what those entries say of them, and as a whole: its baseline
+names the highest id and the number of rows of each table then. A row id stored twice means the
+first row was deleted and its id reused (a rollback takes a row and its entry together).
 
 Memory: one id and hash per stored row, kept while the chains are walked.
 """
@@ -20,7 +21,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lightfence.verifier.models import GpuRoundRow, RecordRow
@@ -34,6 +35,8 @@ _FAILED = {"record.reverify_failed": "records", "gpu_round.reverify_failed": "gp
 _RESTORED = {"record.reverify_restored": "records", "gpu_round.reverify_restored": "gpu_rounds"}
 BASELINE_KEY = "evidence_rows_from"
 """In migration 0010's baseline payload: {table: highest row id then}."""
+COUNT_KEY = "evidence_rows_then"
+"""In migration 0010's baseline payload: {table: how many rows it had then}."""
 
 
 class EvidenceRows:
@@ -43,6 +46,8 @@ class EvidenceRows:
         self.stored: dict[str, dict[int, str]] = {t: {} for t in TABLES}
         self.marked: dict[str, set[int]] = {t: set() for t in TABLES}
         self.unnamed_up_to: dict[str, int] = {t: 0 for t in TABLES}
+        self.count_then: dict[str, int] = {t: 0 for t in TABLES}
+        self.twice: dict[str, list[int]] = {t: [] for t in TABLES}
 
     def record(self, action: str, payload: str) -> None:
         try:
@@ -52,9 +57,13 @@ class EvidenceRows:
 
     def _record(self, action: str, payload: str) -> None:
         if action in _STORE:
+            stored, twice = self.stored[_STORE[action]], self.twice[_STORE[action]]
             for item in _items(payload, "stored"):
                 if len(item) == 2:
-                    self.stored[_STORE[action]][int(item[0])] = str(item[1])
+                    rid = int(item[0])
+                    if rid in stored:  # a rollback takes a row and its entry together
+                        twice.append(rid)
+                    stored[rid] = str(item[1])
         elif action in _FAILED:
             self.marked[_FAILED[action]].update(int(i[0]) for i in _items(payload, "failed"))
         elif action in _RESTORED:
@@ -62,21 +71,31 @@ class EvidenceRows:
                 int(i[0]) for i in _items(payload, "restored")
             )
         elif action == "state.baseline" and BASELINE_KEY in payload:
-            for table, top in (json.loads(payload).get(BASELINE_KEY) or {}).items():
-                if table in self.unnamed_up_to:
-                    self.unnamed_up_to[table] = max(self.unnamed_up_to[table], int(top))
+            doc = json.loads(payload)
+            tops, counts = doc.get(BASELINE_KEY) or {}, doc.get(COUNT_KEY) or {}
+            for table in TABLES:  # the latest baseline's (a downgrade and upgrade run 0010 again)
+                self.unnamed_up_to[table] = int(tops.get(table, 0))
+                self.count_then[table] = int(counts.get(table, 0))
 
     def check(self, session: Session, max_problems: int) -> list[str]:
         problems: list[str] = []
         for table, model in TABLES.items():
             stored, marked = self.stored[table], self.marked[table]
+            floor, then = self.unnamed_up_to[table], self.count_then[table]
+            for rid in self.twice[table][:max_problems]:
+                problems.append(
+                    f"{table} row {rid} was stored twice: the row first stored under this id was "
+                    "deleted outside the verifier and its id reused"
+                )
             seen: set[int] = set()
+            up_to_floor = 0
             rows = select(model.id, model.record_hash, model.invalid_ns).order_by(model.id)
             for rid, digest, invalid_ns in session.execute(rows).yield_per(5000):
                 seen.add(rid)
+                up_to_floor += 0 < rid <= floor
                 named = stored.get(rid)
                 if named is None:
-                    if rid > self.unnamed_up_to[table]:
+                    if rid > floor or rid <= 0:
                         problems.append(
                             f"{table} row {rid} has no audit entry: inserted outside the verifier"
                         )
@@ -99,6 +118,11 @@ class EvidenceRows:
                     return problems
             for rid in sorted(set(stored) - seen)[: max_problems - len(problems)]:
                 problems.append(f"{table} row {rid} was stored, then deleted outside the verifier")
+            if floor and up_to_floor != then:
+                problems.append(
+                    f"{table} has {up_to_floor} rows with ids up to {floor}, {then} when migration "
+                    "0010 ran: rows inserted or deleted outside the verifier"
+                )
         return problems
 
 
@@ -111,9 +135,10 @@ def _items(payload: str, key: str) -> Iterable[list[Any]]:
 
 
 def baseline_payload(session: Session) -> dict[str, dict[str, int]]:
-    """What migration 0010's baseline says of the rows stored before it: the highest id."""
-    tops = {}
+    """What migration 0010's baseline says of the rows stored before it: the highest id, and
+    how many rows (an insertion into a gap below it, or a deletion, changes the count)."""
+    tops, counts = {}, {}
     for table, model in TABLES.items():
-        top = session.execute(select(model.id).order_by(model.id.desc()).limit(1)).scalar()
-        tops[table] = int(top or 0)
-    return {BASELINE_KEY: tops}
+        top, n = session.execute(select(func.max(model.id), func.count(model.id))).one()
+        tops[table], counts[table] = int(top or 0), int(n)
+    return {BASELINE_KEY: tops, COUNT_KEY: counts}
