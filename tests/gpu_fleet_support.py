@@ -9,12 +9,15 @@ import random
 import time
 from pathlib import Path
 
+from sqlalchemy import select
+
 from lightfence.attestation import AppraisalPolicy
 from lightfence.crypto.keys import SigningKey
 from lightfence.evidence.calibration import sign_calibration
 from lightfence.sim.gpu import STANDIN_HWMODEL, GpuStandIn, GpuTestRoot, SigningTime
 from lightfence.sim.gpu import emulate_gpu_round as emulate
 from lightfence.verifier.gpu_ingest import GpuRound
+from lightfence.verifier.models import VerdictRow
 from lightfence.verifier.registry import Licence, set_licence
 from record_factory import seeded_key
 from verifier_support import ADMIN, Fleet, make_fleet
@@ -96,3 +99,16 @@ def gpu_fleet(url: str, tmp: Path, *, require: str = "key", enrol_gpu: bool = Tr
         )
         set_licence(s, fleet.device_id, lic, ADMIN, time.time_ns())
     return fleet
+
+
+def latest_verdict(fleet: Fleet) -> VerdictRow:
+    """The device's newest stored verdict, detached from its session."""
+    with fleet.service.read() as s:
+        row = s.execute(
+            select(VerdictRow)
+            .where(VerdictRow.device_id == fleet.device_id)
+            .order_by(VerdictRow.id.desc())
+            .limit(1)
+        ).scalar_one()
+        s.expunge(row)
+        return row

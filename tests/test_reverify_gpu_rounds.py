@@ -13,13 +13,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text, update
 
-from gpu_fleet_support import FAST, ROOT, gpu_fleet, gpu_id_of, gpu_round, write_calibration
+from gpu_fleet_support import (
+    FAST,
+    ROOT,
+    gpu_fleet,
+    gpu_id_of,
+    gpu_round,
+    latest_verdict,
+    write_calibration,
+)
 from lightfence.core.kinds import VerdictKind
 from lightfence.fleet.reverify import reverify
 from lightfence.sim.gpu import GpuStandIn
 from lightfence.verifier import audit_verify
 from lightfence.verifier.clock import now_ns
-from lightfence.verifier.models import AlertRow, GpuRoundRow, VerdictRow
+from lightfence.verifier.models import AlertRow, GpuRoundRow
 from lightfence.verifier.registry import Licence, set_licence
 from lightfence.verifier.service import Service
 from verifier_support import ADMIN, Fleet, db_url, run_sql
@@ -39,14 +47,8 @@ def fleet(db_url: str, tmp_path: Path) -> Iterator[Fleet]:
 
 
 def _latest(fleet: Fleet) -> tuple[str, str, list[int]]:
-    with fleet.service.read() as s:
-        row = s.execute(
-            select(VerdictRow)
-            .where(VerdictRow.device_id == fleet.device_id)
-            .order_by(VerdictRow.id.desc())
-            .limit(1)
-        ).scalar_one()
-        return row.kind, row.locates, [int(i["gpu_round_id"]) for i in row.gpu_inputs or []]
+    row = latest_verdict(fleet)
+    return row.kind, row.locates, [int(i["gpu_round_id"]) for i in row.gpu_inputs or []]
 
 
 def _sql(url: str, statement: str) -> None:

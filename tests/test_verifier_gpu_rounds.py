@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from gpu_fleet_support import FAST, GPU, ROOT, gpu_fleet, gpu_id_of, gpu_round
+from gpu_fleet_support import latest_verdict as _latest
 from lightfence.attestation import AppraisalPolicy
 from lightfence.crypto.keys import SigningKey
 from lightfence.evidence.bundle import EvidenceBundle, check_bundle
@@ -43,7 +44,6 @@ from lightfence.verifier.models import (
     DeviceRow,
     GpuRoundRow,
     RejectionRow,
-    VerdictRow,
 )
 from lightfence.verifier.registry import Licence, enrol_device, set_landmark_status, set_licence
 from lightfence.verifier.service import Service
@@ -60,18 +60,6 @@ def fleet(db_url: str, tmp_path: Path) -> Iterator[Fleet]:
     f = gpu_fleet(db_url, tmp_path)
     yield f
     f.service.close()
-
-
-def _latest(fleet: Fleet) -> VerdictRow:
-    with fleet.service.read() as s:
-        row = s.execute(
-            select(VerdictRow)
-            .where(VerdictRow.device_id == fleet.device_id)
-            .order_by(VerdictRow.id.desc())
-            .limit(1)
-        ).scalar_one()
-        s.expunge(row)
-        return row
 
 
 def _alerts(fleet: Fleet, kind: str) -> list[AlertRow]:
