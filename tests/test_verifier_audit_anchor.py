@@ -314,6 +314,19 @@ def test_rows_digested_before_0010_verify_after_its_baseline(
     with again.read() as s:
         assert audit_verify.verify_chain(s).ok, audit_verify.verify_chain(s).problems
     again.dispose()
+    # The same, with rows edited with SQL before the upgrade: the baseline does not bless them.
+    run_sql(
+        db_url,
+        "UPDATE alembic_version SET version_num = '0009'",
+        "UPDATE verdicts SET reason = 'all fine' WHERE id = (SELECT MIN(id) FROM verdicts)",
+        "UPDATE landmarks SET lat = 1.0 WHERE id = 'fra1'",
+    )
+    db.upgrade(again)
+    with again.read() as s:
+        problems = audit_verify.verify_chain(s).problems
+    assert len(problems) == 2, problems
+    assert any("verdicts row" in p for p in problems) and any("fra1" in p for p in problems)
+    run_sql(db_url, "UPDATE landmarks SET lat = 50.11 WHERE id = 'fra1'")  # fmt: skip
     run_sql(db_url, f"UPDATE devices SET gpu_id = '{'ab' * 16}' WHERE id = '{fleet.device_id}'")
     again = db.Database(db_url)
     with again.read() as s:

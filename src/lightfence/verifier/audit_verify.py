@@ -95,6 +95,24 @@ def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True
     outside the verifier (verifier.audit_rows)."""
     _snapshot(session)
     problems: list[str] = []
+    count, main_hash, chains, states = _walk(session, problems, max_problems)
+    if state and len(problems) < max_problems:
+        from lightfence.verifier.statehash import check_state
+
+        problems.extend(check_state(session, states.recorded(), max_problems - len(problems)))
+    if state and len(problems) < max_problems:
+        problems.extend(states.evidence.check(session, max_problems - len(problems)))
+    return AuditReport(count, main_hash, problems[:max_problems], chains)
+
+
+def recorded_digests(session: Session) -> dict[tuple[str, str], str | None]:
+    """The digest the chains last recorded for each covered row (a migration that changes the
+    column lists checks the rows against these before recording them afresh)."""
+    return _walk(session, [], 0)[3].recorded()
+
+
+def _walk(session: Session, problems: list[str], max_problems: int) -> tuple[int, str, int, _State]:
+    """Every chain walked: (entries, main head hash, chains, state recorded)."""
     states = _State()
     heads = {h.id: h for h in session.execute(select(AuditHeadRow)).scalars()}
     opened: dict[int, str] = {}
@@ -105,16 +123,10 @@ def verify_chain(session: Session, *, max_problems: int = 20, state: bool = True
         | set(session.execute(select(AuditStreamRow.chain).distinct()).scalars())
     )
     for chain in stream_ids:
-        if len(problems) >= max_problems:
+        if max_problems and len(problems) >= max_problems:
             break
         count += _walk_stream(session, chain, heads, opened, main_last, problems, states)
-    if state and len(problems) < max_problems:
-        from lightfence.verifier.statehash import check_state
-
-        problems.extend(check_state(session, states.recorded(), max_problems - len(problems)))
-    if state and len(problems) < max_problems:
-        problems.extend(states.evidence.check(session, max_problems - len(problems)))
-    return AuditReport(count, main_hash, problems[:max_problems], 1 + len(stream_ids))
+    return count, main_hash, 1 + len(stream_ids), states
 
 
 def _snapshot(session: Session) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,8 +133,12 @@ def _normal(model: type[Base], column: str, value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def digest(table: str, values: Mapping[str, Any]) -> str:
-    c = COVERED[table]
+def digest(
+    table: str, values: Mapping[str, Any], covered: Mapping[str, Covered] | None = None
+) -> str:
+    """The row's digest over `covered`'s columns (COVERED's; a migration passes the lists it
+    replaces, to check rows against digests recorded under them)."""
+    c = (covered or COVERED)[table]
     body = [table, str(values[c.key])] + [_normal(c.model, col, values[col]) for col in c.columns]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -203,25 +207,40 @@ def _now_ns() -> int:
     return now_ns()
 
 
-def table_refs(session: Session, table: str) -> Iterable[list[str | None]]:
+def table_values(session: Session, table: str) -> Iterable[dict[str, Any]]:
+    """Every row of a covered table: its key and covered columns."""
     c = COVERED[table]
     mapper = inspect(c.model)
     cols = [mapper.columns[n] for n in (c.key, *c.columns)]
     names = [c.key, *c.columns]
     order = mapper.columns[c.key]
     for row in session.execute(select(*cols).order_by(order)).yield_per(5000):
-        yield row_ref(table, dict(zip(names, row, strict=True)))
+        yield dict(zip(names, row, strict=True))
 
 
-def append_baseline(session: Session, payload: Mapping[str, Any] | None = None) -> None:
+def table_refs(session: Session, table: str) -> Iterable[list[str | None]]:
+    for values in table_values(session, table):
+        yield row_ref(table, values)
+
+
+def append_baseline(
+    session: Session,
+    payload: Mapping[str, Any] | None = None,
+    keep: Callable[[str, Mapping[str, Any]], bool] | None = None,
+) -> None:
     """One audit entry recording every covered row as it is now (the migrations that change
     what is covered run this, so rows written before them are checked from then on), with
-    `payload` beside."""
+    `payload` beside; with `keep`, only the rows it keeps (the others stay as the chain last
+    recorded them, and reported as they were)."""
     from lightfence.verifier import audit
 
     refs: list[list[str | None]] = []
     for table in COVERED:
-        refs.extend(table_refs(session, table))
+        refs.extend(
+            row_ref(table, values)
+            for values in table_values(session, table)
+            if keep is None or keep(table, values)
+        )
     if refs:
         audit.append(
             session,
