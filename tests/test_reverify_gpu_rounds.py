@@ -228,7 +228,7 @@ def test_a_swapped_gpu_s_rounds_stop_counting(fleet: Fleet) -> None:
     assert _latest(fleet)[0] != VerdictKind.VERIFIED
 
 
-def test_reverify_without_the_verifiers_calibration_refuses_rather_than_exclude(
+def test_reverify_without_the_verifiers_settings_refuses_rather_than_exclude(
     fleet: Fleet, db_url: str
 ) -> None:
     """`lightfence reverify --db URL` without `--config`: no calibration, so every stored
@@ -242,6 +242,13 @@ def test_reverify_without_the_verifiers_calibration_refuses_rather_than_exclude(
     result = CliRunner().invoke(app, ["reverify", "--db", db_url])
     assert result.exit_code == 2 and "S_floor calibration" in result.output, result.output
     assert "Traceback" not in result.output
+    with fleet.service.read() as s:
+        row = s.get(GpuRoundRow, out.record_id)
+        assert row is not None and row.invalid_ns is None
+    # Without a floor, the GPU root: the test root is not the default one the pass would use.
+    run_sql(db_url, "UPDATE gpu_rounds SET floor_ns = 0")
+    result = CliRunner().invoke(app, ["reverify", "--db", db_url])
+    assert result.exit_code == 2 and "default GPU root" in result.output, result.output
     with fleet.service.read() as s:
         row = s.get(GpuRoundRow, out.record_id)
         assert row is not None and row.invalid_ns is None

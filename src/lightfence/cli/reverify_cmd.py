@@ -51,7 +51,7 @@ def reverify(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from lightfence.fleet.reverify import floors_without_calibration
+    from lightfence.fleet.reverify import floors_without_calibration, newest_round_unappraised
     from lightfence.fleet.reverify import reverify as run
     from lightfence.verifier.config import normalise_db_url
     from lightfence.verifier.config_file import ConfigFileError, resolve, verifier_config
@@ -74,6 +74,16 @@ def reverify(
                 "stored GPU rounds were measured with an S_floor calibration, and no settings "
                 "name one: give the verifier's settings (--config FILE) or every such round "
                 "would be excluded"
+            )
+        unappraised = (
+            newest_round_unappraised(service)
+            if config is None and settings.gpu_root is None
+            else None
+        )
+        if unappraised is not None:
+            raise fail(
+                f"the newest stored GPU round fails under the default GPU root ({unappraised}): "
+                "give the verifier's settings (--config FILE) or every round would be excluded"
             )
         if engine is Engine.RAY:
             from lightfence.fleet.engine_ray import start_ray

@@ -24,6 +24,7 @@ from lightfence.protocol.record import MeasurementRecord, RecordError, verify
 from lightfence.verifier.gpu_ingest import GpuChecker, floor_ns_of, gpu_round_hash
 from lightfence.verifier.ingest import record_hash
 
+REAPPRAISAL_FAILED = "re-appraisal failed"
 NOT_COUNTED = ""
 """What the checks return for a row that is its signed body but predates its landmark's current
 position or key: it counts towards no verdict, so it is neither failed nor restored."""
@@ -106,7 +107,7 @@ def gpu_round_problem(
             rec, evidence, lm_key, gpu.policy, rec.measured_at_unix_ns / 1e9
         )
     except GpuRoundError as exc:
-        return f"re-appraisal failed: {exc}"
+        return f"{REAPPRAISAL_FAILED}: {exc}"
     floor_ns = floor_ns_of(gpu.calibration, appraisal, rec.rtt_ns)
     if row.floor_ns > floor_ns:
         return (

@@ -42,7 +42,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lightfence.fleet.recheck import NOT_COUNTED, gpu_round_problem, record_problem
+from lightfence.fleet.recheck import (
+    NOT_COUNTED,
+    REAPPRAISAL_FAILED,
+    gpu_round_problem,
+    record_problem,
+)
 from lightfence.verifier import alerts, audit, gpu_verdicts, verdicts
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
@@ -203,6 +208,26 @@ def floors_without_calibration(service: Service) -> bool:
     with service.read() as s:
         floored = s.execute(select(GpuRoundRow.id).where(GpuRoundRow.floor_ns > 0).limit(1))
         return floored.first() is not None
+
+
+def newest_round_unappraised(service: Service) -> str | None:
+    """Why the newest unmarked GPU round fails re-appraisal under the service's GPU root, or
+    None. A pass whose root is not the verifier's would exclude every round; `lightfence
+    reverify` without --config refuses to run when even the newest one fails."""
+    with service.read() as s:
+        row = s.execute(
+            select(GpuRoundRow)
+            .where(GpuRoundRow.invalid_ns.is_(None))
+            .order_by(GpuRoundRow.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        key = s.execute(
+            select(LandmarkRow.public_key).where(LandmarkRow.id == row.landmark_id)
+        ).scalar_one_or_none()
+        why = gpu_round_problem(row, None if key is None else bytes.fromhex(key), service.gpu)
+    return why if why and why.startswith(REAPPRAISAL_FAILED) else None
 
 
 def _devices_with_records(service: Service) -> list[str]:
