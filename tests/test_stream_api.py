@@ -109,3 +109,44 @@ def test_rate_arithmetic() -> None:
     assert rate.update(_lag([0, 0], [60, 10]), 170.0)["records_per_s"] is None
     assert rate.update(_lag([0, 0], [60, 10], topic="u"), 175.0)["records_per_s"] is None
     assert rate.update(_lag([6, 0], [60, 10], topic="u"), 178.0)["records_per_s"] == 2.0
+
+
+def test_a_burst_of_readers_costs_the_broker_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight dashboards at once (or one token polling hard): one broker read, its answer for all;
+    and an unreachable broker makes them wait once, not eight times over."""
+    import asyncio
+
+    import httpx
+
+    from lightfence.verifier.api import routes_stream
+    from lightfence.verifier.stream_lag import LagUnavailable
+
+    reads: list[str] = []
+
+    def slow_read(source: object) -> dict[str, object]:
+        reads.append("read")
+        time.sleep(0.3)
+        if len(reads) > 1:
+            raise LagUnavailable("broker 127.0.0.1:1 did not answer")
+        return _lag([1, 2], [3, 4])
+
+    monkeypatch.setattr(routes_stream, "group_lag", slow_read)
+    with _client(tmp_path, "kafka://127.0.0.1:1/records") as client:
+        headers = _bearer(client, Role.ADMIN)
+        app = client.app
+
+        async def bursts() -> tuple[list[httpx.Response], list[httpx.Response]]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                gets = [c.get("/stream", headers=headers) for _ in range(8)]
+                first = await asyncio.gather(*gets)
+                gets = [c.get("/stream", headers=headers) for _ in range(8)]  # a later burst
+                return first, await asyncio.gather(*gets)
+
+        first, second = asyncio.run(bursts())
+        assert [r.status_code for r in first] == [200] * 8 and len(reads) == 2
+        assert {tuple(p["lag"] for p in r.json()["partitions"]) for r in first} == {(2, 2)}
+        assert [r.status_code for r in second] == [503] * 8
+        assert "did not answer" in second[0].json()["detail"]
