@@ -225,6 +225,10 @@ def test_a_refuting_record_moved_onto_a_retired_device_is_found(db_url: str) -> 
         assert [(f[0], f[2]) for f in report.failed] == [
             (out.record_id, "stored columns differ from the signed body")
         ]
+        with fleet.service.read() as s:  # and the retired device is given no verdict
+            retired = s.get(DeviceRow, identity_for(other).device_id)
+            assert retired is not None and not retired.needs_verdict
+            assert queries.latest_verdict(s, retired.id) is None
     finally:
         fleet.service.close()
 

@@ -347,8 +347,18 @@ def reverify(
         raise ValueError(f"unknown engine {engine!r}; use local or ray")
     changed = report.failed + report.failed_gpu + report.restored + report.restored_gpu
     if changed:
-        # The devices of excluded and restored rows, decided now on what counts.
-        report.verdicts += service.recompute_all(devices_of={d for _, d, _ in changed})
+        # The live devices of excluded and restored rows, decided now on what counts.
+        with service.read() as s:
+            live = set(
+                s.execute(
+                    select(DeviceRow.id).where(
+                        one_of(DeviceRow.id, sorted({d for _, d, _ in changed})),
+                        DeviceRow.retired_ns.is_(None),
+                    )
+                ).scalars()
+            )
+        if live:
+            report.verdicts += service.recompute_all(devices_of=live)
     return report
 
 
@@ -378,10 +388,11 @@ def _restore(
 
 
 def _mark_devices(session: Session, rows: Sequence[Failure]) -> None:
+    """The live devices of `rows`, marked for a verdict (a retired one gets none)."""
     devices = sorted({device_id for _, device_id, _ in rows})
     for k in range(0, len(devices), 500):
         session.execute(
             update(DeviceRow)
-            .where(one_of(DeviceRow.id, devices[k : k + 500]))
+            .where(one_of(DeviceRow.id, devices[k : k + 500]), DeviceRow.retired_ns.is_(None))
             .values(needs_verdict=True, dirty_seq=DeviceRow.dirty_seq + 1)
         )
