@@ -252,3 +252,19 @@ def test_reverify_without_the_verifiers_settings_refuses_rather_than_exclude(
     with fleet.service.read() as s:
         row = s.get(GpuRoundRow, out.record_id)
         assert row is not None and row.invalid_ns is None
+
+
+def test_a_reason_quoting_an_edited_body_is_one_bounded_line(fleet: Fleet) -> None:
+    """The reason quotes the row (here a made-up field name: 5,000 characters and a terminal
+    escape); it goes into an alert, an audit entry and the CLI's output, bounded and printable."""
+    rid, _ = _honest_far_round(fleet)
+    with fleet.service.write() as s:
+        row = s.get(GpuRoundRow, rid)
+        assert row is not None
+        s.execute(
+            update(GpuRoundRow)
+            .where(GpuRoundRow.id == rid)
+            .values(body={**row.body, "x" * 5000 + "\x1b[2J\n": 1})
+        )
+    (failed,) = reverify(fleet.service, engine="local").failed_gpu
+    assert failed[0] == rid and len(failed[2]) <= 500 and failed[2].isprintable()

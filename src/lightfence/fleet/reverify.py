@@ -48,6 +48,7 @@ from lightfence.fleet.recheck import (
     gpu_round_problem,
     record_problem,
 )
+from lightfence.model.text import one_line
 from lightfence.verifier import alerts, audit, gpu_verdicts, verdicts
 from lightfence.verifier.clock import now_ns
 from lightfence.verifier.config import VerifierConfig
@@ -186,7 +187,9 @@ def _sort(row: Any, why: str | None, failed: list[Failure], restored: list[Failu
     if why == NOT_COUNTED:
         return
     if why is not None and row.invalid_ns is None:
-        failed.append((row.id, row.device_id, why))
+        # Bounded once, here: the reason quotes what the row holds (an edited body's fields, a
+        # malformed column), and goes on into an alert, an audit entry, the column and the CLI.
+        failed.append((row.id, row.device_id, one_line(why, MAX_REASON_CHARS)))
     elif why is None and row.invalid_ns is not None:
         restored.append((row.id, row.device_id, "holds again"))
 
@@ -369,9 +372,7 @@ def _exclude(
     at = now_ns()
     for rid, _, why in failed:
         session.execute(
-            update(table)
-            .where(table.id == rid)
-            .values(invalid_ns=at, invalid_reason=why[:MAX_REASON_CHARS])
+            update(table).where(table.id == rid).values(invalid_ns=at, invalid_reason=why)
         )
     _mark_devices(session, failed)
 
