@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lightfence.cli.errors import fail
+from lightfence.cli.fleet_cmd import Engine
 
 commands = typer.Typer()
 """This module's top-level commands; lightfence.cli.app loads it only to run one of them."""
-
-
-class Engine(StrEnum):
-    LOCAL = "local"
-    RAY = "ray"
 
 
 @commands.command()
