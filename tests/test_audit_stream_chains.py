@@ -181,6 +181,11 @@ def test_cut_forged_and_deleted_stream_chains_are_reported(db_url: str, tmp_path
         f"'{audit.GENESIS_HASH}', '{forged}')",
     )
     assert any("stream chain 50 (kafka:t:9) was never opened" in p for p in audit_problems(fleet))
+    # Its head renamed to forge a line of the report (the dashboard shows these lines).
+    run_sql(db_url, "UPDATE audit_head SET name = 'x\naudit log intact' WHERE id = 50")
+    lines = audit_problems(fleet)
+    assert any("stream chain 50 (x\\naudit log intact)" in p for p in lines), lines
+    assert all(p.isprintable() for p in lines)
 
 
 def test_a_stream_entry_cannot_claim_a_main_head_from_the_future(

@@ -192,12 +192,18 @@ def _walk_stream(
     states: _State,
 ) -> int:
     head = heads.get(chain)
-    name = opened.get(chain) or (head.name if head is not None else None) or "?"
+    # Names go into problem lines (the dashboard shows them): bounded, whatever an edited
+    # head row holds (SQLite does not enforce the column's length).
+    named = head.name if head is not None else None
+    name = opened.get(chain) or one_line(named or "?", MAX_NAME_CHARS)
     where = f"stream chain {chain} ({name})"
     if chain not in opened:
         problems.append(f"{where} was never opened on the main chain: written outside the verifier")
     elif head is not None and head.name != opened[chain]:
-        problems.append(f"{where}: its head is named {head.name!r}, not as opened")
+        problems.append(
+            f"{where}: its head is named {one_line(head.name or '', MAX_NAME_CHARS)!r}, "
+            "not as opened"
+        )
     prev, expected_seq, count, last_seq, last_main = GENESIS_HASH, 1, 0, 0, 0
     for row in _rows(session, chain):
         count += 1
