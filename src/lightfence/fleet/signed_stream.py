@@ -255,19 +255,19 @@ class SignedStreamWorker:
         kept: list[MeasurementRecord] = []
         outcomes: list[Outcome] = []
         for rec in records:
-            for attempt in (1, 2):
+            try:
                 try:
-                    outcomes.extend(self._ingest([rec], chains))
-                    kept.append(rec)
-                    break
-                except (DataError, IntegrityError) as exc:
-                    if attempt == 1 and isinstance(exc, IntegrityError):
-                        continue
-                    self.stats.bad_messages += 1
-                    self.metrics.bad_messages.inc()
-                    log.warning("record of device %r refused by the database: %s",
-                                rec.device_id, _refusal(exc))  # fmt: skip
-                    break
+                    out = self._ingest([rec], chains)
+                except IntegrityError:  # once more: see above
+                    out = self._ingest([rec], chains)
+            except (DataError, IntegrityError) as exc:
+                self.stats.bad_messages += 1
+                self.metrics.bad_messages.inc()
+                log.warning("record of device %r refused by the database: %s",
+                            rec.device_id, _refusal(exc))  # fmt: skip
+                continue
+            outcomes.extend(out)
+            kept.append(rec)
         return kept, outcomes
 
     def recompute(self) -> None:

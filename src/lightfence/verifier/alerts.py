@@ -50,6 +50,7 @@ PER_LANDMARK = frozenset({AlertKind.LANDMARK_FLAGGED})
 """Kinds about a landmark itself: one open alert per landmark, not one per kind."""
 ALERT_LOCK_CLASS = 0x6C66
 """PostgreSQL advisory lock class (the two-key form) of one open alert's (kind, device)."""
+_ALERT_LOCK = text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema() || :k))")
 
 
 def raise_alert(
@@ -77,12 +78,11 @@ def raise_alert(
             if landmark_id is None
             else AlertRow.landmark_id == landmark_id
         )
-    if session.get_bind().dialect.name == "postgresql":
+    if audit.on_postgresql(session):
         # Writers on different stream chains (verifier.audit) run side by side: without this
         # lock both would find no open alert and add one each.
         key = f"{kind.value}\n{device_id}\n{landmark_id if kind in PER_LANDMARK else ''}"
-        lock = text("SELECT pg_advisory_xact_lock(:c, hashtext(current_schema() || :k))")
-        session.execute(lock, {"c": ALERT_LOCK_CLASS, "k": key})
+        session.execute(_ALERT_LOCK, {"c": ALERT_LOCK_CLASS, "k": key})
     open_id = session.execute(select(AlertRow.id).where(*same).limit(1)).scalar_one_or_none()
     if open_id is not None and not count_repeats:
         return None

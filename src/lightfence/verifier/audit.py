@@ -73,7 +73,7 @@ def stream_entry_hash(
     return hashlib.sha256((prev_hash + "\n" + body).encode()).hexdigest()
 
 
-def _on_postgresql(session: Session) -> bool:
+def on_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -84,7 +84,7 @@ def lock_head(session: Session) -> AuditHeadRow:
         return held
     if _STREAM_KEY in session.info:
         raise AuditError("a stream-chain transaction cannot also write the main chain")
-    if _on_postgresql(session):
+    if on_postgresql(session):
         session.execute(_WRITERS_EXCLUSIVE, {"c": WRITERS_LOCK_CLASS})
     head = session.execute(
         select(AuditHeadRow)
@@ -127,7 +127,7 @@ def lock_stream(session: Session, chains: Sequence[int]) -> StreamLock:
     wanted = sorted(set(chains))
     if not wanted or MAIN_CHAIN in wanted:
         raise AuditError(f"stream chains to lock must be given, and not the main one: {wanted}")
-    if _on_postgresql(session):
+    if on_postgresql(session):
         session.execute(_WRITERS_SHARED, {"c": WRITERS_LOCK_CLASS})
     main_seq = session.execute(
         select(AuditHeadRow.seq).where(AuditHeadRow.id == MAIN_CHAIN)

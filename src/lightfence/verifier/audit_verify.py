@@ -25,6 +25,7 @@ from lightfence.verifier.audit import (
     MAIN_CHAIN,
     STATE_KEY,
     entry_hash,
+    on_postgresql,
     stream_entry_hash,
 )
 from lightfence.verifier.audit_rows import EvidenceRows
@@ -134,7 +135,7 @@ def _snapshot(session: Session) -> None:
     for a reader, and heads, chains and state tables read at different moments would disagree
     (SQLite's read transaction is a snapshot already). Only possible before the session's
     transaction has begun; a caller that read before keeps its own isolation."""
-    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+    if on_postgresql(session) and not session.in_transaction():
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 

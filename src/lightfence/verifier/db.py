@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lightfence.verifier import statehash
 from lightfence.verifier.config import normalise_db_url
 
+log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
@@ -149,7 +150,5 @@ def again_if_rolled_back(work: Callable[[], T]) -> T:
             state = getattr(exc.orig, "sqlstate", None)
             if state not in _ROLLED_BACK_SQLSTATES or attempt == ROLLED_BACK_RETRIES:
                 raise
-            logging.getLogger(__name__).info(
-                "transaction rolled back by the database (%s); running it again", state
-            )
+            log.info("transaction rolled back by the database (%s); running it again", state)
     raise AssertionError("unreachable")
